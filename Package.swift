@@ -1,0 +1,73 @@
+// swift-tools-version:5.9
+// Coalesce: few-step image generation engine. See ARCHITECTURE.md for the layer diagram.
+import PackageDescription
+
+// Release builds of the C library and plugins link the Swift runtime statically so that
+// `libcoalesce.so` runs on hosts without the Swift toolchain (see Makefile `install`).
+let package = Package(
+    name: "Coalesce",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "coalesce", targets: ["coalesce"]),
+        .executable(name: "coalesced", targets: ["coalesced"]),
+        .library(name: "CoalesceLib", type: .dynamic, targets: ["CoalesceC"]),  // installed as libcoalesce.so
+        .library(name: "CoalescerBackend", type: .dynamic, targets: ["CoalescerBackend"]),
+        .library(name: "TestPatternBackend", type: .dynamic, targets: ["TestPatternBackend"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // ---- C system libraries and private C helpers -------------------------------------
+        .target(name: "CCoalesceBLAS", path: "Sources/CCoalesceBLAS",
+                linkerSettings: [.linkedLibrary("dl")]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZLib", path: "Sources/CZLib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", pkgConfig: "libzmq",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
+                       providers: [.apt(["libprotobuf-c-dev"])]),
+        .target(name: "CCoalesceABI", path: "Sources/CCoalesceABI"),
+        .target(name: "CCoalesceProto", dependencies: ["CProtobufC"], path: "Sources/CCoalesceProto"),
+        .target(name: "CFaissShim", path: "Sources/CFaissShim",
+                cxxSettings: [.unsafeFlags(["-fopenmp"])],
+                linkerSettings: [.unsafeFlags(["-Xlinker", "/usr/lib/x86_64-linux-gnu/libfaiss.a"]),
+                                 .linkedLibrary("gomp"), .linkedLibrary("stdc++")]),
+
+        // ---- Layers (arrows point down) ----------------------------------------------------
+        .target(name: "Tensor", dependencies: ["CCoalesceBLAS"]),
+        .target(name: "ImageIO", dependencies: ["CPNG", "CZLib"]),
+        .target(name: "Models", dependencies: ["Tensor"]),
+        .target(name: "Training", dependencies: ["Models", "ImageIO", "CFaissShim"]),
+        .target(name: "Engine", dependencies: ["CCoalesceABI", "ImageIO",
+                                               .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Service", dependencies: ["Engine", "CZMQ", "CCoalesceProto",
+                                                .product(name: "Logging", package: "swift-log")]),
+
+        // ---- Faces -------------------------------------------------------------------------
+        .executableTarget(name: "coalesce", dependencies: [
+            "Tensor", "Models", "Training", "Engine", "Service", "ImageIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "coalesced", dependencies: [
+            "Engine", "Service",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "CoalesceC", dependencies: ["Engine", "ImageIO"]),
+
+        // ---- Backends (each its own shared library, loaded with dlopen) ---------------------
+        .target(name: "CoalescerBackend", dependencies: ["CCoalesceABI", "Models"], path: "Plugins/Coalescer"),
+        .target(name: "TestPatternBackend", dependencies: ["CCoalesceABI"], path: "Plugins/TestPattern"),
+
+        // ---- Tests -------------------------------------------------------------------------
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Engine"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// Placeholder; the coalescer backend plugin lands with issue 4.

@@ -1,0 +1,1 @@
+// Placeholder; the C test backend lands with the daemon issue.

@@ -1,0 +1,1 @@
+// Header-only target exposing Include/coalesce_backend.h to Swift.

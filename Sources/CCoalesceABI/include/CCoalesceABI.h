@@ -1,0 +1,1 @@
+#include "../../../Include/coalesce_backend.h"

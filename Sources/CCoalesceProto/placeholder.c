@@ -1,0 +1,1 @@
+// Generated protobuf-c code goes here (scripts/gen-proto.sh).

@@ -1,0 +1,1 @@
+// FAISS shim lands with the coalescer issue.

@@ -1,0 +1,1 @@
+// CoalesceC module. See ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// Engine module. See ARCHITECTURE.md.

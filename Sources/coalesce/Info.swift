@@ -1,0 +1,23 @@
+import ArgumentParser
+import Foundation
+import Tensor
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print versions, the BLAS core and threads, CPU features and the models found.")
+
+    func run() throws {
+        let loadError = BLAS.load()
+        print("coalesce \(CoalesceVersion.string)")
+        print("cpu features:   \(BLAS.cpuFeatures)")
+        print("blas core:      \(BLAS.coreName) (chosen by: \(BLAS.coreSource); preferred for this CPU: \(BLAS.preferredCore.isEmpty ? "none" : BLAS.preferredCore))")
+        print("blas threads:   \(BLAS.threads)")
+        print("blas config:    \(BLAS.config)")
+        print("compute threads: \(Runtime.threads)")
+        if let loadError { print("warning: OpenBLAS not loaded, using slow fallback: \(loadError)") }
+    }
+}
+
+enum CoalesceVersion {
+    static let string = "0.1.0"
+}

@@ -1,0 +1,1 @@
+print("coalesced: not yet implemented")

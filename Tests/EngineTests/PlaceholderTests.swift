@@ -1,0 +1,5 @@
+import XCTest
+
+final class EnginePlaceholderTests: XCTestCase {
+    func testModuleBuilds() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class ImageIOPlaceholderTests: XCTestCase {
+    func testModuleBuilds() {}
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian and PyPI packages Coalesce needs, only those missing. Idempotent.
+# Used by `make` (every target that builds) and by .ci/run.
+set -euo pipefail
+DEBS=(pkg-config libopenblas-dev libpng-dev zlib1g-dev libzmq3-dev libprotobuf-c-dev
+      protobuf-c-compiler libfaiss-dev dataset-fashion-mnist)
+missing=()
+for p in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing Debian packages: ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+PY=${PYTHON:-python3}
+pymissing=()
+for m in numpy:numpy safetensors:safetensors zmq:pyzmq google.protobuf:protobuf pytest:pytest; do
+    "$PY" -c "import ${m%%:*}" 2>/dev/null || pymissing+=("${m#*:}")
+done
+if [ ${#pymissing[@]} -gt 0 ]; then
+    echo "install-deps: installing Python packages: ${pymissing[*]}"
+    "$PY" -m pip install -q "${pymissing[@]}"
+fi
