@@ -35,12 +35,14 @@ extern "C" {
 #endif
 
 #define CZ_BACKEND_ABI_MAJOR 1
-#define CZ_BACKEND_ABI_MINOR 0
+#define CZ_BACKEND_ABI_MINOR 1   /* 1: optional generate_batch slot */
 
 /* The one exported symbol's name, for dlsym. */
 #define CZ_BACKEND_ENTRY_SYMBOL "cz_backend_entry"
 
-/* Status codes returned by backend calls (same numbering as coalesce.h's cz_status). */
+/* Status codes returned by backend calls (same numbering as coalesce.h's cz_status and the
+ * wire's coalesce.v1.ErrorCode; 5 = deadline exceeded and 7 = unavailable are host-only codes,
+ * a backend never returns them). */
 typedef enum {
     CZ_BACKEND_OK = 0,
     CZ_BACKEND_INVALID_ARGUMENT = 1, /* bad prompt, steps, count, ... (message says which) */
@@ -94,6 +96,19 @@ typedef struct {
 
     /* required: free everything create() allocated. NULL is a no-op. */
     void (*destroy)(cz_backend_model *model);
+
+    /* ---- abi_minor >= 1 (the host reads this slot only when the plugin's abi_minor >= 1) ---- */
+
+    /* may be NULL: generate several requests in one call (the host's dynamic batcher).
+     * reqs[0..n_reqs) all have the same steps and guidance (the host groups them so); request k
+     * writes reqs[k].count images, requests one after another in pixels (host-allocated,
+     * pixels_cap bytes = sum of counts * height*width*channels). Each image must be identical to
+     * what generate() gives for that request alone (same seed -> same pixels, batched or not).
+     * progress/cancel apply to the whole call. When NULL the host calls generate() per request. */
+    int (*generate_batch)(cz_backend_model *model, const cz_backend_request *reqs, int32_t n_reqs,
+                          uint8_t *pixels, size_t pixels_cap,
+                          cz_backend_progress_fn progress, void *user_data,
+                          char *err, size_t err_cap);
 } cz_backend_vtable;
 
 typedef const cz_backend_vtable *(*cz_backend_entry_fn)(void);
