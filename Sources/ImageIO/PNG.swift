@@ -1,0 +1,104 @@
+import CPNG
+
+/// PNG encoding and decoding through libpng's simplified API (`png_image_*`).
+///
+/// The simplified API reports failures through `png_image.message` (libpng catches its own
+/// `longjmp` internally), so a truncated or corrupt file becomes a thrown `ImageIOError.png`,
+/// never a crash.
+///
+/// Reading converts every PNG colour type to 8-bit gray: RGB is converted with libpng's
+/// luminance weights (in linear light, as libpng's simplified API does), 16-bit samples are
+/// reduced to 8 bits, palettes are expanded, and an alpha channel is removed by compositing onto
+/// black (the background of Fashion-MNIST-style images). Writing always produces an 8-bit gray PNG.
+public enum PNG {
+    /// Encodes `image` as an 8-bit grayscale PNG in memory.
+    public static func encode(_ image: GrayImage) throws -> [UInt8] {
+        try image.validate()
+        var png = makeImage(width: image.width, height: image.height)
+        var size: png_alloc_size_t = 0
+        // First pass: ask for the size (memory == NULL).
+        let sized = image.pixels.withUnsafeBytes { px in
+            png_image_write_to_memory(&png, nil, &size, 0, px.baseAddress, Int32(image.width), nil)
+        }
+        guard sized != 0, size > 0 else { throw ImageIOError.png(message(of: &png, call: "png_image_write_to_memory")) }
+        var out = [UInt8](repeating: 0, count: Int(size))
+        var png2 = makeImage(width: image.width, height: image.height)
+        var written = size
+        let ok = out.withUnsafeMutableBytes { mem in
+            image.pixels.withUnsafeBytes { px in
+                png_image_write_to_memory(&png2, mem.baseAddress, &written, 0, px.baseAddress,
+                                          Int32(image.width), nil)
+            }
+        }
+        guard ok != 0 else { throw ImageIOError.png(message(of: &png2, call: "png_image_write_to_memory")) }
+        out.removeSubrange(Int(written)...)
+        return out
+    }
+
+    /// Encodes `image` and writes it to `path` atomically (temporary file, then rename).
+    public static func write(_ image: GrayImage, to path: String) throws {
+        try FileIO.writeAtomically(try encode(image), to: path)
+    }
+
+    /// Decodes PNG bytes into a gray image (see the type's documentation for colour conversion).
+    /// Throws `ImageIOError.png` for bytes that are not a complete, valid PNG and
+    /// `ImageIOError.invalidImage` for sides larger than `GrayImage.maxSide`.
+    public static func decode(_ bytes: [UInt8]) throws -> GrayImage {
+        guard !bytes.isEmpty else { throw ImageIOError.png("no data (0 bytes)") }
+        // libpng reads `bytes` lazily until png_image_finish_read, so both calls run while the
+        // buffer pointer is valid.
+        return try bytes.withUnsafeBytes { buf -> GrayImage in
+            var png = png_image()
+            png.version = png_uint_32(PNG_IMAGE_VERSION)
+            guard png_image_begin_read_from_memory(&png, buf.baseAddress, buf.count) != 0 else {
+                throw ImageIOError.png(message(of: &png, call: "png_image_begin_read_from_memory"))
+            }
+            let width = Int(png.width), height = Int(png.height)
+            guard width >= 1, height >= 1, width <= GrayImage.maxSide, height <= GrayImage.maxSide else {
+                png_image_free(&png)
+                throw ImageIOError.invalidImage(
+                    "PNG size \(width)x\(height) is outside 1...\(GrayImage.maxSide) on a side")
+            }
+            png.format = png_uint_32(PNG_FORMAT_GRAY)
+            var pixels = [UInt8](repeating: 0, count: width * height)
+            var black = png_color(red: 0, green: 0, blue: 0)
+            let ok = pixels.withUnsafeMutableBytes { out in
+                png_image_finish_read(&png, &black, out.baseAddress, Int32(width), nil)
+            }
+            guard ok != 0 else { throw ImageIOError.png(message(of: &png, call: "png_image_finish_read")) }
+            return GrayImage(width: width, height: height, pixels: pixels)
+        }
+    }
+
+    /// Reads and decodes the PNG file at `path`.
+    public static func read(path: String) throws -> GrayImage {
+        let bytes = try FileIO.readAll(path: path)
+        do {
+            return try decode(bytes)
+        } catch let ImageIOError.png(message) {
+            throw ImageIOError.png("\(path): \(message)")
+        } catch let ImageIOError.invalidImage(message) {
+            throw ImageIOError.invalidImage("\(path): \(message)")
+        }
+    }
+
+    // MARK: Helpers
+
+    private static func makeImage(width: Int, height: Int) -> png_image {
+        var png = png_image()
+        png.version = png_uint_32(PNG_IMAGE_VERSION)
+        png.width = png_uint_32(width)
+        png.height = png_uint_32(height)
+        png.format = png_uint_32(PNG_FORMAT_GRAY)
+        return png
+    }
+
+    /// libpng's message for a failed call (the fixed-size `message` field of `png_image`).
+    private static func message(of png: inout png_image, call: String) -> String {
+        let text = withUnsafeBytes(of: &png.message) { raw -> String in
+            let bytes = raw.prefix { $0 != 0 }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return text.isEmpty ? "\(call) failed" : "\(call): \(text)"
+    }
+}
