@@ -1,0 +1,223 @@
+// 2-D convolution as im2col + one sgemm over the whole batch.
+//
+// Layout of the work (B batch, Cin/Cout channels, K kernel, Ho x Wo output, P = Ho*Wo):
+//   xh   = x transposed to NHWC                          // xh:   (B, H, W, Cin)
+//   cols = im2col(xh): one row per output position,      // cols: (B*P, K*K*Cin)
+//          columns ordered (ky, kx, ci) so each kernel tap copies Cin contiguous floats
+//   wp   = weight permuted to (Cout, K, K, Cin)          // wp:   (Cout, K*K*Cin)
+//   rows = cols @ wpᵀ  (one sgemm)                       // rows: (B*P, Cout)
+//   out  = rows transposed per image, + bias             // out:  (B, Cout, Ho, Wo)
+// K = 1, stride 1, padding 0 skips im2col (cols is xh itself).
+// Backward recomputes xh/cols instead of keeping them: cols is K*K times the input's size and a
+// UNet has dozens of convolutions, so keeping it would multiply training memory.
+
+extension Tensor {
+    /// 2-D cross-correlation (PyTorch `conv2d`): x (B, Cin, H, W), weight (Cout, Cin, K, K),
+    /// bias (Cout) or nil; zero padding `padding` on every side; output
+    /// (B, Cout, (H + 2p - K) / stride + 1, (W + 2p - K) / stride + 1).
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1,
+                              padding: Int = 0) -> Tensor {
+        precondition(x.rank == 4, "conv2d: input must be (B, Cin, H, W), got \(x.shape)")
+        precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3],
+                     "conv2d: weight must be (Cout, Cin, K, K), got \(weight.shape)")
+        precondition(weight.shape[1] == x.shape[1],
+                     "conv2d: weight \(weight.shape) expects \(weight.shape[1]) input channels, input \(x.shape) has \(x.shape[1])")
+        precondition(stride >= 1 && padding >= 0, "conv2d: stride \(stride) must be >= 1, padding \(padding) >= 0")
+        let g = ConvGeometry(batch: x.shape[0], cin: x.shape[1], h: x.shape[2], w: x.shape[3],
+                             cout: weight.shape[0], k: weight.shape[2], stride: stride, padding: padding)
+        precondition(g.ho >= 1 && g.wo >= 1,
+                     "conv2d: kernel \(g.k) with padding \(padding) does not fit input \(x.shape)")
+        if let bias { precondition(bias.count == g.cout, "conv2d: bias \(bias.shape) for \(g.cout) output channels") }
+
+        let out = Tensor(uninitialized: [g.batch, g.cout, g.ho, g.wo])  // out: (B, Cout, Ho, Wo)
+        let wp = g.permutedWeight(weight.data)                            // wp: (Cout, K*K*Cin)
+        let cols = g.columns(x.data)                                      // cols: (B*P, K*K*Cin)
+        let rows = Tensor.allocate(g.rows * g.cout)                       // rows: (B*P, Cout)
+        BLAS.sgemm(transA: false, transB: true, m: g.rows, n: g.cout, k: g.kc, a: cols, lda: g.kc,
+                   b: wp.pointer, ldb: g.kc, beta: 0, c: rows, ldc: g.cout)
+        cols.deallocate()
+        wp.release()
+        Layout.transpose(rows, batch: g.batch, rows: g.p, cols: g.cout, into: out.data,
+                         bias: bias.map { UnsafePointer($0.data) })
+        rows.deallocate()
+
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        return out.recording(inputs) { out in
+            let go = out.grad!                                            // go: (B, Cout, P)
+            if let bias, bias.requiresGrad {
+                let gb = bias.gradBuffer()
+                let (p, cout, batch) = (g.p, g.cout, g.batch)
+                Runtime.parallelFor(cout, cost: batch * p) { lo, hi in
+                    for c in lo..<hi {
+                        var acc: Float = 0
+                        for b in 0..<batch {
+                            let src = go + (b * cout + c) * p
+                            for i in 0..<p { acc += src[i] }
+                        }
+                        gb[c] += acc
+                    }
+                }
+            }
+            guard x.requiresGrad || weight.requiresGrad else { return }
+            let gRows = Tensor.allocate(g.rows * g.cout)                  // gRows: (B*P, Cout)
+            defer { gRows.deallocate() }
+            Layout.transpose(go, batch: g.batch, rows: g.cout, cols: g.p, into: gRows)
+            if weight.requiresGrad {
+                let cols = g.columns(x.data)                              // cols: (B*P, K*K*Cin)
+                if g.k == 1 {
+                    BLAS.sgemm(transA: true, transB: false, m: g.cout, n: g.kc, k: g.rows, a: gRows,
+                               lda: g.cout, b: cols, ldb: g.kc, beta: 1, c: weight.gradBuffer(), ldc: g.kc)
+                } else {
+                    let dwp = Tensor.allocate(g.cout * g.kc)              // dwp: (Cout, K*K*Cin)
+                    BLAS.sgemm(transA: true, transB: false, m: g.cout, n: g.kc, k: g.rows, a: gRows,
+                               lda: g.cout, b: cols, ldb: g.kc, beta: 0, c: dwp, ldc: g.kc)
+                    g.addUnpermutedWeight(dwp, into: weight.gradBuffer())
+                    dwp.deallocate()
+                }
+                cols.deallocate()
+            }
+            if x.requiresGrad {
+                let wp = g.permutedWeight(weight.data)
+                let dCols = Tensor.allocate(g.rows * g.kc)                // dCols: (B*P, K*K*Cin)
+                BLAS.sgemm(transA: false, transB: false, m: g.rows, n: g.kc, k: g.cout, a: gRows,
+                           lda: g.cout, b: wp.pointer, ldb: g.kc, beta: 0, c: dCols, ldc: g.kc)
+                wp.release()
+                let dxh: UnsafeMutablePointer<Float>                      // dxh: (B, H, W, Cin)
+                if g.isPointwise {
+                    dxh = dCols
+                } else {
+                    dxh = Tensor.allocate(g.batch * g.h * g.w * g.cin)
+                    g.col2im(dCols, into: dxh)
+                    dCols.deallocate()
+                }
+                Layout.transpose(dxh, batch: g.batch, rows: g.h * g.w, cols: g.cin,
+                                 into: x.gradBuffer(), accumulate: true)
+                dxh.deallocate()
+            }
+        }
+    }
+}
+
+/// Sizes of one conv2d call and the raw-buffer kernels that depend on them.
+struct ConvGeometry {
+    let batch: Int, cin: Int, h: Int, w: Int, cout: Int, k: Int, stride: Int, padding: Int
+    let ho: Int, wo: Int
+
+    init(batch: Int, cin: Int, h: Int, w: Int, cout: Int, k: Int, stride: Int, padding: Int) {
+        self.batch = batch; self.cin = cin; self.h = h; self.w = w
+        self.cout = cout; self.k = k; self.stride = stride; self.padding = padding
+        ho = (h + 2 * padding - k) / stride + 1
+        wo = (w + 2 * padding - k) / stride + 1
+    }
+
+    /// Output positions per image.
+    var p: Int { ho * wo }
+    /// Rows of the column matrix (all output positions of the batch).
+    var rows: Int { batch * p }
+    /// Columns of the column matrix (one kernel window).
+    var kc: Int { k * k * cin }
+    /// 1x1, stride 1, no padding: the column matrix is the NHWC input itself.
+    var isPointwise: Bool { k == 1 && stride == 1 && padding == 0 }
+
+    /// A weight buffer in (Cout, K, K, Cin) order: borrowed when K = 1 (same order), else a copy.
+    struct Permuted {
+        let pointer: UnsafeMutablePointer<Float>
+        let owned: Bool
+        func release() { if owned { pointer.deallocate() } }
+    }
+
+    func permutedWeight(_ wt: UnsafeMutablePointer<Float>) -> Permuted {
+        if k == 1 { return Permuted(pointer: wt, owned: false) }
+        let kk = k * k
+        let dst = Tensor.allocate(cout * kc)
+        for o in 0..<cout {
+            let s = wt + o * kc, d = dst + o * kc   // s: (Cin, K*K), d: (K*K, Cin)
+            for c in 0..<cin { for t in 0..<kk { d[t * cin + c] = s[c * kk + t] } }
+        }
+        return Permuted(pointer: dst, owned: true)
+    }
+
+    /// grad (Cout, Cin, K, K) += dwp (Cout, K, K, Cin) permuted back.
+    func addUnpermutedWeight(_ dwp: UnsafeMutablePointer<Float>, into grad: UnsafeMutablePointer<Float>) {
+        let kk = k * k
+        for o in 0..<cout {
+            let s = dwp + o * kc, d = grad + o * kc
+            for c in 0..<cin { for t in 0..<kk { d[c * kk + t] += s[t * cin + c] } }
+        }
+    }
+
+    /// The column matrix for input x (B, Cin, H, W): a new buffer (B*P, K*K*Cin) the caller frees.
+    func columns(_ x: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        let xh = Tensor.allocate(batch * h * w * cin)            // xh: (B, H, W, Cin)
+        Layout.transpose(x, batch: batch, rows: cin, cols: h * w, into: xh)
+        if isPointwise { return xh }
+        let cols = Tensor.allocate(rows * kc)
+        im2col(xh, into: cols)
+        xh.deallocate()
+        return cols
+    }
+
+    /// cols[(b, oy, ox), (ky, kx, ci)] = xh[b, oy*s + ky - p, ox*s + kx - p, ci] (0 outside).
+    /// Parallel over (b, oy) output rows; each writes its own block of cols.
+    func im2col(_ xh: UnsafeMutablePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
+        let (h, w, cin, k, s, pad, ho, wo, kc) = (h, w, cin, k, stride, padding, ho, wo, kc)
+        Runtime.parallelFor(batch * ho, cost: wo * kc) { lo, hi in
+            for unit in lo..<hi {
+                let b = unit / ho, oy = unit % ho
+                let img = xh + b * h * w * cin
+                var dst = cols + unit * wo * kc
+                for ox in 0..<wo {
+                    for ky in 0..<k {
+                        let iy = oy * s + ky - pad
+                        if iy < 0 || iy >= h {
+                            dst.update(repeating: 0, count: k * cin)
+                            dst += k * cin
+                            continue
+                        }
+                        let rowBase = img + iy * w * cin
+                        for kx in 0..<k {
+                            let ix = ox * s + kx - pad
+                            if ix < 0 || ix >= w {
+                                dst.update(repeating: 0, count: cin)
+                            } else {
+                                dst.update(from: rowBase + ix * cin, count: cin)
+                            }
+                            dst += cin
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of im2col: dxh (B, H, W, Cin) = sum of dCols entries over the windows that
+    /// read each input element. Parallel over images (windows of one image overlap).
+    func col2im(_ dCols: UnsafeMutablePointer<Float>, into dxh: UnsafeMutablePointer<Float>) {
+        let (h, w, cin, k, s, pad, ho, wo, kc) = (h, w, cin, k, stride, padding, ho, wo, kc)
+        Runtime.parallelFor(batch, cost: ho * wo * kc) { lo, hi in
+            for b in lo..<hi {
+                let img = dxh + b * h * w * cin
+                img.update(repeating: 0, count: h * w * cin)
+                var src = dCols + b * ho * wo * kc
+                for oy in 0..<ho {
+                    for ox in 0..<wo {
+                        for ky in 0..<k {
+                            let iy = oy * s + ky - pad
+                            if iy < 0 || iy >= h { src += k * cin; continue }
+                            let rowBase = img + iy * w * cin
+                            for kx in 0..<k {
+                                let ix = ox * s + kx - pad
+                                if ix >= 0 && ix < w {
+                                    let d = rowBase + ix * cin
+                                    for c in 0..<cin { d[c] += src[c] }
+                                }
+                                src += cin
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

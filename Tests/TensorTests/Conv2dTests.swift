@@ -1,0 +1,58 @@
+import Tensor
+import XCTest
+
+final class Conv2dTests: XCTestCase {
+    /// (kernel, stride, padding) combinations covering the pointwise fast path, strided 1x1,
+    /// valid and same 3x3, strided 3x3.
+    static let configs: [(k: Int, s: Int, p: Int)] = [(1, 1, 0), (1, 2, 0), (3, 1, 0), (3, 1, 1), (3, 2, 1), (3, 2, 0)]
+
+    func testOutputShape() {
+        let x = Tensor(zeros: [2, 3, 8, 6])
+        let w = Tensor(zeros: [5, 3, 3, 3])
+        XCTAssertEqual(Tensor.conv2d(x, weight: w, bias: nil, stride: 1, padding: 1).shape, [2, 5, 8, 6])
+        XCTAssertEqual(Tensor.conv2d(x, weight: w, bias: nil, stride: 2, padding: 1).shape, [2, 5, 4, 3])
+        XCTAssertEqual(Tensor.conv2d(x, weight: w, bias: nil).shape, [2, 5, 6, 4])
+    }
+
+    func testGradients() {
+        for (i, c) in Self.configs.enumerated() {
+            let x = TestData.randn([2, 3, 5, 6], seed: 10 + UInt64(i))
+            let w = TestData.randn([4, 3, c.k, c.k], seed: 20 + UInt64(i), std: 0.5)
+            let b = TestData.randn([4], seed: 30 + UInt64(i))
+            GradCheck.check("conv2d k\(c.k) s\(c.s) p\(c.p)", inputs: [x, w, b]) {
+                Tensor.conv2d(x, weight: w, bias: b, stride: c.s, padding: c.p)
+            }
+        }
+        let x = TestData.randn([1, 2, 4, 4], seed: 40)
+        let w = TestData.randn([3, 2, 3, 3], seed: 41)
+        GradCheck.check("conv2d no bias", inputs: [x, w]) {
+            Tensor.conv2d(x, weight: w, bias: nil, stride: 1, padding: 1)
+        }
+    }
+
+    /// Against a direct NumPy loop (float64). Tolerance: max abs error < 1e-4.
+    func testMatchesNumPy() throws {
+        let (bn, cin, h, wd, cout) = (2, 5, 9, 7, 6)
+        for (i, c) in Self.configs.enumerated() {
+            let x = TestData.randn([bn, cin, h, wd], seed: 50 + UInt64(i))
+            let w = TestData.randn([cout, cin, c.k, c.k], seed: 60 + UInt64(i), std: 0.3)
+            let b = TestData.randn([cout], seed: 70 + UInt64(i))
+            let out = Tensor.conv2d(x, weight: w, bias: b, stride: c.s, padding: c.p)
+            let ref = try NumPyReference.run("""
+            B, Ci, H, W, Co, K, s, p = \(bn), \(cin), \(h), \(wd), \(cout), \(c.k), \(c.s), \(c.p)
+            x = load('x', (B, Ci, H, W)); w = load('w', (Co, Ci, K, K)); b = load('b', (Co,))
+            xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+            Ho, Wo = (H + 2 * p - K) // s + 1, (W + 2 * p - K) // s + 1
+            out = np.zeros((B, Co, Ho, Wo))
+            for oy in range(Ho):
+                for ox in range(Wo):
+                    win = xp[:, :, oy * s:oy * s + K, ox * s:ox * s + K]
+                    out[:, :, oy, ox] = np.einsum('bckl,ockl->bo', win, w) + b
+            save(out)
+            """, inputs: ["x": x, "w": w, "b": b])
+            let err = NumPyReference.maxAbsDiff(out.array, ref)
+            print("conv2d k\(c.k) s\(c.s) p\(c.p) vs NumPy: max abs error \(err)")
+            XCTAssertLessThan(err, 1e-4, "conv2d k\(c.k) s\(c.s) p\(c.p)")
+        }
+    }
+}
