@@ -1,0 +1,462 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A set of named tensors in the safetensors format (https://github.com/huggingface/safetensors),
+/// the format of every Coalesce checkpoint.
+///
+/// File layout: an 8-byte little-endian header length `N`, `N` bytes of JSON header
+///
+///     {"__metadata__": {"config": "{...}"},
+///      "layer.weight": {"dtype": "F32", "shape": [16, 8], "data_offsets": [0, 512]}, ...}
+///
+/// then the byte buffer; each tensor's `data_offsets` are `[begin, end)` relative to the start of
+/// the buffer, values little-endian in row-major order.
+///
+/// - Reading accepts `F32`, and converts `F16`, `BF16` and `F64` to Float32 (F64 rounds to
+///   nearest; F16/BF16 convert exactly). Other dtypes are rejected.
+/// - Writing always produces `F32`, with the tensors sorted by name (byte order) and laid out in
+///   that order, `__metadata__` first (omitted when empty), and the header padded with spaces to a
+///   multiple of 8 bytes, as the Python library does; its files and ours load in each other.
+/// - Everything in a file is validated: the header length against the file size, the header as
+///   JSON of the shape above, each dtype, each shape (no negative sizes), each pair of offsets
+///   (in range, matching `shape` times the dtype size, no overlap, no gap, the whole buffer
+///   covered). Any violation throws `TensorError.safetensors` with a message saying what was wrong.
+///
+/// Model code stores its configuration as a JSON string in the metadata under `configKey`
+/// (`"config"`); see `config`.
+public struct SafeTensors: Equatable, Sendable {
+    /// One tensor's shape and values (row-major; `values.count` is the product of `shape`).
+    public struct Entry: Equatable, Sendable {
+        public var shape: [Int]
+        public var values: [Float]
+
+        public init(shape: [Int], values: [Float]) {
+            self.shape = shape
+            self.values = values
+        }
+    }
+
+    /// The metadata key under which a model's configuration JSON is stored.
+    public static let configKey = "config"
+    /// The largest header accepted when reading (the Python library's limit, 100 MB).
+    public static let maxHeaderBytes = 100_000_000
+
+    /// The tensors by name.
+    public var tensors: [String: Entry]
+    /// The free-form string metadata (`__metadata__` in the header).
+    public var metadata: [String: String]
+
+    public init(tensors: [String: Entry] = [:], metadata: [String: String] = [:]) {
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    /// Copies the values of `tensors` (no autograd history is kept).
+    public init(tensors: [String: Tensor], metadata: [String: String] = [:]) {
+        self.tensors = tensors.mapValues { Entry(shape: $0.shape, values: $0.array) }
+        self.metadata = metadata
+    }
+
+    /// The model configuration JSON stored under `configKey` in the metadata.
+    public var config: String? {
+        get { metadata[SafeTensors.configKey] }
+        set { metadata[SafeTensors.configKey] = newValue }
+    }
+
+    /// The tensor names, sorted (byte order, as written to files).
+    public var names: [String] {
+        tensors.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// A new tensor holding the values of `name`. Throws `TensorError.safetensors` when there is no
+    /// such tensor or its values do not match its shape.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let e = tensors[name] else {
+            throw TensorError.safetensors("no tensor named \"\(name)\" (\(tensors.count) tensors present)")
+        }
+        try SafeTensors.check(e, name: name)
+        if e.values.isEmpty { return Tensor(zeros: e.shape) }
+        let t = Tensor(e.values, shape: e.shape)
+        t.name = name
+        return t
+    }
+
+    // MARK: Reading
+
+    /// Reads and validates the file at `path`. File errors are `TensorError.io`; format errors are
+    /// `TensorError.safetensors` with the path in the message.
+    public static func read(path: String) throws -> SafeTensors {
+        let bytes = try readFile(path)
+        do {
+            return try decode(bytes)
+        } catch let TensorError.safetensors(message) {
+            throw TensorError.safetensors("\(path): \(message)")
+        }
+    }
+
+    /// Decodes and validates safetensors bytes.
+    public static func decode(_ bytes: [UInt8]) throws -> SafeTensors {
+        guard bytes.count >= 8 else {
+            throw TensorError.safetensors("file is \(bytes.count) bytes, shorter than the 8-byte header length")
+        }
+        var n: UInt64 = 0
+        for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard n <= UInt64(bytes.count - 8) else {
+            throw TensorError.safetensors(
+                "header length \(n) is beyond the end of the data (\(bytes.count - 8) bytes follow it)")
+        }
+        guard n <= UInt64(maxHeaderBytes) else {
+            throw TensorError.safetensors("header length \(n) exceeds the limit of \(maxHeaderBytes) bytes")
+        }
+        let headerEnd = 8 + Int(n)
+        let header = try parseHeader(Array(bytes[8..<headerEnd]))
+        let bufferSize = bytes.count - headerEnd
+
+        // Offsets: each in range and of the right size, together tiling the buffer exactly.
+        var result = SafeTensors(metadata: header.metadata)
+        let ordered = header.tensors.sorted {
+            ($0.value.begin, $0.value.end, $0.key) < ($1.value.begin, $1.value.end, $1.key)
+        }
+        var covered = 0
+        var previous: String?
+        for (name, info) in ordered {
+            guard let dtype = DType(rawValue: info.dtype) else {
+                throw TensorError.safetensors("tensor \"\(name)\": dtype \"\(info.dtype)\" is not supported "
+                                              + "(supported: F32, F16, BF16, F64)")
+            }
+            guard info.shape.allSatisfy({ $0 >= 0 }) else {
+                throw TensorError.safetensors("tensor \"\(name)\": negative size in shape \(info.shape)")
+            }
+            var count = 1
+            for d in info.shape {
+                let (p, o) = count.multipliedReportingOverflow(by: d)
+                guard !o, p <= Int.max / 8 else {
+                    throw TensorError.safetensors("tensor \"\(name)\": shape \(info.shape) is too large")
+                }
+                count = p
+            }
+            guard info.begin >= 0, info.end >= info.begin else {
+                throw TensorError.safetensors(
+                    "tensor \"\(name)\": data_offsets [\(info.begin), \(info.end)] are not an increasing pair")
+            }
+            guard info.end <= bufferSize else {
+                throw TensorError.safetensors("tensor \"\(name)\": data_offsets [\(info.begin), \(info.end)] "
+                                              + "are beyond the \(bufferSize)-byte data buffer")
+            }
+            let expected = count * dtype.size
+            guard info.end - info.begin == expected else {
+                throw TensorError.safetensors("tensor \"\(name)\": data_offsets [\(info.begin), \(info.end)] "
+                    + "span \(info.end - info.begin) bytes, but shape \(info.shape) of \(dtype.rawValue) "
+                    + "needs \(expected)")
+            }
+            if info.begin < covered {
+                throw TensorError.safetensors("tensor \"\(name)\": data_offsets [\(info.begin), \(info.end)] "
+                                              + "overlap tensor \"\(previous ?? "")\" (which ends at \(covered))")
+            }
+            if info.begin > covered {
+                throw TensorError.safetensors("bytes \(covered)..<\(info.begin) of the data buffer belong to "
+                                              + "no tensor (gap before \"\(name)\")")
+            }
+            covered = info.end
+            previous = name
+            let values = bytes.withUnsafeBytes { raw in
+                dtype.convert(UnsafeRawBufferPointer(rebasing: raw[(headerEnd + info.begin)..<(headerEnd + info.end)]),
+                              count: count)
+            }
+            result.tensors[name] = Entry(shape: info.shape, values: values)
+        }
+        guard covered == bufferSize else {
+            throw TensorError.safetensors("bytes \(covered)..<\(bufferSize) of the data buffer belong to no tensor "
+                                          + "(trailing data)")
+        }
+        return result
+    }
+
+    // MARK: Writing
+
+    /// Encodes as a safetensors file (F32, names sorted, header padded to a multiple of 8).
+    /// Throws `TensorError.safetensors` for an empty or reserved name or values that do not match
+    /// their shape.
+    public func encode() throws -> [UInt8] {
+        var json = "{"
+        var first = true
+        if !metadata.isEmpty {
+            json += SafeTensors.quote("__metadata__") + ":{"
+            let keys = metadata.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            json += keys.map { SafeTensors.quote($0) + ":" + SafeTensors.quote(metadata[$0]!) }
+                .joined(separator: ",")
+            json += "}"
+            first = false
+        }
+        let order = names
+        var offset = 0
+        for name in order {
+            guard !name.isEmpty, name != "__metadata__" else {
+                throw TensorError.safetensors("tensor name \"\(name)\" is empty or reserved")
+            }
+            let e = tensors[name]!
+            try SafeTensors.check(e, name: name)
+            let end = offset + 4 * e.values.count
+            if !first { json += "," }
+            first = false
+            json += SafeTensors.quote(name) + ":{\"dtype\":\"F32\",\"shape\":["
+                + e.shape.map(String.init).joined(separator: ",")
+                + "],\"data_offsets\":[\(offset),\(end)]}"
+            offset = end
+        }
+        json += "}"
+        var header = Array(json.utf8)
+        header += [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8)
+
+        var out = [UInt8]()
+        out.reserveCapacity(8 + header.count + offset)
+        let n = UInt64(header.count)
+        for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: n >> (8 * UInt64(i)))) }
+        out += header
+        for name in order {
+            for v in tensors[name]!.values {
+                let bits = v.bitPattern
+                out.append(UInt8(truncatingIfNeeded: bits))
+                out.append(UInt8(truncatingIfNeeded: bits >> 8))
+                out.append(UInt8(truncatingIfNeeded: bits >> 16))
+                out.append(UInt8(truncatingIfNeeded: bits >> 24))
+            }
+        }
+        return out
+    }
+
+    /// Encodes and writes to `path` atomically: a temporary file in the same directory is written,
+    /// flushed and renamed over `path`, so readers never see a half-written checkpoint.
+    public func write(path: String) throws {
+        let bytes = try encode()
+        let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fd = try SafeTensors.sys("open", tmp) { open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+        var renamed = false
+        defer { if !renamed { unlink(tmp) } }
+        do {
+            defer { close(fd) }
+            var done = 0
+            try bytes.withUnsafeBytes { buf in
+                while done < buf.count {
+                    done += try SafeTensors.sys("write", tmp) { posixWrite(fd, buf.baseAddress! + done, buf.count - done) }
+                }
+            }
+            try SafeTensors.sys("fsync", tmp) { fsync(fd) }
+        }
+        try SafeTensors.sys("rename", path) { rename(tmp, path) }
+        renamed = true
+    }
+
+    // MARK: Helpers
+
+    private static func check(_ e: Entry, name: String) throws {
+        guard e.shape.allSatisfy({ $0 >= 0 }) else {
+            throw TensorError.safetensors("tensor \"\(name)\": negative size in shape \(e.shape)")
+        }
+        let count = e.shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }
+        guard count == e.values.count else {
+            throw TensorError.safetensors("tensor \"\(name)\": shape \(e.shape) needs \(count) values, "
+                                          + "has \(e.values.count)")
+        }
+    }
+
+    /// The element types read (all converted to Float32).
+    private enum DType: String {
+        case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
+
+        var size: Int {
+            switch self {
+            case .f32: return 4
+            case .f16, .bf16: return 2
+            case .f64: return 8
+            }
+        }
+
+        func convert(_ raw: UnsafeRawBufferPointer, count: Int) -> [Float] {
+            [Float](unsafeUninitializedCapacity: count) { out, initialized in
+                switch self {
+                case .f32:
+                    for i in 0..<count {
+                        out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                    }
+                case .f64:
+                    for i in 0..<count {
+                        out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+                    }
+                case .bf16:
+                    for i in 0..<count {
+                        let h = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                        out[i] = Float(bitPattern: UInt32(h) << 16)
+                    }
+                case .f16:
+                    for i in 0..<count {
+                        out[i] = halfToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                    }
+                }
+                initialized = count
+            }
+        }
+
+        /// IEEE 754 binary16 to binary32 (exact, including subnormals, infinities and NaN).
+        private func halfToFloat(_ h: UInt16) -> Float {
+            let sign: Float = h & 0x8000 != 0 ? -1 : 1
+            let exponent = Int((h >> 10) & 0x1f)
+            let mantissa = UInt32(h & 0x3ff)
+            if exponent == 0 { return sign * Float(mantissa) * 0x1p-24 }
+            if exponent == 0x1f {
+                let bits = UInt32(h & 0x8000) << 16 | 0x7f80_0000 | mantissa << 13
+                return Float(bitPattern: bits)
+            }
+            let bits = UInt32(h & 0x8000) << 16 | UInt32(exponent - 15 + 127) << 23 | mantissa << 13
+            return Float(bitPattern: bits)
+        }
+    }
+
+    /// One tensor's header entry.
+    private struct Info: Decodable {
+        var dtype: String
+        var shape: [Int]
+        var begin: Int
+        var end: Int
+
+        enum CodingKeys: String, CodingKey { case dtype, shape, data_offsets }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            dtype = try c.decode(String.self, forKey: .dtype)
+            shape = try c.decode([Int].self, forKey: .shape)
+            let offsets = try c.decode([Int].self, forKey: .data_offsets)
+            guard offsets.count == 2 else {
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.data_offsets],
+                    debugDescription: "has \(offsets.count) numbers, expected 2 (begin, end)"))
+            }
+            begin = offsets[0]
+            end = offsets[1]
+        }
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// The whole header: tensor entries and metadata.
+    private struct Header: Decodable {
+        var tensors: [String: Info] = [:]
+        var metadata: [String: String] = [:]
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: AnyKey.self)
+            for key in c.allKeys {
+                if key.stringValue == "__metadata__" {
+                    metadata = try c.decode([String: String].self, forKey: key)
+                } else {
+                    tensors[key.stringValue] = try c.decode(Info.self, forKey: key)
+                }
+            }
+        }
+    }
+
+    private static func parseHeader(_ bytes: [UInt8]) throws -> Header {
+        guard let firstByte = bytes.first(where: { $0 != 0x20 && $0 != 0x0a && $0 != 0x0d && $0 != 0x09 }),
+              firstByte == UInt8(ascii: "{") else {
+            throw TensorError.safetensors("header is not a JSON object (it must start with '{')")
+        }
+        do {
+            return try JSONDecoder().decode(Header.self, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw TensorError.safetensors("header: \(explain(error))")
+        } catch {
+            throw TensorError.safetensors("header is not valid JSON")
+        }
+    }
+
+    private static func explain(_ error: DecodingError) -> String {
+        func field(_ path: [CodingKey]) -> String {
+            path.isEmpty ? "the header" : "\"" + path.map { $0.intValue.map(String.init) ?? $0.stringValue }
+                .joined(separator: ".") + "\""
+        }
+        switch error {
+        case let .keyNotFound(key, ctx):
+            return "\(field(ctx.codingPath)) is missing \"\(key.stringValue)\""
+        case let .typeMismatch(type, ctx):
+            let expected = type == Int.self ? "an integer" : type == String.self ? "a string"
+                : ctx.codingPath.isEmpty ? "a JSON object" : "\(type)"
+            return "\(field(ctx.codingPath)) must be \(expected)"
+        case let .valueNotFound(_, ctx):
+            return "\(field(ctx.codingPath)) is null"
+        case let .dataCorrupted(ctx):
+            return ctx.codingPath.isEmpty ? "not valid JSON"
+                : "\(field(ctx.codingPath)) is invalid: \(ctx.debugDescription)"
+        @unknown default:
+            return "invalid"
+        }
+    }
+
+    /// A JSON string literal for `s`.
+    private static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let hex = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// Runs a POSIX call returning -1 on failure (retrying on EINTR); throws `TensorError.io`
+    /// naming the call and `strerror(errno)`.
+    @discardableResult
+    private static func sys<T: BinaryInteger>(_ call: String, _ path: String, _ body: () -> T) throws -> T {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let code = errno
+            if code == EINTR { continue }
+            throw TensorError.io(path: path, message: "\(call) failed: \(String(cString: strerror(code)))")
+        }
+    }
+
+    private static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = try sys("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        var st = stat()
+        try sys("fstat", path) { fstat(fd, &st) }
+        let size = Int(st.st_size)
+        var out = [UInt8](repeating: 0, count: size)
+        var done = 0
+        try out.withUnsafeMutableBytes { buf in
+            while done < size {
+                let n = try sys("read", path) { posixRead(fd, buf.baseAddress! + done, size - done) }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        guard done == size else {
+            throw TensorError.io(path: path, message: "file shrank while reading (\(done) of \(size) bytes)")
+        }
+        return out
+    }
+}
+
+// File-scope wrappers: inside `SafeTensors`, `read`/`write` name its own methods.
+private func posixWrite(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buf, count) }
+private func posixRead(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) -> Int { read(fd, buf, count) }
