@@ -1,0 +1,144 @@
+// Group normalisation and layer normalisation (forward keeps mean and 1/std for backward).
+
+extension Tensor {
+    /// Group normalisation (Wu & He, 2018; PyTorch `group_norm`): x (B, C, ...) with C divisible
+    /// by `groups`; each (batch item, group) is normalised over its C/groups channels and all
+    /// trailing positions with the biased variance, then y = xhat * weight[c] + bias[c].
+    /// weight and bias: (C). Accepts (B, C, H, W), (B, C, L) and (B, C).
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor,
+                                 eps: Float = 1e-5) -> Tensor {
+        precondition(x.rank >= 2, "groupNorm: input must be (B, C, ...), got \(x.shape)")
+        let (bn, c) = (x.shape[0], x.shape[1])
+        precondition(groups >= 1 && c % groups == 0,
+                     "groupNorm: \(c) channels of \(x.shape) are not divisible into \(groups) groups")
+        precondition(weight.count == c && bias.count == c,
+                     "groupNorm: weight \(weight.shape) and bias \(bias.shape) must have \(c) elements")
+        let l = c == 0 || bn == 0 ? 0 : x.count / (bn * c)          // positions per channel
+        let cg = c / groups, n = cg * l                              // elements per group
+        let out = Tensor(uninitialized: x.shape)
+        let stats = Tensor(uninitialized: [bn * groups, 2])          // stats: (B*G, [mean, rstd])
+        let (px, py, ps, pw, pb) = (x.data, out.data, stats.data, weight.data, bias.data)
+        Runtime.parallelFor(bn * groups, cost: n * 4) { lo, hi in
+            for bg in lo..<hi {
+                let base = bg * n
+                var sum: Float = 0
+                for i in 0..<n { sum += px[base + i] }
+                let mean = sum / Float(max(n, 1))
+                var sq: Float = 0
+                for i in 0..<n { let d = px[base + i] - mean; sq += d * d }
+                let rstd = 1 / (sq / Float(max(n, 1)) + eps).squareRoot()
+                ps[2 * bg] = mean; ps[2 * bg + 1] = rstd
+                let c0 = (bg % groups) * cg
+                for ci in 0..<cg {
+                    let a = rstd * pw[c0 + ci], b = pb[c0 + ci] - mean * a
+                    let off = base + ci * l
+                    for i in 0..<l { py[off + i] = px[off + i] * a + b }
+                }
+            }
+        }
+        return out.recording([x, weight, bias]) { out in
+            let g = out.grad!                                        // g: like x
+            defer { withExtendedLifetime(stats) {} }                 // ps points into stats
+            // Per (batch item, channel) partial sums for the weight and bias gradients.
+            let partial = Tensor(uninitialized: [bn * c, 2])         // (B*C, [Σ dy*xhat, Σ dy])
+            let pp = partial.data
+            let gx: UnsafeMutablePointer<Float>? = x.requiresGrad ? x.gradBuffer() : nil
+            Runtime.parallelFor(bn * groups, cost: n * 8) { lo, hi in
+                for bg in lo..<hi {
+                    let base = bg * n, mean = ps[2 * bg], rstd = ps[2 * bg + 1]
+                    let c0 = (bg % groups) * cg, b = bg / groups
+                    var s1: Float = 0, s2: Float = 0                 // Σ dxhat, Σ dxhat*xhat
+                    for ci in 0..<cg {
+                        let off = base + ci * l, wc = pw[c0 + ci]
+                        var dw: Float = 0, db: Float = 0
+                        for i in 0..<l {
+                            let xhat = (px[off + i] - mean) * rstd, dy = g[off + i]
+                            dw += dy * xhat; db += dy
+                        }
+                        pp[2 * (b * c + c0 + ci)] = dw; pp[2 * (b * c + c0 + ci) + 1] = db
+                        s1 += db * wc; s2 += dw * wc
+                    }
+                    guard let gx else { continue }
+                    let inv = 1 / Float(max(n, 1))
+                    let m1 = s1 * inv, m2 = s2 * inv
+                    for ci in 0..<cg {
+                        let off = base + ci * l, wc = pw[c0 + ci]
+                        for i in 0..<l {
+                            let xhat = (px[off + i] - mean) * rstd
+                            gx[off + i] += rstd * (g[off + i] * wc - m1 - xhat * m2)
+                        }
+                    }
+                }
+            }
+            if weight.requiresGrad || bias.requiresGrad {
+                let gw = weight.gradBuffer(), gb = bias.gradBuffer()
+                for b in 0..<bn {
+                    for ch in 0..<c { gw[ch] += pp[2 * (b * c + ch)]; gb[ch] += pp[2 * (b * c + ch) + 1] }
+                }
+            }
+        }
+    }
+
+    /// Layer normalisation over the last dimension (PyTorch `layer_norm` with
+    /// normalized_shape = [D]): x (..., D), weight and bias (D); biased variance.
+    public static func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float = 1e-5) -> Tensor {
+        precondition(x.rank >= 1, "layerNorm: needs rank >= 1, got a scalar")
+        let d = x.shape[x.rank - 1]
+        precondition(weight.count == d && bias.count == d,
+                     "layerNorm: weight \(weight.shape) and bias \(bias.shape) must have \(d) elements (last dim of \(x.shape))")
+        let rows = d == 0 ? 0 : x.count / d
+        let out = Tensor(uninitialized: x.shape)
+        let stats = Tensor(uninitialized: [rows, 2])                  // stats: (rows, [mean, rstd])
+        let (px, py, ps, pw, pb) = (x.data, out.data, stats.data, weight.data, bias.data)
+        Runtime.parallelFor(rows, cost: d * 4) { lo, hi in
+            for r in lo..<hi {
+                let xr = px + r * d, yr = py + r * d
+                var sum: Float = 0
+                for j in 0..<d { sum += xr[j] }
+                let mean = sum / Float(d)
+                var sq: Float = 0
+                for j in 0..<d { let t = xr[j] - mean; sq += t * t }
+                let rstd = 1 / (sq / Float(d) + eps).squareRoot()
+                ps[2 * r] = mean; ps[2 * r + 1] = rstd
+                for j in 0..<d { yr[j] = (xr[j] - mean) * rstd * pw[j] + pb[j] }
+            }
+        }
+        return out.recording([x, weight, bias]) { out in
+            let g = out.grad!                                         // g: (rows, D)
+            defer { withExtendedLifetime(stats) {} }                  // ps points into stats
+            if x.requiresGrad {
+                let gx = x.gradBuffer()
+                Runtime.parallelFor(rows, cost: d * 8) { lo, hi in
+                    for r in lo..<hi {
+                        let xr = px + r * d, gr = g + r * d, dr = gx + r * d
+                        let mean = ps[2 * r], rstd = ps[2 * r + 1]
+                        var s1: Float = 0, s2: Float = 0
+                        for j in 0..<d {
+                            let dxhat = gr[j] * pw[j]
+                            s1 += dxhat; s2 += dxhat * (xr[j] - mean) * rstd
+                        }
+                        let m1 = s1 / Float(d), m2 = s2 / Float(d)
+                        for j in 0..<d {
+                            let xhat = (xr[j] - mean) * rstd
+                            dr[j] += rstd * (gr[j] * pw[j] - m1 - xhat * m2)
+                        }
+                    }
+                }
+            }
+            if weight.requiresGrad || bias.requiresGrad {
+                let gw = weight.gradBuffer(), gb = bias.gradBuffer()
+                // Parallel over columns so each thread owns its slice of gw/gb.
+                Runtime.parallelFor(d, cost: rows * 4) { lo, hi in
+                    for r in 0..<rows {
+                        let xr = px + r * d, gr = g + r * d
+                        let mean = ps[2 * r], rstd = ps[2 * r + 1]
+                        for j in lo..<hi {
+                            gw[j] += gr[j] * (xr[j] - mean) * rstd
+                            gb[j] += gr[j]
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+// Nearest-neighbour upsampling.
+
+extension Tensor {
+    /// Nearest-neighbour upsampling by an integer factor: x (B, C, H, W) -> (B, C, H*scale, W*scale),
+    /// out[.., y, x] = in[.., y / scale, x / scale] (PyTorch `interpolate(mode="nearest")`).
+    public static func upsampleNearest2d(_ x: Tensor, scale: Int) -> Tensor {
+        precondition(x.rank == 4, "upsampleNearest2d: input must be (B, C, H, W), got \(x.shape)")
+        precondition(scale >= 1, "upsampleNearest2d: scale must be >= 1, got \(scale)")
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let s = scale, (ho, wo) = (h * scale, w * scale)
+        let out = Tensor(uninitialized: [b, c, ho, wo])       // out: (B, C, H*s, W*s)
+        let (px, py) = (x.data, out.data)
+        // One unit = one input row (plane, iy), written to `s` output rows.
+        Runtime.parallelFor(b * c * h, cost: s * wo) { lo, hi in
+            for unit in lo..<hi {
+                let src = px + unit * w, dst = py + unit * s * wo
+                for ix in 0..<w {
+                    let v = src[ix]
+                    for k in 0..<s { dst[ix * s + k] = v }
+                }
+                for r in 1..<max(s, 1) { (dst + r * wo).update(from: dst, count: wo) }
+            }
+        }
+        return out.recording([x]) { out in
+            let g = out.grad!, gx = x.gradBuffer()              // g: (B, C, H*s, W*s)
+            Runtime.parallelFor(b * c * h, cost: s * wo) { lo, hi in
+                for unit in lo..<hi {
+                    let src = g + unit * s * wo, dst = gx + unit * w
+                    for ix in 0..<w {
+                        var acc: Float = 0
+                        for r in 0..<s { for k in 0..<s { acc += src[r * wo + ix * s + k] } }
+                        dst[ix] += acc
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Tensor
+import XCTest
+
+final class AttentionTests: XCTestCase {
+    func testGradientsSelfAttention() {
+        let q = TestData.randn([2, 5, 4], seed: 21)
+        let k = TestData.randn([2, 5, 4], seed: 22)
+        let v = TestData.randn([2, 5, 4], seed: 23)
+        GradCheck.check("attention self heads=2", inputs: [q, k, v]) { Tensor.attention(q: q, k: k, v: v, heads: 2) }
+    }
+
+    func testGradientsCrossAttention() {
+        let q = TestData.randn([2, 4, 6], seed: 24)
+        let k = TestData.randn([2, 3, 6], seed: 25)
+        let v = TestData.randn([2, 3, 6], seed: 26)
+        GradCheck.check("attention cross heads=3", inputs: [q, k, v]) { Tensor.attention(q: q, k: k, v: v, heads: 3) }
+        GradCheck.check("attention cross heads=1", inputs: [q, k, v]) { Tensor.attention(q: q, k: k, v: v, heads: 1) }
+    }
+
+    /// The same tensor as q, k and v: gradients from the three roles add up.
+    func testGradientsSharedInput() {
+        let x = TestData.randn([1, 4, 4], seed: 27)
+        GradCheck.check("attention q=k=v", inputs: [x]) { Tensor.attention(q: x, k: x, v: x, heads: 2) }
+    }
+
+    /// Against an einsum NumPy implementation (float64). Tolerance: max abs error < 1e-4.
+    func testMatchesNumPy() throws {
+        for (bn, tq, tk, d, heads) in [(2, 49, 49, 32, 4), (3, 16, 7, 24, 2)] {
+            let q = TestData.randn([bn, tq, d], seed: 28)
+            let k = TestData.randn([bn, tk, d], seed: 29)
+            let v = TestData.randn([bn, tk, d], seed: 30)
+            let out = Tensor.attention(q: q, k: k, v: v, heads: heads)
+            let ref = try NumPyReference.run("""
+            B, Tq, Tk, D, H = \(bn), \(tq), \(tk), \(d), \(heads)
+            dh = D // H
+            q = load('q', (B, Tq, H, dh)); k = load('k', (B, Tk, H, dh)); v = load('v', (B, Tk, H, dh))
+            s = np.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(dh)
+            p = np.exp(s - s.max(axis=-1, keepdims=True)); p /= p.sum(axis=-1, keepdims=True)
+            save(np.einsum('bhqk,bkhd->bqhd', p, v).reshape(B, Tq, D))
+            """, inputs: ["q": q, "k": k, "v": v])
+            let err = NumPyReference.maxAbsDiff(out.array, ref)
+            print("attention B\(bn) Tq\(tq) Tk\(tk) D\(d) heads\(heads) vs NumPy: max abs error \(err)")
+            XCTAssertLessThan(err, 1e-4)
+        }
+    }
+
+    func testTokensRoundTrip() {
+        let x = TestData.randn([2, 3, 4, 5], seed: 31)
+        let t = Tensor.channelsToTokens(x)
+        XCTAssertEqual(t.shape, [2, 20, 3])
+        XCTAssertEqual(t[(1 * 20 + 7) * 3 + 2], x[((1 * 3 + 2) * 4 + 1) * 5 + 2])  // b1, pos (1,2), c2
+        let back = Tensor.tokensToChannels(t, height: 4, width: 5)
+        XCTAssertEqual(back.shape, x.shape)
+        XCTAssertEqual(back.array, x.array)
+    }
+
+    func testTokensGradients() {
+        let x = TestData.randn([2, 3, 2, 3], seed: 32)
+        GradCheck.check("channelsToTokens", inputs: [x]) { Tensor.channelsToTokens(x) }
+        let t = TestData.randn([2, 6, 3], seed: 33)
+        GradCheck.check("tokensToChannels", inputs: [t]) { Tensor.tokensToChannels(t, height: 2, width: 3) }
+    }
+}
