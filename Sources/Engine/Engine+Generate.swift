@@ -1,0 +1,192 @@
+// Engine generation: validation, batching of compatible requests, progress fan-out, deadlines.
+
+/// One request of a batch plus its own progress closure (return false to cancel this request).
+public struct BatchItem {
+    public var request: GenerateRequest
+    public var progress: ProgressHandler?
+
+    public init(request: GenerateRequest, progress: ProgressHandler? = nil) {
+        self.request = request
+        self.progress = progress
+    }
+}
+
+extension Engine {
+    /// Generates the images of one request on the current instance of `request.model`.
+    ///
+    /// `progress` is called on this thread after every backend step; return false to cancel.
+    /// - Throws: `EngineError` (`.invalidArgument` for limits, `.notFound` for an unloaded model,
+    ///   `.cancelled`, `.deadlineExceeded`, `.unavailable` during shutdown, backend errors).
+    public func generate(_ request: GenerateRequest, progress: ProgressHandler? = nil) throws -> ImageBatch {
+        guard let result = generateBatch([BatchItem(request: request, progress: progress)]).first else {
+            throw EngineError.internal("generateBatch returned no result")
+        }
+        return try result.get()
+    }
+
+    /// Generates several requests, batching those that share model, steps and guidance into as
+    /// few backend calls as the model's max batch allows. Results are in the order of `items`;
+    /// one request's failure (bad argument, cancel, deadline) does not fail the others.
+    public func generateBatch(_ items: [BatchItem]) -> [Result<ImageBatch, EngineError>] {
+        var results = [Result<ImageBatch, EngineError>?](repeating: nil, count: items.count)
+        // Group by model, resolving each model's instance once for the whole call.
+        var byModel: [String: [Int]] = [:]
+        var order: [String] = []
+        for (i, item) in items.enumerated() {
+            if byModel[item.request.model] == nil { order.append(item.request.model) }
+            byModel[item.request.model, default: []].append(i)
+        }
+        for name in order {
+            let indices = byModel[name] ?? []
+            let model: BackendModel
+            do {
+                model = try instance(name)
+            } catch let e as EngineError {
+                for i in indices { results[i] = .failure(e) }
+                continue
+            } catch {
+                for i in indices { results[i] = .failure(.internal("\(error)")) }
+                continue
+            }
+            // Validate, then group by (steps, guidance) and cut into chunks of <= max batch images.
+            var groups: [GroupKey: [Int]] = [:]
+            var groupOrder: [GroupKey] = []
+            let now = ContinuousClock.now
+            for i in indices {
+                let r = items[i].request
+                do {
+                    try validate(r, for: model)
+                } catch let e as EngineError {
+                    results[i] = .failure(e)
+                    continue
+                } catch {
+                    results[i] = .failure(.internal("\(error)"))
+                    continue
+                }
+                if let d = r.deadline, d <= now {
+                    results[i] = .failure(.deadlineExceeded("deadline passed before the request started"))
+                    continue
+                }
+                let key = GroupKey(steps: r.steps == 0 ? Int32(model.info.defaultSteps) : r.steps,
+                                   guidance: model.info.supportsGuidance ? r.guidance : 0)
+                if groups[key] == nil { groupOrder.append(key) }
+                groups[key, default: []].append(i)
+            }
+            for key in groupOrder {
+                var chunk: [Int] = []
+                var images = 0
+                for i in groups[key] ?? [] {
+                    let c = Int(items[i].request.count)
+                    if images + c > model.info.maxBatch, !chunk.isEmpty {
+                        run(chunk, of: items, on: model, into: &results)
+                        chunk = []
+                        images = 0
+                    }
+                    chunk.append(i)
+                    images += c
+                }
+                if !chunk.isEmpty { run(chunk, of: items, on: model, into: &results) }
+            }
+        }
+        return results.map { $0 ?? .failure(.internal("request was not processed")) }
+    }
+
+    /// Checks one request against the engine's limits and the model's own.
+    func validate(_ r: GenerateRequest, for model: BackendModel) throws {
+        let limits = configuration.limits
+        let maxCount = min(Int(limits.maxCount), model.info.maxBatch)
+        guard r.count >= 1, r.count <= maxCount else {
+            throw EngineError.invalidArgument("count must be in 1...\(maxCount), got \(r.count)")
+        }
+        let maxSteps = min(Int(limits.maxSteps), model.info.maxSteps)
+        guard r.steps >= -1, r.steps <= maxSteps else {
+            throw EngineError.invalidArgument(
+                "steps must be in 1...\(maxSteps), or 0 for the default (\(model.info.defaultSteps)) or -1 for auto; got \(r.steps)")
+        }
+        guard r.prompt.utf8.count <= limits.maxPromptBytes else {
+            throw EngineError.invalidArgument(
+                "prompt is \(r.prompt.utf8.count) bytes; the limit is \(limits.maxPromptBytes)")
+        }
+        guard !r.prompt.utf8.contains(0) else {
+            throw EngineError.invalidArgument("prompt contains a NUL byte")
+        }
+        guard r.guidance.isFinite else {
+            throw EngineError.invalidArgument("guidance must be a finite number, got \(r.guidance)")
+        }
+    }
+
+    /// Runs one chunk (same model, steps, guidance; fits max batch) and fills its results.
+    private func run(_ chunk: [Int], of items: [BatchItem], on model: BackendModel,
+                     into results: inout [Result<ImageBatch, EngineError>?]) {
+        let start = ContinuousClock.now
+        // Per-request outcome decided by the progress fan-out: nil = still wanted.
+        var stopped = [EngineError?](repeating: nil, count: chunk.count)
+        let fanOut: (Int, Int) -> Bool = { step, total in
+            let now = ContinuousClock.now
+            var anyLive = false
+            for (k, i) in chunk.enumerated() where stopped[k] == nil {
+                if let d = items[i].request.deadline, d <= now {
+                    stopped[k] = .deadlineExceeded("deadline passed at step \(step) of \(total)")
+                } else if let p = items[i].progress, !p(GenerateProgress(step: step, total: total)) {
+                    stopped[k] = .cancelled("cancelled by the caller at step \(step) of \(total)")
+                } else {
+                    anyLive = true
+                }
+            }
+            return anyLive
+        }
+        let reqs = chunk.map { i -> BackendRequest in
+            let r = items[i].request
+            return BackendRequest(prompt: r.prompt, seed: r.seed, steps: r.steps, count: r.count,
+                                  guidance: model.info.supportsGuidance ? r.guidance : 0)
+        }
+        model.enter()
+        defer { model.leave() }
+        let outcome: Result<[UInt8], EngineError>
+        do {
+            outcome = .success(try model.run(reqs, progress: fanOut))
+        } catch let e as EngineError {
+            outcome = .failure(e)
+        } catch {
+            outcome = .failure(.internal("\(error)"))
+        }
+        var offset = 0
+        for (k, i) in chunk.enumerated() {
+            let r = items[i].request
+            let bytes = Int(r.count) * model.info.imageBytes
+            defer { offset += bytes }
+            if let e = stopped[k] {
+                results[i] = .failure(e)
+                continue
+            }
+            switch outcome {
+            case .failure(let e):
+                results[i] = .failure(e)
+            case .success(let pixels):
+                results[i] = .success(ImageBatch(
+                    model: model.name, backend: model.library.name, backendVersion: model.library.version,
+                    revision: model.info.revision, generation: model.generation,
+                    width: model.info.width, height: model.info.height, channels: model.info.channels,
+                    count: Int(r.count), pixels: Array(pixels[offset..<(offset + bytes)])))
+            }
+        }
+        logger.debug("batch generated", metadata: [
+            "model": "\(model.name)", "generation": "\(model.generation)", "requests": "\(chunk.count)",
+            "images": "\(reqs.reduce(0) { $0 + Int($1.count) })", "ms": "\(milliseconds(since: start))",
+            "outcome": "\(outcome.map { _ in "ok" }.mapError { $0 }.description)"])
+    }
+}
+
+private struct GroupKey: Hashable {
+    var steps: Int32
+    var guidance: Float
+}
+
+extension Result where Success == String, Failure == EngineError {
+    var description: String {
+        switch self {
+        case .success(let s): return s
+        case .failure(let e): return "\(e.code)"
+        }
+    }
+}

@@ -1,0 +1,79 @@
+// Value types of a generation call: the request, its progress reports, the resulting images.
+
+/// One generation request.
+public struct GenerateRequest: Sendable, Equatable {
+    /// Registry name of a loaded model.
+    public var model: String
+    /// UTF-8 text prompt; "" means unconditional.
+    public var prompt: String
+    /// Image i of the request uses seed + i.
+    public var seed: UInt64
+    /// Network evaluations; 0 = the model's default, -1 = "auto" (backend decides).
+    public var steps: Int32
+    /// Number of images, >= 1.
+    public var count: Int32
+    /// Classifier-free guidance scale (ignored where the backend has none).
+    public var guidance: Float
+    /// When set, the request fails with `.deadlineExceeded` once this instant passes.
+    public var deadline: ContinuousClock.Instant?
+
+    public init(model: String, prompt: String = "", seed: UInt64 = 0, steps: Int32 = 0, count: Int32 = 1,
+                guidance: Float = 0, deadline: ContinuousClock.Instant? = nil) {
+        self.model = model
+        self.prompt = prompt
+        self.seed = seed
+        self.steps = steps
+        self.count = count
+        self.guidance = guidance
+        self.deadline = deadline
+    }
+}
+
+/// A progress report: step `step` of `total` finished (step counts from 1).
+public struct GenerateProgress: Sendable, Equatable {
+    public var step: Int
+    public var total: Int
+}
+
+/// A progress closure: return false to cancel the request.
+public typealias ProgressHandler = (GenerateProgress) -> Bool
+
+/// Images produced by one request: `count` images of height x width x channels uint8 pixels,
+/// row-major, image after image.
+public struct ImageBatch: Sendable, Equatable {
+    public var model: String
+    /// Backend name and version, and the model's revision and load generation that served it.
+    public var backend: String
+    public var backendVersion: String
+    public var revision: String
+    public var generation: Int
+    public var width: Int
+    public var height: Int
+    public var channels: Int
+    public var count: Int
+    public var pixels: [UInt8]
+
+    /// Bytes of one image.
+    public var imageBytes: Int { width * height * channels }
+
+    /// The pixels of image `index`.
+    public func image(_ index: Int) -> ArraySlice<UInt8> {
+        pixels[(index * imageBytes)..<((index + 1) * imageBytes)]
+    }
+}
+
+/// Limits applied to every request before it reaches a backend.
+public struct EngineLimits: Sendable, Equatable {
+    /// Most images per request.
+    public var maxCount: Int32
+    /// Most steps per request.
+    public var maxSteps: Int32
+    /// Longest prompt in UTF-8 bytes.
+    public var maxPromptBytes: Int
+
+    public init(maxCount: Int32 = 64, maxSteps: Int32 = 64, maxPromptBytes: Int = 1024) {
+        self.maxCount = maxCount
+        self.maxSteps = maxSteps
+        self.maxPromptBytes = maxPromptBytes
+    }
+}
