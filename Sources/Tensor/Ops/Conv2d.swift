@@ -32,14 +32,14 @@ extension Tensor {
         let out = Tensor(uninitialized: [g.batch, g.cout, g.ho, g.wo])  // out: (B, Cout, Ho, Wo)
         let wp = g.permutedWeight(weight.data)                            // wp: (Cout, K*K*Cin)
         let cols = g.columns(x.data)                                      // cols: (B*P, K*K*Cin)
-        let rows = Tensor.allocate(g.rows * g.cout)                       // rows: (B*P, Cout)
-        BLAS.sgemm(transA: false, transB: true, m: g.rows, n: g.cout, k: g.kc, a: cols, lda: g.kc,
-                   b: wp.pointer, ldb: g.kc, beta: 0, c: rows, ldc: g.cout)
-        cols.deallocate()
+        let rows = Scratch.take(g.rows * g.cout)                          // rows: (B*P, Cout)
+        BLAS.sgemm(transA: false, transB: true, m: g.rows, n: g.cout, k: g.kc, a: cols.pointer, lda: g.kc,
+                   b: wp.pointer, ldb: g.kc, beta: 0, c: rows.pointer, ldc: g.cout)
+        Scratch.give(cols)
         wp.release()
-        Layout.transpose(rows, batch: g.batch, rows: g.p, cols: g.cout, into: out.data,
+        Layout.transpose(rows.pointer, batch: g.batch, rows: g.p, cols: g.cout, into: out.data,
                          bias: bias.map { UnsafePointer($0.data) })
-        rows.deallocate()
+        Scratch.give(rows)
 
         var inputs = [x, weight]
         if let bias { inputs.append(bias) }
@@ -60,40 +60,41 @@ extension Tensor {
                 }
             }
             guard x.requiresGrad || weight.requiresGrad else { return }
-            let gRows = Tensor.allocate(g.rows * g.cout)                  // gRows: (B*P, Cout)
-            defer { gRows.deallocate() }
+            let gRowsBuffer = Scratch.take(g.rows * g.cout)               // gRows: (B*P, Cout)
+            defer { Scratch.give(gRowsBuffer) }
+            let gRows = gRowsBuffer.pointer
             Layout.transpose(go, batch: g.batch, rows: g.cout, cols: g.p, into: gRows)
             if weight.requiresGrad {
                 let cols = g.columns(x.data)                              // cols: (B*P, K*K*Cin)
                 if g.k == 1 {
                     BLAS.sgemm(transA: true, transB: false, m: g.cout, n: g.kc, k: g.rows, a: gRows,
-                               lda: g.cout, b: cols, ldb: g.kc, beta: 1, c: weight.gradBuffer(), ldc: g.kc)
+                               lda: g.cout, b: cols.pointer, ldb: g.kc, beta: 1, c: weight.gradBuffer(), ldc: g.kc)
                 } else {
                     let dwp = Tensor.allocate(g.cout * g.kc)              // dwp: (Cout, K*K*Cin)
                     BLAS.sgemm(transA: true, transB: false, m: g.cout, n: g.kc, k: g.rows, a: gRows,
-                               lda: g.cout, b: cols, ldb: g.kc, beta: 0, c: dwp, ldc: g.kc)
+                               lda: g.cout, b: cols.pointer, ldb: g.kc, beta: 0, c: dwp, ldc: g.kc)
                     g.addUnpermutedWeight(dwp, into: weight.gradBuffer())
                     dwp.deallocate()
                 }
-                cols.deallocate()
+                Scratch.give(cols)
             }
             if x.requiresGrad {
                 let wp = g.permutedWeight(weight.data)
-                let dCols = Tensor.allocate(g.rows * g.kc)                // dCols: (B*P, K*K*Cin)
+                let dCols = Scratch.take(g.rows * g.kc)                   // dCols: (B*P, K*K*Cin)
                 BLAS.sgemm(transA: false, transB: false, m: g.rows, n: g.kc, k: g.cout, a: gRows,
-                           lda: g.cout, b: wp.pointer, ldb: g.kc, beta: 0, c: dCols, ldc: g.kc)
+                           lda: g.cout, b: wp.pointer, ldb: g.kc, beta: 0, c: dCols.pointer, ldc: g.kc)
                 wp.release()
-                let dxh: UnsafeMutablePointer<Float>                      // dxh: (B, H, W, Cin)
+                let dxh: Scratch.Buffer                                   // dxh: (B, H, W, Cin)
                 if g.isPointwise {
                     dxh = dCols
                 } else {
-                    dxh = Tensor.allocate(g.batch * g.h * g.w * g.cin)
-                    g.col2im(dCols, into: dxh)
-                    dCols.deallocate()
+                    dxh = Scratch.take(g.batch * g.h * g.w * g.cin)
+                    g.col2im(dCols.pointer, into: dxh.pointer)
+                    Scratch.give(dCols)
                 }
-                Layout.transpose(dxh, batch: g.batch, rows: g.h * g.w, cols: g.cin,
+                Layout.transpose(dxh.pointer, batch: g.batch, rows: g.h * g.w, cols: g.cin,
                                  into: x.gradBuffer(), accumulate: true)
-                dxh.deallocate()
+                Scratch.give(dxh)
             }
         }
     }
@@ -147,14 +148,15 @@ struct ConvGeometry {
         }
     }
 
-    /// The column matrix for input x (B, Cin, H, W): a new buffer (B*P, K*K*Cin) the caller frees.
-    func columns(_ x: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
-        let xh = Tensor.allocate(batch * h * w * cin)            // xh: (B, H, W, Cin)
-        Layout.transpose(x, batch: batch, rows: cin, cols: h * w, into: xh)
+    /// The column matrix for input x (B, Cin, H, W): a scratch buffer (B*P, K*K*Cin) the caller
+    /// gives back.
+    func columns(_ x: UnsafeMutablePointer<Float>) -> Scratch.Buffer {
+        let xh = Scratch.take(batch * h * w * cin)               // xh: (B, H, W, Cin)
+        Layout.transpose(x, batch: batch, rows: cin, cols: h * w, into: xh.pointer)
         if isPointwise { return xh }
-        let cols = Tensor.allocate(rows * kc)
-        im2col(xh, into: cols)
-        xh.deallocate()
+        let cols = Scratch.take(rows * kc)
+        im2col(xh.pointer, into: cols.pointer)
+        Scratch.give(xh)
         return cols
     }
 
