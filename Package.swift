@@ -31,6 +31,7 @@ let package = Package(
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"])]),
         .target(name: "CCoalesceABI", path: "Sources/CCoalesceABI"),
+        .target(name: "CCoalesceAPI", path: "Sources/CCoalesceAPI"),  // Include/coalesce.h for CoalesceC
         .target(name: "CCoalesceProto", dependencies: ["CProtobufC"], path: "Sources/CCoalesceProto"),
         .target(name: "CFaissShim", path: "Sources/CFaissShim",
                 cxxSettings: [.unsafeFlags(["-fopenmp"])],
@@ -57,7 +58,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "CoalesceC", dependencies: ["Engine", "ImageIO"]),
+        // libcoalesce: only the cz_* symbols are exported (linker version script, see
+        // Sources/CoalesceC/exports.map); CCoalesceBLAS only for cz_blas_core (it dlopens OpenBLAS).
+        .target(name: "CoalesceC", dependencies: ["Engine", "ImageIO", "CCoalesceAPI", "CCoalesceBLAS"],
+                exclude: ["exports.map"],
+                linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=" + Context.packageDirectory
+                                               + "/Sources/CoalesceC/exports.map"])]),
 
         // ---- Backends (each its own shared library, loaded with dlopen) ---------------------
         .target(name: "CoalescerBackend", dependencies: ["CCoalesceABI", "Models"], path: "Plugins/Coalescer"),

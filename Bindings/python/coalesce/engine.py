@@ -1,0 +1,196 @@
+"""The Engine class: a libcoalesce engine handle with Pythonic methods."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import threading
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import _native
+from .errors import CancelledError, CoalesceError, InvalidArgumentError, error_for
+
+#: progress(step, total) -> bool; return False to cancel the generation.
+ProgressFn = Callable[[int, int], bool]
+
+
+def _b(s: Optional[str | os.PathLike]) -> Optional[bytes]:
+    if s is None:
+        return None
+    return os.fsencode(s)
+
+
+def version() -> str:
+    """libcoalesce's runtime version, "MAJOR.MINOR.PATCH"."""
+    return _native.load_library().cz_version().decode()
+
+
+def blas_core() -> str:
+    """The OpenBLAS core the backends in this process run with (e.g. "SkylakeX")."""
+    return _native.load_library().cz_blas_core().decode()
+
+
+def status_string(status: int) -> str:
+    return _native.load_library().cz_status_string(status).decode()
+
+
+class Engine:
+    """An in-process engine (``cz_engine``). Thread-safe: several threads may call
+    :meth:`generate` at once (ctypes releases the GIL during the call).
+
+    Use as a context manager or call :meth:`close`; the handle is also freed on garbage
+    collection.
+    """
+
+    def __init__(self, plugin_dir: Optional[str] = None, models_dir: Optional[str] = None,
+                 threads: int = 0, preload: bool = False, library: Optional[str] = None):
+        self._lib = _native.load_library(library)
+        opts = self._lib.cz_engine_default_options()
+        if plugin_dir is not None:
+            opts.plugin_dir = _b(plugin_dir)
+        if models_dir is not None:
+            opts.models_dir = _b(models_dir)
+        opts.threads = int(threads)
+        opts.preload = 1 if preload else 0
+        handle = ctypes.c_void_p()
+        status = self._lib.cz_engine_create(ctypes.byref(opts), ctypes.byref(handle))
+        if status != 0:
+            raise error_for(status, self._lib.cz_engine_errmsg(None).decode(errors="replace"))
+        self._handle = handle
+        self._closing = threading.Lock()
+
+    # ---- lifetime -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Frees the engine (unloading every model). Idempotent."""
+        with self._closing:
+            if self._handle:
+                self._lib.cz_engine_free(self._handle)
+                self._handle = ctypes.c_void_p()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _h(self) -> ctypes.c_void_p:
+        if not self._handle:
+            raise CoalesceError("engine is closed", 1)
+        return self._handle
+
+    def _check(self, status: int) -> None:
+        if status != 0:
+            msg = self._lib.cz_engine_errmsg(self._handle).decode(errors="replace")
+            raise error_for(status, msg)
+
+    # ---- models -------------------------------------------------------------------------
+    def load_model(self, name: str, model_dir: Optional[str | os.PathLike] = None) -> None:
+        """Loads (or hot-swaps) ``name`` from ``model_dir`` (default ``<models_dir>/<name>``)."""
+        self._check(self._lib.cz_model_load(self._h(), _b(name), _b(model_dir)))
+
+    def unload_model(self, name: str) -> None:
+        self._check(self._lib.cz_model_unload(self._h(), _b(name)))
+
+    def describe(self, name: str) -> dict:
+        """The backend's description of a loaded model (height, width, channels, ...)."""
+        out = ctypes.c_void_p()
+        self._check(self._lib.cz_model_describe(self._h(), _b(name), ctypes.byref(out)))
+        try:
+            return json.loads(ctypes.string_at(out.value).decode())
+        finally:
+            self._lib.cz_string_free(out)
+
+    # ---- generation ---------------------------------------------------------------------
+    def generate(self, model: str, prompt: str = "", seed: int = 0, steps: int = 0,
+                 count: int = 1, guidance: float = 1.0,
+                 progress: Optional[ProgressFn] = None, timeout_ms: int = 0) -> np.ndarray:
+        """Generates ``count`` images; returns uint8 pixels shaped (count, H, W) for
+        grayscale or (count, H, W, C). Image i uses seed + i.
+
+        ``progress(step, total)`` is called on this thread at each network evaluation; return
+        False to cancel (raises :class:`CancelledError`). Exceptions it raises cancel the call
+        and are re-raised here.
+        """
+        for name, v in (("seed", seed), ("steps", steps), ("count", count),
+                        ("timeout_ms", timeout_ms)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise InvalidArgumentError(f"{name} must be an int, got {type(v).__name__}")
+        if not (0 <= seed < 2**64):
+            raise InvalidArgumentError(f"seed must be in [0, 2**64), got {seed}")
+        if not (-2**31 <= steps < 2**31) or not (-2**31 <= count < 2**31):
+            raise InvalidArgumentError("steps and count must fit in 32 bits")
+        if not (0 <= timeout_ms < 2**32):
+            raise InvalidArgumentError(f"timeout_ms must be in [0, 2**32), got {timeout_ms}")
+
+        p = self._lib.cz_generate_default_params()
+        p.model = _b(model)
+        p.prompt = prompt.encode("utf-8") if prompt is not None else None
+        p.seed, p.steps, p.count = int(seed), int(steps), int(count)
+        p.guidance = float(guidance)
+        p.timeout_ms = int(timeout_ms)
+        raised: list = []
+        cb = None
+        if progress is not None:
+            def trampoline(step: int, total: int, _ud) -> int:
+                try:
+                    return 1 if progress(step, total) is not False else 0
+                except BaseException as e:  # never let an exception cross the C boundary
+                    raised.append(e)
+                    return 0
+            cb = _native.PROGRESS_FN(trampoline)  # kept alive by `cb` for the whole call
+            p.progress = cb
+
+        batch = ctypes.c_void_p()
+        status = self._lib.cz_generate(self._h(), ctypes.byref(p), ctypes.byref(batch))
+        if raised:
+            self._lib.cz_image_batch_free(batch)
+            raise raised[0]
+        if status != 0:
+            msg = self._lib.cz_engine_errmsg(self._handle).decode(errors="replace")
+            raise error_for(status, msg)
+        try:
+            return _batch_to_array(self._lib, batch)
+        finally:
+            self._lib.cz_image_batch_free(batch)
+
+
+def _batch_to_array(lib, batch: ctypes.c_void_p) -> np.ndarray:
+    n = lib.cz_image_batch_count(batch)
+    h, w, c = (lib.cz_image_batch_height(batch), lib.cz_image_batch_width(batch),
+               lib.cz_image_batch_channels(batch))
+    total = n * h * w * c
+    ptr = lib.cz_image_batch_pixels(batch, 0)
+    if total <= 0 or not ptr:
+        raise CoalesceError(f"library returned an empty batch ({n}x{h}x{w}x{c})", 6)
+    arr = np.ctypeslib.as_array(ptr, shape=(total,)).copy()  # copy: the batch is freed next
+    return arr.reshape((n, h, w)) if c == 1 else arr.reshape((n, h, w, c))
+
+
+def write_png_native(engine: Engine, path: str | os.PathLike, model: str, index: int = 0,
+                     **kwargs) -> None:
+    """Generates and writes image ``index`` through the library's cz_image_write_png (libpng),
+    so tests can compare the C encoder with :func:`coalesce.save_png`."""
+    lib = engine._lib
+    p = lib.cz_generate_default_params()
+    p.model = _b(model)
+    p.prompt = kwargs.get("prompt", "").encode("utf-8")
+    p.seed = int(kwargs.get("seed", 0))
+    p.steps = int(kwargs.get("steps", 0))
+    p.count = int(kwargs.get("count", 1))
+    p.guidance = float(kwargs.get("guidance", 1.0))
+    batch = ctypes.c_void_p()
+    engine._check(lib.cz_generate(engine._h(), ctypes.byref(p), ctypes.byref(batch)))
+    try:
+        status = lib.cz_image_write_png(batch, int(index), os.fsencode(path))
+        if status != 0:
+            raise error_for(status, lib.cz_engine_errmsg(None).decode(errors="replace"))
+    finally:
+        lib.cz_image_batch_free(batch)

@@ -1,0 +1,15 @@
+// See include/CCoalesceAPI.h. dladdr lives here because Swift's Glibc module does not import it
+// (it needs _GNU_SOURCE).
+#define _GNU_SOURCE
+#include "CCoalesceAPI.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+
+int ccapi_library_path(char *buf, unsigned long cap) {
+    Dl_info info;
+    if (buf == NULL || cap == 0) return -1;
+    if (dladdr((void *)&ccapi_library_path, &info) == 0 || info.dli_fname == NULL) return -1;
+    snprintf(buf, cap, "%s", info.dli_fname);
+    return 0;
+}

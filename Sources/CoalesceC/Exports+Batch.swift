@@ -1,0 +1,106 @@
+// Exports for image batches: accessors, cz_image_batch_free, cz_image_write_png.
+import CCoalesceAPI
+import CPNG
+import Engine
+import ImageIO
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@_cdecl("cz_image_batch_count")
+public func czImageBatchCount(_ batch: OpaquePointer?) -> Int32 {
+    batchHandles.resolve(batch).map { Int32(clamping: $0.count) } ?? 0
+}
+
+@_cdecl("cz_image_batch_width")
+public func czImageBatchWidth(_ batch: OpaquePointer?) -> Int32 {
+    batchHandles.resolve(batch).map { Int32(clamping: $0.width) } ?? 0
+}
+
+@_cdecl("cz_image_batch_height")
+public func czImageBatchHeight(_ batch: OpaquePointer?) -> Int32 {
+    batchHandles.resolve(batch).map { Int32(clamping: $0.height) } ?? 0
+}
+
+@_cdecl("cz_image_batch_channels")
+public func czImageBatchChannels(_ batch: OpaquePointer?) -> Int32 {
+    batchHandles.resolve(batch).map { Int32(clamping: $0.channels) } ?? 0
+}
+
+@_cdecl("cz_image_batch_pixels")
+public func czImageBatchPixels(_ batch: OpaquePointer?, _ index: Int32) -> UnsafePointer<UInt8>? {
+    batchHandles.resolve(batch)?.image(Int(index))
+}
+
+@_cdecl("cz_image_batch_seed")
+public func czImageBatchSeed(_ batch: OpaquePointer?, _ index: Int32) -> UInt64 {
+    guard let b = batchHandles.resolve(batch), index >= 0, Int(index) < b.count else { return 0 }
+    return b.firstSeed &+ UInt64(index)
+}
+
+@_cdecl("cz_image_batch_free")
+public func czImageBatchFree(_ batch: OpaquePointer?) {
+    _ = batchHandles.unregister(batch)
+}
+
+@_cdecl("cz_image_write_png")
+public func czImageWritePNG(_ batch: OpaquePointer?, _ index: Int32, _ path: UnsafePointer<CChar>?) -> Int32 {
+    do {
+        guard batch != nil else { throw EngineError.invalidArgument("cz_image_write_png: batch is NULL") }
+        guard let b = batchHandles.resolve(batch) else {
+            throw EngineError.invalidArgument("cz_image_write_png: batch is not a live cz_image_batch")
+        }
+        guard index >= 0, Int(index) < b.count else {
+            throw EngineError.invalidArgument("cz_image_write_png: index \(index) is outside 0...\(b.count - 1)")
+        }
+        guard let path = try readString(path, name: "path", maxBytes: 4096) else {
+            throw EngineError.invalidArgument("cz_image_write_png: path is NULL")
+        }
+        guard !path.isEmpty else { throw EngineError.invalidArgument("cz_image_write_png: path is empty") }
+        let (dir, file) = splitPath(path)
+        guard !file.isEmpty else { throw EngineError.invalidArgument("cz_image_write_png: path \(quote(path)) names a directory") }
+        let parent = dir.isEmpty ? "/" : dir
+        guard isDirectoryPath(parent) else {
+            throw EngineError.notFound("cz_image_write_png: directory \(quote(parent)) does not exist")
+        }
+        guard let px = b.image(Int(index)) else { throw EngineError.internal("cz_image_write_png: no pixels") }
+        let bytes = Array(UnsafeBufferPointer(start: px, count: b.imageBytes))
+        switch b.channels {
+        case 1:
+            do {
+                try PNG.write(GrayImage(width: b.width, height: b.height, pixels: bytes), to: path)
+            } catch {
+                throw EngineError.internal("cz_image_write_png: \(error)")
+            }
+        case 3, 4:
+            try writeColorPNG(bytes, width: b.width, height: b.height, channels: b.channels, path: path)
+        default:
+            throw EngineError.invalidArgument("cz_image_write_png: \(b.channels) channels cannot be written as PNG")
+        }
+        return succeed(nil)
+    } catch {
+        return fail(nil, error)
+    }
+}
+
+/// RGB / RGBA through libpng's simplified API (ImageIO writes grayscale only).
+private func writeColorPNG(_ pixels: [UInt8], width: Int, height: Int, channels: Int, path: String) throws {
+    var png = png_image()
+    png.version = png_uint_32(PNG_IMAGE_VERSION)
+    png.width = png_uint_32(width)
+    png.height = png_uint_32(height)
+    // PNG_FORMAT_RGB = FLAG_COLOR (2); PNG_FORMAT_RGBA = FLAG_COLOR | FLAG_ALPHA (3) (png.h).
+    png.format = png_uint_32(channels == 3 ? 2 : 3)
+    let ok = pixels.withUnsafeBytes { px in
+        png_image_write_to_file(&png, path, 0, px.baseAddress, Int32(width * channels), nil)
+    }
+    guard ok != 0 else {
+        let msg = withUnsafeBytes(of: &png.message) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        png_image_free(&png)
+        throw EngineError.internal("cz_image_write_png: libpng: \(msg)")
+    }
+}

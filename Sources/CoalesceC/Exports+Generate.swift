@@ -1,0 +1,83 @@
+// Exports for generation: cz_generate_default_params, cz_generate.
+import CCoalesceAPI
+import Engine
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@_cdecl("cz_generate_default_params")
+public func czGenerateDefaultParams() -> cz_generate_params {
+    var p = cz_generate_params()
+    p.struct_size = UInt32(MemoryLayout<cz_generate_params>.stride)
+    p.model = nil
+    p.prompt = nil
+    p.seed = 0
+    p.steps = 0
+    p.count = 1
+    p.guidance = 0
+    p.progress = nil
+    p.user_data = nil
+    p.timeout_ms = 0
+    return p
+}
+
+@_cdecl("cz_generate")
+public func czGenerate(_ engine: OpaquePointer?, _ params: UnsafePointer<cz_generate_params>?,
+                       _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    out?.pointee = nil
+    guard let eng = resolveEngine(engine, call: "cz_generate") else { return StatusCode.invalidArgument.rawValue }
+    do {
+        guard let out else { throw EngineError.invalidArgument("cz_generate: out is NULL") }
+        guard let params else { throw EngineError.invalidArgument("cz_generate: params is NULL") }
+        let size = Int(params.pointee.struct_size)
+        guard size >= MemoryLayout<cz_generate_params>.size else {
+            throw EngineError.invalidArgument(
+                "cz_generate_params.struct_size is \(size), expected at least \(MemoryLayout<cz_generate_params>.size) "
+                + "(fill the struct with cz_generate_default_params)")
+        }
+        let p = params.pointee
+        guard let model = try readString(p.model, name: "model", maxBytes: ModelRepository.maxNameLength) else {
+            throw EngineError.invalidArgument("cz_generate: params.model is NULL (name a loaded model)")
+        }
+        let prompt = try readString(p.prompt, name: "prompt", maxBytes: Int(CZ_MAX_PROMPT_BYTES)) ?? ""
+        guard p.count >= 1, p.count <= Int32(CZ_MAX_COUNT) else {
+            throw EngineError.invalidArgument("count must be in 1...\(CZ_MAX_COUNT), got \(p.count)")
+        }
+        guard p.steps >= -1, p.steps <= Int32(CZ_MAX_STEPS) else {
+            throw EngineError.invalidArgument(
+                "steps must be in 1...\(CZ_MAX_STEPS), or 0 for the model's default or -1 for auto; got \(p.steps)")
+        }
+        guard p.guidance.isFinite else {
+            throw EngineError.invalidArgument("guidance must be a finite number, got \(p.guidance)")
+        }
+        let slot = try eng.slot(model)
+        var request = GenerateRequest(model: slot.innerName, prompt: prompt, seed: p.seed, steps: p.steps,
+                                      count: p.count, guidance: p.guidance)
+        if p.timeout_ms > 0 {
+            request.deadline = ContinuousClock.now + .milliseconds(Int64(p.timeout_ms))
+        }
+        var handler: ProgressHandler? = nil
+        if let fn = p.progress {
+            let ud = p.user_data
+            handler = { prog in
+                fn(Int32(clamping: prog.step), Int32(clamping: prog.total), ud) != 0
+            }
+        }
+        let batch: ImageBatch
+        do {
+            batch = try slot.engine.generate(request, progress: handler)
+        } catch let e as EngineError where e.code == .notFound && !eng.isCurrent(slot, for: model) {
+            // Unloaded or swapped to another directory between lookup and run: say so plainly.
+            throw EngineError.unavailable("model \(quote(model)) was unloaded while the request started; retry")
+        }
+        guard batch.count == Int(p.count), batch.pixels.count == batch.count * batch.imageBytes else {
+            throw EngineError.internal("engine returned \(batch.count) images / \(batch.pixels.count) bytes for \(p.count) requested")
+        }
+        out.pointee = batchHandles.register(CImageBatch(batch, firstSeed: p.seed))
+        return succeed(eng)
+    } catch {
+        return fail(eng, error)
+    }
+}
