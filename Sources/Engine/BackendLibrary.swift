@@ -136,11 +136,11 @@ public final class BackendLibrary: @unchecked Sendable {
             dlclose(handle)
             throw EngineError.internal("plugin \(quoted(path)): \(CZ_BACKEND_ENTRY_SYMBOL)() returned NULL")
         }
-        let major = vt.pointee.abi_major
+        let major = vt.pointee.abi_major, minor = vt.pointee.abi_minor
         guard major == UInt32(CZ_BACKEND_ABI_MAJOR) else {
-            dlclose(handle)
+            dlclose(handle)  // vt is dangling from here on
             throw EngineError.internal(
-                "plugin \(quoted(path)) was built for backend ABI \(major).\(vt.pointee.abi_minor); "
+                "plugin \(quoted(path)) was built for backend ABI \(major).\(minor); "
                 + "this host speaks ABI \(CZ_BACKEND_ABI_MAJOR).x (major versions must match)")
         }
         guard vt.pointee.create != nil, vt.pointee.describe != nil, vt.pointee.generate != nil,

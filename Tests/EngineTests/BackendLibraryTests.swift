@@ -1,0 +1,72 @@
+import Engine
+import Foundation
+import XCTest
+
+final class BackendLibraryTests: XCTestCase {
+    func testLoadsTestPatternByName() throws {
+        let lib = try BackendLibrary.load(name: "test-pattern", directory: TestSupport.pluginDirectory)
+        XCTAssertEqual(lib.name, "test-pattern")
+        XCTAssertEqual(lib.abiMajor, 1)
+        XCTAssertGreaterThanOrEqual(lib.abiMinor, 1)
+        XCTAssertTrue(lib.supportsBatch)
+        XCTAssertTrue(lib.path.hasSuffix("libTestPatternBackend.so"), lib.path)
+    }
+
+    func testCandidateFileNames() {
+        XCTAssertEqual(BackendLibrary.candidateFileNames(for: "test-pattern").first, "libTestPatternBackend.so")
+        XCTAssertEqual(BackendLibrary.candidateFileNames(for: "coalescer").first, "libCoalescerBackend.so")
+    }
+
+    func testRefusesPathLikeNames() {
+        for bad in ["", "../test-pattern", "a/b", "/etc/passwd", "Test", "-x", "x y", String(repeating: "a", count: 65)] {
+            TestSupport.assertThrows(.invalidArgument) {
+                _ = try BackendLibrary.load(name: bad, directory: TestSupport.pluginDirectory)
+            }
+        }
+    }
+
+    func testMissingPluginIsNotFound() {
+        TestSupport.assertThrows(.notFound, containing: "no plugin for backend") {
+            _ = try BackendLibrary.load(name: "no-such-backend", directory: TestSupport.pluginDirectory)
+        }
+        TestSupport.assertThrows(.notFound, containing: "plugin directory") {
+            _ = try BackendLibrary.load(name: "test-pattern", directory: "/nonexistent/plugins")
+        }
+    }
+
+    func testMissingEntrySymbolIsRefused() throws {
+        let dir = try TestSupport.tempDirectory(self)
+        try TestSupport.compilePlugin(source: "int not_the_entry(void) { return 1; }\n",
+                                      into: dir, file: "libNoEntryBackend.so")
+        TestSupport.assertThrows(.internal, containing: "does not export cz_backend_entry") {
+            _ = try BackendLibrary.load(name: "no-entry", directory: dir)
+        }
+    }
+
+    func testWrongMajorIsRefused() throws {
+        let dir = try TestSupport.tempDirectory(self)
+        let src = """
+        #include "coalesce_backend.h"
+        static cz_backend_model *c(const char *d, char *e, size_t n) { (void)d; (void)e; (void)n; return 0; }
+        static const char *ds(cz_backend_model *m) { (void)m; return "{}"; }
+        static int g(cz_backend_model *m, const cz_backend_request *r, uint8_t *p, size_t cap,
+                     cz_backend_progress_fn f, void *u, char *e, size_t n) { return 6; }
+        static void x(cz_backend_model *m) { (void)m; }
+        static const cz_backend_vtable vt = { 99, 0, "future", "9.0", c, ds, g, x, 0 };
+        const cz_backend_vtable *cz_backend_entry(void) { return &vt; }
+        """
+        try TestSupport.compilePlugin(source: src, into: dir, file: "libFutureBackend.so")
+        TestSupport.assertThrows(.internal, containing: "ABI 99.0") {
+            _ = try BackendLibrary.load(name: "future", directory: dir)
+        }
+    }
+
+    func testScanFindsPluginUnderAnotherFileName() throws {
+        let dir = try TestSupport.tempDirectory(self)
+        try FileManager.default.copyItem(atPath: TestSupport.pluginDirectory + "/libTestPatternBackend.so",
+                                         toPath: dir + "/renamed.so")
+        let lib = try BackendLibrary.load(name: "test-pattern", directory: dir)
+        XCTAssertEqual(lib.name, "test-pattern")
+        XCTAssertTrue(lib.path.hasSuffix("renamed.so"))
+    }
+}
