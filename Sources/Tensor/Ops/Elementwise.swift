@@ -164,7 +164,9 @@ extension Tensor {
     }
     /// (x + eps)^p for x >= 0 (negative inputs are clamped to 0). With eps > 0 the derivative
     /// stays finite at 0 even for p < 1 (DESIGN: the direction loss |.|^(1/2) "finite at 0").
+    /// The gradient is 0 for x < 0, where the clamp makes the function flat (at x = 0 it is the
+    /// right derivative p * eps^(p-1)).
     public func pow(_ p: Float, eps: Float = 0) -> Tensor {
-        unary({ powf(max($0, 0) + eps, p) }, { x, _ in p * powf(max(x, 0) + eps, p - 1) })
+        unary({ powf(max($0, 0) + eps, p) }, { x, _ in x >= 0 ? p * powf(x + eps, p - 1) : 0 })
     }
 }
