@@ -3,6 +3,7 @@
 #include "CCoalesceBLAS.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,4 +181,16 @@ int ccblas_dsyevd(int n, double *a, double *w) {
     free(work);
     free(iwork);
     return info;
+}
+
+int ccblas_tune_malloc(void) {
+#ifdef M_MMAP_THRESHOLD
+    int ok = 1;
+    ok &= mallopt(M_MMAP_THRESHOLD, 512 * 1024 * 1024);  /* blocks below 512 MiB from the heap */
+    ok &= mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024); /* keep up to 1 GiB free for reuse */
+    ok &= mallopt(M_ARENA_MAX, 4);                        /* few arenas: freed blocks get reused */
+    return ok ? 0 : -1;
+#else
+    return -1;
+#endif
 }

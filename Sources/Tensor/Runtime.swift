@@ -1,3 +1,4 @@
+import CCoalesceBLAS
 import Dispatch
 import Foundation
 
@@ -12,6 +13,11 @@ public enum Runtime {
         }
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
+
+    /// Makes glibc keep large freed blocks for reuse instead of returning them to the kernel
+    /// (see `ccblas_tune_malloc`). Process-global, so only executables call it, at start.
+    @discardableResult
+    public static func tuneAllocator() -> Bool { ccblas_tune_malloc() == 0 }
 
     /// Work below this many elements runs on the calling thread: spreading it costs more than it saves.
     public static let parallelGrain = 1 << 15

@@ -1,0 +1,165 @@
+import Foundation
+import Tensor
+
+/// Configuration of `UNet`. JSON keys are snake_case (stored in checkpoint metadata).
+public struct UNetConfig: Codable, Equatable, Sendable {
+    public var inChannels: Int = 1
+    public var outChannels: Int = 1
+    /// Channels per resolution level; each level after the first halves H and W.
+    public var channels: [Int] = [32, 64, 128]
+    public var layersPerLevel: Int = 2
+    /// Self-attention after the residual blocks of these levels (and always in the middle).
+    public var attentionLevels: [Bool] = [false, false, true]
+    public var heads: Int = 4
+    public var groups: Int = 8
+    /// Size of a conditioning vector added to the time embedding (0 = none).
+    public var condDim: Int = 0
+    /// Width of cross-attention context tokens (0 = no cross-attention).
+    public var contextDim: Int = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case inChannels = "in_channels", outChannels = "out_channels", channels
+        case layersPerLevel = "layers_per_level", attentionLevels = "attention_levels", heads, groups
+        case condDim = "cond_dim", contextDim = "context_dim"
+    }
+
+    /// Checks sizes; the message names the bad field.
+    public func validate() throws {
+        guard !channels.isEmpty, channels.allSatisfy({ $0 > 0 && $0 % groups == 0 }) else {
+            throw ModelError.invalidConfig("channels \(channels) must be positive multiples of groups \(groups)")
+        }
+        guard attentionLevels.count == channels.count else {
+            throw ModelError.invalidConfig("attention_levels has \(attentionLevels.count) entries for \(channels.count) levels")
+        }
+        guard layersPerLevel >= 1, heads >= 1, channels.allSatisfy({ $0 % heads == 0 }) else {
+            throw ModelError.invalidConfig("layers_per_level >= 1 and channels divisible by heads \(heads) required")
+        }
+    }
+}
+
+/// A compact diffusion UNet in the style of diffusers' `UNet2DModel` (Ho et al. 2020 layout):
+/// conv_in; down levels of residual blocks (+ self-attention) with strided-conv downsampling;
+/// a middle block (res, attention, res); up levels that concatenate the skip of the same level,
+/// with nearest upsampling + conv; GroupNorm, SiLU, conv_out. Time (and an optional condition
+/// vector) enter every residual block through a shared embedding MLP; optional cross-attention
+/// to context tokens follows self-attention.
+public final class UNet: Layer {
+    public let config: UNetConfig
+    public let convIn: Conv2d
+    public let time1: Linear, time2: Linear
+    public let condProj: Linear?
+    public let down: [[ResBlock]], downAttn: [[SpatialSelfAttention]], downCross: [[CrossAttention]]
+    public let downsample: [Conv2d]
+    public let mid1: ResBlock, midAttn: SpatialSelfAttention, mid2: ResBlock
+    public let up: [[ResBlock]], upAttn: [[SpatialSelfAttention]], upCross: [[CrossAttention]]
+    public let upsample: [Conv2d]
+    public let normOut: GroupNorm, convOut: Conv2d
+    public let timeDim: Int
+
+    public init(_ config: UNetConfig, rng: inout RandomGenerator) throws {
+        try config.validate()
+        self.config = config
+        let ch = config.channels, g = config.groups
+        let c0 = ch[0]
+        timeDim = 4 * c0
+        convIn = Conv2d(config.inChannels, c0, kernel: 3, rng: &rng)
+        time1 = Linear(c0, timeDim, rng: &rng)
+        time2 = Linear(timeDim, timeDim, rng: &rng)
+        condProj = config.condDim > 0 ? Linear(config.condDim, timeDim, rng: &rng) : nil
+        var down: [[ResBlock]] = [], downAttn: [[SpatialSelfAttention]] = [], downCross: [[CrossAttention]] = []
+        var downsample: [Conv2d] = []
+        var cin = c0
+        for (i, c) in ch.enumerated() {
+            var blocks: [ResBlock] = [], attn: [SpatialSelfAttention] = [], cross: [CrossAttention] = []
+            for _ in 0..<config.layersPerLevel {
+                blocks.append(ResBlock(cin, c, timeDim: timeDim, groups: g, rng: &rng))
+                if config.attentionLevels[i] {
+                    attn.append(SpatialSelfAttention(channels: c, heads: config.heads, groups: g, rng: &rng))
+                    if config.contextDim > 0 {
+                        cross.append(CrossAttention(channels: c, contextDim: config.contextDim, heads: config.heads, groups: g, rng: &rng))
+                    }
+                }
+                cin = c
+            }
+            down.append(blocks); downAttn.append(attn); downCross.append(cross)
+            if i < ch.count - 1 { downsample.append(Conv2d(c, c, kernel: 3, stride: 2, rng: &rng)) }
+        }
+        let cm = ch[ch.count - 1]
+        mid1 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
+        midAttn = SpatialSelfAttention(channels: cm, heads: config.heads, groups: g, rng: &rng)
+        mid2 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
+        var up: [[ResBlock]] = [], upAttn: [[SpatialSelfAttention]] = [], upCross: [[CrossAttention]] = []
+        var upsample: [Conv2d] = []
+        cin = cm
+        for i in stride(from: ch.count - 1, through: 0, by: -1) {
+            let c = ch[i]
+            var blocks: [ResBlock] = [], attn: [SpatialSelfAttention] = [], cross: [CrossAttention] = []
+            for j in 0..<config.layersPerLevel {
+                // The first block of a level takes the concatenated skip of the same level.
+                blocks.append(ResBlock(j == 0 ? cin + c : c, c, timeDim: timeDim, groups: g, rng: &rng))
+                if config.attentionLevels[i] {
+                    attn.append(SpatialSelfAttention(channels: c, heads: config.heads, groups: g, rng: &rng))
+                    if config.contextDim > 0 {
+                        cross.append(CrossAttention(channels: c, contextDim: config.contextDim, heads: config.heads, groups: g, rng: &rng))
+                    }
+                }
+            }
+            up.append(blocks); upAttn.append(attn); upCross.append(cross)
+            if i > 0 { upsample.append(Conv2d(c, ch[i - 1], kernel: 3, rng: &rng)) }
+            cin = i > 0 ? ch[i - 1] : c
+        }
+        self.down = down; self.downAttn = downAttn; self.downCross = downCross; self.downsample = downsample
+        self.up = up; self.upAttn = upAttn; self.upCross = upCross; self.upsample = upsample
+        normOut = GroupNorm(groups: min(g, c0), channels: c0)
+        convOut = Conv2d(c0, config.outChannels, kernel: 3, rng: &rng)
+    }
+
+    public var namedParameters: [(String, Tensor)] {
+        var p = nest("conv_in", convIn) + nest("time_1", time1) + nest("time_2", time2)
+        if let condProj { p += nest("cond_proj", condProj) }
+        for i in down.indices {
+            p += nest("down.\(i).res", down[i]) + nest("down.\(i).attn", downAttn[i]) + nest("down.\(i).cross", downCross[i])
+            if i < downsample.count { p += nest("down.\(i).downsample", downsample[i]) }
+        }
+        p += nest("mid.res1", mid1) + nest("mid.attn", midAttn) + nest("mid.res2", mid2)
+        for i in up.indices {
+            p += nest("up.\(i).res", up[i]) + nest("up.\(i).attn", upAttn[i]) + nest("up.\(i).cross", upCross[i])
+            if i < upsample.count { p += nest("up.\(i).upsample", upsample[i]) }
+        }
+        return p + nest("norm_out", normOut) + nest("conv_out", convOut)
+    }
+
+    /// x: (B, inChannels, H, W), H and W divisible by 2^(levels-1); t: B noise levels (any
+    /// scale the caller's schedule uses, e.g. 0...1000); cond: (B, condDim) or nil;
+    /// context: (B, T, contextDim) or nil. Returns (B, outChannels, H, W).
+    public func callAsFunction(_ x: Tensor, t: [Float], cond: Tensor? = nil, context: Tensor? = nil) -> Tensor {
+        var temb = time2(time1(Tensor.timestepEmbedding(t, dim: config.channels[0])).silu())
+        if let condProj, let cond { temb = temb + condProj(cond) }
+        let te = temb.silu()
+        var h = convIn(x)
+        var skips: [Tensor] = []
+        for i in down.indices {
+            for (j, block) in down[i].enumerated() {
+                h = block(h, te)
+                if j < downAttn[i].count { h = downAttn[i][j](h) }
+                if j < downCross[i].count, let context { h = downCross[i][j](h, context: context) }
+            }
+            skips.append(h)
+            if i < downsample.count { h = downsample[i](h) }
+        }
+        h = mid2(midAttn(mid1(h, te)), te)
+        for i in up.indices {
+            let level = down.count - 1 - i
+            for (j, block) in up[i].enumerated() {
+                if j == 0 { h = Tensor.concat([h, skips[level]], axis: 1) }
+                h = block(h, te)
+                if j < upAttn[i].count { h = upAttn[i][j](h) }
+                if j < upCross[i].count, let context { h = upCross[i][j](h, context: context) }
+            }
+            if i < upsample.count { h = upsample[i](Tensor.upsampleNearest2d(h, scale: 2)) }
+        }
+        return convOut(normOut(h).silu())
+    }
+}

@@ -1,0 +1,7 @@
+import ArgumentParser
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks: tensor ops and training speed, generation speed.",
+        subcommands: [BenchOps.self])
+}
