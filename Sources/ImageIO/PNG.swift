@@ -7,9 +7,12 @@ import CPNG
 /// never a crash.
 ///
 /// Reading converts every PNG colour type to 8-bit gray: RGB is converted with libpng's
-/// luminance weights (in linear light, as libpng's simplified API does), 16-bit samples are
-/// reduced to 8 bits, palettes are expanded, and an alpha channel is removed by compositing onto
-/// black (the background of Fashion-MNIST-style images). Writing always produces an 8-bit gray PNG.
+/// luminance weights (in linear light, as libpng's simplified API does), palettes are expanded,
+/// and an alpha channel is removed by compositing onto black (the background of
+/// Fashion-MNIST-style images). 16-bit samples are reduced to 8 bits the simplified API's way:
+/// without a gAMA/sRGB chunk it takes them as *linear* light and encodes them to sRGB, so black and
+/// white stay 0 and 255 but 16-bit mid-gray 0x8000 becomes about 186, not 128.
+/// Writing always produces an 8-bit gray PNG, which reads back unchanged.
 public enum PNG {
     /// Encodes `image` as an 8-bit grayscale PNG in memory.
     public static func encode(_ image: GrayImage) throws -> [UInt8] {

@@ -393,8 +393,9 @@ public struct SafeTensors: Equatable, Sendable {
         case let .valueNotFound(_, ctx):
             return "\(field(ctx.codingPath)) is null"
         case let .dataCorrupted(ctx):
-            return ctx.codingPath.isEmpty ? "not valid JSON"
-                : "\(field(ctx.codingPath)) is invalid: \(ctx.debugDescription)"
+            let detail = ctx.debugDescription + (ctx.underlyingError.map { " (\($0))" } ?? "")
+            return ctx.codingPath.isEmpty ? "not valid JSON: \(detail)"
+                : "\(field(ctx.codingPath)) is invalid: \(detail)"
         @unknown default:
             return "invalid"
         }

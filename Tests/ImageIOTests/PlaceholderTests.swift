@@ -1,5 +1,0 @@
-import XCTest
-
-final class ImageIOPlaceholderTests: XCTestCase {
-    func testModuleBuilds() {}
-}
