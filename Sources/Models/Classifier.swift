@@ -1,0 +1,143 @@
+import Foundation
+import Tensor
+
+/// Configuration of `Classifier`. JSON keys are snake_case (stored in checkpoint metadata under
+/// "config" and beside the weights as config.json).
+public struct ClassifierConfig: Codable, Equatable, Sendable {
+    /// Side of the square gray input image.
+    public var imageSize: Int = 28
+    /// Output channels of each 3x3 convolution (each followed by ReLU).
+    public var convChannels: [Int] = [32, 32, 64, 32]
+    /// Stride of each convolution (2 halves H and W); same length as `convChannels`.
+    public var convStrides: [Int] = [1, 2, 1, 2]
+    /// Width of the penultimate layer: the feature space FID and precision/recall use.
+    public var featureDim: Int = 128
+    /// Number of classes (10 for Fashion-MNIST).
+    public var classes: Int = 10
+    /// Inputs in [0, 1] are normalised as (x - mean) / std inside the model.
+    public var inputMean: Float = 0.2860
+    public var inputStd: Float = 0.3530
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case imageSize = "image_size", convChannels = "conv_channels", convStrides = "conv_strides"
+        case featureDim = "feature_dim", classes, inputMean = "input_mean", inputStd = "input_std"
+    }
+
+    /// Checks sizes; the message names the bad field.
+    public func validate() throws {
+        guard imageSize >= 4 else { throw ModelError.invalidConfig("image_size \(imageSize) must be >= 4") }
+        guard !convChannels.isEmpty, convChannels.allSatisfy({ $0 > 0 }) else {
+            throw ModelError.invalidConfig("conv_channels \(convChannels) must be non-empty and positive")
+        }
+        guard convStrides.count == convChannels.count, convStrides.allSatisfy({ $0 == 1 || $0 == 2 }) else {
+            throw ModelError.invalidConfig("conv_strides \(convStrides) must have one entry of 1 or 2 per conv")
+        }
+        guard featureDim > 0, classes > 1 else {
+            throw ModelError.invalidConfig("feature_dim \(featureDim) must be > 0 and classes \(classes) > 1")
+        }
+        guard inputStd > 0 else { throw ModelError.invalidConfig("input_std \(inputStd) must be > 0") }
+    }
+
+    /// Side of the last convolution's output.
+    public var finalSide: Int {
+        convStrides.reduce(imageSize) { side, s in (side + 2 - 3) / s + 1 }
+    }
+
+    /// Inputs of the first linear layer (flattened last feature map).
+    public var flatDim: Int { (convChannels.last ?? 0) * finalSide * finalSide }
+}
+
+/// A small CNN for 28x28 gray images (the "domain classifier" of our FID, in the spirit of the
+/// Fréchet LeNet distance): 3x3 convolutions with ReLU, strided ones downsampling, then
+/// flatten -> linear (featureDim) -> ReLU -> linear (classes).
+/// `features` is the penultimate layer after its ReLU; `logits` the class scores.
+///
+/// Checkpoint keys: `convs.<i>.weight|bias`, `fc1.weight|bias`, `fc2.weight|bias`.
+public final class Classifier: Layer {
+    public let config: ClassifierConfig
+    public let convs: [Conv2d]
+    public let fc1: Linear, fc2: Linear
+
+    public init(config: ClassifierConfig = ClassifierConfig(), seed: UInt64 = 0) throws {
+        try config.validate()
+        self.config = config
+        var rng = RandomGenerator(seed: seed)
+        var cin = 1
+        var convs: [Conv2d] = []
+        for (c, s) in zip(config.convChannels, config.convStrides) {
+            convs.append(Conv2d(cin, c, kernel: 3, stride: s, padding: 1, rng: &rng))
+            cin = c
+        }
+        self.convs = convs
+        fc1 = Linear(config.flatDim, config.featureDim, rng: &rng)
+        fc2 = Linear(config.featureDim, config.classes, rng: &rng)
+    }
+
+    public var namedParameters: [(String, Tensor)] {
+        nest("convs", convs) + nest("fc1", fc1) + nest("fc2", fc2)
+    }
+
+    /// Penultimate features: x (B, 1, S, S) with values in [0, 1] -> (B, featureDim).
+    public func features(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 4 && x.shape[1] == 1 && x.shape[2] == config.imageSize && x.shape[3] == config.imageSize,
+                     "Classifier: input must be (B, 1, \(config.imageSize), \(config.imageSize)), got \(x.shape)")
+        var h = x.adding(-config.inputMean).scaled(1 / config.inputStd)  // h: (B, 1, S, S)
+        for conv in convs { h = conv(h).relu() }                          // h: (B, C, S', S')
+        h = h.reshaped([x.shape[0], config.flatDim])                       // h: (B, flatDim)
+        return fc1(h).relu()                                                // (B, featureDim)
+    }
+
+    /// Class scores from features (B, featureDim) -> (B, classes).
+    public func logits(fromFeatures f: Tensor) -> Tensor { fc2(f) }
+
+    /// Class scores: x (B, 1, S, S) in [0, 1] -> (B, classes).
+    public func logits(_ x: Tensor) -> Tensor { fc2(features(x)) }
+
+    /// 8-bit images (`count` of them, S*S each, row-major) as a (count, 1, S, S) tensor in [0, 1].
+    public static func inputTensor(pixels: [UInt8], count: Int, side: Int = 28) -> Tensor {
+        precondition(pixels.count == count * side * side,
+                     "Classifier.inputTensor: \(pixels.count) pixels for \(count) images of \(side)x\(side)")
+        let t = Tensor(zeros: [count, 1, side, side])
+        pixels.withUnsafeBufferPointer { p in
+            for i in 0..<p.count { t.data[i] = Float(p[i]) * (1 / 255) }
+        }
+        return t
+    }
+}
+
+extension Classifier {
+    /// Writes the weights to `path` (safetensors, config JSON under metadata "config").
+    public func save(path: String) throws {
+        let json = try configJSON()
+        try SafeTensors(tensors: stateDict(), metadata: [SafeTensors.configKey: json]).write(path: path)
+    }
+
+    /// The config as pretty-printed, key-sorted JSON (also written as config.json beside weights).
+    public func configJSON() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return String(decoding: try encoder.encode(config), as: UTF8.self)
+    }
+
+    /// Loads a classifier saved by `save(path:)`. Throws `ModelError.invalidConfig` when the
+    /// metadata has no config or it does not decode; weight errors name the key.
+    public static func load(path: String) throws -> Classifier {
+        let file = try SafeTensors.read(path: path)
+        guard let json = file.config else {
+            throw ModelError.invalidConfig("\(path) has no \"\(SafeTensors.configKey)\" metadata")
+        }
+        let config: ClassifierConfig
+        do {
+            config = try JSONDecoder().decode(ClassifierConfig.self, from: Data(json.utf8))
+        } catch {
+            throw ModelError.invalidConfig("\(path): config metadata does not decode: \(error)")
+        }
+        let model = try Classifier(config: config)
+        var tensors: [String: Tensor] = [:]
+        for name in file.names { tensors[name] = try file.tensor(name) }
+        try model.load(from: tensors)
+        return model
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import ImageIO
+import Models
+import Tensor
+
+/// How `Evaluator` asks a generator for images.
+public struct EvaluationSettings: Codable, Equatable, Sendable {
+    /// Network evaluations per image (passed to the generator).
+    public var steps: Int = 1
+    /// Images in all, spread evenly over the 10 class prompts.
+    public var count: Int = 1000
+    /// Base seed; each (class, chunk) request gets its own seed derived from it.
+    public var seed: UInt64 = 2026
+    /// Images per generator call.
+    public var batch: Int = 50
+    /// Neighbourhood size of the precision/recall manifolds (Kynkäänniemi et al.: 3).
+    public var k: Int = 3
+    /// Percentile of test nearest-training distances below which an image is a near-copy.
+    public var percentile: Double = 1
+    /// Test images used as memorisation baseline queries (their nearest-training distances).
+    public var memorisationTestCount: Int = 2000
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case steps, count, seed, batch, k, percentile
+        case memorisationTestCount = "memorisation_test_count"
+    }
+}
+
+/// One generator request of an evaluation run.
+public struct EvaluationRequest: Equatable, Sendable {
+    public var label: Int
+    public var prompt: String
+    public var seed: UInt64
+    public var count: Int
+}
+
+/// Scores of one image set against the test set.
+public struct SetScores: Codable, Equatable, Sendable {
+    public var count: Int
+    /// Fréchet distance of classifier features against all test images.
+    public var fid: Double
+    /// Fraction of images the classifier assigns to the requested class.
+    public var classAccuracy: Double
+    public var precision: Double
+    public var recall: Double
+    public var memorisation: MemorisationReport
+
+    enum CodingKeys: String, CodingKey {
+        case count, fid, classAccuracy = "class_accuracy", precision, recall, memorisation
+    }
+}
+
+/// Everything `coalesce eval` reports.
+public struct EvaluationReport: Codable, Equatable, Sendable {
+    public var model: String
+    public var settings: EvaluationSettings
+    /// The generated images' scores.
+    public var generated: SetScores
+    /// Real training images (same class spread and count) scored the same way, in the same run:
+    /// the best FID/precision/recall this harness can give at this count, and a copy detector check.
+    public var referenceTrain: SetScores?
+    /// Wall-clock seconds spent in the generator, and images per second over the whole run.
+    public var generationSeconds: Double
+    public var imagesPerSecond: Double
+    /// The classifier's accuracy on the whole test set (its own yardstick).
+    public var classifierTestAccuracy: Double
+    public var testImages: Int
+
+    enum CodingKeys: String, CodingKey {
+        case model, settings, generated, referenceTrain = "reference_train"
+        case generationSeconds = "generation_seconds", imagesPerSecond = "images_per_second"
+        case classifierTestAccuracy = "classifier_test_accuracy", testImages = "test_images"
+    }
+}
+
+/// Scores generated images with the domain classifier: FID against the test set, class accuracy,
+/// precision/recall and memorisation. The test-side statistics are computed once per evaluator.
+public final class Evaluator {
+    public let classifier: Classifier
+    public let train: LabeledImages
+    public let test: LabeledImages
+    public let settings: EvaluationSettings
+    /// Progress lines on stderr.
+    public var showProgress = true
+
+    private let extractor: FeatureExtractor
+    private var cache: Reference?
+
+    /// What is computed once: test statistics and the memorisation baseline.
+    private struct Reference {
+        var testOutputs: ClassifierOutputs
+        var testStatistics: GaussianStatistics
+        var testAccuracy: Double
+        /// Test rows in a fixed random order (precision/recall take the first `count`).
+        var testOrder: [Int]
+        var memorisation: MemorisationBaseline
+    }
+
+    public init(classifier: Classifier, train: LabeledImages, test: LabeledImages,
+                settings: EvaluationSettings) throws {
+        guard settings.count >= max(10, settings.k + 1) else {
+            throw TrainingError.invalidConfig("count \(settings.count) must be at least \(max(10, settings.k + 1))")
+        }
+        guard settings.batch >= 1, settings.steps >= 0, settings.k >= 1 else {
+            throw TrainingError.invalidConfig("batch >= 1, steps >= 0 and k >= 1 required")
+        }
+        let side = classifier.config.imageSize
+        for (name, set) in [("train", train), ("test", test)] where set.width != side || set.height != side {
+            throw TrainingError.invalidData("\(name) images are \(set.width)x\(set.height), classifier expects \(side)x\(side)")
+        }
+        self.classifier = classifier
+        self.train = train
+        self.test = test
+        self.settings = settings
+        self.extractor = FeatureExtractor(classifier: classifier)
+    }
+
+    /// The requests of a run: `count` images over the class prompts (class c gets count/10, the
+    /// first count%10 classes one more), in chunks of `batch`, each chunk with its own seed.
+    public func requests() -> [EvaluationRequest] {
+        let classes = EvaluationPrompts.classPrompts.count
+        var out: [EvaluationRequest] = []
+        for c in 0..<classes {
+            var left = settings.count / classes + (c < settings.count % classes ? 1 : 0)
+            var chunk: UInt64 = 0
+            while left > 0 {
+                let n = min(left, settings.batch)
+                out.append(EvaluationRequest(label: c, prompt: EvaluationPrompts.classPrompts[c],
+                                             seed: settings.seed &+ (UInt64(c) << 32) &+ chunk, count: n))
+                left -= n
+                chunk += 1
+            }
+        }
+        return out
+    }
+
+    /// Runs every request through `generator`. Returns the images, their requested labels and the
+    /// seconds spent inside the generator.
+    public func generate(with generator: Generator) throws -> (pixels: [UInt8], labels: [Int], seconds: Double) {
+        let side = classifier.config.imageSize
+        guard generator.imageSide == side else {
+            throw TrainingError.generation("\(generator.name) makes \(generator.imageSide)x\(generator.imageSide) images, the classifier expects \(side)x\(side)")
+        }
+        let reqs = requests()
+        let progress = ProgressReporter(label: "generate \(generator.name)", total: reqs.count,
+                                        itemsPerStep: settings.batch, enabled: showProgress)
+        var pixels: [UInt8] = []
+        pixels.reserveCapacity(settings.count * side * side)
+        var labels: [Int] = []
+        var seconds = 0.0
+        for (i, r) in reqs.enumerated() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let images = try generator.generate(prompt: r.prompt, seed: r.seed, steps: settings.steps, count: r.count)
+            seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            guard images.count == r.count * side * side else {
+                throw TrainingError.generation("\(generator.name) returned \(images.count) bytes for \(r.count) images of \(side)x\(side)")
+            }
+            pixels += images
+            labels += Array(repeating: r.label, count: r.count)
+            progress.update(step: i + 1)
+        }
+        return (pixels, labels, seconds)
+    }
+
+    private func reference() throws -> Reference {
+        if let cache { return cache }
+        let status = ProgressReporter(label: "eval", total: 1, enabled: showProgress)
+        note("features of \(test.count) test and \(train.count) training images")
+        let testOutputs = try extractor.extractCached(pixels: test.pixels, count: test.count)
+        let trainOutputs = try extractor.extractCached(pixels: train.pixels, count: train.count)
+        var correct = 0
+        for i in 0..<test.count where testOutputs.predictedClass(i) == test.labels[i] { correct += 1 }
+        var rng = RandomGenerator(seed: 0x7e57)
+        let order = rng.permutation(test.count)
+        let memo = Array(order.prefix(min(test.count, max(settings.memorisationTestCount, 1))))
+        note(String(format: "memorisation baseline: %d test images vs %d training images (%.0f s so far)",
+                    memo.count, train.count, status.elapsed))
+        let baseline = MemorisationBaseline(
+            testPixels: FeatureMatrix(pixels: test.pixels, count: test.count).selecting(memo),
+            testFeatures: testOutputs.featureMatrix.selecting(memo),
+            trainPixels: FeatureMatrix(pixels: train.pixels, count: train.count),
+            trainFeatures: trainOutputs.featureMatrix)
+        let r = Reference(testOutputs: testOutputs, testStatistics: GaussianStatistics(testOutputs.featureMatrix),
+                          testAccuracy: Double(correct) / Double(max(1, test.count)), testOrder: order,
+                          memorisation: baseline)
+        cache = r
+        return r
+    }
+
+    /// Scores `count` images (side x side bytes each) generated for `labels`.
+    public func score(pixels: [UInt8], labels: [Int]) throws -> SetScores {
+        let ref = try reference()
+        let count = labels.count
+        let outputs = try extractor.extract(pixels: pixels, count: count)
+        let features = outputs.featureMatrix
+        let fid = try FrechetDistance.compute(GaussianStatistics(features), ref.testStatistics)
+        var agree = 0
+        for i in 0..<count where outputs.predictedClass(i) == labels[i] { agree += 1 }
+        let real = ref.testOutputs.featureMatrix.selecting(Array(ref.testOrder.prefix(min(count, test.count))))
+        let pr = PrecisionRecall.compute(real: real, generated: features, k: settings.k)
+        let memo = ref.memorisation.report(generatedPixels: FeatureMatrix(pixels: pixels, count: count),
+                                           generatedFeatures: features, percentile: settings.percentile)
+        return SetScores(count: count, fid: fid, classAccuracy: Double(agree) / Double(max(1, count)),
+                         precision: pr.precision, recall: pr.recall, memorisation: memo)
+    }
+
+    /// Generates with `generator` and scores the images; with `withReference`, also scores real
+    /// training images chosen the same way (`RealTrainGenerator`, same prompts and seeds).
+    public func evaluate(_ generator: Generator, withReference: Bool = true) throws -> EvaluationReport {
+        let gen = try generate(with: generator)
+        note("scoring \(generator.name)")
+        let scores = try score(pixels: gen.pixels, labels: gen.labels)
+        var referenceScores: SetScores?
+        if withReference {
+            let real = try generate(with: RealTrainGenerator(train: train))
+            note("scoring real training images")
+            referenceScores = try score(pixels: real.pixels, labels: real.labels)
+        }
+        let ref = try reference()
+        return EvaluationReport(model: generator.name, settings: settings, generated: scores,
+                                referenceTrain: referenceScores, generationSeconds: gen.seconds,
+                                imagesPerSecond: gen.seconds > 0 ? Double(gen.labels.count) / gen.seconds : 0,
+                                classifierTestAccuracy: ref.testAccuracy, testImages: test.count)
+    }
+
+    private func note(_ s: String) {
+        if showProgress { FileHandle.standardError.write(Data(("eval: " + s + "\n").utf8)) }
+    }
+}

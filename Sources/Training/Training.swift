@@ -1,1 +1,0 @@
-// Training module. See ARCHITECTURE.md.

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import ImageIO
+import Models
+import Tensor
+import Training
+
+/// `coalesce eval`: generate K images over the 10 class prompts with fixed seeds and score them
+/// with the domain classifier (FID, class accuracy, precision/recall, memorisation), beside real
+/// training images scored the same way in the same run.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Score a generator: FID, class accuracy, precision/recall, memorisation (vs. real training images).")
+
+    @Option(help: "Generator name (see --list).") var model = "real-train"
+    @Option(help: "Network evaluations per image.") var steps = 1
+    @Option(help: "Images to generate, spread over the 10 class prompts.") var count = 1000
+    @Option(help: "Base seed of the generation requests.") var seed: UInt64 = 2026
+    @Option(help: "Images per generator call.") var batch = 50
+    @Option(help: "Classifier checkpoint.") var classifier = "models/classifier/model.safetensors"
+    @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
+    @Option(help: "Write a PNG grid of the first 100 generated images here.") var grid: String?
+    @Flag(help: "Skip scoring real training images as reference.") var noReference = false
+    @Flag(help: "Print the report as JSON (progress still goes to stderr).") var json = false
+    @Flag(help: "List the registered generators and exit.") var list = false
+
+    func run() throws {
+        BLAS.load()
+        GeneratorRegistration.registerAll(modelsDirectory: modelsDir)
+        if list { print(GeneratorRegistry.names.joined(separator: "\n")); return }
+        let train = try FashionMNIST.load(split: .train)
+        let test = try FashionMNIST.load(split: .test)
+        let clf = try Classifier.load(path: classifier)
+        var settings = EvaluationSettings()
+        settings.steps = steps
+        settings.count = count
+        settings.seed = seed
+        settings.batch = batch
+        let evaluator = try Evaluator(classifier: clf, train: train, test: test, settings: settings)
+        let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train))
+        let report = try evaluator.evaluate(generator, withReference: !noReference)
+        if let grid {
+            let gen = try evaluator.generate(with: generator)
+            let n = generator.imageSide * generator.imageSide
+            // First 10 images of each class, one row per class.
+            var images: [GrayImage] = []
+            for c in 0..<10 {
+                let idx = gen.labels.indices.filter { gen.labels[$0] == c }.prefix(10)
+                images += idx.map { GrayImage(width: generator.imageSide, height: generator.imageSide,
+                                              pixels: Array(gen.pixels[$0 * n ..< ($0 + 1) * n])) }
+            }
+            try PNG.write(ImageGrid.make(images, columns: 10, scale: 2), to: grid)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(EvalText.render(report))
+        }
+    }
+}
+
+/// Human-readable rendering of an `EvaluationReport`.
+enum EvalText {
+    static func render(_ r: EvaluationReport) -> String {
+        var lines = [String(format: "model %@, %d steps, %d images (seed %llu); classifier test accuracy %.2f%% on %d images",
+                            r.model, r.settings.steps, r.settings.count, r.settings.seed,
+                            r.classifierTestAccuracy * 100, r.testImages)]
+        lines.append(String(format: "generation: %.2f s in the generator, %.1f images/s", r.generationSeconds, r.imagesPerSecond))
+        lines.append("                    FID     class acc  precision  recall  near-copies px / feat (test)  NN dist px / feat (test)")
+        func row(_ name: String, _ s: SetScores) -> String {
+            let m = s.memorisation
+            let label = name.count >= 16 ? name : name + String(repeating: " ", count: 16 - name.count)
+            return label + String(format: " %8.2f  %8.1f%%  %8.3f  %7.3f  %5.1f%% / %5.1f%% (%.1f%%/%.1f%%)      %.2f / %.2f (%.2f / %.2f)",
+                          s.fid, s.classAccuracy * 100, s.precision, s.recall,
+                          m.pixels.nearCopyFraction * 100, m.features.nearCopyFraction * 100,
+                          m.pixels.testNearCopyFraction * 100, m.features.testNearCopyFraction * 100,
+                          m.pixels.generatedMedian, m.features.generatedMedian,
+                          m.pixels.testMedian, m.features.testMedian)
+        }
+        lines.append(row(r.model, r.generated))
+        if let ref = r.referenceTrain { lines.append(row("real train (ref)", ref)) }
+        lines.append(String(format: "near-copy: nearest-training distance below percentile %g of the test images' (px %.3f, feat %.3f)",
+                            r.generated.memorisation.percentile, r.generated.memorisation.pixels.threshold,
+                            r.generated.memorisation.features.threshold))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Registers generators that live outside the Training module (engine backends, trained models)
+/// with `GeneratorRegistry`. Backends add their registration here.
+enum GeneratorRegistration {
+    static func registerAll(modelsDirectory: String) { CoalescerGenerator.register() }
+}

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+/// `coalesce train <model>`: one subcommand per trainable model.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model (the evaluation classifier, autoencoders, generators).",
+        subcommands: [TrainClassifier.self, TrainCoalescer.self])
+}

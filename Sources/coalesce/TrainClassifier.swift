@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import ImageIO
+import Models
+import Tensor
+import Training
+
+/// `coalesce train classifier`: the Fashion-MNIST CNN whose features define our FID.
+struct TrainClassifier: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "classifier",
+        abstract: "Train the Fashion-MNIST domain classifier used by `coalesce eval` (FID features, class accuracy).")
+
+    @Option(help: "Output directory (model.safetensors, config.json, training.json).") var out = "models/classifier"
+    @Option(help: "Epochs over the training set.") var epochs = 8
+    @Option(help: "Batch size.") var batchSize = 64
+    @Option(help: "Peak learning rate (AdamW, warmup then cosine decay).") var lr: Float = 2e-3
+    @Option(help: "AdamW weight decay.") var weightDecay: Float = 0.05
+    @Option(help: "Seed for initialisation, shuffling and augmentation.") var seed: UInt64 = 1
+    @Option(help: "Random shift of up to this many pixels (0 = none).") var maxShift = 2
+    @Flag(help: "Disable random horizontal flips.") var noFlip = false
+    @Option(help: "Use only the first N training images (0 = all).") var trainLimit = 0
+    @Option(help: "Score on only the first N test images each epoch (0 = all).") var testLimit = 0
+
+    func run() throws {
+        BLAS.load()
+        let train = try FashionMNIST.load(split: .train)
+        var test = try FashionMNIST.load(split: .test)
+        if testLimit > 0 { test = test.slice(0..<testLimit) }
+        var config = ClassifierTrainingConfig()
+        config.epochs = epochs
+        config.batchSize = batchSize
+        config.learningRate = lr
+        config.weightDecay = weightDecay
+        config.seed = seed
+        config.maxShift = maxShift
+        config.flip = !noFlip
+        config.trainLimit = trainLimit
+        let classifier = try Classifier(config: ClassifierConfig(), seed: seed)
+        print("classifier: \(classifier.parameterCount) parameters; training on \(trainLimit > 0 ? min(trainLimit, train.count) : train.count) images, \(epochs) epochs, seed \(seed)")
+        let trainer = ClassifierTrainer(classifier: classifier, config: config)
+        let result = try trainer.train(on: train, test: test)
+        let accuracy = result.epochTestAccuracy.last ?? 0
+
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try classifier.save(path: out + "/model.safetensors")
+        try (classifier.configJSON() + "\n").write(toFile: out + "/config.json", atomically: true, encoding: .utf8)
+        let record = TrainingRecord(command: CommandLine.arguments.joined(separator: " "), training: config,
+                                    testAccuracy: accuracy, testImages: test.count,
+                                    epochTestAccuracy: result.epochTestAccuracy, epochLoss: result.epochLosses,
+                                    seconds: result.seconds, blasCore: BLAS.coreName, threads: Runtime.threads)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try (String(decoding: try encoder.encode(record), as: UTF8.self) + "\n")
+            .write(toFile: out + "/training.json", atomically: true, encoding: .utf8)
+        print(String(format: "test accuracy %.2f%% on %d images; %.0f s; wrote %@/model.safetensors",
+                     accuracy * 100, test.count, result.seconds, out))
+    }
+}
+
+/// What `training.json` records beside the classifier weights.
+struct TrainingRecord: Codable {
+    var command: String
+    var training: ClassifierTrainingConfig
+    var testAccuracy: Double
+    var testImages: Int
+    var epochTestAccuracy: [Double]
+    var epochLoss: [Float]
+    var seconds: Double
+    var blasCore: String
+    var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case command, training, testAccuracy = "test_accuracy", testImages = "test_images"
+        case epochTestAccuracy = "epoch_test_accuracy", epochLoss = "epoch_loss", seconds
+        case blasCore = "blas_core", threads
+    }
+}
