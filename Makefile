@@ -24,7 +24,7 @@ test-swift: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
 	$(SWIFT) test $(SWIFTFLAGS) --skip-build
 
-test: test-swift
+test: test-swift test-c test-python test-leaks
 
 demo: build
 	$(BUILD)/coalesce info
@@ -32,3 +32,74 @@ demo: build
 
 clean:
 	rm -rf .build
+
+# ==== libcoalesce, install, C and Python bindings (issue 6) ==================================
+# Installed artefacts link the Swift runtime statically (-static-stdlib) so that they run without
+# the Swift toolchain; they build in their own scratch path so the everyday .build is never
+# rebuilt with other flags. Debug info is stripped on install (valgrind 3.19 cannot read the
+# toolchain's DWARF 5, and it is most of the size).
+STATIC_BUILD   ?= .build-static
+STATIC_FLAGS   ?= -c release --scratch-path $(STATIC_BUILD) -Xswiftc -static-stdlib
+STATIC_OUT      = $(STATIC_BUILD)/release
+STRIP          ?= strip --strip-debug
+CZ_VERSION      = $(shell sed -n 's/^\#define CZ_VERSION_STRING "\(.*\)"/\1/p' Include/coalesce.h)
+# Every backend plugin product in Package.swift (`.library(name: "<X>Backend", type: .dynamic`).
+BACKENDS       ?= $(shell sed -n 's/.*\.library(name: "\([A-Za-z0-9]*Backend\)", type: \.dynamic.*/\1/p' Package.swift)
+INSTALL_MODELS ?= $(notdir $(wildcard models/*))
+# The tests install into a private prefix with only the test-pattern backend and model.
+CZ_TEST_DIR    ?= $(CURDIR)/$(STATIC_BUILD)/cz-test
+CZ_TEST_PREFIX ?= $(CZ_TEST_DIR)/prefix
+
+.PHONY: install-lib install-bin install-test-prefix test-python-binding test-leaks clean-static
+
+install: install-lib install-bin
+
+# lib/libcoalesce.so, lib/coalesce/backends/*.so, include/*.h, lib/pkgconfig/coalesce.pc,
+# share/coalesce/models/.
+install-lib: deps
+	$(SWIFT) build $(STATIC_FLAGS) --product CoalesceLib
+	for b in $(BACKENDS); do $(SWIFT) build $(STATIC_FLAGS) --product $$b || exit 1; done
+	install -d $(PREFIX)/lib/coalesce/backends $(PREFIX)/include $(PREFIX)/lib/pkgconfig \
+	    $(PREFIX)/share/coalesce/models
+	install -m 755 $(STATIC_OUT)/libCoalesceLib.so $(PREFIX)/lib/libcoalesce.so
+	$(STRIP) $(PREFIX)/lib/libcoalesce.so
+	for b in $(BACKENDS); do install -m 755 $(STATIC_OUT)/lib$$b.so $(PREFIX)/lib/coalesce/backends/ && \
+	    $(STRIP) $(PREFIX)/lib/coalesce/backends/lib$$b.so || exit 1; done
+	install -m 644 Include/coalesce.h Include/coalesce_backend.h $(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(CZ_VERSION)|g' scripts/coalesce.pc.in \
+	    > $(PREFIX)/lib/pkgconfig/coalesce.pc
+	for m in $(INSTALL_MODELS); do rm -rf $(PREFIX)/share/coalesce/models/$$m && \
+	    cp -R models/$$m $(PREFIX)/share/coalesce/models/ || exit 1; done
+
+# bin/coalesce, bin/coalesced.
+install-bin: deps
+	$(SWIFT) build $(STATIC_FLAGS) --product coalesce
+	$(SWIFT) build $(STATIC_FLAGS) --product coalesced
+	install -d $(PREFIX)/bin
+	install -m 755 $(STATIC_OUT)/coalesce $(STATIC_OUT)/coalesced $(PREFIX)/bin/
+	$(STRIP) $(PREFIX)/bin/coalesce $(PREFIX)/bin/coalesced
+
+install-test-prefix:
+	rm -rf $(CZ_TEST_PREFIX)
+	$(MAKE) --no-print-directory install-lib PREFIX=$(CZ_TEST_PREFIX) BACKENDS=TestPatternBackend \
+	    INSTALL_MODELS=test-pattern
+
+# The C example and API test, built with gcc against the installed header and library.
+test-c: install-test-prefix
+	bash Bindings/c/test_c.sh $(CZ_TEST_PREFIX) $(CZ_TEST_DIR)/c
+
+# The Python binding, pip-installed into a private directory, against the installed library.
+test-python: test-python-binding
+test-python-binding: install-test-prefix
+	rm -rf $(CZ_TEST_DIR)/py
+	$(PYTHON) -m pip install -q --no-deps --target $(CZ_TEST_DIR)/py ./Bindings/python
+	PYTHONPATH=$(CZ_TEST_DIR)/py COALESCE_PREFIX=$(CZ_TEST_PREFIX) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py
+
+# Many create/load/generate/free cycles under valgrind: no invalid access, nothing lost.
+test-leaks: install-test-prefix
+	bash Bindings/c/leak_test.sh $(CZ_TEST_PREFIX) $(CZ_TEST_DIR)/leaks 100
+clean: clean-static
+clean-static:
+	rm -rf $(STATIC_BUILD)
+# ==== end of libcoalesce section ==============================================================

@@ -3,7 +3,7 @@
 # Used by `make` (every target that builds) and by .ci/run.
 set -euo pipefail
 DEBS=(pkg-config libopenblas-dev libpng-dev zlib1g-dev libzmq3-dev libprotobuf-c-dev
-      protobuf-c-compiler libfaiss-dev dataset-fashion-mnist)
+      protobuf-c-compiler libfaiss-dev dataset-fashion-mnist valgrind)
 missing=()
 for p in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,381 @@
+"""Tests of the `coalesce` binding against the REAL libcoalesce.so and test-pattern backend.
+
+Where the library is: $COALESCE_LIB (path to libcoalesce.so) or $COALESCE_PREFIX (an install
+prefix, as `make test-python` sets up). The test-pattern model is taken from
+$COALESCE_PREFIX/share/coalesce/models/test-pattern, else from the repository's models/.
+The C-vs-Python identity test builds Bindings/c/example.c with gcc against $COALESCE_PREFIX.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import coalesce
+
+REPO = Path(__file__).resolve().parents[3]
+PREFIX = os.environ.get("COALESCE_PREFIX")
+MASK = (1 << 64) - 1
+
+
+def _model_dir() -> Path:
+    if PREFIX:
+        p = Path(PREFIX) / "share/coalesce/models/test-pattern"
+        if p.is_dir():
+            return p
+    return REPO / "models/test-pattern"
+
+
+MODEL_DIR = _model_dir()
+
+
+@pytest.fixture
+def engine():
+    with coalesce.Engine() as eng:
+        eng.load_model("tp", MODEL_DIR)
+        yield eng
+
+
+def _model(tmp_path: Path, name: str, **config) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"backend": "test-pattern", **config}))
+    return d
+
+
+# ---- An independent reference: the test-pattern drawing rule, re-derived in Python -----------
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def _fnv1a(s: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in s:
+        h = ((h ^ b) * 0x100000001B3) & MASK
+    return h
+
+
+def reference_pattern(seed: int, prompt: str) -> np.ndarray:
+    h = _splitmix64((seed ^ _splitmix64(_fnv1a(prompt.encode()))) & MASK)
+    kind, period = h % 3, 2 + (h >> 8) % 6
+    phase = (h >> 16) % period
+    hi, lo = 128 + (h >> 24) % 128, (h >> 32) % 64
+    y, x = np.mgrid[0:28, 0:28]
+    by, bx = (y + phase) // period, (x + phase) // period
+    on = [by & 1, bx & 1, (bx + by) & 1][kind]
+    return np.where(on == 1, hi, lo).astype(np.uint8)
+
+
+# ---- Basics ------------------------------------------------------------------------------------
+
+def test_version_and_struct_layout_match_the_library():
+    assert coalesce.version() == "0.1.0"
+    from coalesce import _native
+    lib = _native.load_library()
+    assert lib.cz_generate_default_params().struct_size == ctypes_sizeof(_native.GenerateParams)
+    assert lib.cz_engine_default_options().struct_size == ctypes_sizeof(_native.EngineOptions)
+    assert coalesce.status_string(2) == "CZ_NOT_FOUND"
+    assert coalesce.status_string(99) == "CZ_UNKNOWN_STATUS"
+
+
+def ctypes_sizeof(t) -> int:
+    import ctypes
+    return ctypes.sizeof(t)
+
+
+def _cpu_flags() -> set:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def test_blas_core_is_the_fast_one_for_this_cpu():
+    """OpenBLAS is dlopened after OPENBLAS_CORETYPE is chosen, even inside Python."""
+    flags = _cpu_flags()
+    core = coalesce.blas_core()
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        pytest.skip(f"OPENBLAS_CORETYPE set by the user ({os.environ['OPENBLAS_CORETYPE']}); core {core}")
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        assert core == "SkylakeX"
+    elif {"avx2", "fma"} <= flags:
+        assert core == "Haswell"
+    else:
+        pytest.skip(f"no preferred core for this CPU (core {core})")
+
+
+def test_generate_matches_the_reference_pattern(engine):
+    images = engine.generate("tp", prompt="a sneaker", seed=42, count=4)
+    assert images.shape == (4, 28, 28) and images.dtype == np.uint8
+    for i in range(4):
+        np.testing.assert_array_equal(images[i], reference_pattern(42 + i, "a sneaker"))
+
+
+def test_same_inputs_same_pixels_and_batch_independence(engine):
+    a = engine.generate("tp", prompt="a bag", seed=7, count=3)
+    b = engine.generate("tp", prompt="a bag", seed=7, count=3)
+    np.testing.assert_array_equal(a, b)
+    # Image i of a batch is the image of seed + i alone.
+    single = engine.generate("tp", prompt="a bag", seed=9, count=1)
+    np.testing.assert_array_equal(a[2], single[0])
+    # Prompt and seed both matter.
+    assert not np.array_equal(a[0], engine.generate("tp", prompt="a coat", seed=7)[0])
+    assert not np.array_equal(a[0], engine.generate("tp", prompt="a bag", seed=8)[0])
+
+
+def test_describe(engine):
+    d = engine.describe("tp")
+    assert (d["height"], d["width"], d["channels"]) == (28, 28, 1)
+    assert d["backend"] == "test-pattern"
+    assert d["name"] == "tp"
+    assert Path(d["directory"]) == MODEL_DIR.resolve()
+
+
+# ---- Errors: status codes with messages, never a crash ------------------------------------------
+
+def test_unknown_model_and_bad_paths(engine, tmp_path):
+    with pytest.raises(coalesce.NotFoundError, match="nope"):
+        engine.generate("nope")
+    with pytest.raises(coalesce.NotFoundError, match="does not exist"):
+        engine.load_model("x", tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(coalesce.NotFoundError, match="config.json"):
+        engine.load_model("x", tmp_path / "empty")
+    with pytest.raises(coalesce.NotFoundError, match="no plugin"):
+        engine.load_model("x", _model(tmp_path, "other", backend="no-such-backend"))
+    with pytest.raises(coalesce.InvalidArgumentError):
+        engine.load_model("x", _model(tmp_path, "evil", backend="../../etc/passwd"))
+    with pytest.raises(coalesce.InternalError, match="fail"):
+        engine.load_model("x", _model(tmp_path, "failing", fail=True))
+    with pytest.raises(coalesce.InvalidArgumentError, match="name"):
+        engine.load_model("../etc", MODEL_DIR)
+    with pytest.raises(coalesce.InvalidArgumentError):
+        engine.load_model("", MODEL_DIR)
+    with pytest.raises(coalesce.NotFoundError):
+        engine.unload_model("never-loaded")
+    with pytest.raises(coalesce.NotFoundError):
+        coalesce.Engine(plugin_dir=str(tmp_path / "no-plugins"))
+    with pytest.raises(coalesce.InvalidArgumentError, match="threads"):
+        coalesce.Engine(threads=-1)
+    # The engine still works after all of that.
+    assert engine.generate("tp").shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(count=0), "count"),
+    (dict(count=-3), "count"),
+    (dict(count=10**6), "count"),
+    (dict(count=2**31 - 1), "count"),
+    (dict(count=300), "count"),          # above the model's max_batch (256)
+    (dict(steps=-2), "steps"),
+    (dict(steps=10**6), "steps"),
+    (dict(steps=65), "steps"),           # above the model's max_steps (64)
+    (dict(guidance=float("nan")), "guidance"),
+    (dict(guidance=float("inf")), "guidance"),
+    (dict(prompt="x" * 5000), "prompt"),
+])
+def test_bad_generate_arguments(engine, kwargs, pattern):
+    with pytest.raises(coalesce.InvalidArgumentError, match=pattern) as e:
+        engine.generate("tp", **kwargs)
+    assert e.value.status == 1 and e.value.message
+
+
+def test_binding_side_checks(engine):
+    with pytest.raises(coalesce.InvalidArgumentError):
+        engine.generate("tp", seed=-1)
+    with pytest.raises(coalesce.InvalidArgumentError):
+        engine.generate("tp", count=2**40)
+    with pytest.raises(coalesce.InvalidArgumentError):
+        engine.generate("tp", count=1.5)
+    engine.close()
+    engine.close()  # idempotent
+    with pytest.raises(coalesce.CoalesceError, match="closed"):
+        engine.generate("tp")
+
+
+def test_unicode_prompt(engine):
+    prompt = "une chaussure à talon — 靴"
+    np.testing.assert_array_equal(engine.generate("tp", prompt=prompt, seed=3)[0],
+                                  reference_pattern(3, prompt))
+
+
+# ---- Cancel, deadline, progress ------------------------------------------------------------
+
+def test_progress_reports_every_step(engine):
+    seen = []
+    engine.generate("tp", steps=5, progress=lambda s, t: seen.append((s, t)) or True)
+    assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+
+
+def test_cancel_via_callback(engine):
+    seen = []
+
+    def cb(step, total):
+        seen.append(step)
+        return step < 2
+
+    with pytest.raises(coalesce.CancelledError, match="step 2"):
+        engine.generate("tp", steps=6, progress=cb)
+    assert seen == [1, 2]
+    # A cancelled call leaves the engine usable.
+    assert engine.generate("tp").shape == (1, 28, 28)
+
+
+def test_exception_in_callback_cancels_and_propagates(engine):
+    def cb(step, total):
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        engine.generate("tp", steps=3, progress=cb)
+
+
+def test_deadline(tmp_path):
+    with coalesce.Engine() as eng:
+        eng.load_model("slow", _model(tmp_path, "slow", step_delay_ms=40))
+        with pytest.raises(coalesce.DeadlineExceededError):
+            eng.generate("slow", steps=20, timeout_ms=100)
+        assert eng.generate("slow", steps=2, timeout_ms=60_000).shape == (1, 28, 28)
+
+
+# ---- Models: hot swap, unload --------------------------------------------------------------------
+
+def test_hot_swap_and_unload(tmp_path):
+    with coalesce.Engine() as eng:
+        eng.load_model("m", _model(tmp_path, "rev1", revision="one"))
+        assert eng.describe("m")["revision"] == "one"
+        eng.load_model("m", _model(tmp_path, "rev2", revision="two"))
+        assert eng.describe("m")["revision"] == "two"
+        # A failed load keeps the old one serving.
+        with pytest.raises(coalesce.InternalError):
+            eng.load_model("m", _model(tmp_path, "bad", fail=True))
+        assert eng.describe("m")["revision"] == "two"
+        eng.unload_model("m")
+        with pytest.raises(coalesce.NotFoundError):
+            eng.generate("m")
+
+
+def test_models_dir_and_preload(tmp_path):
+    _model(tmp_path, "alpha")
+    _model(tmp_path, "beta", revision="b")
+    (tmp_path / "not-a-model").mkdir()
+    with coalesce.Engine(models_dir=str(tmp_path), preload=True) as eng:
+        assert eng.describe("beta")["revision"] == "b"
+        assert eng.generate("alpha").shape == (1, 28, 28)
+    with coalesce.Engine(models_dir=str(tmp_path)) as eng:
+        with pytest.raises(coalesce.NotFoundError):
+            eng.generate("alpha")
+        eng.load_model("alpha")  # from <models_dir>/alpha
+        assert eng.generate("alpha").shape == (1, 28, 28)
+
+
+# ---- Threads, cycles --------------------------------------------------------------------------
+
+def test_concurrent_generate_on_one_engine(engine):
+    expected = engine.generate("tp", prompt="a dress", seed=100, count=8)
+    errors, results = [], []
+
+    def worker(k):
+        try:
+            for _ in range(25):
+                results.append(engine.generate("tp", prompt="a dress", seed=100, count=8))
+                with pytest.raises(coalesce.InvalidArgumentError, match="count"):
+                    engine.generate("tp", count=0)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 100
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_many_create_generate_free_cycles():
+    first = None
+
+    def cycle():
+        nonlocal first
+        eng = coalesce.Engine()
+        eng.load_model("tp", MODEL_DIR)
+        img = eng.generate("tp", prompt="a shirt", seed=5, count=2)
+        eng.close()
+        if first is None:
+            first = img
+        np.testing.assert_array_equal(img, first)
+
+    for _ in range(30):  # warm up caches
+        cycle()
+    gc.collect()
+    before = _rss_kb()
+    for _ in range(300):
+        cycle()
+    gc.collect()
+    grown = _rss_kb() - before
+    # A leak of one image batch per cycle alone would be 300 * 1.5 KB; allow allocator noise.
+    assert grown < 4096, f"RSS grew by {grown} KB over 300 cycles"
+
+
+# ---- PNG ----------------------------------------------------------------------------------
+
+def test_png_python_and_library_encoders_agree(engine, tmp_path):
+    images = engine.generate("tp", prompt="a boot", seed=11, count=2)
+    coalesce.save_png(images[1], tmp_path / "py.png")
+    coalesce.write_png_native(engine, tmp_path / "c.png", "tp", index=1, prompt="a boot", seed=11, count=2)
+    np.testing.assert_array_equal(coalesce.read_png(tmp_path / "py.png"), images[1])
+    np.testing.assert_array_equal(coalesce.read_png(tmp_path / "c.png"), images[1])
+    with pytest.raises(coalesce.NotFoundError):
+        coalesce.write_png_native(engine, tmp_path / "missing-dir" / "x.png", "tp")
+    with pytest.raises(coalesce.InvalidArgumentError):
+        coalesce.write_png_native(engine, tmp_path / "x.png", "tp", index=5)
+    with pytest.raises(ValueError):
+        coalesce.save_png(np.zeros((4, 4), dtype=np.float32), tmp_path / "f.png")
+
+
+# ---- Identity across faces ---------------------------------------------------------------------
+
+@pytest.mark.skipif(not PREFIX, reason="needs COALESCE_PREFIX (an installed Coalesce) to build the C example")
+def test_c_and_python_give_identical_pixels(tmp_path):
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    assert cc, "no C compiler"
+    env = dict(os.environ, PKG_CONFIG_PATH=str(Path(PREFIX) / "lib/pkgconfig"))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "coalesce"], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+    exe = tmp_path / "example"
+    subprocess.run([cc, "-std=c99", "-o", str(exe), str(REPO / "Bindings/c/example.c"), *flags], check=True)
+    for prompt, seed, steps, count in [("a sneaker", 42, 0, 4), ("", 2**63 + 5, 3, 2), ("a bag", 0, 7, 16)]:
+        raw = tmp_path / f"c-{seed}.raw"
+        subprocess.run([str(exe), "-m", "test-pattern", "-p", prompt, "-s", str(seed), "-n", str(steps),
+                        "-c", str(count), "-o", str(tmp_path / "c.png"), "-r", str(raw)],
+                       check=True, capture_output=True, env={"PATH": "/usr/bin:/bin"})
+        c_pixels = np.fromfile(raw, dtype=np.uint8).reshape(count, 28, 28)
+        with coalesce.Engine() as eng:
+            eng.load_model("test-pattern")  # the installed model repository, as the C example does
+            py_pixels = eng.generate("test-pattern", prompt=prompt, seed=seed, steps=steps, count=count)
+        np.testing.assert_array_equal(c_pixels, py_pixels)
+        np.testing.assert_array_equal(py_pixels[0], reference_pattern(seed, prompt))
