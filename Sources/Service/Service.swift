@@ -1,1 +1,316 @@
-// Service module. See ARCHITECTURE.md.
+// Service: the coalesced daemon's request loop. One I/O thread owns the ZeroMQ ROUTER sockets
+// (a public tcp endpoint and an admin ipc endpoint by default); generate requests go to the
+// Scheduler's workers, whose replies come back through the Outbox.
+import CZMQ
+import Engine
+import Foundation
+import Logging
+
+/// The daemon. Create it, then call `run()`, which returns after a drain: call `requestDrain()`
+/// (coalesced does on SIGTERM/SIGINT; a second call stops waiting for running requests).
+public final class Service: @unchecked Sendable {
+    public static let version = "coalesced 0.1.0 (wire coalesce.v1, backend ABI 1.1)"
+
+    public let engine: Engine
+    public let configuration: ServiceConfiguration
+    private let logger: Logger
+    private let metrics = Metrics()
+    private let outbox: Outbox
+    private var scheduler: Scheduler!
+
+    private let stateLock = Lock()
+    private var drainRequested = false
+    private var drainRequests = 0
+    private var adminInFlight = 0
+    private var boundURLs: [String] = []
+
+    public init(engine: Engine, configuration: ServiceConfiguration,
+                logger: Logger = Logger(label: "coalesce.service")) throws {
+        guard !configuration.endpoints.isEmpty else { throw ServiceError.configuration("no endpoints") }
+        guard configuration.maxQueue >= 1, configuration.maxBatch >= 1, configuration.workers >= 1 else {
+            throw ServiceError.configuration("max queue, max batch and workers must be >= 1")
+        }
+        self.engine = engine
+        self.configuration = configuration
+        self.logger = logger
+        self.outbox = try Outbox()
+        let outbox = self.outbox
+        self.scheduler = Scheduler(engine: engine, config: configuration, metrics: metrics, logger: logger) { route, id, reply in
+            outbox.push(route, Wire.encodeReply(id: id, reply))
+        }
+    }
+
+    /// Endpoints actually bound (tcp port 0 resolved), available once `run()` has bound them.
+    public var boundEndpoints: [String] { stateLock.withLock { boundURLs } }
+
+    /// Asks `run()` to drain and return. Thread-safe; a second call aborts the wait.
+    public func requestDrain() {
+        stateLock.withLock {
+            drainRequests += 1
+            drainRequested = true
+        }
+        outbox.wake()
+    }
+
+    /// Binds the sockets and serves until drained. `onReady` runs once the sockets are bound.
+    public func run(onReady: (() -> Void)? = nil) throws {
+        guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
+        defer { zmq_ctx_term(ctx) }
+        var sockets: [UnsafeMutableRawPointer] = []
+        defer { for s in sockets { zmq_close(s) } }
+        for ep in configuration.endpoints {
+            guard let s = zmq_socket(ctx, ZMQ_ROUTER) else {
+                throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno())
+            }
+            sockets.append(s)
+            try setInt(s, ZMQ_LINGER, 2000, "ZMQ_LINGER")
+            try setInt(s, ZMQ_SNDHWM, 0, "ZMQ_SNDHWM")   // never drop a reply to a slow reader
+            try setInt(s, ZMQ_RCVHWM, 10000, "ZMQ_RCVHWM")
+            var maxSize = Int64(configuration.maxMessageBytes) * 4
+            try zmqCall("zmq_setsockopt(ZMQ_MAXMSGSIZE)") { zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxSize, 8) }
+            try zmqCall("zmq_bind(\(ep.url))") { zmq_bind(s, ep.url) }
+            if ep.url.hasPrefix("ipc://") {
+                chmod(String(ep.url.dropFirst("ipc://".count)), 0o600)  // local admin: this user only
+            }
+            var buf = [CChar](repeating: 0, count: 1024)
+            var len = buf.count
+            let url = zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, &buf, &len) == 0 ? String(cString: buf) : ep.url
+            stateLock.withLock { boundURLs.append(url) }
+            logger.info("listening", metadata: ["endpoint": "\(url)", "admin": "\(ep.admin)"])
+        }
+        scheduler.start()
+        logger.info("serving", metadata: [
+            "models": "\(engine.loadedModels().map(\.name).joined(separator: ","))",
+            "max_queue": "\(configuration.maxQueue)", "max_batch": "\(configuration.maxBatch)",
+            "max_delay_ms": "\(milliseconds(configuration.maxDelay))", "workers": "\(configuration.workers)"])
+        onReady?()
+
+        var items = sockets.map { zmq_pollitem_t(socket: $0, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
+        items.append(zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0))
+        var draining = false
+        var drainDeadline = ContinuousClock.now
+        var aborted = false
+        var abortDeadline = ContinuousClock.now
+
+        while true {
+            let rc = zmq_poll(&items, Int32(items.count), 25)
+            if rc < 0 && zmq_errno() != EINTR {
+                logger.error("zmq_poll failed", metadata: ["error": "\(String(cString: zmq_strerror(zmq_errno())))"])
+            }
+            for (i, s) in sockets.enumerated() where (items[i].revents & Int16(ZMQ_POLLIN)) != 0 {
+                var n = 0
+                while n < 1000, receiveOne(socket: s, endpoint: i, sockets: sockets, draining: draining) { n += 1 }
+            }
+            flush(sockets)
+            for job in scheduler.takeExpired(now: .now) {
+                let e = EngineError.deadlineExceeded("deadline passed while queued")
+                sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
+                scheduler.finish(job, outcome: e.code, images: 0)
+            }
+
+            let (wantDrain, drainCalls) = stateLock.withLock { (drainRequested, drainRequests) }
+            if draining && drainCalls >= 2 && !aborted { drainDeadline = .now }  // second request: stop waiting
+            if wantDrain && !draining {
+                draining = true
+                drainDeadline = .now + configuration.drainTimeout
+                scheduler.beginDrain()
+                logger.info("draining", metadata: ["queued": "\(scheduler.depth)", "running": "\(scheduler.runningCount)",
+                                                   "timeout_s": "\(seconds(configuration.drainTimeout))"])
+            }
+            if draining {
+                let admins = stateLock.withLock { adminInFlight }
+                if scheduler.isIdle && admins == 0 && outbox.isEmpty { break }
+                if !aborted && ContinuousClock.now >= drainDeadline {
+                    aborted = true
+                    abortDeadline = .now + .seconds(2)
+                    let rest = scheduler.abort()
+                    logger.warning("drain timeout: failing queued requests, cancelling running ones",
+                                   metadata: ["queued": "\(rest.count)", "running": "\(scheduler.runningCount)"])
+                    for job in rest {
+                        let e = EngineError.unavailable("daemon shut down before the request started")
+                        sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
+                        scheduler.finish(job, outcome: e.code, images: 0)
+                    }
+                }
+                if aborted && ContinuousClock.now >= abortDeadline {
+                    logger.error("exiting with requests still running", metadata: ["running": "\(scheduler.runningCount)"])
+                    break
+                }
+            }
+        }
+        flush(sockets)
+        _ = scheduler.join(timeout: .seconds(2))
+        flush(sockets)
+        logger.info("drained; exiting", metadata: ["replies_pending": "\(outbox.isEmpty ? 0 : 1)"])
+    }
+
+    // MARK: - Receiving
+
+    /// Reads one multipart message if one is waiting; returns false when none was.
+    private func receiveOne(socket: UnsafeMutableRawPointer, endpoint: Int, sockets: [UnsafeMutableRawPointer],
+                            draining: Bool) -> Bool {
+        var frames: [[UInt8]] = []
+        var frameCount = 0
+        var oversize = 0
+        var more = true
+        while more {
+            var msg = zmq_msg_t()
+            zmq_msg_init(&msg)
+            if zmq_msg_recv(&msg, socket, frameCount == 0 ? ZMQ_DONTWAIT : 0) < 0 {
+                zmq_msg_close(&msg)
+                if frameCount == 0 { return false }
+                break
+            }
+            let size = zmq_msg_size(&msg)
+            if frameCount < 4 {
+                if frameCount > 0 && size > configuration.maxMessageBytes {
+                    oversize = size
+                    frames.append([])
+                } else if let data = zmq_msg_data(&msg) {
+                    frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
+                } else {
+                    frames.append([])
+                }
+            }
+            frameCount += 1
+            more = zmq_msg_more(&msg) != 0
+            zmq_msg_close(&msg)
+        }
+        guard let identity = frames.first else { return true }
+        var parts = Array(frames.dropFirst())
+        var delimited = false
+        if parts.count == 2 && parts[0].isEmpty {
+            delimited = true
+            parts.removeFirst()
+        }
+        let route = ReplyRoute(endpoint: endpoint, identity: identity, delimited: delimited)
+        guard frameCount - 1 - (delimited ? 1 : 0) == 1, parts.count == 1 else {
+            metrics.recordMalformed()
+            let e = EngineError.invalidArgument(
+                "expected one frame holding a coalesce.v1.Request (after an optional empty delimiter), got \(frameCount - 1) frames")
+            sendDirect(sockets, route, "", .error(e.code, e.message))
+            return true
+        }
+        if oversize > 0 {
+            metrics.recordMalformed()
+            let e = EngineError.invalidArgument("message is \(oversize) bytes; the limit is \(configuration.maxMessageBytes)")
+            sendDirect(sockets, route, "", .error(e.code, e.message))
+            return true
+        }
+        let decoded = parts[0].withUnsafeBytes { Wire.decodeRequest($0, maxBytes: configuration.maxMessageBytes) }
+        switch decoded {
+        case .failure(let f):
+            metrics.recordMalformed()
+            logger.debug("bad request", metadata: ["id": "\(f.id)", "error": "\(f.error)"])
+            sendDirect(sockets, route, f.id, .error(f.error.code, f.error.message))
+        case .success(let req):
+            handle(req, route: route, admin: configuration.endpoints[endpoint].admin, sockets: sockets, draining: draining)
+        }
+        return true
+    }
+
+    private func handle(_ req: WireRequest, route: ReplyRoute, admin: Bool, sockets: [UnsafeMutableRawPointer],
+                        draining: Bool) {
+        let reply: (WireReply) -> Void = { [self] r in sendDirect(sockets, route, req.id, r) }
+        func error(_ e: EngineError) { reply(.error(e.code, e.message)) }
+        switch req.op {
+        case .generate(let op):
+            let now = ContinuousClock.now
+            if draining {
+                metrics.recordGenerate(model: op.model, outcome: .unavailable, images: 0, latencyMs: 0)
+                return error(.unavailable("daemon is draining (shutting down); send to another instance"))
+            }
+            var deadline: ContinuousClock.Instant? = nil
+            if op.timeoutMs > 0 {
+                deadline = now + .milliseconds(Int64(op.timeoutMs))
+            } else if let t = configuration.defaultTimeout {
+                deadline = now + t
+            }
+            let job = Job(route: route, id: req.id, op: op, arrival: now, deadline: deadline)
+            if !scheduler.submit(job) {
+                metrics.recordGenerate(model: op.model, outcome: .resourceExhausted, images: 0, latencyMs: 0)
+                error(.resourceExhausted("queue full (\(configuration.maxQueue) requests waiting); retry later"))
+            }
+        case .listModels:
+            reply(.models(loaded: engine.loadedModels(), available: engine.repository.modelNames()))
+        case .health:
+            let loaded = engine.loadedModels().count
+            reply(.health(HealthPayload(live: true, ready: !draining && loaded > 0, draining: draining,
+                                        queueDepth: scheduler.depth, modelsLoaded: loaded, version: Service.version)))
+        case .metrics:
+            reply(.metrics(metrics.snapshot(queueDepth: scheduler.depth, queueCapacity: configuration.maxQueue,
+                                            inFlight: scheduler.runningCount)))
+        case .cancel(let target):
+            switch scheduler.cancel(identity: route.identity, id: target) {
+            case .removedFromQueue(let job):
+                let e = EngineError.cancelled("cancelled by request \(quotedID(req.id)) before it started")
+                sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
+                scheduler.finish(job, outcome: .cancelled, images: 0)
+                reply(.ack("cancelled queued request \(quotedID(target))"))
+            case .signalledRunning:
+                reply(.ack("cancellation requested for running request \(quotedID(target)); it stops at its next step"))
+            case .notFound:
+                error(.notFound("no queued or running request \(quotedID(target)) from this client"))
+            }
+        case .loadModel(let name), .unloadModel(let name):
+            guard admin else {
+                return error(.unavailable("load/unload are admin operations, accepted only on the admin (ipc) endpoint"))
+            }
+            if draining { return error(.unavailable("daemon is draining")) }
+            let isLoad: Bool
+            if case .loadModel = req.op { isLoad = true } else { isLoad = false }
+            stateLock.withLock { adminInFlight += 1 }
+            let engine = self.engine, outbox = self.outbox, id = req.id
+            let t = Thread { [self] in
+                let r: WireReply
+                do {
+                    if isLoad {
+                        r = .model(try engine.load(name))
+                    } else {
+                        try engine.unload(name)
+                        r = .ack("unloaded \(quotedID(name))")
+                    }
+                } catch let e as EngineError {
+                    r = .error(e.code, e.message)
+                } catch {
+                    r = .error(.internal, "\(error)")
+                }
+                outbox.push(route, Wire.encodeReply(id: id, r))
+                stateLock.withLock { adminInFlight -= 1 }
+                outbox.wake()
+            }
+            t.name = "coalesced-admin"
+            t.start()
+        }
+    }
+
+    // MARK: - Sending (I/O thread only)
+
+    private func flush(_ sockets: [UnsafeMutableRawPointer]) {
+        for (route, bytes) in outbox.takeAll() { sendFrames(sockets, route, bytes) }
+    }
+
+    private func sendDirect(_ sockets: [UnsafeMutableRawPointer], _ route: ReplyRoute, _ id: String, _ reply: WireReply) {
+        sendFrames(sockets, route, Wire.encodeReply(id: id, reply))
+    }
+
+    private func sendFrames(_ sockets: [UnsafeMutableRawPointer], _ route: ReplyRoute, _ bytes: [UInt8]) {
+        let s = sockets[route.endpoint]
+        let ok = route.identity.withUnsafeBytes { zmq_send(s, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) } >= 0
+        guard ok else {
+            logger.debug("reply dropped", metadata: ["error": "\(String(cString: zmq_strerror(zmq_errno())))"])
+            return
+        }
+        if route.delimited { _ = zmq_send(s, nil, 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
+        _ = bytes.withUnsafeBytes { zmq_send(s, $0.baseAddress, $0.count, ZMQ_DONTWAIT) }
+    }
+
+    private func setInt(_ s: UnsafeMutableRawPointer, _ option: Int32, _ value: Int32, _ name: String) throws {
+        var v = value
+        try zmqCall("zmq_setsockopt(\(name))") { zmq_setsockopt(s, option, &v, MemoryLayout<Int32>.size) }
+    }
+}
+
+private func quotedID(_ s: String) -> String {
+    "\"" + String(s.unicodeScalars.prefix(128).map { $0.value < 32 ? "?" : Character($0) }) + "\""
+}

@@ -1,1 +1,142 @@
-print("coalesced: not yet implemented")
+// coalesced: the Coalesce daemon. Serves generation over ZeroMQ + protobuf (proto/coalesce.proto)
+// from the models in a repository, through backend plugins loaded by name from a plugin directory.
+import ArgumentParser
+import Dispatch
+import Engine
+import Foundation
+import Logging
+import Service
+
+struct Coalesced: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coalesced",
+        abstract: "Serve Coalesce image generation over ZeroMQ (ROUTER socket, coalesce.v1 protobuf).",
+        discussion: """
+        Loads every model in --models (a directory per model with config.json naming its backend) at
+        start. Load/unload (hot swap) are accepted only on the admin ipc endpoint unless --admin-anywhere.
+        SIGTERM/SIGINT: stop accepting, finish accepted requests (up to --drain-timeout-s), exit 0.
+        """)
+
+    @Option(help: "Model repository: <dir>/<model>/config.json.")
+    var models: String = "models"
+
+    @Option(help: "Backend plugin directory (default: <exe>/../lib/coalesce/backends if present, else the executable's directory).")
+    var plugins: String?
+
+    @Option(help: "Public endpoint (generate, list, health, metrics).")
+    var endpoint: String = "tcp://127.0.0.1:5555"
+
+    @Option(help: "Admin endpoint (also load/unload); empty to disable. Default ipc:///tmp/coalesced-<uid>.ipc.")
+    var adminEndpoint: String?
+
+    @Flag(help: "Accept load/unload on every endpoint (not only the admin one).")
+    var adminAnywhere = false
+
+    @Option(help: "Most generate requests waiting; a full queue answers RESOURCE_EXHAUSTED.")
+    var maxQueue: Int = 256
+
+    @Option(help: "Most requests batched into one backend call.")
+    var maxBatch: Int = 16
+
+    @Option(help: "How long the oldest queued request waits for a batch to fill, in ms (0: take what is queued).")
+    var maxDelayMs: Double = 0
+
+    @Option(help: "Worker threads (concurrent backend calls).")
+    var workers: Int = 2
+
+    @Option(help: "Default per-request timeout in ms when a request sets none (0: none).")
+    var timeoutMs: Int = 0
+
+    @Option(help: "Seconds to wait for accepted requests on SIGTERM/SIGINT.")
+    var drainTimeoutS: Double = 30
+
+    @Option(help: "Most images per request.")
+    var maxCount: Int32 = 64
+
+    @Option(help: "Most steps per request.")
+    var maxSteps: Int32 = 64
+
+    @Option(help: "Longest prompt in UTF-8 bytes.")
+    var maxPromptBytes: Int = 1024
+
+    @Option(help: "Largest request message in bytes (bigger ones get an error reply).")
+    var maxMessageBytes: Int = 1 << 20
+
+    @Option(help: "Load only these models at start (repeatable); default: every model in --models.")
+    var load: [String] = []
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard maxQueue >= 1, maxBatch >= 1, workers >= 1, maxCount >= 1, maxSteps >= 1, maxPromptBytes >= 0,
+              maxMessageBytes >= 64, maxDelayMs >= 0, drainTimeoutS >= 0, timeoutMs >= 0 else {
+            throw ValidationError("limits must be positive (max-queue, max-batch, workers, max-count, max-steps >= 1)")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "coalesced")
+        let pluginDir = plugins ?? Self.defaultPluginDirectory()
+        let engine = Engine(configuration: .init(
+            pluginDirectory: pluginDir, modelRepository: models,
+            limits: EngineLimits(maxCount: maxCount, maxSteps: maxSteps, maxPromptBytes: maxPromptBytes)))
+        if load.isEmpty {
+            for (name, error) in engine.loadAll().sorted(by: { $0.key < $1.key }) {
+                logger.error("model not loaded", metadata: ["model": "\(name)", "error": "\(error)"])
+            }
+        } else {
+            for name in load {
+                do { try engine.load(name) } catch {
+                    logger.error("model not loaded", metadata: ["model": "\(name)", "error": "\(error)"])
+                }
+            }
+        }
+        var endpoints = [ServiceEndpoint(url: endpoint, admin: adminAnywhere)]
+        let admin = adminEndpoint ?? ServiceConfiguration.defaultIPCEndpoint
+        if !admin.isEmpty { endpoints.append(ServiceEndpoint(url: admin, admin: true)) }
+        let config = ServiceConfiguration(
+            endpoints: endpoints, maxQueue: maxQueue, maxBatch: maxBatch,
+            maxDelay: .microseconds(Int64(maxDelayMs * 1000)), workers: workers, maxMessageBytes: maxMessageBytes,
+            drainTimeout: .milliseconds(Int64(drainTimeoutS * 1000)),
+            defaultTimeout: timeoutMs > 0 ? .milliseconds(Int64(timeoutMs)) : nil)
+        let service = try Service(engine: engine, configuration: config)
+
+        // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests.
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler {
+                logger.info("signal received; draining", metadata: ["signal": "\(sig)"])
+                service.requestDrain()
+            }
+            src.resume()
+            sources.append(src)
+        }
+        try service.run {
+            logger.info("ready", metadata: ["endpoints": "\(service.boundEndpoints.joined(separator: " "))",
+                                            "plugins": "\(pluginDir)", "models": "\(models)"])
+        }
+        withExtendedLifetime(sources) {}
+    }
+
+    /// <exe>/../lib/coalesce/backends when it exists (install layout), else the executable's directory
+    /// (SwiftPM build layout, where the plugin products sit next to coalesced).
+    static func defaultPluginDirectory() -> String {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let installed = exe.deletingLastPathComponent().appendingPathComponent("lib/coalesce/backends").path
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: installed, isDirectory: &isDir), isDir.boolValue { return installed }
+        return exe.path
+    }
+}
+
+Coalesced.main()

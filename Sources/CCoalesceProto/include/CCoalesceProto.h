@@ -1,1 +1,1 @@
-
+#include "coalesce.pb-c.h"

@@ -1,1 +1,0 @@
-// Generated protobuf-c code goes here (scripts/gen-proto.sh).

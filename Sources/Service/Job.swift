@@ -1,0 +1,42 @@
+// Job: one accepted generate request, from arrival to its final reply.
+import Engine
+
+/// Where a reply goes: the endpoint's socket, the client's ROUTER identity, and whether the
+/// client used an empty delimiter frame (REQ-style).
+struct ReplyRoute: Hashable, Sendable {
+    var endpoint: Int
+    var identity: [UInt8]
+    var delimited: Bool
+}
+
+/// An accepted generate request.
+final class Job: @unchecked Sendable {
+    let route: ReplyRoute
+    let id: String
+    let op: GenerateOp
+    let arrival: ContinuousClock.Instant
+    let deadline: ContinuousClock.Instant?
+    private let lock = Lock()
+    private var cancelledFlag = false
+
+    init(route: ReplyRoute, id: String, op: GenerateOp, arrival: ContinuousClock.Instant, deadline: ContinuousClock.Instant?) {
+        self.route = route
+        self.id = id
+        self.op = op
+        self.arrival = arrival
+        self.deadline = deadline
+    }
+
+    var isCancelled: Bool { lock.withLock { cancelledFlag } }
+    func cancel() { lock.withLock { cancelledFlag = true } }
+
+    /// True when (client identity, request id) names this job.
+    func matches(identity: [UInt8], id: String) -> Bool {
+        route.identity == identity && self.id == id
+    }
+
+    var request: GenerateRequest {
+        GenerateRequest(model: op.model, prompt: op.prompt, seed: op.seed, steps: op.steps, count: op.count,
+                        guidance: op.guidance, deadline: deadline)
+    }
+}
