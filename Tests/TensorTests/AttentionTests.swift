@@ -45,11 +45,17 @@ final class AttentionTests: XCTestCase {
     }
 
     func testTokensRoundTrip() {
-        let x = TestData.randn([2, 3, 4, 5], seed: 31)
+        // 19 channels and 42 positions: not multiples of the transpose's 8x8 blocks.
+        let (bn, c, h, w) = (2, 19, 6, 7)
+        let x = TestData.randn([bn, c, h, w], seed: 31)
         let t = Tensor.channelsToTokens(x)
-        XCTAssertEqual(t.shape, [2, 20, 3])
-        XCTAssertEqual(t[(1 * 20 + 7) * 3 + 2], x[((1 * 3 + 2) * 4 + 1) * 5 + 2])  // b1, pos (1,2), c2
-        let back = Tensor.tokensToChannels(t, height: 4, width: 5)
+        XCTAssertEqual(t.shape, [bn, h * w, c])
+        for b in 0..<bn {
+            for ch in 0..<c {
+                for p in 0..<(h * w) { XCTAssertEqual(t[(b * h * w + p) * c + ch], x[(b * c + ch) * h * w + p]) }
+            }
+        }
+        let back = Tensor.tokensToChannels(t, height: h, width: w)
         XCTAssertEqual(back.shape, x.shape)
         XCTAssertEqual(back.array, x.array)
     }
@@ -59,5 +65,9 @@ final class AttentionTests: XCTestCase {
         GradCheck.check("channelsToTokens", inputs: [x]) { Tensor.channelsToTokens(x) }
         let t = TestData.randn([2, 6, 3], seed: 33)
         GradCheck.check("tokensToChannels", inputs: [t]) { Tensor.tokensToChannels(t, height: 2, width: 3) }
+        let big = TestData.randn([1, 10, 3, 4], seed: 34)
+        GradCheck.check("channelsToTokens 10 channels", inputs: [big]) { Tensor.channelsToTokens(big) }
+        let bigT = TestData.randn([1, 12, 10], seed: 35)
+        GradCheck.check("tokensToChannels 10 channels", inputs: [bigT]) { Tensor.tokensToChannels(bigT, height: 3, width: 4) }
     }
 }

@@ -23,6 +23,15 @@ final class Conv2dTests: XCTestCase {
                 Tensor.conv2d(x, weight: w, bias: b, stride: c.s, padding: c.p)
             }
         }
+        // Channel counts >= 8 so the transposes run their 8x8 block path (plus ragged edges).
+        for (i, c) in [(3, 1, 1), (3, 2, 1), (1, 1, 0)].enumerated() {
+            let x = TestData.randn([1, 9, 5, 5], seed: 80 + UInt64(i))
+            let w = TestData.randn([10, 9, c.0, c.0], seed: 90 + UInt64(i), std: 0.2)
+            let b = TestData.randn([10], seed: 95 + UInt64(i))
+            GradCheck.check("conv2d 9->10 channels k\(c.0) s\(c.1) p\(c.2)", inputs: [x, w, b]) {
+                Tensor.conv2d(x, weight: w, bias: b, stride: c.1, padding: c.2)
+            }
+        }
         let x = TestData.randn([1, 2, 4, 4], seed: 40)
         let w = TestData.randn([3, 2, 3, 3], seed: 41)
         GradCheck.check("conv2d no bias", inputs: [x, w]) {
@@ -32,7 +41,12 @@ final class Conv2dTests: XCTestCase {
 
     /// Against a direct NumPy loop (float64). Tolerance: max abs error < 1e-4.
     func testMatchesNumPy() throws {
-        let (bn, cin, h, wd, cout) = (2, 5, 9, 7, 6)
+        try compareWithNumPy(bn: 2, cin: 5, h: 9, wd: 7, cout: 6)
+        // Channels and positions that are not multiples of 8 exercise the blocked transposes' edges.
+        try compareWithNumPy(bn: 3, cin: 19, h: 11, wd: 10, cout: 21)
+    }
+
+    private func compareWithNumPy(bn: Int, cin: Int, h: Int, wd: Int, cout: Int) throws {
         for (i, c) in Self.configs.enumerated() {
             let x = TestData.randn([bn, cin, h, wd], seed: 50 + UInt64(i))
             let w = TestData.randn([cout, cin, c.k, c.k], seed: 60 + UInt64(i), std: 0.3)
@@ -51,8 +65,8 @@ final class Conv2dTests: XCTestCase {
             save(out)
             """, inputs: ["x": x, "w": w, "b": b])
             let err = NumPyReference.maxAbsDiff(out.array, ref)
-            print("conv2d k\(c.k) s\(c.s) p\(c.p) vs NumPy: max abs error \(err)")
-            XCTAssertLessThan(err, 1e-4, "conv2d k\(c.k) s\(c.s) p\(c.p)")
+            print("conv2d \(x.shape) -> \(cout) k\(c.k) s\(c.s) p\(c.p) vs NumPy: max abs error \(err)")
+            XCTAssertLessThan(err, 1e-4, "conv2d \(x.shape) -> \(cout) k\(c.k) s\(c.s) p\(c.p)")
         }
     }
 }

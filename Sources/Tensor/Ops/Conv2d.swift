@@ -7,9 +7,13 @@
 //   wp   = weight permuted to (Cout, K, K, Cin)          // wp:   (Cout, K*K*Cin)
 //   rows = cols @ wpᵀ  (one sgemm)                       // rows: (B*P, Cout)
 //   out  = rows transposed per image, + bias             // out:  (B, Cout, Ho, Wo)
-// K = 1, stride 1, padding 0 skips im2col (cols is xh itself).
 // Backward recomputes xh/cols instead of keeping them: cols is K*K times the input's size and a
 // UNet has dozens of convolutions, so keeping it would multiply training memory.
+//
+// K = 1, stride 1, padding 0 (pointwise) skips im2col and both transposes: per image,
+// out_b (Cout, P) = W (Cout, Cin) @ x_b (Cin, P) straight on NCHW. Measured at batch 64 this is
+// 2-3x faster than transposing to NHWC, one sgemm, and transposing back (the transposes cost more
+// than the product for 1x1 kernels).
 
 extension Tensor {
     /// 2-D cross-correlation (PyTorch `conv2d`): x (B, Cin, H, W), weight (Cout, Cin, K, K),
@@ -28,6 +32,7 @@ extension Tensor {
         precondition(g.ho >= 1 && g.wo >= 1,
                      "conv2d: kernel \(g.k) with padding \(padding) does not fit input \(x.shape)")
         if let bias { precondition(bias.count == g.cout, "conv2d: bias \(bias.shape) for \(g.cout) output channels") }
+        if g.isPointwise { return pointwiseConv2d(x, weight: weight, bias: bias, g) }
 
         let out = Tensor(uninitialized: [g.batch, g.cout, g.ho, g.wo])  // out: (B, Cout, Ho, Wo)
         let wp = g.permutedWeight(weight.data)                            // wp: (Cout, K*K*Cin)
@@ -45,20 +50,7 @@ extension Tensor {
         if let bias { inputs.append(bias) }
         return out.recording(inputs) { out in
             let go = out.grad!                                            // go: (B, Cout, P)
-            if let bias, bias.requiresGrad {
-                let gb = bias.gradBuffer()
-                let (p, cout, batch) = (g.p, g.cout, g.batch)
-                Runtime.parallelFor(cout, cost: batch * p) { lo, hi in
-                    for c in lo..<hi {
-                        var acc: Float = 0
-                        for b in 0..<batch {
-                            let src = go + (b * cout + c) * p
-                            for i in 0..<p { acc += src[i] }
-                        }
-                        gb[c] += acc
-                    }
-                }
-            }
+            if let bias, bias.requiresGrad { g.addBiasGradient(go, into: bias.gradBuffer()) }
             guard x.requiresGrad || weight.requiresGrad else { return }
             let gRowsBuffer = Scratch.take(g.rows * g.cout)               // gRows: (B*P, Cout)
             defer { Scratch.give(gRowsBuffer) }
@@ -84,17 +76,54 @@ extension Tensor {
                 BLAS.sgemm(transA: false, transB: false, m: g.rows, n: g.kc, k: g.cout, a: gRows,
                            lda: g.cout, b: wp.pointer, ldb: g.kc, beta: 0, c: dCols.pointer, ldc: g.kc)
                 wp.release()
-                let dxh: Scratch.Buffer                                   // dxh: (B, H, W, Cin)
-                if g.isPointwise {
-                    dxh = dCols
-                } else {
-                    dxh = Scratch.take(g.batch * g.h * g.w * g.cin)
-                    g.col2im(dCols.pointer, into: dxh.pointer)
-                    Scratch.give(dCols)
-                }
+                let dxh = Scratch.take(g.batch * g.h * g.w * g.cin)       // dxh: (B, H, W, Cin)
+                g.col2im(dCols.pointer, into: dxh.pointer)
+                Scratch.give(dCols)
                 Layout.transpose(dxh.pointer, batch: g.batch, rows: g.h * g.w, cols: g.cin,
                                  into: x.gradBuffer(), accumulate: true)
                 Scratch.give(dxh)
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// 1x1 stride-1 convolution straight on NCHW, one sgemm per image:
+    /// out_b (Cout, P) = W (Cout, Cin) @ x_b (Cin, P) + bias.
+    fileprivate static func pointwiseConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, _ g: ConvGeometry) -> Tensor {
+        let (bn, cin, cout, p) = (g.batch, g.cin, g.cout, g.p)
+        let out = Tensor(uninitialized: [bn, cout, g.ho, g.wo])           // out: (B, Cout, H, W)
+        let (px, pw, po) = (x.data, weight.data, out.data)
+        if let bias {
+            let pb = bias.data
+            Runtime.parallelFor(bn * cout, cost: p) { lo, hi in
+                for r in lo..<hi { (po + r * p).update(repeating: pb[r % cout], count: p) }
+            }
+        }
+        for b in 0..<bn {
+            BLAS.sgemm(transA: false, transB: false, m: cout, n: p, k: cin, a: pw, lda: cin,
+                       b: px + b * cin * p, ldb: p, beta: bias == nil ? 0 : 1, c: po + b * cout * p, ldc: p)
+        }
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        return out.recording(inputs) { out in
+            let go = out.grad!                                            // go: (B, Cout, P)
+            if let bias, bias.requiresGrad { g.addBiasGradient(go, into: bias.gradBuffer()) }
+            if weight.requiresGrad {
+                let gw = weight.gradBuffer()                              // gw: (Cout, Cin)
+                for b in 0..<bn {
+                    // dW += g_b x_bᵀ
+                    BLAS.sgemm(transA: false, transB: true, m: cout, n: cin, k: p, a: go + b * cout * p, lda: p,
+                               b: px + b * cin * p, ldb: p, beta: 1, c: gw, ldc: cin)
+                }
+            }
+            if x.requiresGrad {
+                let gx = x.gradBuffer()                                   // gx: (B, Cin, P)
+                for b in 0..<bn {
+                    // dx_b += Wᵀ g_b
+                    BLAS.sgemm(transA: true, transB: false, m: cin, n: p, k: cout, a: pw, lda: cin,
+                               b: go + b * cout * p, ldb: p, beta: 1, c: gx + b * cin * p, ldc: p)
+                }
             }
         }
     }
@@ -118,8 +147,23 @@ struct ConvGeometry {
     var rows: Int { batch * p }
     /// Columns of the column matrix (one kernel window).
     var kc: Int { k * k * cin }
-    /// 1x1, stride 1, no padding: the column matrix is the NHWC input itself.
+    /// 1x1, stride 1, no padding: a per-pixel linear map over channels (no im2col needed).
     var isPointwise: Bool { k == 1 && stride == 1 && padding == 0 }
+
+    /// bias grad (Cout) += Σ over batch and positions of go (B, Cout, P).
+    func addBiasGradient(_ go: UnsafeMutablePointer<Float>, into gb: UnsafeMutablePointer<Float>) {
+        let (p, cout, batch) = (p, cout, batch)
+        Runtime.parallelFor(cout, cost: batch * p) { lo, hi in
+            for c in lo..<hi {
+                var acc: Float = 0
+                for b in 0..<batch {
+                    let src = go + (b * cout + c) * p
+                    for i in 0..<p { acc += src[i] }
+                }
+                gb[c] += acc
+            }
+        }
+    }
 
     /// A weight buffer in (Cout, K, K, Cin) order: borrowed when K = 1 (same order), else a copy.
     struct Permuted {
@@ -153,7 +197,6 @@ struct ConvGeometry {
     func columns(_ x: UnsafeMutablePointer<Float>) -> Scratch.Buffer {
         let xh = Scratch.take(batch * h * w * cin)               // xh: (B, H, W, Cin)
         Layout.transpose(x, batch: batch, rows: cin, cols: h * w, into: xh.pointer)
-        if isPointwise { return xh }
         let cols = Scratch.take(rows * kc)
         im2col(xh.pointer, into: cols.pointer)
         Scratch.give(xh)

@@ -3,7 +3,8 @@
 
 /// Raw-buffer layout kernels. Internal: ops call them, users call the ops.
 enum Layout {
-    /// Tile edge for blocked transposes: 32x32 floats = 4 KiB read + 4 KiB written per tile.
+    /// Tile edge for blocked transposes: 32x32 floats = 4 KiB read + 4 KiB written per tile,
+    /// moved as 8x8 register blocks (eight 8-wide loads, eight 8-wide stores).
     static let tile = 32
 
     /// For each of `batch` matrices, dst[b][c][r] (= or +=) src[b][r][c] (+ bias[c]).
@@ -16,6 +17,8 @@ enum Layout {
                           into dst: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>? = nil,
                           accumulate: Bool = false) {
         if batch == 0 || rows == 0 || cols == 0 { return }
+        let mode: Mode = accumulate ? .accumulate : (bias != nil ? .bias : .store)
+        let bias = bias ?? UnsafePointer(dst)  // unread unless mode == .bias
         let t = tile
         let rowTiles = (rows + t - 1) / t
         let plane = rows * cols
@@ -27,18 +30,64 @@ enum Layout {
                 var c0 = 0
                 while c0 < cols {
                     let c1 = min(cols, c0 + t)
-                    for c in c0..<c1 {
-                        let drow = d + c * rows
-                        let bv: Float = bias?[c] ?? 0
-                        if accumulate {
-                            for r in r0..<r1 { drow[r] += s[r * cols + c] + bv }
-                        } else {
-                            for r in r0..<r1 { drow[r] = s[r * cols + c] + bv }
+                    var r = r0
+                    while r + 8 <= r1 {
+                        var c = c0
+                        while c + 8 <= c1 {
+                            switch mode {
+                            case .store: block8(s + r * cols + c, cols, d + c * rows + r, rows, nil, false)
+                            case .bias: block8(s + r * cols + c, cols, d + c * rows + r, rows, bias + c, false)
+                            case .accumulate: block8(s + r * cols + c, cols, d + c * rows + r, rows, nil, true)
+                            }
+                            c += 8
                         }
+                        while c < c1 {
+                            for rr in r..<(r + 8) { element(s, d, rr, c, rows, cols, mode, bias) }
+                            c += 1
+                        }
+                        r += 8
+                    }
+                    while r < r1 {
+                        for c in c0..<c1 { element(s, d, r, c, rows, cols, mode, bias) }
+                        r += 1
                     }
                     c0 = c1
                 }
             }
+        }
+    }
+
+    private enum Mode { case store, bias, accumulate }
+
+    @inline(__always)
+    private static func element(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ r: Int, _ c: Int,
+                                _ rows: Int, _ cols: Int, _ mode: Mode, _ bias: UnsafePointer<Float>) {
+        switch mode {
+        case .store: d[c * rows + r] = s[r * cols + c]
+        case .bias: d[c * rows + r] = s[r * cols + c] + bias[c]
+        case .accumulate: d[c * rows + r] += s[r * cols + c]
+        }
+    }
+
+    /// d[j][i] (= or +=) s[i][j] (+ bias[j]) for an 8x8 block; ls/ld are the row strides.
+    @inline(__always)
+    private static func block8(_ s: UnsafePointer<Float>, _ ls: Int, _ d: UnsafeMutablePointer<Float>, _ ld: Int,
+                               _ bias: UnsafePointer<Float>?, _ accumulate: Bool) {
+        let raw = UnsafeRawPointer(s), stride = ls * 4
+        let r0 = raw.loadUnaligned(fromByteOffset: 0 * stride, as: SIMD8<Float>.self)
+        let r1 = raw.loadUnaligned(fromByteOffset: 1 * stride, as: SIMD8<Float>.self)
+        let r2 = raw.loadUnaligned(fromByteOffset: 2 * stride, as: SIMD8<Float>.self)
+        let r3 = raw.loadUnaligned(fromByteOffset: 3 * stride, as: SIMD8<Float>.self)
+        let r4 = raw.loadUnaligned(fromByteOffset: 4 * stride, as: SIMD8<Float>.self)
+        let r5 = raw.loadUnaligned(fromByteOffset: 5 * stride, as: SIMD8<Float>.self)
+        let r6 = raw.loadUnaligned(fromByteOffset: 6 * stride, as: SIMD8<Float>.self)
+        let r7 = raw.loadUnaligned(fromByteOffset: 7 * stride, as: SIMD8<Float>.self)
+        let draw = UnsafeMutableRawPointer(d)
+        for j in 0..<8 {
+            var v = SIMD8<Float>(r0[j], r1[j], r2[j], r3[j], r4[j], r5[j], r6[j], r7[j])
+            if let bias { v += SIMD8(repeating: bias[j]) }
+            if accumulate { v += draw.loadUnaligned(fromByteOffset: j * ld * 4, as: SIMD8<Float>.self) }
+            draw.storeBytes(of: v, toByteOffset: j * ld * 4, as: SIMD8<Float>.self)
         }
     }
 }
