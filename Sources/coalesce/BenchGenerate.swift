@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import Tensor
+import Training
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `coalesce bench generate`: generation speed of one model at one batch size: images/s, latency
+/// per call (p50, p99) and the process's peak resident memory.
+struct BenchGenerate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generation speed: images/s, latency p50/p99 per call, peak memory (ru_maxrss).")
+
+    @Option(help: "Generator name (see `coalesce eval --list`).") var model = "noise"
+    @Option(help: "Network evaluations per image.") var steps = 1
+    @Option(help: "Images per call.") var batch = 64
+    @Option(help: "Seconds to keep timing (after one warm-up call).") var seconds = 5.0
+    @Option(help: "Minimum number of timed calls.") var minCalls = 10
+    @Option(help: "Maximum number of timed calls.") var maxCalls = 1000
+    @Option(help: "Prompt (default: cycles through the 10 class prompts).") var prompt: String?
+    @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        BLAS.load()
+        GeneratorRegistration.registerAll(modelsDirectory: modelsDir)
+        guard batch >= 1, steps >= 0, minCalls >= 1, maxCalls >= minCalls else {
+            throw ValidationError("need --batch >= 1, --steps >= 0, 1 <= --min-calls <= --max-calls")
+        }
+        let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir))
+        let prompts = prompt.map { [$0] } ?? EvaluationPrompts.classPrompts
+        let expected = batch * generator.imageSide * generator.imageSide
+        func call(_ i: Int) throws -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let out = try generator.generate(prompt: prompts[i % prompts.count], seed: UInt64(i), steps: steps, count: batch)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            guard out.count == expected else {
+                throw TrainingError.generation("\(model) returned \(out.count) bytes, expected \(expected)")
+            }
+            return dt
+        }
+        _ = try call(0)  // warm-up: weights paged in, caches and buffers allocated
+        var latencies: [Double] = []
+        var spent = 0.0
+        while latencies.count < maxCalls && (latencies.count < minCalls || spent < seconds) {
+            let dt = try call(latencies.count + 1)
+            latencies.append(dt)
+            spent += dt
+        }
+        let result = BenchGenerateResult(
+            model: model, steps: steps, batch: batch, calls: latencies.count,
+            imagesPerSecond: Double(batch * latencies.count) / spent,
+            latencyP50: percentile(latencies, 0.50), latencyP99: percentile(latencies, 0.99),
+            latencyMean: spent / Double(latencies.count),
+            peakMemoryMiB: peakResidentMiB(), blasCore: BLAS.coreName, threads: Runtime.threads)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } else {
+            print("model \(model), \(steps) steps, batch \(batch), \(latencies.count) timed calls (BLAS \(result.blasCore), \(result.threads) threads)")
+            print(String(format: "images/s %.1f   latency p50 %.2f ms  p99 %.2f ms  mean %.2f ms   peak memory %.1f MiB",
+                         result.imagesPerSecond, result.latencyP50 * 1e3, result.latencyP99 * 1e3,
+                         result.latencyMean * 1e3, result.peakMemoryMiB))
+        }
+    }
+
+    /// Nearest-rank percentile (q in 0...1) of the values.
+    func percentile(_ values: [Double], _ q: Double) -> Double {
+        let s = values.sorted()
+        let rank = Int((q * Double(s.count)).rounded(.up))
+        return s[max(0, min(s.count - 1, rank - 1))]
+    }
+
+    /// Peak resident set size of this process (getrusage ru_maxrss, kilobytes on Linux).
+    func peakResidentMiB() -> Double {
+        var usage = rusage()
+        guard getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage) == 0 else { return .nan }
+        return Double(usage.ru_maxrss) / 1024
+    }
+}
+
+/// What `coalesce bench generate --json` prints (seconds for latencies).
+struct BenchGenerateResult: Codable {
+    var model: String
+    var steps: Int
+    var batch: Int
+    var calls: Int
+    var imagesPerSecond: Double
+    var latencyP50: Double
+    var latencyP99: Double
+    var latencyMean: Double
+    var peakMemoryMiB: Double
+    var blasCore: String
+    var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case model, steps, batch, calls, imagesPerSecond = "images_per_second"
+        case latencyP50 = "latency_p50_s", latencyP99 = "latency_p99_s", latencyMean = "latency_mean_s"
+        case peakMemoryMiB = "peak_memory_mib", blasCore = "blas_core", threads
+    }
+}
