@@ -1,0 +1,467 @@
+"""End-to-end tests of coalesced: a REAL daemon process, the REAL test-pattern plugin, real sockets.
+
+Where things are: $COALESCED (the daemon binary; default .build/release/coalesced) and
+$COALESCE_PLUGIN_DIR (directory holding libTestPatternBackend.so; default the binary's directory).
+Each test starts its own daemon on a free tcp port and a private ipc endpoint, over a temporary
+model repository, and stops it with SIGTERM (checking it exits 0).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import zmq
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "Bindings/python"))
+from coalesce_client import Client, CoalesceError, pb  # noqa: E402
+
+COALESCED = Path(os.environ.get("COALESCED", REPO / ".build/release/coalesced"))
+PLUGINS = Path(os.environ.get("COALESCE_PLUGIN_DIR", COALESCED.parent))
+
+pytestmark = pytest.mark.skipif(
+    not COALESCED.exists() or not (PLUGINS / "libTestPatternBackend.so").exists(),
+    reason=f"build coalesced and TestPatternBackend first (looked for {COALESCED} and {PLUGINS})")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_model(repo: Path, name: str, **config) -> None:
+    d = repo / name
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = {"backend": "test-pattern", "revision": "1", "default_steps": 4, "step_delay_ms": 0}
+    cfg.update(config)
+    tmp = d / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg))
+    tmp.replace(d / "config.json")  # atomic: a concurrent load never reads half a file
+
+
+class Daemon:
+    """A coalesced process over a temporary model repository."""
+
+    def __init__(self, tmp_path: Path, *args: str, models: dict | None = None):
+        self.repo = tmp_path / "models"
+        self.repo.mkdir()
+        for name, cfg in (models or {"tp": {}}).items():
+            write_model(self.repo, name, **cfg)
+        self.port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.admin = f"ipc://{tmp_path}/admin.ipc"
+        self.log = open(tmp_path / "coalesced.log", "w+")
+        self.proc = subprocess.Popen(
+            [str(COALESCED), "--models", str(self.repo), "--plugins", str(PLUGINS), "--endpoint", self.endpoint,
+             "--admin-endpoint", self.admin, *args], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        with Client(self.endpoint, timeout=0.5) as c:
+            while True:
+                try:
+                    if c.health().live:
+                        return
+                except CoalesceError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"coalesced did not start:\n{self.logs()}")
+
+    def client(self, **kw) -> Client:
+        return Client(self.endpoint, **{"timeout": 10, **kw})
+
+    def admin_client(self) -> Client:
+        return Client(self.admin, timeout=10)
+
+    def logs(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    started = []
+
+    def make(*args, models=None):
+        sub = tmp_path / f"d{len(started)}"
+        sub.mkdir()
+        d = Daemon(sub, *args, models=models)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        rc = d.stop()
+        assert rc == 0, f"coalesced exited {rc}:\n{d.logs()}"
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    return daemon_factory()
+
+
+def make_generate(model="tp", **fields) -> pb.Request:
+    r = pb.Request()
+    r.generate.model = model
+    for k, v in fields.items():
+        setattr(r.generate, k, v)
+    return r
+
+
+_finals: dict = {}
+
+
+def final_reply(c: Client, rid: str, timeout=10.0) -> pb.Reply:
+    """The final reply for rid; final replies for other ids seen meanwhile are kept for later calls."""
+    box = _finals.setdefault(id(c), {})
+    deadline = time.monotonic() + timeout
+    while rid not in box and time.monotonic() < deadline:
+        r = c.recv(deadline - time.monotonic())
+        if r is not None and r.WhichOneof("kind") != "progress":
+            assert r.id not in box, f"second final reply for {r.id}"
+            box[r.id] = r
+    if rid not in box:
+        raise AssertionError(f"no final reply for {rid}")
+    return box.pop(rid)
+
+
+# ---- generation -----------------------------------------------------------------------------
+
+def test_generation_is_deterministic_and_seeded(daemon):
+    with daemon.client() as c:
+        a = c.generate("tp", prompt="a shirt", seed=42, count=3)
+        b = c.generate("tp", prompt="a shirt", seed=42, count=3)
+        assert (a.width, a.height, a.channels, len(a.images)) == (28, 28, 1, 3)
+        assert a.images == b.images
+        assert a.backend == "test-pattern" and a.revision == "1"
+        for i in range(3):  # image i of a request == a one-image request with seed + i
+            assert c.generate("tp", prompt="a shirt", seed=42 + i).images[0] == a.images[i]
+        assert c.generate("tp", prompt="a shoe", seed=42, count=3).images != a.images
+        arr = a.array()
+        assert arr.shape == (3, 28, 28) and arr.dtype.name == "uint8" and arr.std() > 0
+
+
+def test_png_format_decodes_to_the_raw_pixels(daemon):
+    with daemon.client() as c:
+        raw = c.generate("tp", seed=7).images[0]
+        png = c.generate("tp", seed=7, format="png").images[0]
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h, depth, color = struct.unpack(">IIBB", png[16:26])
+    assert (w, h, depth, color) == (28, 28, 8, 0)
+    idat, pos = b"", 8
+    while pos < len(png):
+        n, = struct.unpack(">I", png[pos:pos + 4])
+        kind, data = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + n]
+        assert zlib.crc32(kind + data) & 0xFFFFFFFF == struct.unpack(">I", png[pos + 8 + n:pos + 12 + n])[0]
+        if kind == b"IDAT":
+            idat += data
+        pos += 12 + n
+    rows = zlib.decompress(idat)
+    assert b"".join(rows[y * 29 + 1:(y + 1) * 29] for y in range(28)) == raw
+
+
+def test_progress_messages_then_one_final_reply(daemon):
+    seen = []
+    with daemon.client() as c:
+        r = c.generate("tp", steps=6, on_progress=lambda s, t: seen.append((s, t)))
+    assert seen == [(s, 6) for s in range(1, 7)]
+    assert len(r.images) == 1
+
+
+def test_list_health_metrics(daemon):
+    with daemon.client() as c:
+        models = c.list_models()
+        assert [m.name for m in models.loaded] == ["tp"] and list(models.available) == ["tp"]
+        h = c.health()
+        assert h.live and h.ready and not h.draining and h.models_loaded == 1
+        c.generate("tp", count=2)
+        with pytest.raises(CoalesceError):
+            c.generate("tp", count=0, steps=1000)
+        m = c.metrics()
+        outcomes = {o.outcome: o.count for o in m.requests_by_outcome}
+        assert outcomes[pb.OK] == 1 and outcomes[pb.INVALID_ARGUMENT] == 1
+        assert m.latency_count == 2 and m.latency[-1].count == 2 and m.latency[-1].le_ms == float("inf")
+        assert [(p.model, p.requests, p.images, p.errors) for p in m.per_model] == [("tp", 2, 2, 1)]
+
+
+# ---- bad input: an error reply each, daemon stays up ---------------------------------------
+
+BAD_INPUTS = {
+    "garbage bytes": b"\xff\xfe\xfd not protobuf",
+    "truncated": make_generate(prompt="x" * 50).SerializeToString()[:-10],
+    "unknown top-level field": pb.Request(id="u1").SerializeToString() + b"\xa8\x06\x01",  # field 101 varint
+    "unknown field in generate": make_generate().SerializeToString()[:-0] + b"",  # replaced below
+    "wrong wire type for id": b"\x08\x05",  # field 1 (string) sent as a varint
+    "no operation": pb.Request(id="nop").SerializeToString(),
+    "empty message": b"",
+}
+
+
+def _unknown_in_generate() -> bytes:
+    inner = make_generate(prompt="p").generate.SerializeToString() + b"\xf8\x07\x01"  # field 127 varint
+    return b"\x0a\x02g1" + b"\x52" + bytes([len(inner)]) + inner  # id="g1", field 10 (generate)
+
+
+BAD_INPUTS["unknown field in generate"] = _unknown_in_generate()
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_bytes_get_an_error_reply(daemon, name):
+    with daemon.client() as c:
+        c.send_raw(BAD_INPUTS[name])
+        r = c.recv(5)
+        assert r is not None, f"no reply to {name}"
+        assert r.WhichOneof("kind") == "error" and r.error.code == pb.INVALID_ARGUMENT, r
+        assert r.error.message
+        # Still serving.
+        assert len(c.generate("tp").images) == 1
+
+
+def test_huge_and_multiframe_messages(daemon_factory):
+    d = daemon_factory("--max-message-bytes", "65536")
+    with d.client() as c:
+        c.send_raw(make_generate(prompt="x" * 100_000).SerializeToString())
+        r = c.recv(5)
+        assert r.error.code == pb.INVALID_ARGUMENT and "limit is 65536" in r.error.message
+        c._sock.send_multipart([b"a", b"b", b"c"])
+        r = c.recv(5)
+        assert r.error.code == pb.INVALID_ARGUMENT and "frame" in r.error.message
+        assert len(c.generate("tp").images) == 1
+
+
+def test_requests_outside_limits(daemon):
+    with daemon.client() as c:
+        cases = [
+            (dict(model="nope"), pb.NOT_FOUND),
+            (dict(model="../etc"), pb.NOT_FOUND),
+            (dict(count=100000), pb.INVALID_ARGUMENT),
+            (dict(count=-3), pb.INVALID_ARGUMENT),
+            (dict(steps=100000), pb.INVALID_ARGUMENT),
+            (dict(prompt="p" * 5000), pb.INVALID_ARGUMENT),
+        ]
+        for kw, code in cases:
+            with pytest.raises(CoalesceError) as e:
+                c.generate(**{"model": "tp", **kw})
+            assert e.value.code == code, (kw, e.value)
+        req = pb.Request(id="x" * 500)
+        req.health.SetInParent()
+        c.send(req)
+        r = c.recv(5)
+        assert r.error.code == pb.INVALID_ARGUMENT and "id" in r.error.message
+        assert c.health().live
+
+
+# ---- scheduling ---------------------------------------------------------------------------
+
+def test_full_queue_answers_resource_exhausted_at_once(daemon_factory):
+    d = daemon_factory("--max-queue", "2", "--workers", "1", "--max-batch", "1",
+                       models={"slow": {"step_delay_ms": 50}})
+    with d.client() as c:
+        ids = [c.send(make_generate("slow")) for _ in range(8)]
+        finals = {}
+        t0 = time.monotonic()
+        first_error_at = None
+        while len(finals) < len(ids):
+            r = c.recv(10)
+            assert r is not None
+            finals[r.id] = r
+            if r.WhichOneof("kind") == "error" and first_error_at is None:
+                first_error_at = time.monotonic() - t0
+        kinds = [finals[i].WhichOneof("kind") for i in ids]
+        codes = [finals[i].error.code for i in ids if kinds[ids.index(i)] == "error"]
+        assert kinds.count("images") >= 3  # one running + two queued at least
+        assert codes and set(codes) == {pb.RESOURCE_EXHAUSTED}
+        assert first_error_at < 0.15  # refused at once, not after the 200 ms a request takes
+
+
+def test_deadline_and_cancel(daemon_factory):
+    d = daemon_factory("--workers", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 30}})
+    with d.client() as c:
+        with pytest.raises(CoalesceError) as e:
+            c.generate("slow", steps=20, timeout_ms=100)
+        assert e.value.code == pb.DEADLINE_EXCEEDED
+        # Cancel a running request and a queued one.
+        running = c.send(make_generate("slow", steps=30))
+        queued = c.send(make_generate("slow", steps=30))
+        time.sleep(0.1)
+        for rid in (queued, running):
+            req = pb.Request()
+            req.cancel.target_id = rid
+            ack = final_reply(c, c.send(req))
+            assert ack.WhichOneof("kind") == "ack", ack
+        for rid in (running, queued):
+            r = final_reply(c, rid)
+            assert r.error.code == pb.CANCELLED, r
+        req = pb.Request()
+        req.cancel.target_id = "no-such-id"
+        assert final_reply(c, c.send(req)).error.code == pb.NOT_FOUND
+
+
+def test_concurrent_requests_are_batched_and_identical(daemon_factory):
+    d = daemon_factory("--workers", "1", "--max-batch", "8", "--max-delay-ms", "20",
+                       models={"tp": {"step_delay_ms": 5}})
+    with d.client() as c:
+        ids = {c.send(make_generate("tp", seed=s, prompt="batch")): s for s in range(16)}
+        got = {}
+        while len(got) < 16:
+            r = c.recv(10)
+            assert r is not None
+            got[r.id] = r
+        assert all(r.WhichOneof("kind") == "images" for r in got.values())
+        assert max(r.images.batch_requests for r in got.values()) > 1
+        for rid, s in list(ids.items())[:4]:
+            assert got[rid].images.images[0] == c.generate("tp", seed=s, prompt="batch").images[0]
+        m = c.metrics()
+        assert m.batched_requests > m.batches
+
+
+# ---- admin: load / unload / hot swap --------------------------------------------------------
+
+def test_admin_ops_only_on_the_admin_endpoint(daemon):
+    with daemon.client() as c:
+        with pytest.raises(CoalesceError) as e:
+            c.load_model("tp")
+        assert e.value.code == pb.UNAVAILABLE
+    with daemon.admin_client() as a:
+        write_model(daemon.repo, "tp", revision="2")
+        info = a.load_model("tp")
+        assert info.revision == "2" and info.generation == 2
+        write_model(daemon.repo, "tp", revision="3", fail=True)
+        with pytest.raises(CoalesceError) as e:
+            a.load_model("tp")
+        assert e.value.code == pb.INTERNAL and "fail" in e.value.message
+        with pytest.raises(CoalesceError) as e:
+            a.load_model("../../etc")
+        assert e.value.code == pb.INVALID_ARGUMENT
+        with daemon.client() as c:
+            assert c.generate("tp").revision == "2"  # the failed load kept the old one serving
+            a.unload_model("tp")
+            with pytest.raises(CoalesceError) as e:
+                c.generate("tp")
+            assert e.value.code == pb.NOT_FOUND
+
+
+def test_hot_swap_every_half_second_under_load(daemon_factory):
+    """8 clients generate for ~10 s while the model is hot-swapped every 0.5 s:
+    requests sent == replies received, none failed."""
+    d = daemon_factory(models={"tp": {"step_delay_ms": 2}})
+    duration, clients = 10.0, 8
+    stop = threading.Event()
+    stats = [dict(sent=0, ok=0, failed=[], revisions=set()) for _ in range(clients)]
+
+    def worker(k):
+        st = stats[k]
+        with d.client(timeout=10) as c:
+            i = 0
+            while not stop.is_set():
+                st["sent"] += 1
+                try:
+                    r = c.generate("tp", seed=k * 100000 + i, count=2)
+                    st["ok"] += 1
+                    st["revisions"].add(r.revision)
+                    assert len(r.images) == 2
+                except Exception as e:  # noqa: BLE001 - every failure is recorded and asserted on
+                    st["failed"].append(repr(e))
+                i += 1
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    swaps = 0
+    with d.admin_client() as a:
+        t_end = time.monotonic() + duration
+        while time.monotonic() < t_end:
+            time.sleep(0.5)
+            swaps += 1
+            write_model(d.repo, "tp", revision=str(swaps + 1), step_delay_ms=2)
+            assert a.load_model("tp").revision == str(swaps + 1)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    sent = sum(s["sent"] for s in stats)
+    ok = sum(s["ok"] for s in stats)
+    failed = [f for s in stats for f in s["failed"]]
+    revisions = set().union(*(s["revisions"] for s in stats))
+    assert failed == []
+    assert sent == ok and sent > 100
+    assert swaps >= 15 and len(revisions) >= swaps // 2
+    assert "model instance released" in d.logs()  # swapped-out instances were destroyed
+
+
+# ---- shutdown ------------------------------------------------------------------------------
+
+def test_sigterm_under_load_loses_no_accepted_request(daemon_factory):
+    d = daemon_factory("--max-batch", "4", "--max-queue", "1000",
+                       models={"slow": {"step_delay_ms": 10, "default_steps": 4}})
+    clients, per_client = 8, 20
+    results = [dict() for _ in range(clients)]
+    sent = [list() for _ in range(clients)]
+    ready = threading.Barrier(clients + 1)
+
+    def worker(k):
+        with d.client() as c:
+            for i in range(per_client):
+                sent[k].append(c.send(make_generate("slow", seed=k * 1000 + i)))
+            ready.wait()
+            while len(results[k]) < per_client:
+                r = c.recv(30)
+                if r is None:
+                    break
+                if r.WhichOneof("kind") != "progress":
+                    results[k][r.id] = r
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    time.sleep(0.2)  # all requests are in; some done, most queued
+    d.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(60)
+    rc = d.proc.wait(30)
+    assert rc == 0, d.logs()
+    for k in range(clients):
+        assert sorted(results[k]) == sorted(sent[k]), f"client {k} lost replies"
+        bad = [r for r in results[k].values() if r.WhichOneof("kind") != "images"]
+        assert bad == [], bad[:3]
+    assert "drained; exiting" in d.logs()
+
+
+def test_draining_daemon_refuses_new_work(daemon_factory):
+    d = daemon_factory("--workers", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 50}})
+    with d.client() as c:
+        first = c.send(make_generate("slow"))
+        time.sleep(0.05)
+        d.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        late = c.send(make_generate("slow"))
+        replies = {}
+        while len(replies) < 2:
+            r = c.recv(10)
+            assert r is not None
+            if r.WhichOneof("kind") != "progress":
+                replies[r.id] = r
+        assert replies[first].WhichOneof("kind") == "images"
+        assert replies[late].error.code == pb.UNAVAILABLE
+    assert d.proc.wait(10) == 0
