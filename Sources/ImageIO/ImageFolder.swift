@@ -48,6 +48,23 @@ public enum ImageFolder {
         var file: String
         var caption: String
         var label: Int?
+
+        enum CodingKeys: String, CodingKey { case file, caption, label }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            file = try c.decode(String.self, forKey: .file)
+            caption = try c.decode(String.self, forKey: .caption)
+            // Through Double: Foundation reports a fraction or an out-of-range integer read as
+            // `Int` only as "not valid JSON" on Linux.
+            if let v = try c.decodeIfPresent(Double.self, forKey: .label) {
+                guard v.rounded() == v, abs(v) <= 0x1p53 else {
+                    throw DecodingError.typeMismatch(Int.self, .init(codingPath: c.codingPath + [CodingKeys.label],
+                                                                     debugDescription: "found \(v)"))
+                }
+                label = Int(v)
+            }
+        }
     }
 
     /// Reads `directory/captions.jsonl` and every image it lists.
@@ -124,12 +141,15 @@ public enum ImageFolder {
             return "missing \"\(key.stringValue)\" (each line needs \"file\" and \"caption\")"
         case let .typeMismatch(type, ctx):
             if ctx.codingPath.isEmpty { return "expected a JSON object" }
-            let expected = type == Int.self ? "an integer" : type == String.self ? "a string" : "\(type)"
+            let isLabel = ctx.codingPath.last?.stringValue == "label"
+            let expected = type == Int.self || isLabel ? "an integer" : type == String.self ? "a string"
+                : "\(type)"
             return "\(field(ctx.codingPath)) must be \(expected)"
         case let .valueNotFound(_, ctx):
             return "\(field(ctx.codingPath)) is null"
         case let .dataCorrupted(ctx):
-            return ctx.codingPath.isEmpty ? "not valid JSON" : "\(field(ctx.codingPath)) is invalid: \(ctx.debugDescription)"
+            return ctx.codingPath.isEmpty ? "not valid JSON"
+                : "\(field(ctx.codingPath)) is invalid: \(ctx.debugDescription)"
         @unknown default:
             return "invalid line"
         }

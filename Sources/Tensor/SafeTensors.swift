@@ -329,14 +329,28 @@ public struct SafeTensors: Equatable, Sendable {
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             dtype = try c.decode(String.self, forKey: .dtype)
-            shape = try c.decode([Int].self, forKey: .shape)
-            let offsets = try c.decode([Int].self, forKey: .data_offsets)
+            shape = try Info.integers(c, .shape)
+            let offsets = try Info.integers(c, .data_offsets)
             guard offsets.count == 2 else {
                 throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.data_offsets],
                     debugDescription: "has \(offsets.count) numbers, expected 2 (begin, end)"))
             }
             begin = offsets[0]
             end = offsets[1]
+        }
+
+        /// An array of integers. Decoded through Double (exact up to 2^53, far beyond any valid
+        /// size) because Foundation reports an integer that does not fit `Int`, or a fraction, only
+        /// as "not valid JSON" on Linux.
+        private static func integers(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [Int] {
+            let values = try c.decode([Double].self, forKey: key)
+            return try values.map { v in
+                guard v.rounded() == v, abs(v) <= 0x1p53 else {
+                    throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key],
+                        debugDescription: "holds \(v), expected integers"))
+                }
+                return Int(v)
+            }
         }
     }
 
@@ -387,14 +401,17 @@ public struct SafeTensors: Equatable, Sendable {
         case let .keyNotFound(key, ctx):
             return "\(field(ctx.codingPath)) is missing \"\(key.stringValue)\""
         case let .typeMismatch(type, ctx):
-            let expected = type == Int.self ? "an integer" : type == String.self ? "a string"
-                : ctx.codingPath.isEmpty ? "a JSON object" : "\(type)"
+            let name = "\(type)"
+            let expected = type == Int.self || type == Double.self ? "a number"
+                : type == String.self ? "a string"
+                : ctx.codingPath.isEmpty || name.hasPrefix("Dictionary") ? "a JSON object"
+                : name.hasPrefix("Array") ? "an array" : name
             return "\(field(ctx.codingPath)) must be \(expected)"
         case let .valueNotFound(_, ctx):
             return "\(field(ctx.codingPath)) is null"
         case let .dataCorrupted(ctx):
             let detail = ctx.debugDescription + (ctx.underlyingError.map { " (\($0))" } ?? "")
-            return ctx.codingPath.isEmpty ? "not valid JSON: \(detail)"
+            return ctx.codingPath.isEmpty ? "not valid JSON"
                 : "\(field(ctx.codingPath)) is invalid: \(detail)"
         @unknown default:
             return "invalid"
