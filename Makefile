@@ -24,7 +24,7 @@ test-swift: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
 	$(SWIFT) test $(SWIFTFLAGS) --skip-build
 
-test: test-swift test-c test-python test-leaks
+test: test-swift test-c test-python test-leaks test-daemon
 
 demo: build
 	$(BUILD)/coalesce info
@@ -103,3 +103,25 @@ clean: clean-static
 clean-static:
 	rm -rf $(STATIC_BUILD)
 # ==== end of libcoalesce section ==============================================================
+
+# ==== coalesced daemon (issue 5) ==============================================================
+# `make serve` runs the daemon on tcp://127.0.0.1:5555 (+ admin ipc:///tmp/coalesced-<uid>.ipc)
+# with the bundled models and the plugins built next to it. SERVE_ARGS adds flags, e.g.
+# `make serve SERVE_ARGS="--max-batch 32 --max-delay-ms 2"`.
+SERVE_ARGS ?=
+.PHONY: build-daemon test-daemon
+
+build-daemon: deps
+	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
+	for b in $(BACKENDS); do $(SWIFT) build $(SWIFTFLAGS) --product $$b || exit 1; done
+
+serve: build-daemon
+	$(BUILD)/coalesced --models models --plugins $(BUILD) $(SERVE_ARGS)
+
+# End-to-end tests against a real coalesced process and the test-pattern backend (~20 s).
+test-daemon: deps
+	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
+	$(SWIFT) build $(SWIFTFLAGS) --product TestPatternBackend
+	COALESCED=$(BUILD)/coalesced COALESCE_PLUGIN_DIR=$(BUILD) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py
+# ==== end of coalesced section ================================================================
