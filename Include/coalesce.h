@@ -33,12 +33,17 @@
  *    Their lifetimes are stated next to each function.
  *  - Strings the library allocates for you (cz_model_describe) are freed with cz_string_free.
  *  - Every free function accepts NULL and then does nothing.
+ *  - A handle that is not live (already freed, or never returned by the library) is detected
+ *    where possible: calls answer CZ_INVALID_ARGUMENT and a second free is a no-op. This is a
+ *    safety net for a caller bug, not a licence: pointers INTO a freed batch are not checked.
  *
  * THREAD SAFETY
  *  - Every function may be called from any thread.
- *  - Concurrent cz_generate calls on ONE engine are safe (and may be batched together by the
- *    engine); so are concurrent cz_model_load / cz_model_unload / cz_generate. Loading a name that
- *    is already loaded is a hot swap: generate calls already running finish on the old model.
+ *  - Concurrent cz_generate calls on ONE engine are safe: they run in parallel on the calling
+ *    threads (the backend serialises internally if it must). So are cz_model_load /
+ *    cz_model_unload / cz_model_describe concurrent with cz_generate: loading a name that is
+ *    already loaded is a hot swap, and generate calls already running finish on the old model,
+ *    which is destroyed after the last of them.
  *  - cz_engine_free must not run concurrently with any other call on the same engine, and the
  *    engine must not be used afterwards (the usual rule for free).
  *  - A cz_image_batch may be read from many threads at once; do not free it while it is read.
@@ -137,8 +142,9 @@ CZ_API cz_engine_options cz_engine_default_options(void);
  * read with cz_engine_errmsg(NULL). */
 CZ_API int cz_engine_create(const cz_engine_options *opts, cz_engine **out /* out */);
 
-/* Unloads every model (waiting for running generate calls to end) and frees the engine.
- * NULL is a no-op. */
+/* Unloads every model and frees the engine. No other call on this engine may be running or
+ * start afterwards. Image batches it produced stay valid. NULL (or an engine already freed) is a
+ * no-op. */
 CZ_API void cz_engine_free(cz_engine *engine);
 
 /* Message for the last failed call on `engine` from the calling thread ("" if that call
@@ -235,8 +241,10 @@ CZ_API int cz_image_write_png(const cz_image_batch *batch, int index, const char
 /* ---- Diagnostics -------------------------------------------------------------------------- */
 
 /* The OpenBLAS kernel set ("core") in use in this process, e.g. "SkylakeX". Loads OpenBLAS on
- * first call the way the backends do (OPENBLAS_CORETYPE chosen for this CPU before dlopen), so it
- * reports the core the backends run with. "fallback" if OpenBLAS cannot be loaded. Static string. */
+ * first call the way the backends do: OpenBLAS reads OPENBLAS_CORETYPE only when it loads, so
+ * unless the host already set it, it is set (setenv) to the best core this CPU supports (cpuid)
+ * and only then is OpenBLAS dlopened. libcoalesce never links OpenBLAS itself. Reports the core
+ * the backends run with; "fallback" if OpenBLAS cannot be loaded. Static string. */
 CZ_API const char *cz_blas_core(void);
 
 #ifdef __cplusplus

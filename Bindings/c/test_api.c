@@ -169,8 +169,26 @@ static void test_null_and_bad_input(void) {
     CHECK(b2 == NULL, "batch on cancel");
     CHECK(calls == 2, "progress called %d times, want 2", calls);
 
+    /* Handles that are not live, or of the wrong kind, are refused, not dereferenced. */
+    cz_image_batch *stale = NULL;
+    p = cz_generate_default_params();
+    p.model = "tp";
+    CHECK(cz_generate(eng, &p, &stale) == CZ_OK && stale, "generate: %s", cz_engine_errmsg(eng));
+    cz_image_batch_free(stale);
+    cz_image_batch_free(stale); /* second free: no-op */
+    CHECK(cz_image_batch_count(stale) == 0, "count of a freed batch");
+    CHECK(cz_image_batch_pixels(stale, 0) == NULL, "pixels of a freed batch");
+    EXPECT_STATUS(cz_image_write_png(stale, 0, "/tmp/x.png"), CZ_INVALID_ARGUMENT, cz_engine_errmsg(NULL));
+    cz_image_batch *wrong = NULL;
+    EXPECT_STATUS(cz_generate((cz_engine *)b, &p, &wrong), CZ_INVALID_ARGUMENT, cz_engine_errmsg((cz_engine *)b));
+    EXPECT_STATUS(cz_model_load((cz_engine *)&p, "tp", g_model_dir), CZ_INVALID_ARGUMENT, cz_engine_errmsg(NULL));
+    CHECK(cz_image_batch_count((cz_image_batch *)eng) == 0, "engine used as a batch");
+    cz_engine_free((cz_engine *)b);   /* not an engine: no-op, b stays valid */
+    CHECK(cz_image_batch_count(b) == 2, "batch damaged by a wrong-kind free");
+
     /* The batch outlives the engine. */
     cz_engine_free(eng);
+    cz_engine_free(eng); /* second free: no-op */
     if (b) {
         const uint8_t *px = cz_image_batch_pixels(b, 0);
         unsigned sum = 0;
