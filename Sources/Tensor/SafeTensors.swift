@@ -219,13 +219,14 @@ public struct SafeTensors: Equatable, Sendable {
         for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: n >> (8 * UInt64(i)))) }
         out += header
         for name in order {
+            #if _endian(little)
+            tensors[name]!.values.withUnsafeBytes { out.append(contentsOf: $0) }
+            #else
             for v in tensors[name]!.values {
                 let bits = v.bitPattern
-                out.append(UInt8(truncatingIfNeeded: bits))
-                out.append(UInt8(truncatingIfNeeded: bits >> 8))
-                out.append(UInt8(truncatingIfNeeded: bits >> 16))
-                out.append(UInt8(truncatingIfNeeded: bits >> 24))
+                for shift in stride(from: 0, to: 32, by: 8) { out.append(UInt8(truncatingIfNeeded: bits >> shift)) }
             }
+            #endif
         }
         return out
     }
@@ -281,9 +282,13 @@ public struct SafeTensors: Equatable, Sendable {
             [Float](unsafeUninitializedCapacity: count) { out, initialized in
                 switch self {
                 case .f32:
+                    #if _endian(little)
+                    if count > 0 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: 4 * count) }
+                    #else
                     for i in 0..<count {
                         out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
                     }
+                    #endif
                 case .f64:
                     for i in 0..<count {
                         out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
