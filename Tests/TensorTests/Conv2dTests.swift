@@ -46,15 +46,23 @@ final class Conv2dTests: XCTestCase {
         try compareWithNumPy(bn: 3, cin: 19, h: 11, wd: 10, cout: 21)
     }
 
+    /// One NumPy run checks every configuration (one Python start per shape keeps the test fast).
     private func compareWithNumPy(bn: Int, cin: Int, h: Int, wd: Int, cout: Int) throws {
+        var inputs: [String: Tensor] = [:]
+        var outputs: [Tensor] = []
         for (i, c) in Self.configs.enumerated() {
             let x = TestData.randn([bn, cin, h, wd], seed: 50 + UInt64(i))
             let w = TestData.randn([cout, cin, c.k, c.k], seed: 60 + UInt64(i), std: 0.3)
             let b = TestData.randn([cout], seed: 70 + UInt64(i))
-            let out = Tensor.conv2d(x, weight: w, bias: b, stride: c.s, padding: c.p)
-            let ref = try NumPyReference.run("""
-            B, Ci, H, W, Co, K, s, p = \(bn), \(cin), \(h), \(wd), \(cout), \(c.k), \(c.s), \(c.p)
-            x = load('x', (B, Ci, H, W)); w = load('w', (Co, Ci, K, K)); b = load('b', (Co,))
+            inputs["x\(i)"] = x; inputs["w\(i)"] = w; inputs["b\(i)"] = b
+            outputs.append(Tensor.conv2d(x, weight: w, bias: b, stride: c.s, padding: c.p))
+        }
+        let configs = Self.configs.map { "(\($0.k), \($0.s), \($0.p))" }.joined(separator: ", ")
+        let ref = try NumPyReference.run("""
+        B, Ci, H, W, Co = \(bn), \(cin), \(h), \(wd), \(cout)
+        results = []
+        for i, (K, s, p) in enumerate([\(configs)]):
+            x = load('x%d' % i, (B, Ci, H, W)); w = load('w%d' % i, (Co, Ci, K, K)); b = load('b%d' % i, (Co,))
             xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
             Ho, Wo = (H + 2 * p - K) // s + 1, (W + 2 * p - K) // s + 1
             out = np.zeros((B, Co, Ho, Wo))
@@ -62,11 +70,17 @@ final class Conv2dTests: XCTestCase {
                 for ox in range(Wo):
                     win = xp[:, :, oy * s:oy * s + K, ox * s:ox * s + K]
                     out[:, :, oy, ox] = np.einsum('bckl,ockl->bo', win, w) + b
-            save(out)
-            """, inputs: ["x": x, "w": w, "b": b])
-            let err = NumPyReference.maxAbsDiff(out.array, ref)
-            print("conv2d \(x.shape) -> \(cout) k\(c.k) s\(c.s) p\(c.p) vs NumPy: max abs error \(err)")
-            XCTAssertLessThan(err, 1e-4, "conv2d \(x.shape) -> \(cout) k\(c.k) s\(c.s) p\(c.p)")
+            results.append(out.ravel())
+        save(np.concatenate(results))
+        """, inputs: inputs)
+        var offset = 0
+        for (c, out) in zip(Self.configs, outputs) {
+            guard offset + out.count <= ref.count else { return XCTFail("NumPy reference too short") }
+            let err = NumPyReference.maxAbsDiff(out.array, Array(ref[offset..<(offset + out.count)]))
+            offset += out.count
+            print("conv2d [\(bn), \(cin), \(h), \(wd)] -> \(cout) k\(c.k) s\(c.s) p\(c.p) vs NumPy: max abs error \(err)")
+            XCTAssertLessThan(err, 1e-4, "conv2d [\(bn), \(cin), \(h), \(wd)] -> \(cout) k\(c.k) s\(c.s) p\(c.p)")
         }
+        XCTAssertEqual(offset, ref.count)
     }
 }

@@ -70,11 +70,13 @@ extension Tensor {
                     }
                 }
             }
-            if weight.requiresGrad || bias.requiresGrad {
-                let gw = weight.gradBuffer(), gb = bias.gradBuffer()
-                for b in 0..<bn {
-                    for ch in 0..<c { gw[ch] += pp[2 * (b * c + ch)]; gb[ch] += pp[2 * (b * c + ch) + 1] }
-                }
+            if weight.requiresGrad {
+                let gw = weight.gradBuffer()
+                for b in 0..<bn { for ch in 0..<c { gw[ch] += pp[2 * (b * c + ch)] } }
+            }
+            if bias.requiresGrad {
+                let gb = bias.gradBuffer()
+                for b in 0..<bn { for ch in 0..<c { gb[ch] += pp[2 * (b * c + ch) + 1] } }
             }
         }
     }
@@ -125,17 +127,23 @@ extension Tensor {
                     }
                 }
             }
-            if weight.requiresGrad || bias.requiresGrad {
-                let gw = weight.gradBuffer(), gb = bias.gradBuffer()
-                // Parallel over columns so each thread owns its slice of gw/gb.
-                Runtime.parallelFor(d, cost: rows * 4) { lo, hi in
+            if weight.requiresGrad {
+                let gw = weight.gradBuffer()
+                // Parallel over columns so each thread owns its slice of gw.
+                Runtime.parallelFor(d, cost: rows * 3) { lo, hi in
                     for r in 0..<rows {
                         let xr = px + r * d, gr = g + r * d
                         let mean = ps[2 * r], rstd = ps[2 * r + 1]
-                        for j in lo..<hi {
-                            gw[j] += gr[j] * (xr[j] - mean) * rstd
-                            gb[j] += gr[j]
-                        }
+                        for j in lo..<hi { gw[j] += gr[j] * (xr[j] - mean) * rstd }
+                    }
+                }
+            }
+            if bias.requiresGrad {
+                let gb = bias.gradBuffer()
+                Runtime.parallelFor(d, cost: rows) { lo, hi in
+                    for r in 0..<rows {
+                        let gr = g + r * d
+                        for j in lo..<hi { gb[j] += gr[j] }
                     }
                 }
             }
