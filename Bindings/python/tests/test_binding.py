@@ -379,3 +379,57 @@ def test_c_and_python_give_identical_pixels(tmp_path):
             py_pixels = eng.generate("test-pattern", prompt=prompt, seed=seed, steps=steps, count=count)
         np.testing.assert_array_equal(c_pixels, py_pixels)
         np.testing.assert_array_equal(py_pixels[0], reference_pattern(seed, prompt))
+
+
+COALESCED = os.environ.get("COALESCED")
+
+
+@pytest.mark.skipif(not COALESCED or not Path(COALESCED).exists(),
+                    reason="needs COALESCED (a coalesced binary; `make test-python` sets it)")
+def test_daemon_and_library_give_identical_pixels(tmp_path):
+    """The same request through coalesced (ZeroMQ + protobuf) and through libcoalesce in-process."""
+    import signal
+    import socket
+    import time
+
+    client_mod = pytest.importorskip("coalesce_client")  # installed by the same pyproject
+    from coalesce import _native
+    plugin_dir = _native.load_library().cz_engine_default_options().plugin_dir.decode()
+    repo = tmp_path / "models"
+    repo.mkdir()
+    shutil.copytree(MODEL_DIR, repo / "test-pattern")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "coalesced.log", "w+")
+    proc = subprocess.Popen([COALESCED, "--models", str(repo), "--plugins", plugin_dir, "--endpoint", endpoint,
+                             "--admin-endpoint", f"ipc://{tmp_path}/admin.ipc"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with client_mod.Client(endpoint, timeout=10) as c:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if c.health().live:
+                        break
+                except client_mod.CoalesceError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, "coalesced did not start"
+                time.sleep(0.1)
+            with coalesce.Engine() as eng:
+                eng.load_model("test-pattern", repo / "test-pattern")
+                for prompt, seed, steps, count in [("a sneaker", 42, 0, 4), ("", 2**63 + 5, 3, 2),
+                                                   ("a bag", 0, 7, 16)]:
+                    remote = c.generate("test-pattern", prompt=prompt, seed=seed, steps=steps, count=count,
+                                        format="raw").array()
+                    local = eng.generate("test-pattern", prompt=prompt, seed=seed, steps=steps, count=count)
+                    np.testing.assert_array_equal(remote, local)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.seek(0)
+        print(log.read())
