@@ -1,6 +1,7 @@
 """The Engine class: a libcoalesce engine handle with Pythonic methods."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -59,15 +60,40 @@ class Engine:
         if status != 0:
             raise error_for(status, self._lib.cz_engine_errmsg(None).decode(errors="replace"))
         self._handle = handle
-        self._closing = threading.Lock()
+        # cz_engine_free must not overlap other calls on the engine (coalesce.h): calls count
+        # themselves in and out, and close() waits for the last one.
+        self._cv = threading.Condition()
+        self._active = 0
+        self._closed = False
 
     # ---- lifetime -----------------------------------------------------------------------
     def close(self) -> None:
-        """Frees the engine (unloading every model). Idempotent."""
-        with self._closing:
-            if self._handle:
-                self._lib.cz_engine_free(self._handle)
-                self._handle = ctypes.c_void_p()
+        """Frees the engine (unloading every model) once calls running on other threads have
+        returned. Idempotent."""
+        cv = getattr(self, "_cv", None)
+        if cv is None:  # __init__ failed before the handle existed
+            return
+        with cv:
+            if self._closed:
+                return
+            self._closed = True
+            cv.wait_for(lambda: self._active == 0)
+            handle, self._handle = self._handle, ctypes.c_void_p()
+        self._lib.cz_engine_free(handle)
+
+    @contextlib.contextmanager
+    def _call(self):
+        """Yields the live handle for one library call; raises if the engine is closed."""
+        with self._cv:
+            if self._closed:
+                raise CoalesceError("engine is closed", 1)
+            self._active += 1
+        try:
+            yield self._handle
+        finally:
+            with self._cv:
+                self._active -= 1
+                self._cv.notify_all()
 
     def __enter__(self) -> "Engine":
         return self
@@ -81,28 +107,27 @@ class Engine:
         except Exception:
             pass
 
-    def _h(self) -> ctypes.c_void_p:
-        if not self._handle:
-            raise CoalesceError("engine is closed", 1)
-        return self._handle
-
-    def _check(self, status: int) -> None:
+    def _check(self, handle: ctypes.c_void_p, status: int) -> None:
+        """Raises the error for a nonzero status, with this thread's message on `handle`."""
         if status != 0:
-            msg = self._lib.cz_engine_errmsg(self._handle).decode(errors="replace")
+            msg = self._lib.cz_engine_errmsg(handle).decode(errors="replace")
             raise error_for(status, msg)
 
     # ---- models -------------------------------------------------------------------------
     def load_model(self, name: str, model_dir: Optional[str | os.PathLike] = None) -> None:
         """Loads (or hot-swaps) ``name`` from ``model_dir`` (default ``<models_dir>/<name>``)."""
-        self._check(self._lib.cz_model_load(self._h(), _b(name), _b(model_dir)))
+        with self._call() as h:
+            self._check(h, self._lib.cz_model_load(h, _b(name), _b(model_dir)))
 
     def unload_model(self, name: str) -> None:
-        self._check(self._lib.cz_model_unload(self._h(), _b(name)))
+        with self._call() as h:
+            self._check(h, self._lib.cz_model_unload(h, _b(name)))
 
     def describe(self, name: str) -> dict:
         """The backend's description of a loaded model (height, width, channels, ...)."""
         out = ctypes.c_void_p()
-        self._check(self._lib.cz_model_describe(self._h(), _b(name), ctypes.byref(out)))
+        with self._call() as h:
+            self._check(h, self._lib.cz_model_describe(h, _b(name), ctypes.byref(out)))
         try:
             return json.loads(ctypes.string_at(out.value).decode())
         finally:
@@ -149,13 +174,12 @@ class Engine:
             p.progress = cb
 
         batch = ctypes.c_void_p()
-        status = self._lib.cz_generate(self._h(), ctypes.byref(p), ctypes.byref(batch))
-        if raised:
-            self._lib.cz_image_batch_free(batch)
-            raise raised[0]
-        if status != 0:
-            msg = self._lib.cz_engine_errmsg(self._handle).decode(errors="replace")
-            raise error_for(status, msg)
+        with self._call() as h:
+            status = self._lib.cz_generate(h, ctypes.byref(p), ctypes.byref(batch))
+            if raised:
+                self._lib.cz_image_batch_free(batch)
+                raise raised[0]
+            self._check(h, status)
         try:
             return _batch_to_array(self._lib, batch)
         finally:
@@ -187,7 +211,8 @@ def write_png_native(engine: Engine, path: str | os.PathLike, model: str, index:
     p.count = int(kwargs.get("count", 1))
     p.guidance = float(kwargs.get("guidance", 1.0))
     batch = ctypes.c_void_p()
-    engine._check(lib.cz_generate(engine._h(), ctypes.byref(p), ctypes.byref(batch)))
+    with engine._call() as h:
+        engine._check(h, lib.cz_generate(h, ctypes.byref(p), ctypes.byref(batch)))
     try:
         status = lib.cz_image_write_png(batch, int(index), os.fsencode(path))
         if status != 0:

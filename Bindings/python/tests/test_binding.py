@@ -308,6 +308,24 @@ def test_concurrent_generate_on_one_engine(engine):
         np.testing.assert_array_equal(r, expected)
 
 
+def test_close_waits_for_running_calls(tmp_path):
+    eng = coalesce.Engine()
+    eng.load_model("slow", _model(tmp_path, "slow", step_delay_ms=30))
+    started, out = threading.Event(), []
+
+    def worker():
+        out.append(eng.generate("slow", steps=10, seed=1, progress=lambda s, t: started.set() or True))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert started.wait(10)
+    eng.close()  # must not free the engine under the running call
+    t.join()
+    np.testing.assert_array_equal(out[0][0], reference_pattern(1, ""))
+    with pytest.raises(coalesce.CoalesceError, match="closed"):
+        eng.generate("slow")
+
+
 def _rss_kb() -> int:
     with open("/proc/self/status") as f:
         for line in f:
