@@ -1,6 +1,8 @@
 import ArgumentParser
+import Engine
 import Foundation
 import ImageIO
+import Logging
 import Models
 import Tensor
 import Training
@@ -88,8 +90,56 @@ enum EvalText {
     }
 }
 
-/// Registers generators that live outside the Training module (engine backends, trained models)
-/// with `GeneratorRegistry`. Backends add their registration here.
+/// Registers generators that live outside the Training module with `GeneratorRegistry`: the
+/// in-process ones (backends add theirs here), then every model of the models directory that an
+/// Engine backend serves (its config.json names the backend), under its directory name, unless a
+/// generator of that name is already registered.
 enum GeneratorRegistration {
-    static func registerAll(modelsDirectory: String) { CoalescerGenerator.register() }
+    static func registerAll(modelsDirectory: String) {
+        CoalescerGenerator.register()
+        let known = Set(GeneratorRegistry.names)
+        let repository = ModelRepository(root: modelsDirectory)
+        for name in repository.modelNames() where !known.contains(name) {
+            GeneratorRegistry.register(name) { context in
+                try EngineGenerator(model: name, modelsDirectory: context.modelsDirectory)
+            }
+        }
+    }
+
+    /// Where backend plugins are: `<prefix>/lib/coalesce/backends` beside an installed binary,
+    /// else the binary's own directory (the SwiftPM build directory).
+    static func pluginDirectory() -> String {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let installed = exe.deletingLastPathComponent().appendingPathComponent("lib/coalesce/backends").path
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: installed, isDirectory: &isDir), isDir.boolValue { return installed }
+        return exe.path
+    }
+}
+
+/// A model served by an Engine backend plugin, seen through the evaluation `Generator` protocol.
+final class EngineGenerator: Generator {
+    let name: String
+    let imageSide = 28
+    private let engine: Engine
+
+    init(model: String, modelsDirectory: String) throws {
+        name = model
+        var logger = Logger(label: "coalesce.eval")
+        logger.logLevel = .warning  // keep stdout clean for --json
+        engine = Engine(configuration: .init(pluginDirectory: GeneratorRegistration.pluginDirectory(),
+                                             modelRepository: modelsDirectory), logger: logger)
+        try engine.load(model)
+    }
+
+    deinit { engine.shutdown() }
+
+    func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
+        let batch = try engine.generate(GenerateRequest(model: name, prompt: prompt, seed: seed,
+                                                        steps: Int32(clamping: steps), count: Int32(clamping: count)))
+        guard batch.width == imageSide, batch.height == imageSide, batch.channels == 1, batch.count == count else {
+            throw TrainingError.generation("\(name) returned \(batch.count) images of \(batch.width)x\(batch.height)x\(batch.channels), expected \(count) of \(imageSide)x\(imageSide)x1")
+        }
+        return batch.pixels
+    }
 }
