@@ -30,6 +30,10 @@ demo: build
 	$(BUILD)/coalesce info
 	$(BUILD)/coalesce bench ops --quick
 
+# Regenerates the "Generation quality and speed" table in BENCHMARKS.md (issue 3).
+bench: build
+	bash scripts/bench-table.sh
+
 clean:
 	rm -rf .build
 
