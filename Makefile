@@ -48,7 +48,7 @@ STATIC_OUT      = $(STATIC_BUILD)/release
 STRIP          ?= strip --strip-debug
 CZ_VERSION      = $(shell sed -n 's/^\#define CZ_VERSION_STRING "\(.*\)"/\1/p' Include/coalesce.h)
 # Every backend plugin product in Package.swift (`.library(name: "<X>Backend", type: .dynamic`).
-BACKENDS       ?= $(shell sed -n 's/.*\.library[(]name: "\([A-Za-z0-9]*Backend\)", type: \.dynamic.*/\1/p' Package.swift)
+BACKENDS       ?= $(shell sed -n 's/.*\.library.name: "\([A-Za-z0-9]*Backend\)", type: \.dynamic.*/\1/p' Package.swift)
 INSTALL_MODELS ?= $(notdir $(wildcard models/*))
 # The tests install into a private prefix with only the test-pattern backend and model.
 CZ_TEST_DIR    ?= $(CURDIR)/$(STATIC_BUILD)/cz-test
