@@ -41,8 +41,7 @@ struct Eval: ParsableCommand {
         let evaluator = try Evaluator(classifier: clf, train: train, test: test, settings: settings)
         let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train))
         let report = try evaluator.evaluate(generator, withReference: !noReference)
-        if let grid {
-            let gen = try evaluator.generate(with: generator)
+        if let grid, let gen = evaluator.lastGenerated {
             let n = generator.imageSide * generator.imageSide
             // First 10 images of each class, one row per class.
             var images: [GrayImage] = []

@@ -45,7 +45,7 @@ struct TrainClassifier: ParsableCommand {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         try classifier.save(path: out + "/model.safetensors")
         try (classifier.configJSON() + "\n").write(toFile: out + "/config.json", atomically: true, encoding: .utf8)
-        let record = TrainingRecord(command: CommandLine.arguments.joined(separator: " "), training: config,
+        let record = TrainingRecord(command: (["coalesce"] + CommandLine.arguments.dropFirst()).joined(separator: " "), training: config,
                                     testAccuracy: accuracy, testImages: test.count,
                                     epochTestAccuracy: result.epochTestAccuracy, epochLoss: result.epochLosses,
                                     seconds: result.seconds, blasCore: BLAS.coreName, threads: Runtime.threads)

@@ -84,6 +84,8 @@ public final class Evaluator {
     public let settings: EvaluationSettings
     /// Progress lines on stderr.
     public var showProgress = true
+    /// The images and requested labels of the last `evaluate` call's generator (for sample sheets).
+    public private(set) var lastGenerated: (pixels: [UInt8], labels: [Int])?
 
     private let extractor: FeatureExtractor
     private var cache: Reference?
@@ -210,6 +212,7 @@ public final class Evaluator {
     /// training images chosen the same way (`RealTrainGenerator`, same prompts and seeds).
     public func evaluate(_ generator: Generator, withReference: Bool = true) throws -> EvaluationReport {
         let gen = try generate(with: generator)
+        lastGenerated = (gen.pixels, gen.labels)
         note("scoring \(generator.name)")
         let scores = try score(pixels: gen.pixels, labels: gen.labels)
         var referenceScores: SetScores?
