@@ -1,12 +1,12 @@
 // Job: one accepted generate request, from arrival to its final reply.
 import Engine
 
-/// Where a reply goes: the endpoint's socket, the client's ROUTER identity, and whether the
-/// client used an empty delimiter frame (REQ-style).
+/// Where a reply goes: the endpoint's socket and the envelope to send back before the payload
+/// (the client's ROUTER identity; behind a broker also the broker's; plus the empty delimiter
+/// frame when the client sent one, REQ-style).
 struct ReplyRoute: Hashable, Sendable {
     var endpoint: Int
-    var identity: [UInt8]
-    var delimited: Bool
+    var envelope: [[UInt8]]
 }
 
 /// An accepted generate request.
@@ -30,9 +30,9 @@ final class Job: @unchecked Sendable {
     var isCancelled: Bool { lock.withLock { cancelledFlag } }
     func cancel() { lock.withLock { cancelledFlag = true } }
 
-    /// True when (client identity, request id) names this job.
-    func matches(identity: [UInt8], id: String) -> Bool {
-        route.identity == identity && self.id == id
+    /// True when (client envelope, request id) names this job.
+    func matches(envelope: [[UInt8]], id: String) -> Bool {
+        route.envelope == envelope && self.id == id
     }
 
     var request: GenerateRequest {

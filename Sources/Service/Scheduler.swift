@@ -55,17 +55,17 @@ final class Scheduler: @unchecked Sendable {
 
     enum CancelOutcome { case removedFromQueue(Job), signalledRunning, notFound }
 
-    /// Cancels the job (identity, id): a queued job is removed (the caller replies CANCELLED for
+    /// Cancels the job (envelope, id): a queued job is removed (the caller replies CANCELLED for
     /// it); a running job is asked to stop at its next step.
-    func cancel(identity: [UInt8], id: String) -> CancelOutcome {
+    func cancel(envelope: [[UInt8]], id: String) -> CancelOutcome {
         cond.lock()
         defer { cond.unlock() }
-        if let i = queue.firstIndex(where: { $0.matches(identity: identity, id: id) }) {
+        if let i = queue.firstIndex(where: { $0.matches(envelope: envelope, id: id) }) {
             let job = queue.remove(at: i)
             cond.broadcast()
             return .removedFromQueue(job)
         }
-        if let job = running.first(where: { $0.matches(identity: identity, id: id) }) {
+        if let job = running.first(where: { $0.matches(envelope: envelope, id: id) }) {
             job.cancel()
             return .signalledRunning
         }

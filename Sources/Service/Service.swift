@@ -68,15 +68,20 @@ public final class Service: @unchecked Sendable {
             try setInt(s, ZMQ_RCVHWM, 10000, "ZMQ_RCVHWM")
             var maxSize = Int64(configuration.maxMessageBytes) * 4
             try zmqCall("zmq_setsockopt(ZMQ_MAXMSGSIZE)") { zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxSize, 8) }
-            try zmqCall("zmq_bind(\(ep.url))") { zmq_bind(s, ep.url) }
-            if ep.url.hasPrefix("ipc://") {
+            if ep.connect {
+                try zmqCall("zmq_connect(\(ep.url))") { zmq_connect(s, ep.url) }
+            } else {
+                try zmqCall("zmq_bind(\(ep.url))") { zmq_bind(s, ep.url) }
+            }
+            if ep.url.hasPrefix("ipc://") && !ep.connect {
                 chmod(String(ep.url.dropFirst("ipc://".count)), 0o600)  // local admin: this user only
             }
             var buf = [CChar](repeating: 0, count: 1024)
             var len = buf.count
             let url = zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, &buf, &len) == 0 ? String(cString: buf) : ep.url
             stateLock.withLock { boundURLs.append(url) }
-            logger.info("listening", metadata: ["endpoint": "\(url)", "admin": "\(ep.admin)"])
+            logger.info(ep.connect ? "connected to broker" : "listening",
+                        metadata: ["endpoint": "\(url)", "admin": "\(ep.admin)"])
         }
         scheduler.start()
         logger.info("serving", metadata: [
@@ -162,7 +167,7 @@ public final class Service: @unchecked Sendable {
                 break
             }
             let size = zmq_msg_size(&msg)
-            if frameCount < 4 {
+            if frameCount < 6 {
                 if frameCount > 0 && size > configuration.maxMessageBytes {
                     oversize = size
                     frames.append([])
@@ -176,18 +181,26 @@ public final class Service: @unchecked Sendable {
             more = zmq_msg_more(&msg) != 0
             zmq_msg_close(&msg)
         }
-        guard let identity = frames.first else { return true }
-        var parts = Array(frames.dropFirst())
-        var delimited = false
-        if parts.count == 2 && parts[0].isEmpty {
-            delimited = true
+        // Envelope: the routing frames (1 for a bound socket: the client's identity; 2 for a socket
+        // connected to a broker's DEALER: the broker's and the client's), an optional empty
+        // delimiter, then exactly one payload frame.
+        let depth = configuration.endpoints[endpoint].connect ? 2 : 1
+        guard frames.count > depth else {
+            metrics.recordMalformed()
+            logger.debug("message without payload dropped", metadata: ["frames": "\(frameCount)"])
+            return true
+        }
+        var envelope = Array(frames[0..<depth])
+        var parts = Array(frames[depth...])
+        if parts.count >= 2 && parts[0].isEmpty {
+            envelope.append([])
             parts.removeFirst()
         }
-        let route = ReplyRoute(endpoint: endpoint, identity: identity, delimited: delimited)
-        guard frameCount - 1 - (delimited ? 1 : 0) == 1, parts.count == 1 else {
+        let route = ReplyRoute(endpoint: endpoint, envelope: envelope)
+        guard frameCount == envelope.count + 1, parts.count == 1 else {
             metrics.recordMalformed()
             let e = EngineError.invalidArgument(
-                "expected one frame holding a coalesce.v1.Request (after an optional empty delimiter), got \(frameCount - 1) frames")
+                "expected one frame holding a coalesce.v1.Request (after an optional empty delimiter), got \(frameCount - depth) frames")
             sendDirect(sockets, route, "", .error(e.code, e.message))
             return true
         }
@@ -241,7 +254,7 @@ public final class Service: @unchecked Sendable {
             reply(.metrics(metrics.snapshot(queueDepth: scheduler.depth, queueCapacity: configuration.maxQueue,
                                             inFlight: scheduler.runningCount)))
         case .cancel(let target):
-            switch scheduler.cancel(identity: route.identity, id: target) {
+            switch scheduler.cancel(envelope: route.envelope, id: target) {
             case .removedFromQueue(let job):
                 let e = EngineError.cancelled("cancelled by request \(quotedID(req.id)) before it started")
                 sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
@@ -296,12 +309,13 @@ public final class Service: @unchecked Sendable {
 
     private func sendFrames(_ sockets: [UnsafeMutableRawPointer], _ route: ReplyRoute, _ bytes: [UInt8]) {
         let s = sockets[route.endpoint]
-        let ok = route.identity.withUnsafeBytes { zmq_send(s, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) } >= 0
-        guard ok else {
-            logger.debug("reply dropped", metadata: ["error": "\(String(cString: zmq_strerror(zmq_errno())))"])
-            return
+        for frame in route.envelope {
+            let ok = frame.withUnsafeBytes { zmq_send(s, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) } >= 0
+            guard ok else {
+                logger.debug("reply dropped", metadata: ["error": "\(String(cString: zmq_strerror(zmq_errno())))"])
+                return
+            }
         }
-        if route.delimited { _ = zmq_send(s, nil, 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
         _ = bytes.withUnsafeBytes { zmq_send(s, $0.baseAddress, $0.count, ZMQ_DONTWAIT) }
     }
 

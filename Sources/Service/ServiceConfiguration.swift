@@ -11,10 +11,14 @@ public struct ServiceEndpoint: Sendable, Equatable {
     public var url: String
     /// Whether load/unload are accepted on this endpoint.
     public var admin: Bool
+    /// Connect to `url` (a broker's DEALER backend) instead of binding it. Messages then carry two
+    /// routing frames (broker, client) instead of one.
+    public var connect: Bool
 
-    public init(url: String, admin: Bool) {
+    public init(url: String, admin: Bool, connect: Bool = false) {
         self.url = url
         self.admin = admin
+        self.connect = connect
     }
 }
 

@@ -10,6 +10,14 @@ import Service
 struct Coalesced: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coalesced",
+        abstract: "The Coalesce daemon: serve generation over ZeroMQ, or broker between clients and daemons.",
+        subcommands: [Serve.self, Broker.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Serve Coalesce image generation over ZeroMQ (ROUTER socket, coalesce.v1 protobuf).",
         discussion: """
         Loads every model in --models (a directory per model with config.json naming its backend) at
@@ -23,8 +31,11 @@ struct Coalesced: ParsableCommand {
     @Option(help: "Backend plugin directory (default: <exe>/../lib/coalesce/backends if present, else the executable's directory).")
     var plugins: String?
 
-    @Option(help: "Public endpoint (generate, list, health, metrics).")
+    @Option(help: "Public endpoint to bind (generate, list, health, metrics); empty for none.")
     var endpoint: String = "tcp://127.0.0.1:5555"
+
+    @Option(help: "Broker backend to connect to as a worker (repeatable), e.g. tcp://127.0.0.1:5556 of `coalesced broker`.")
+    var connect: [String] = []
 
     @Option(help: "Admin endpoint (also load/unload); empty to disable. Default ipc:///tmp/coalesced-<uid>.ipc.")
     var adminEndpoint: String?
@@ -99,7 +110,9 @@ struct Coalesced: ParsableCommand {
                 }
             }
         }
-        var endpoints = [ServiceEndpoint(url: endpoint, admin: adminAnywhere)]
+        var endpoints: [ServiceEndpoint] = []
+        if !endpoint.isEmpty { endpoints.append(ServiceEndpoint(url: endpoint, admin: adminAnywhere)) }
+        for url in connect { endpoints.append(ServiceEndpoint(url: url, admin: adminAnywhere, connect: true)) }
         let admin = adminEndpoint ?? ServiceConfiguration.defaultIPCEndpoint
         if !admin.isEmpty { endpoints.append(ServiceEndpoint(url: admin, admin: true)) }
         let config = ServiceConfiguration(

@@ -465,3 +465,70 @@ def test_draining_daemon_refuses_new_work(daemon_factory):
         assert replies[first].WhichOneof("kind") == "images"
         assert replies[late].error.code == pb.UNAVAILABLE
     assert d.proc.wait(10) == 0
+
+
+# ---- scale-out: two daemons behind `coalesced broker` ---------------------------------------
+
+def test_broker_two_workers_one_killed_clients_get_every_image(tmp_path):
+    """Clients talk to the broker; two daemons serve behind it; one is SIGKILLed mid-run.
+    Clients retry on timeout (lazy pirate) and still get every image, with the right pixels."""
+    repo = tmp_path / "models"
+    write_model(repo, "tp", step_delay_ms=10)
+    front, back = free_port(), free_port()
+    log = open(tmp_path / "broker.log", "w+")
+    procs = [subprocess.Popen([str(COALESCED), "broker", "--frontend", f"tcp://127.0.0.1:{front}",
+                               "--backend", f"tcp://127.0.0.1:{back}"], stdout=log, stderr=subprocess.STDOUT)]
+    workers = []
+    try:
+        for k in range(2):
+            wlog = open(tmp_path / f"worker{k}.log", "w+")
+            workers.append((subprocess.Popen(
+                [str(COALESCED), "serve", "--models", str(repo), "--plugins", str(PLUGINS), "--endpoint", "",
+                 "--admin-endpoint", f"ipc://{tmp_path}/w{k}.ipc", "--connect", f"tcp://127.0.0.1:{back}"],
+                stdout=wlog, stderr=subprocess.STDOUT), wlog))
+        procs += [p for p, _ in workers]
+        deadline = time.monotonic() + 20
+        while not all("connected to broker" in (tmp_path / f"worker{k}.log").read_text() for k in range(2)):
+            assert time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        endpoint = f"tcp://127.0.0.1:{front}"
+        with Client(endpoint, timeout=2) as c:
+            expected = {s: c.generate("tp", seed=s).images[0] for s in range(4)}
+        stop = threading.Event()
+        stats = [dict(sent=0, ok=0, failed=[]) for _ in range(4)]
+
+        def client(k):
+            with Client(endpoint, timeout=1.0, retries=5) as c:
+                i = 0
+                while not stop.is_set():
+                    stats[k]["sent"] += 1
+                    try:
+                        r = c.generate("tp", seed=i % 4)
+                        assert r.images[0] == expected[i % 4]
+                        stats[k]["ok"] += 1
+                    except Exception as e:  # noqa: BLE001
+                        stats[k]["failed"].append(repr(e))
+                    i += 1
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        workers[0][0].kill()  # SIGKILL: its queued and running requests are lost
+        time.sleep(2.5)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert [f for s in stats for f in s["failed"]] == []
+        assert sum(s["ok"] for s in stats) == sum(s["sent"] for s in stats) > 20
+        assert workers[1][0].poll() is None
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
