@@ -76,12 +76,15 @@ struct Serve: ParsableCommand {
     @Option(help: "Load only these models at start (repeatable); default: every model in --models.")
     var load: [String] = []
 
+    @Option(help: "Poll the model repository every N seconds: reload changed models, load new ones, unload removed ones (0: off).")
+    var pollS: Double = 0
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
     func validate() throws {
         guard maxQueue >= 1, maxBatch >= 1, workers >= 1, maxCount >= 1, maxSteps >= 1, maxPromptBytes >= 0,
-              maxMessageBytes >= 64, maxDelayMs >= 0, drainTimeoutS >= 0, timeoutMs >= 0 else {
+              maxMessageBytes >= 64, maxDelayMs >= 0, drainTimeoutS >= 0, timeoutMs >= 0, pollS >= 0 else {
             throw ValidationError("limits must be positive (max-queue, max-batch, workers, max-count, max-steps >= 1)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -134,6 +137,9 @@ struct Serve: ParsableCommand {
             src.resume()
             sources.append(src)
         }
+        let poller = pollS > 0 ? RepositoryPoller(engine: engine, interval: .milliseconds(Int64(pollS * 1000))) : nil
+        poller?.start()
+        defer { poller?.stop() }
         try service.run {
             logger.info("ready", metadata: ["endpoints": "\(service.boundEndpoints.joined(separator: " "))",
                                             "plugins": "\(pluginDir)", "models": "\(models)"])

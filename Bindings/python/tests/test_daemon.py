@@ -362,6 +362,27 @@ def test_admin_ops_only_on_the_admin_endpoint(daemon):
             assert e.value.code == pb.NOT_FOUND
 
 
+def test_repository_polling_reloads_loads_and_unloads(daemon_factory):
+    d = daemon_factory("--poll-s", "0.1")
+
+    def wait_for(pred, what):
+        deadline = time.monotonic() + 5
+        while not pred():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    with d.client() as c:
+        time.sleep(0.05)
+        write_model(d.repo, "tp", revision="polled")
+        wait_for(lambda: c.generate("tp").revision == "polled", "changed model not reloaded")
+        write_model(d.repo, "extra", revision="x")
+        wait_for(lambda: "extra" in [m.name for m in c.list_models().loaded], "new model not loaded")
+        import shutil
+        shutil.rmtree(d.repo / "extra")
+        wait_for(lambda: "extra" not in [m.name for m in c.list_models().loaded], "removed model not unloaded")
+        assert c.generate("tp").revision == "polled"
+
+
 def test_hot_swap_every_half_second_under_load(daemon_factory):
     """8 clients generate for ~10 s while the model is hot-swapped every 0.5 s:
     requests sent == replies received, none failed."""
