@@ -1,0 +1,118 @@
+import Foundation
+import Tensor
+
+/// Configuration of `ImageAutoencoder`. JSON keys are snake_case.
+public struct AutoencoderConfig: Codable, Equatable, Sendable {
+    /// Side of the square gray input image (28 for Fashion-MNIST).
+    public var imageSize: Int = 28
+    /// Channels of the encoder's three 3x3 convolutions (strides 1, 2, 2); the decoder mirrors them.
+    public var channels: [Int] = [16, 32, 48]
+    /// Latent channels at imageSize/4 x imageSize/4 (4 gives a 7x7x4 = 196-value latent).
+    public var latentChannels: Int = 4
+    /// Weight of the KL term (per image, summed over latent values) beside the summed squared error.
+    public var klWeight: Float = 0.005
+    /// Latents are stored divided by this (the std of encoder means on the training set), so the
+    /// latent space has unit variance. Set by training.
+    public var latentScale: Float = 1
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case imageSize = "image_size", channels, latentChannels = "latent_channels"
+        case klWeight = "kl_weight", latentScale = "latent_scale"
+    }
+
+    public var latentSide: Int { imageSize / 4 }
+    /// Number of values in one flattened latent (C * H * W).
+    public var latentDim: Int { latentChannels * latentSide * latentSide }
+
+    public func validate() throws {
+        guard imageSize >= 8, imageSize % 4 == 0 else {
+            throw ModelError.invalidConfig("image_size \(imageSize) must be a multiple of 4, >= 8")
+        }
+        guard channels.count == 3, channels.allSatisfy({ $0 > 0 }) else {
+            throw ModelError.invalidConfig("channels \(channels) must be three positive sizes")
+        }
+        guard latentChannels > 0 else { throw ModelError.invalidConfig("latent_channels must be > 0") }
+        guard latentScale > 0, latentScale.isFinite else {
+            throw ModelError.invalidConfig("latent_scale \(latentScale) must be positive")
+        }
+    }
+}
+
+/// A small convolutional VAE (Kingma & Welling, 2014) for 28x28 gray images.
+///
+/// Encoder: conv3x3(1->c0) SiLU, conv3x3/2(c0->c1) SiLU, conv3x3/2(c1->c2) SiLU, conv1x1(c2->2L)
+/// giving mean and log-variance of a (L, 7, 7) Gaussian. Decoder: conv3x3(L->c2) SiLU,
+/// conv3x3(c2->c2) SiLU, upsample x2, conv3x3(c2->c1) SiLU, upsample x2, conv3x3(c1->c0) SiLU,
+/// conv3x3(c0->1) giving pixel logits (sigmoid -> [0, 1]).
+///
+/// Public latents are `mean / latentScale`, flattened (B, L*7*7) in (C, H, W) order.
+public final class ImageAutoencoder: Layer {
+    public var config: AutoencoderConfig
+    let enc0: Conv2d, enc1: Conv2d, enc2: Conv2d, encOut: Conv2d
+    let dec0: Conv2d, dec1: Conv2d, dec2: Conv2d, dec3: Conv2d, decOut: Conv2d
+
+    public init(config: AutoencoderConfig, rng: inout RandomGenerator) throws {
+        try config.validate()
+        self.config = config
+        let c = config.channels, l = config.latentChannels
+        enc0 = Conv2d(1, c[0], kernel: 3, rng: &rng)
+        enc1 = Conv2d(c[0], c[1], kernel: 3, stride: 2, rng: &rng)
+        enc2 = Conv2d(c[1], c[2], kernel: 3, stride: 2, rng: &rng)
+        encOut = Conv2d(c[2], 2 * l, kernel: 1, rng: &rng)
+        dec0 = Conv2d(l, c[2], kernel: 3, rng: &rng)
+        dec1 = Conv2d(c[2], c[2], kernel: 3, rng: &rng)
+        dec2 = Conv2d(c[2], c[1], kernel: 3, rng: &rng)
+        dec3 = Conv2d(c[1], c[0], kernel: 3, rng: &rng)
+        decOut = Conv2d(c[0], 1, kernel: 3, rng: &rng)
+    }
+
+    public var namedParameters: [(String, Tensor)] {
+        nest("encoder.conv0", enc0) + nest("encoder.conv1", enc1) + nest("encoder.conv2", enc2)
+            + nest("encoder.out", encOut) + nest("decoder.conv0", dec0) + nest("decoder.conv1", dec1)
+            + nest("decoder.conv2", dec2) + nest("decoder.conv3", dec3) + nest("decoder.out", decOut)
+    }
+
+    /// Encoder: images (B, 1, S, S) in [0, 1] -> (mean, logvar), each (B, L, S/4, S/4), unscaled.
+    public func encodeDistribution(_ x: Tensor) -> (mean: Tensor, logvar: Tensor) {
+        var h = enc0(x).silu()
+        h = enc1(h).silu()
+        h = enc2(h).silu()
+        let parts = encOut(h).splitChannels([config.latentChannels, config.latentChannels])
+        return (parts[0], parts[1])
+    }
+
+    /// Decoder: unscaled latents (B, L, S/4, S/4) -> pixel logits (B, 1, S, S).
+    public func decodeLogits(_ z: Tensor) -> Tensor {
+        var h = dec0(z).silu()
+        h = dec1(h).silu()
+        h = Tensor.upsampleNearest2d(h, scale: 2)
+        h = dec2(h).silu()
+        h = Tensor.upsampleNearest2d(h, scale: 2)
+        h = dec3(h).silu()
+        return decOut(h)
+    }
+
+    /// Scaled latents (B, latentDim) of images given as (B, S*S) floats in [0, 1] (no sampling).
+    public func encode(_ pixels: Tensor) throws -> Tensor {
+        let s = config.imageSize
+        guard pixels.rank == 2, pixels.shape[1] == s * s else {
+            throw ModelError.invalidInput("encode: expected (B, \(s * s)) pixels, got \(pixels.shape)")
+        }
+        let b = pixels.shape[0]
+        let mean = encodeDistribution(pixels.reshaped([b, 1, s, s])).mean
+        return mean.reshaped([b, config.latentDim]).scaled(1 / config.latentScale)
+    }
+
+    /// Images (B, S*S) in [0, 1] from scaled latents (B, latentDim).
+    public func decode(_ latents: Tensor) throws -> Tensor {
+        let s = config.imageSize, side = config.latentSide
+        guard latents.rank == 2, latents.shape[1] == config.latentDim else {
+            throw ModelError.invalidInput("decode: expected (B, \(config.latentDim)) latents, got \(latents.shape)")
+        }
+        let b = latents.shape[0]
+        let z = latents.scaled(config.latentScale).reshaped([b, config.latentChannels, side, side])
+        return decodeLogits(z).sigmoid().reshaped([b, s * s])
+    }
+}

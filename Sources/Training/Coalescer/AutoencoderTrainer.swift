@@ -1,0 +1,129 @@
+import Foundation
+import ImageIO
+import Models
+import Tensor
+
+/// Settings of `AutoencoderTrainer`.
+public struct AutoencoderTrainingOptions: Sendable {
+    public var epochs: Double = 2
+    public var batchSize = 64
+    public var learningRate: Float = 2e-3
+    public var seed: UInt64 = 1
+    public var progress = true
+    public init() {}
+}
+
+/// What autoencoder training measured.
+public struct AutoencoderReport: Sendable, CustomStringConvertible {
+    public var steps: Int
+    public var seconds: Double
+    public var finalLoss: Float
+    /// Std of the encoder means over the training set (the stored `latent_scale`).
+    public var latentScale: Float
+    /// Test-set reconstruction from the encoder mean: mean squared error per pixel in [0, 1], and PSNR.
+    public var testMSE: Double
+    public var testPSNR: Double
+
+    public var description: String {
+        String(format: "autoencoder: %d steps in %.0fs, final loss %.3f, latent_scale %.4f, test MSE %.5f, PSNR %.2f dB",
+               steps, seconds, finalLoss, latentScale, testMSE, testPSNR)
+    }
+}
+
+/// Pixels of `images` as floats in [0, 1] (count * S * S).
+public func floatPixels(_ images: LabeledImages) -> [Float] {
+    images.pixels.map { Float($0) / 255 }
+}
+
+/// Trains the image VAE: loss = summed squared error per image + kl_weight * KL(q(z|x) || N(0, I)).
+public enum AutoencoderTrainer {
+    public static func train(_ ae: ImageAutoencoder, train: LabeledImages, test: LabeledImages,
+                             options: AutoencoderTrainingOptions) throws -> AutoencoderReport {
+        let s = ae.config.imageSize
+        guard train.width == s, train.height == s, train.count >= options.batchSize else {
+            throw TrainingError.invalidData("autoencoder: need >= \(options.batchSize) images of \(s)x\(s)")
+        }
+        let pixels = floatPixels(train)
+        let n = train.count, bs = options.batchSize
+        let totalSteps = max(1, Int(options.epochs * Double(n) / Double(bs)))
+        var rng = RandomGenerator(seed: options.seed)
+        let opt = AdamW(parameters: ae.parameters, learningRate: options.learningRate, weightDecay: 0)
+        let schedule = WarmupCosineSchedule(peak: options.learningRate, warmupSteps: min(200, totalSteps / 10),
+                                            totalSteps: totalSteps)
+        let progress = ProgressReporter(label: "train autoencoder", total: totalSteps, itemsPerStep: bs,
+                                        interval: 10, enabled: options.progress)
+        var order = rng.permutation(n)
+        var cursor = 0
+        var lossAvg: Float = 0
+        for step in 1...totalSteps {
+            if cursor + bs > n { order = rng.permutation(n); cursor = 0 }
+            let x = Tensor(zeros: [bs, 1, s, s])                         // x: (B, 1, S, S)
+            for b in 0..<bs {
+                let src = order[cursor + b] * s * s
+                for i in 0..<(s * s) { x.data[b * s * s + i] = pixels[src + i] }
+            }
+            cursor += bs
+            let (mu, logvar) = ae.encodeDistribution(x)                 // (B, L, S/4, S/4) each
+            let eps = Tensor.randn(mu.shape, rng: &rng)
+            let z = mu + (logvar.scaled(0.5).exp() * eps)
+            let recon = ae.decodeLogits(z).sigmoid()                    // recon: (B, 1, S, S)
+            let rec = (recon - x).square().sum().scaled(1 / Float(bs))
+            let kl = (mu.square() + logvar.exp() - logvar).adding(-1).sum().scaled(0.5 / Float(bs))
+            let loss = rec + kl.scaled(ae.config.klWeight)
+            opt.zeroGrad()
+            loss.backward()
+            _ = clipGradNorm(ae.parameters, maxNorm: 5)
+            opt.learningRate = schedule.rate(at: step)
+            opt.update()
+            lossAvg = step == 1 ? loss.item : 0.98 * lossAvg + 0.02 * loss.item
+            progress.update(step: step, loss: lossAvg,
+                            extra: String(format: "rec %.2f kl %.1f", rec.item, kl.item))
+        }
+        // latent_scale: std of the encoder means over the training set.
+        ae.config.latentScale = 1
+        let means = try encodeAll(ae, pixels: pixels, count: n)
+        var sum = 0.0, sq = 0.0
+        for v in means { sum += Double(v); sq += Double(v) * Double(v) }
+        let mean = sum / Double(means.count)
+        ae.config.latentScale = Float((sq / Double(means.count) - mean * mean).squareRoot())
+        let (mse, psnr) = try reconstructionError(ae, images: test)
+        return AutoencoderReport(steps: totalSteps, seconds: progress.elapsed, finalLoss: lossAvg,
+                                 latentScale: ae.config.latentScale, testMSE: mse, testPSNR: psnr)
+    }
+
+    /// Scaled latents (count * latentDim) of float pixels (count * S * S), in batches, no autograd.
+    public static func encodeAll(_ ae: ImageAutoencoder, pixels: [Float], count: Int, batch: Int = 500) throws -> [Float] {
+        let s2 = ae.config.imageSize * ae.config.imageSize
+        var out: [Float] = []
+        out.reserveCapacity(count * ae.config.latentDim)
+        try GradMode.withDisabled {
+            var i = 0
+            while i < count {
+                let b = min(batch, count - i)
+                let x = Tensor(Array(pixels[(i * s2)..<((i + b) * s2)]), shape: [b, s2])
+                out.append(contentsOf: try ae.encode(x).array)
+                i += b
+            }
+        }
+        return out
+    }
+
+    /// Test reconstruction through the encoder mean: (MSE per pixel in [0,1], PSNR in dB).
+    public static func reconstructionError(_ ae: ImageAutoencoder, images: LabeledImages) throws -> (Double, Double) {
+        let pixels = floatPixels(images)
+        let s2 = ae.config.imageSize * ae.config.imageSize
+        var se = 0.0
+        try GradMode.withDisabled {
+            var i = 0
+            while i < images.count {
+                let b = min(500, images.count - i)
+                let x = Tensor(Array(pixels[(i * s2)..<((i + b) * s2)]), shape: [b, s2])
+                let r = try ae.decode(try ae.encode(x))
+                for j in 0..<(b * s2) { let e = Double(r.data[j] - x.data[j]); se += e * e }
+                i += b
+            }
+        }
+        let mse = se / Double(max(1, images.count * s2))
+        return (mse, 10 * log10(1 / max(mse, 1e-12)))
+    }
+}

@@ -1,0 +1,341 @@
+import Foundation
+import Models
+import Tensor
+
+/// Settings of `CoalescerTrainer`.
+public struct CoalescerTrainingOptions: Sendable {
+    public var steps = 6000
+    public var batchSize = 256
+    public var learningRate: Float = 1e-3
+    /// Weight of the description embedding in the keys; nil = chosen from the measured spreads.
+    public var descScale: Float? = nil
+    /// Exponent p of the direction loss |u - normalize(x - R)|^p (the proposal's 1/2).
+    public var directionExponent: Float = 0.5
+    /// eps inside (|u - t|^2 + eps)^(p/2), which keeps the loss's gradient finite at 0.
+    public var directionEps: Float = 1e-4
+    /// Weight of the distance loss (d_pred - |x - R|)^2 beside the direction loss.
+    public var distanceWeight: Float = 0.1
+    /// Fraction of starts drawn from the prior N(0, I); the rest start near a training item of
+    /// the requested class: R = (1 - t) y_j + t eps, t ~ U(nearMinT, nearMaxT) (noise-level aware).
+    public var priorFraction: Float = 0.5
+    public var nearMinT: Float = 0.05
+    public var nearMaxT: Float = 0.9
+    /// Fraction of steps with the empty prompt: search by image key only (unconditional).
+    public var unconditionalFraction: Float = 0.1
+    /// faiss::index_factory string of the key index ("Flat" = exact).
+    public var index = "Flat"
+    public var emaDecay: Float = 0.999
+    public var seed: UInt64 = 3
+    public var progress = true
+    public init() {}
+}
+
+/// The training set as the coalescer sees it (all in whitened latent coordinates).
+public struct CoalescerData {
+    /// (N, k) whitened latent coordinates of the training images.
+    public var points: [Float]
+    /// (N) class labels.
+    public var labels: [Int]
+    /// (N, descDim) embedding of each item's caption (a random training phrasing of its class).
+    public var descriptions: [Float]
+    /// Caption embeddings per class (each a list of descDim vectors) to draw query DEs from.
+    public var classDescriptions: [[[Float]]]
+    /// Embedding of the empty prompt (unconditional).
+    public var unconditional: [Float]
+    public var dim: Int
+    public var descDim: Int
+    public var count: Int { labels.count }
+
+    public init(points: [Float], labels: [Int], descriptions: [Float], classDescriptions: [[[Float]]],
+                unconditional: [Float], dim: Int, descDim: Int) {
+        self.points = points; self.labels = labels; self.descriptions = descriptions
+        self.classDescriptions = classDescriptions; self.unconditional = unconditional
+        self.dim = dim; self.descDim = descDim
+    }
+
+    /// Item indices per class.
+    public var itemsByClass: [[Int]] {
+        var out = [[Int]](repeating: [], count: classDescriptions.count)
+        for (i, c) in labels.enumerated() { out[c].append(i) }
+        return out
+    }
+
+    /// Keys concat(s * DE_i, y_i), (N, descDim + k).
+    public func keys(descScale s: Float) -> [Float] {
+        var out = [Float](repeating: 0, count: count * (descDim + dim))
+        for i in 0..<count {
+            let o = i * (descDim + dim)
+            for j in 0..<descDim { out[o + j] = s * descriptions[i * descDim + j] }
+            for j in 0..<dim { out[o + descDim + j] = points[i * dim + j] }
+        }
+        return out
+    }
+}
+
+/// Measured spreads behind the choice of desc_scale.
+public struct CoalescerSpreads: Sendable, CustomStringConvertible {
+    /// From prior starts: mean and std of the squared distance to the nearest item (any class).
+    public var nearestSqMean: Double, nearestSqStd: Double
+    /// 95th percentile of (squared distance to the nearest item of the requested class) minus
+    /// (squared distance to the nearest item of any class): what the description term must beat.
+    public var classGapSq95: Double
+    /// Mean squared distance |DE_a - DE_b|^2 between caption embeddings of different classes
+    /// (minimum over class pairs of the class-mean value), and within one class (mean).
+    public var betweenClassDescSqMin: Double, withinClassDescSq: Double
+    /// desc_scale chosen: sqrt(2 * classGapSq95 / betweenClassDescSqMin), clamped to [1.5, 60].
+    public var suggestedDescScale: Float
+
+    public var description: String {
+        String(format: "spreads: nearest item |R-x|^2 from prior %.1f ± %.1f; in-class minus any-class gap (95th pct) %.2f; "
+               + "|ΔDE|^2 between classes (min) %.3f, within class %.4f -> suggested desc_scale %.2f",
+               nearestSqMean, nearestSqStd, classGapSq95, betweenClassDescSqMin, withinClassDescSq, suggestedDescScale)
+    }
+}
+
+/// What coalescer training measured.
+public struct CoalescerReport: Sendable, CustomStringConvertible {
+    public var steps = 0
+    public var seconds = 0.0
+    public var descScale: Float = 0
+    public var directionExponent: Float = 0
+    public var indexBuildSeconds = 0.0
+    public var searchSeconds = 0.0
+    public var queries = 0
+    /// Mean losses over the first and the last 100 steps.
+    public var firstDistanceLoss: Float = 0, firstDirectionLoss: Float = 0
+    public var lastDistanceLoss: Float = 0, lastDirectionLoss: Float = 0
+    /// Distinct training items the search returned in the first epoch (first N queries), from all
+    /// starts and from prior starts only, and over the whole run.
+    public var distinctFirstEpoch = 0, distinctFirstEpochPrior = 0, distinctTotal = 0
+    public var priorQueriesFirstEpoch = 0
+    public var items = 0
+    /// How often the retrieved item had the requested class (conditional queries), by start.
+    public var classMatchPrior = 0.0, classMatchNear = 0.0
+    /// Share of all retrievals taken by the 1% most-returned items (hubness).
+    public var top1PercentShare = 0.0
+
+    public var description: String {
+        var s = String(format: "coalescer: %d steps in %.0fs (search %.0fs for %d queries, %.0f q/s), desc_scale %.2f, p %.2f\n",
+                       steps, seconds, searchSeconds, queries, Double(queries) / max(searchSeconds, 1e-9), descScale, directionExponent)
+        s += String(format: "  loss distance %.3f -> %.3f, direction %.3f -> %.3f (first/last 100 steps)\n",
+                    firstDistanceLoss, lastDistanceLoss, firstDirectionLoss, lastDirectionLoss)
+        s += String(format: "  distinct items returned, first epoch (%d queries): %d of %d (prior starts only: %d from %d queries); whole run: %d; top 1%% of items take %.1f%% of retrievals\n",
+                    items, distinctFirstEpoch, items, distinctFirstEpochPrior, priorQueriesFirstEpoch, distinctTotal, top1PercentShare * 100)
+        s += String(format: "  retrieved item has the requested class: %.1f%% from prior starts, %.1f%% from near-data starts",
+                    classMatchPrior * 100, classMatchNear * 100)
+        return s
+    }
+}
+
+/// Trains the coalescer net (DESIGN.md; the seed proposal's "training step"):
+/// pick a random DE and a random R; find the pair nearest to concat(desc_scale * DE, R) in the
+/// index; train net(R, pair.description) -> (|x - R|, normalize(x - R)) with the distance loss
+/// (d_pred - |x - R|)^2 and the direction loss |u_pred - normalize(x - R)|^p.
+public final class CoalescerTrainer {
+    public let data: CoalescerData
+    public let options: CoalescerTrainingOptions
+    public let descScale: Float
+    let keyIndex: VectorIndex
+    let imageIndex: VectorIndex
+    public private(set) var indexBuildSeconds = 0.0
+
+    public init(data: CoalescerData, options: CoalescerTrainingOptions, descScale: Float,
+                makeIndex: (Int) throws -> VectorIndex) throws {
+        guard data.count > 0, data.points.count == data.count * data.dim,
+              data.descriptions.count == data.count * data.descDim else {
+            throw TrainingError.invalidData("coalescer data: sizes do not match \(data.count) items")
+        }
+        self.data = data
+        self.options = options
+        self.descScale = descScale
+        let t0 = Date()
+        keyIndex = try makeIndex(data.descDim + data.dim)
+        try keyIndex.add(data.keys(descScale: descScale))
+        imageIndex = try makeIndex(data.dim)
+        try imageIndex.add(data.points)
+        indexBuildSeconds = Date().timeIntervalSince(t0)
+    }
+
+    /// Measures the spreads that desc_scale must balance (uses exact search on the image index).
+    public static func measureSpreads(data: CoalescerData, samples: Int = 512, seed: UInt64 = 99,
+                                      makeIndex: (Int) throws -> VectorIndex) throws -> CoalescerSpreads {
+        var rng = RandomGenerator(seed: seed)
+        let k = data.dim
+        let all = try makeIndex(k)
+        try all.add(data.points)
+        let byClass = data.itemsByClass
+        var perClass: [VectorIndex] = []
+        for items in byClass {
+            let idx = try makeIndex(k)
+            var pts: [Float] = []
+            for i in items { pts.append(contentsOf: data.points[(i * k)..<((i + 1) * k)]) }
+            try idx.add(pts)
+            perClass.append(idx)
+        }
+        var q = [Float](repeating: 0, count: samples * k)
+        for i in 0..<q.count { q[i] = rng.nextNormal() }
+        let nearest = try all.search(q, k: 1).distances.map(Double.init)
+        var gaps: [Double] = []
+        for i in 0..<samples {
+            let c = rng.nextInt(below: perClass.count)
+            let d = try perClass[c].search(Array(q[(i * k)..<((i + 1) * k)]), k: 1).distances[0]
+            gaps.append(Double(d) - nearest[i])
+        }
+        gaps.sort()
+        let mean = nearest.reduce(0, +) / Double(samples)
+        let std = (nearest.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(samples)).squareRoot()
+        // Description spreads.
+        let dd = data.descDim
+        func sq(_ a: [Float], _ b: [Float]) -> Double {
+            var s = 0.0
+            for j in 0..<dd { let e = Double(a[j] - b[j]); s += e * e }
+            return s
+        }
+        var within = 0.0, wn = 0
+        var minBetween = Double.infinity
+        let cd = data.classDescriptions
+        for a in 0..<cd.count {
+            for x in cd[a] { for y in cd[a] { within += sq(x, y); wn += 1 } }
+            for b in (a + 1)..<cd.count where b < cd.count {
+                var s = 0.0, n = 0
+                for x in cd[a] { for y in cd[b] { s += sq(x, y); n += 1 } }
+                minBetween = min(minBetween, s / Double(max(1, n)))
+            }
+        }
+        let gap95 = gaps[min(gaps.count - 1, Int(0.95 * Double(gaps.count)))]
+        let suggested = Float((2 * max(gap95, 1e-6) / max(minBetween, 1e-6)).squareRoot())
+        return CoalescerSpreads(nearestSqMean: mean, nearestSqStd: std, classGapSq95: gap95,
+                                betweenClassDescSqMin: minBetween, withinClassDescSq: within / Double(max(1, wn)),
+                                suggestedDescScale: min(60, max(1.5, suggested)))
+    }
+
+    /// Runs the training loop on `net` (weights replaced by their EMA at the end).
+    public func train(_ net: CoalescerNet) throws -> CoalescerReport {
+        let o = options, k = data.dim, dd = data.descDim, bs = o.batchSize, n = data.count
+        var rng = RandomGenerator(seed: o.seed)
+        let opt = AdamW(parameters: net.parameters, learningRate: o.learningRate, weightDecay: 0)
+        let schedule = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: min(300, o.steps / 10), totalSteps: o.steps)
+        let ema = EMA(parameters: net.parameters, decay: o.emaDecay)
+        let byClass = data.itemsByClass
+        let classes = byClass.count
+        let progress = ProgressReporter(label: "train coalescer", total: o.steps, itemsPerStep: bs,
+                                        interval: 10, enabled: o.progress)
+        var report = CoalescerReport()
+        report.descScale = descScale
+        report.directionExponent = o.directionExponent
+        report.indexBuildSeconds = indexBuildSeconds
+        report.items = n
+        var hits = [Int](repeating: 0, count: n)
+        var firstEpoch = Set<Int>(), firstEpochPrior = Set<Int>()
+        var priorQ = 0
+        var matchPrior = (0, 0), matchNear = (0, 0)
+        var distHist: [Float] = [], dirHist: [Float] = []
+        var firstDist: [Float] = [], firstDir: [Float] = []
+
+        for step in 1...max(1, o.steps) {
+            // 1. Queries: a random DE (a caption of a random class, or the empty prompt) and a start R.
+            var condRows: [Int] = [], uncondRows: [Int] = []
+            var condQ: [Float] = [], uncondQ: [Float] = []
+            let r = Tensor(zeros: [bs, k])                                 // r: (B, k) starts
+            var requested = [Int](repeating: -1, count: bs)
+            var isPrior = [Bool](repeating: false, count: bs)
+            for b in 0..<bs {
+                let uncond = rng.nextFloat() < o.unconditionalFraction
+                let c = rng.nextInt(below: classes)
+                isPrior[b] = rng.nextFloat() < o.priorFraction
+                if isPrior[b] {
+                    for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
+                } else {
+                    let pool = uncond ? nil : byClass[c]
+                    let item = pool.map { $0[rng.nextInt(below: $0.count)] } ?? rng.nextInt(below: n)
+                    let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
+                    for j in 0..<k { r.data[b * k + j] = (1 - t) * data.points[item * k + j] + t * rng.nextNormal() }
+                }
+                let row = Array(UnsafeBufferPointer(start: r.data + b * k, count: k))
+                if uncond {
+                    uncondRows.append(b); uncondQ.append(contentsOf: row)
+                } else {
+                    requested[b] = c
+                    let caps = data.classDescriptions[c]
+                    let de = caps[rng.nextInt(below: caps.count)]
+                    condRows.append(b)
+                    condQ.append(contentsOf: de.map { $0 * descScale })
+                    condQ.append(contentsOf: row)
+                }
+            }
+            // 2. Nearest pair from the index.
+            let ts = Date()
+            let condIds = condRows.isEmpty ? [] : try keyIndex.search(condQ, k: 1).ids
+            let uncondIds = uncondRows.isEmpty ? [] : try imageIndex.search(uncondQ, k: 1).ids
+            report.searchSeconds += Date().timeIntervalSince(ts)
+            report.queries += bs
+            var target = [Int](repeating: 0, count: bs)
+            for (i, b) in condRows.enumerated() { target[b] = condIds[i] }
+            for (i, b) in uncondRows.enumerated() { target[b] = uncondIds[i] }
+            // 3. Targets: distance |x - R| and direction normalize(x - R); the net's description
+            //    input is the retrieved pair's own description (empty prompt when unconditional).
+            let desc = Tensor(zeros: [bs, dd])                               // desc: (B, descDim)
+            let tDist = Tensor(zeros: [bs, 1])                               // tDist: (B, 1)
+            let tDir = Tensor(zeros: [bs, k])                                // tDir: (B, k)
+            for b in 0..<bs {
+                let id = target[b]
+                guard id >= 0 && id < n else { throw TrainingError.invalidData("index returned id \(id)") }
+                if requested[b] >= 0 {
+                    for j in 0..<dd { desc.data[b * dd + j] = data.descriptions[id * dd + j] }
+                } else {
+                    for j in 0..<dd { desc.data[b * dd + j] = data.unconditional[j] }
+                }
+                var s: Float = 0
+                for j in 0..<k {
+                    let v = data.points[id * k + j] - r.data[b * k + j]
+                    tDir.data[b * k + j] = v; s += v * v
+                }
+                let len = s.squareRoot()
+                tDist.data[b] = len
+                for j in 0..<k { tDir.data[b * k + j] /= max(len, 1e-6) }
+                // Statistics.
+                hits[id] += 1
+                if report.queries - bs + b < n {
+                    firstEpoch.insert(id)
+                    if isPrior[b] { firstEpochPrior.insert(id); priorQ += 1 }
+                }
+                if requested[b] >= 0 {
+                    let ok = data.labels[id] == requested[b] ? 1 : 0
+                    if isPrior[b] { matchPrior.0 += ok; matchPrior.1 += 1 } else { matchNear.0 += ok; matchNear.1 += 1 }
+                }
+            }
+            // 4. Losses and update.
+            let (d, u) = net(r, desc)
+            let distLoss = (d - tDist).square().mean()
+            let dirLoss = (u - tDir).square().sumLast().pow(o.directionExponent / 2, eps: o.directionEps).mean()
+            let loss = distLoss.scaled(o.distanceWeight) + dirLoss
+            opt.zeroGrad()
+            loss.backward()
+            _ = clipGradNorm(net.parameters, maxNorm: 1)
+            opt.learningRate = schedule.rate(at: step)
+            opt.update()
+            ema.update(net.parameters)
+            if step <= 100 { firstDist.append(distLoss.item); firstDir.append(dirLoss.item) }
+            distHist.append(distLoss.item); dirHist.append(dirLoss.item)
+            if distHist.count > 100 { distHist.removeFirst(); dirHist.removeFirst() }
+            progress.update(step: step, loss: loss.item,
+                            extra: String(format: "dist %.3f dir %.3f distinct %d", distLoss.item, dirLoss.item, firstEpoch.count))
+        }
+        ema.copy(into: net.parameters)
+        func avg(_ a: [Float]) -> Float { a.isEmpty ? 0 : a.reduce(0, +) / Float(a.count) }
+        report.steps = o.steps
+        report.seconds = progress.elapsed
+        report.firstDistanceLoss = avg(firstDist); report.firstDirectionLoss = avg(firstDir)
+        report.lastDistanceLoss = avg(distHist); report.lastDirectionLoss = avg(dirHist)
+        report.distinctFirstEpoch = firstEpoch.count
+        report.distinctFirstEpochPrior = firstEpochPrior.count
+        report.priorQueriesFirstEpoch = priorQ
+        report.distinctTotal = hits.filter { $0 > 0 }.count
+        let sorted = hits.sorted(by: >)
+        let top = sorted.prefix(max(1, n / 100)).reduce(0, +)
+        report.top1PercentShare = Double(top) / Double(max(1, hits.reduce(0, +)))
+        report.classMatchPrior = Double(matchPrior.0) / Double(max(1, matchPrior.1))
+        report.classMatchNear = Double(matchNear.0) / Double(max(1, matchNear.1))
+        return report
+    }
+}
