@@ -6,5 +6,5 @@ struct Coalesce: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coalesce",
         abstract: "Coalesce: few-step image generation — train, generate, evaluate, benchmark.",
-        subcommands: [Info.self, Bench.self, Train.self, Eval.self])
+        subcommands: [Info.self, Bench.self, Train.self, Eval.self, Generate.self])
 }
