@@ -58,6 +58,9 @@ public final class Service: @unchecked Sendable {
         defer { zmq_ctx_term(ctx) }
         var sockets: [UnsafeMutableRawPointer] = []
         defer { for s in sockets { zmq_close(s) } }
+        // The ZAP handler must be bound before any CURVE socket binds.
+        let zap = try configuration.curve.map { try ZAPHandler(context: ctx, config: $0) }
+        defer { zap?.close() }
         for ep in configuration.endpoints {
             guard let s = zmq_socket(ctx, ZMQ_ROUTER) else {
                 throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno())
@@ -66,6 +69,13 @@ public final class Service: @unchecked Sendable {
             try setInt(s, ZMQ_LINGER, 2000, "ZMQ_LINGER")
             try setInt(s, ZMQ_SNDHWM, 0, "ZMQ_SNDHWM")   // never drop a reply to a slow reader
             try setInt(s, ZMQ_RCVHWM, 10000, "ZMQ_RCVHWM")
+            if let curve = configuration.curve, !ep.url.hasPrefix("ipc://") {
+                try setInt(s, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER")
+                try zmqCall("zmq_setsockopt(ZMQ_CURVE_SECRETKEY)") {
+                    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve.serverSecretKey, 41)
+                }
+                try zmqCall("zmq_setsockopt(ZMQ_ZAP_DOMAIN)") { zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "coalesce", 8) }
+            }
             var maxSize = Int64(configuration.maxMessageBytes) * 4
             try zmqCall("zmq_setsockopt(ZMQ_MAXMSGSIZE)") { zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxSize, 8) }
             if ep.connect {
@@ -92,6 +102,7 @@ public final class Service: @unchecked Sendable {
 
         var items = sockets.map { zmq_pollitem_t(socket: $0, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
         items.append(zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0))
+        if let zap { items.append(zmq_pollitem_t(socket: zap.socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)) }
         var draining = false
         var drainDeadline = ContinuousClock.now
         var aborted = false
@@ -101,6 +112,9 @@ public final class Service: @unchecked Sendable {
             let rc = zmq_poll(&items, Int32(items.count), 25)
             if rc < 0 && zmq_errno() != EINTR {
                 logger.error("zmq_poll failed", metadata: ["error": "\(String(cString: zmq_strerror(zmq_errno())))"])
+            }
+            if let zap, (items[items.count - 1].revents & Int16(ZMQ_POLLIN)) != 0 {
+                for peer in zap.handleAll() { logger.warning("CURVE client refused", metadata: ["peer": "\(peer)"]) }
             }
             for (i, s) in sockets.enumerated() where (items[i].revents & Int16(ZMQ_POLLIN)) != 0 {
                 var n = 0
@@ -157,6 +171,7 @@ public final class Service: @unchecked Sendable {
         var frames: [[UInt8]] = []
         var frameCount = 0
         var oversize = 0
+        var userID = ""
         var more = true
         while more {
             var msg = zmq_msg_t()
@@ -179,6 +194,7 @@ public final class Service: @unchecked Sendable {
             }
             frameCount += 1
             more = zmq_msg_more(&msg) != 0
+            if !more, configuration.curve != nil, let u = zmq_msg_gets(&msg, "User-Id") { userID = String(cString: u) }
             zmq_msg_close(&msg)
         }
         // Envelope: the routing frames (1 for a bound socket: the client's identity; 2 for a socket
@@ -217,7 +233,8 @@ public final class Service: @unchecked Sendable {
             logger.debug("bad request", metadata: ["id": "\(f.id)", "error": "\(f.error)"])
             sendDirect(sockets, route, f.id, .error(f.error.code, f.error.message))
         case .success(let req):
-            handle(req, route: route, admin: configuration.endpoints[endpoint].admin, sockets: sockets, draining: draining)
+            let admin = configuration.endpoints[endpoint].admin || userID == CurveConfiguration.adminUserID
+            handle(req, route: route, admin: admin, sockets: sockets, draining: draining)
         }
         return true
     }
@@ -267,7 +284,7 @@ public final class Service: @unchecked Sendable {
             }
         case .loadModel(let name), .unloadModel(let name):
             guard admin else {
-                return error(.unavailable("load/unload are admin operations, accepted only on the admin (ipc) endpoint"))
+                return error(.unavailable("load/unload are admin operations, accepted only on the admin (ipc) endpoint or from an admin CURVE key"))
             }
             if draining { return error(.unavailable("daemon is draining")) }
             let isLoad: Bool

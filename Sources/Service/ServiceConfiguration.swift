@@ -40,6 +40,8 @@ public struct ServiceConfiguration: Sendable {
     public var drainTimeout: Duration
     /// Per-request timeout applied when a request sets none (nil = none).
     public var defaultTimeout: Duration?
+    /// CurveZMQ for every non-ipc endpoint (nil = plaintext; loopback-only by default).
+    public var curve: CurveConfiguration?
 
     /// The default ipc endpoint: ipc:///tmp/coalesced-<uid>.ipc.
     public static var defaultIPCEndpoint: String { "ipc:///tmp/coalesced-\(getuid()).ipc" }
@@ -47,7 +49,8 @@ public struct ServiceConfiguration: Sendable {
     public init(endpoints: [ServiceEndpoint] = [ServiceEndpoint(url: "tcp://127.0.0.1:5555", admin: false),
                                                 ServiceEndpoint(url: ServiceConfiguration.defaultIPCEndpoint, admin: true)],
                 maxQueue: Int = 256, maxBatch: Int = 16, maxDelay: Duration = .zero, workers: Int = 2,
-                maxMessageBytes: Int = 1 << 20, drainTimeout: Duration = .seconds(30), defaultTimeout: Duration? = nil) {
+                maxMessageBytes: Int = 1 << 20, drainTimeout: Duration = .seconds(30), defaultTimeout: Duration? = nil,
+                curve: CurveConfiguration? = nil) {
         self.endpoints = endpoints
         self.maxQueue = maxQueue
         self.maxBatch = maxBatch
@@ -56,5 +59,6 @@ public struct ServiceConfiguration: Sendable {
         self.maxMessageBytes = maxMessageBytes
         self.drainTimeout = drainTimeout
         self.defaultTimeout = defaultTimeout
+        self.curve = curve
     }
 }

@@ -11,7 +11,7 @@ struct Coalesced: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coalesced",
         abstract: "The Coalesce daemon: serve generation over ZeroMQ, or broker between clients and daemons.",
-        subcommands: [Serve.self, Broker.self],
+        subcommands: [Serve.self, Broker.self, Keygen.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -76,6 +76,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Load only these models at start (repeatable); default: every model in --models.")
     var load: [String] = []
 
+    @Option(help: "CurveZMQ: file holding the server's Z85 secret key (enables CURVE on non-ipc endpoints; see `coalesced keygen`).")
+    var curveSecretKeyFile: String?
+
+    @Option(help: "CurveZMQ: allow-list file, one \"<client Z85 public key> [admin]\" per line; admin keys may load/unload.")
+    var curveClients: String?
+
     @Option(help: "Poll the model repository every N seconds: reload changed models, load new ones, unload removed ones (0: off).")
     var pollS: Double = 0
 
@@ -88,6 +94,9 @@ struct Serve: ParsableCommand {
             throw ValidationError("limits must be positive (max-queue, max-batch, workers, max-count, max-steps >= 1)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard (curveSecretKeyFile == nil) == (curveClients == nil) else {
+            throw ValidationError("--curve-secret-key-file and --curve-clients go together")
+        }
     }
 
     func run() throws {
@@ -122,7 +131,8 @@ struct Serve: ParsableCommand {
             endpoints: endpoints, maxQueue: maxQueue, maxBatch: maxBatch,
             maxDelay: .microseconds(Int64(maxDelayMs * 1000)), workers: workers, maxMessageBytes: maxMessageBytes,
             drainTimeout: .milliseconds(Int64(drainTimeoutS * 1000)),
-            defaultTimeout: timeoutMs > 0 ? .milliseconds(Int64(timeoutMs)) : nil)
+            defaultTimeout: timeoutMs > 0 ? .milliseconds(Int64(timeoutMs)) : nil,
+            curve: try curveSecretKeyFile.map { try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "") })
         let service = try Service(engine: engine, configuration: config)
 
         // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests.
@@ -155,6 +165,18 @@ struct Serve: ParsableCommand {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: installed, isDirectory: &isDir), isDir.boolValue { return installed }
         return exe.path
+    }
+}
+
+/// `coalesced keygen`: prints a new CurveZMQ key pair.
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen", abstract: "Print a new CurveZMQ key pair (Z85): public key, then secret key.")
+
+    func run() throws {
+        let (pub, sec) = try CurveConfiguration.keyPair()
+        print("public \(pub)")
+        print("secret \(sec)")
     }
 }
 

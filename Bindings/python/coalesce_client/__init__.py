@@ -97,10 +97,14 @@ class Client:
     _ids = itertools.count(1)
 
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", timeout: float = 30.0, retries: int = 0,
-                 context: Optional[zmq.Context] = None):
+                 context: Optional[zmq.Context] = None, server_key: Optional[str] = None,
+                 public_key: Optional[str] = None, secret_key: Optional[str] = None):
+        """server_key/public_key/secret_key (Z85 strings) enable CurveZMQ; a daemon with an
+        allow-list silently refuses unknown keys (calls then time out)."""
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
+        self._curve = (server_key, public_key, secret_key) if server_key else None
         self._ctx = context or zmq.Context.instance()
         self._prefix = f"{os.getpid()}-{id(self):x}-"
         self._sock = None
@@ -111,6 +115,11 @@ class Client:
             self._sock.close(linger=0)
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if self._curve:
+            server, public, secret = self._curve
+            self._sock.curve_serverkey = server.encode()
+            self._sock.curve_publickey = public.encode()
+            self._sock.curve_secretkey = secret.encode()
         self._sock.connect(self.endpoint)
 
     def close(self) -> None:

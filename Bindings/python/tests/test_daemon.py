@@ -55,7 +55,7 @@ def write_model(repo: Path, name: str, **config) -> None:
 class Daemon:
     """A coalesced process over a temporary model repository."""
 
-    def __init__(self, tmp_path: Path, *args: str, models: dict | None = None):
+    def __init__(self, tmp_path: Path, *args: str, models: dict | None = None, probe: bool = True):
         self.repo = tmp_path / "models"
         self.repo.mkdir()
         for name, cfg in (models or {"tp": {}}).items():
@@ -68,6 +68,12 @@ class Daemon:
             [str(COALESCED), "--models", str(self.repo), "--plugins", str(PLUGINS), "--endpoint", self.endpoint,
              "--admin-endpoint", self.admin, *args], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
+        if not probe:  # e.g. CURVE: a plaintext probe gets no reply; wait for the log line instead
+            while "ready" not in self.logs():
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"coalesced did not start:\n{self.logs()}")
+                time.sleep(0.05)
+            return
         with Client(self.endpoint, timeout=0.5) as c:
             while True:
                 try:
@@ -103,10 +109,10 @@ class Daemon:
 def daemon_factory(tmp_path):
     started = []
 
-    def make(*args, models=None):
+    def make(*args, models=None, _probe=True):
         sub = tmp_path / f"d{len(started)}"
         sub.mkdir()
-        d = Daemon(sub, *args, models=models)
+        d = Daemon(sub, *args, models=models, probe=_probe)
         started.append(d)
         return d
 
@@ -486,6 +492,38 @@ def test_draining_daemon_refuses_new_work(daemon_factory):
         assert replies[first].WhichOneof("kind") == "images"
         assert replies[late].error.code == pb.UNAVAILABLE
     assert d.proc.wait(10) == 0
+
+
+# ---- CurveZMQ ----------------------------------------------------------------------------
+
+def test_curve_allow_list_and_admin_keys(daemon_factory, tmp_path):
+    server_pub, server_sec = (k.decode() for k in zmq.curve_keypair())
+    user_pub, user_sec = (k.decode() for k in zmq.curve_keypair())
+    admin_pub, admin_sec = (k.decode() for k in zmq.curve_keypair())
+    stranger_pub, stranger_sec = (k.decode() for k in zmq.curve_keypair())
+    (tmp_path / "server.key").write_text(server_sec + "\n")
+    (tmp_path / "clients").write_text(f"# allowed clients\n{user_pub}\n{admin_pub} admin\n")
+    d = daemon_factory("--curve-secret-key-file", str(tmp_path / "server.key"),
+                       "--curve-clients", str(tmp_path / "clients"), _probe=False)
+
+    def client(pub, sec, timeout=5):
+        return Client(d.endpoint, timeout=timeout, server_key=server_pub, public_key=pub, secret_key=sec)
+
+    with client(user_pub, user_sec) as c:
+        assert len(c.generate("tp", seed=3).images) == 1
+        with pytest.raises(CoalesceError) as e:
+            c.load_model("tp")
+        assert e.value.code == pb.UNAVAILABLE
+    with client(admin_pub, admin_sec) as a:
+        assert a.load_model("tp").generation == 2  # admin key: load over tcp
+    with client(stranger_pub, stranger_sec, timeout=1) as s:
+        with pytest.raises(CoalesceError) as e:
+            s.health()
+        assert e.value.code == pb.DEADLINE_EXCEEDED  # refused at the handshake: no reply
+    with Client(d.endpoint, timeout=1) as plain:
+        with pytest.raises(CoalesceError):
+            plain.health()
+    assert "CURVE client refused" in d.logs()
 
 
 # ---- scale-out: two daemons behind `coalesced broker` ---------------------------------------
