@@ -390,10 +390,10 @@ def test_repository_polling_reloads_loads_and_unloads(daemon_factory):
 
 
 def test_hot_swap_every_half_second_under_load(daemon_factory):
-    """8 clients generate for ~10 s while the model is hot-swapped every 0.5 s:
-    requests sent == replies received, none failed."""
+    """8 clients generate for ~10 s (COALESCE_SWAP_SECONDS=30 for the issue's full run) while the
+    model is hot-swapped every 0.5 s: requests sent == replies received, none failed."""
     d = daemon_factory(models={"tp": {"step_delay_ms": 2}})
-    duration, clients = 10.0, 8
+    duration, clients = float(os.environ.get("COALESCE_SWAP_SECONDS", "10")), 8
     stop = threading.Event()
     stats = [dict(sent=0, ok=0, failed=[], revisions=set()) for _ in range(clients)]
 
@@ -430,9 +430,10 @@ def test_hot_swap_every_half_second_under_load(daemon_factory):
     ok = sum(s["ok"] for s in stats)
     failed = [f for s in stats for f in s["failed"]]
     revisions = set().union(*(s["revisions"] for s in stats))
+    print(f"hot swap: {sent} requests, {ok} replies with images, {swaps} swaps, {len(revisions)} revisions seen")
     assert failed == []
     assert sent == ok and sent > 100
-    assert swaps >= 15 and len(revisions) >= swaps // 2
+    assert swaps >= int(duration * 1.5) and len(revisions) >= swaps // 2
     assert "model instance released" in d.logs()  # swapped-out instances were destroyed
 
 
