@@ -30,6 +30,10 @@ demo: build
 	$(BUILD)/coalesce info
 	$(BUILD)/coalesce bench ops --quick
 
+# Retrain the committed coalescer weights from scratch (recorded seeds; see models/README.md).
+models: deps
+	bash scripts/train-models.sh
+
 # Regenerates the "Generation quality and speed" table in BENCHMARKS.md (issue 3).
 bench: build
 	bash scripts/bench-table.sh
