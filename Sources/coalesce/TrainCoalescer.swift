@@ -28,7 +28,9 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "Weight of the distance loss.") var distanceWeight: Float = 0.1
     @Option(help: "Fraction of starts drawn from the prior (the rest start near data).") var priorFraction: Float = 0.5
     @Option(help: "Fraction of unconditional (empty-prompt) steps.") var uncondFraction: Float = 0.1
+    @Option(help: "Of the near-data starts, the fraction taken from the net's own first step (sampler-aware).") var selfStartFraction: Float = 0
     @Option(help: "FAISS index: Flat (exact), HNSW32, IVF256,Flat, ...") var index = "Flat"
+    @Option(help: "Balanced-assignment variant: cap each item at this multiple of the mean number of returns (default: plain nearest neighbour).") var hubCap: Float?
     @Option(help: "Net hidden width.") var hidden = 512
     @Option(help: "Net hidden layers.") var depth = 3
     @Option(help: "Samples per class for the latent probe after training (0 = skip).") var probePerClass = 100
@@ -56,6 +58,8 @@ struct TrainCoalescer: ParsableCommand {
         o.coalescer.priorFraction = priorFraction
         o.coalescer.unconditionalFraction = uncondFraction
         o.coalescer.index = index
+        o.coalescer.hubCap = hubCap
+        o.coalescer.selfStartFraction = selfStartFraction
         o.netHidden = hidden
         o.netDepth = depth
         o.probePerClass = probePerClass

@@ -22,8 +22,16 @@ public struct CoalescerTrainingOptions: Sendable {
     public var nearMaxT: Float = 0.9
     /// Fraction of steps with the empty prompt: search by image key only (unconditional).
     public var unconditionalFraction: Float = 0.1
+    /// Of the non-prior starts, the fraction taken from where the current net's first step from a
+    /// prior draw lands (the distribution a second step really sees); the rest are interpolations.
+    public var selfStartFraction: Float = 0
     /// faiss::index_factory string of the key index ("Flat" = exact).
     public var index = "Flat"
+    /// Balanced (optimal-transport-like) variant, off by default (plain nearest neighbour, as the
+    /// method states): when set, an item already returned more than `hubCap` times the mean
+    /// number of returns per item is skipped in favour of the next of `candidates` neighbours.
+    public var hubCap: Float? = nil
+    public var candidates = 8
     public var emaDecay: Float = 0.999
     public var seed: UInt64 = 3
     public var progress = true
@@ -98,6 +106,7 @@ public struct CoalescerReport: Sendable, CustomStringConvertible {
     public var seconds = 0.0
     public var descScale: Float = 0
     public var directionExponent: Float = 0
+    public var hubCap: Float? = nil
     public var indexBuildSeconds = 0.0
     public var searchSeconds = 0.0
     public var queries = 0
@@ -117,6 +126,7 @@ public struct CoalescerReport: Sendable, CustomStringConvertible {
     public var description: String {
         var s = String(format: "coalescer: %d steps in %.0fs (search %.0fs for %d queries, %.0f q/s), desc_scale %.2f, p %.2f\n",
                        steps, seconds, searchSeconds, queries, Double(queries) / max(searchSeconds, 1e-9), descScale, directionExponent)
+        if let hubCap { s += String(format: "  balanced variant: items capped at %.1fx the mean number of returns\n", hubCap) }
         s += String(format: "  loss distance %.3f -> %.3f, direction %.3f -> %.3f (first/last 100 steps)\n",
                     firstDistanceLoss, lastDistanceLoss, firstDirectionLoss, lastDirectionLoss)
         s += String(format: "  distinct items returned, first epoch (%d queries): %d of %d (prior starts only: %d from %d queries); whole run: %d; top 1%% of items take %.1f%% of retrievals\n",
@@ -223,6 +233,7 @@ public final class CoalescerTrainer {
         var report = CoalescerReport()
         report.descScale = descScale
         report.directionExponent = o.directionExponent
+        report.hubCap = o.hubCap
         report.indexBuildSeconds = indexBuildSeconds
         report.items = n
         var hits = [Int](repeating: 0, count: n)
@@ -239,34 +250,71 @@ public final class CoalescerTrainer {
             let r = Tensor(zeros: [bs, k])                                 // r: (B, k) starts
             var requested = [Int](repeating: -1, count: bs)
             var isPrior = [Bool](repeating: false, count: bs)
+            var queryDE: [[Float]] = []
+            var selfRows: [Int] = []
             for b in 0..<bs {
                 let uncond = rng.nextFloat() < o.unconditionalFraction
                 let c = rng.nextInt(below: classes)
+                if uncond {
+                    queryDE.append(data.unconditional)
+                } else {
+                    requested[b] = c
+                    let caps = data.classDescriptions[c]
+                    queryDE.append(caps[rng.nextInt(below: caps.count)])
+                }
                 isPrior[b] = rng.nextFloat() < o.priorFraction
                 if isPrior[b] {
                     for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
+                } else if rng.nextFloat() < o.selfStartFraction {
+                    // Sampler-aware start: where the current net's first step from a prior draw lands.
+                    for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
+                    selfRows.append(b)
                 } else {
                     let pool = uncond ? nil : byClass[c]
                     let item = pool.map { $0[rng.nextInt(below: $0.count)] } ?? rng.nextInt(below: n)
                     let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
                     for j in 0..<k { r.data[b * k + j] = (1 - t) * data.points[item * k + j] + t * rng.nextNormal() }
                 }
+            }
+            if !selfRows.isEmpty && step > 1 {
+                GradMode.withDisabled {
+                    let rs = r.gatherRows(selfRows).detached()
+                    let ds = Tensor(selfRows.flatMap { queryDE[$0] }, shape: [selfRows.count, dd])
+                    let (d0, u0) = net(rs, ds)
+                    for (i, b) in selfRows.enumerated() {
+                        var norm: Float = 0
+                        for j in 0..<k { norm += u0.data[i * k + j] * u0.data[i * k + j] }
+                        let scale = max(0, d0.data[i]) / max(norm.squareRoot(), 1e-6)
+                        for j in 0..<k { r.data[b * k + j] += scale * u0.data[i * k + j] }
+                    }
+                }
+            }
+            for b in 0..<bs {
                 let row = Array(UnsafeBufferPointer(start: r.data + b * k, count: k))
-                if uncond {
+                if requested[b] < 0 {
                     uncondRows.append(b); uncondQ.append(contentsOf: row)
                 } else {
-                    requested[b] = c
-                    let caps = data.classDescriptions[c]
-                    let de = caps[rng.nextInt(below: caps.count)]
                     condRows.append(b)
-                    condQ.append(contentsOf: de.map { $0 * descScale })
+                    condQ.append(contentsOf: queryDE[b].map { $0 * descScale })
                     condQ.append(contentsOf: row)
                 }
             }
             // 2. Nearest pair from the index.
             let ts = Date()
-            let condIds = condRows.isEmpty ? [] : try keyIndex.search(condQ, k: 1).ids
-            let uncondIds = uncondRows.isEmpty ? [] : try imageIndex.search(uncondQ, k: 1).ids
+            let kc = o.hubCap == nil ? 1 : max(1, o.candidates)
+            var condIds = condRows.isEmpty ? [] : try keyIndex.search(condQ, k: kc).ids
+            var uncondIds = uncondRows.isEmpty ? [] : try imageIndex.search(uncondQ, k: kc).ids
+            if let cap = o.hubCap {
+                let limit = max(2, Int((cap * Float(report.queries + bs) / Float(n)).rounded(.up)))
+                func pick(_ ids: [Int], _ rows: Int) -> [Int] {
+                    (0..<rows).map { q in
+                        let cands = ids[(q * kc)..<((q + 1) * kc)].filter { $0 >= 0 }
+                        return cands.first { hits[$0] < limit } ?? cands.first ?? -1
+                    }
+                }
+                condIds = pick(condIds, condRows.count)
+                uncondIds = pick(uncondIds, uncondRows.count)
+            }
             report.searchSeconds += Date().timeIntervalSince(ts)
             report.queries += bs
             var target = [Int](repeating: 0, count: bs)
