@@ -220,16 +220,18 @@ struct ConvGeometry {
                             dst += k * cin
                             continue
                         }
-                        let rowBase = img + iy * w * cin
-                        for kx in 0..<k {
-                            let ix = ox * s + kx - pad
-                            if ix < 0 || ix >= w {
-                                dst.update(repeating: 0, count: cin)
-                            } else {
-                                dst.update(from: rowBase + ix * cin, count: cin)
-                            }
-                            dst += cin
+                        // Taps kx in [kx0, kx1) read inside the row: consecutive pixels, so one
+                        // contiguous copy of (kx1 - kx0) * Cin floats; zeros either side.
+                        let x0 = ox * s - pad
+                        let kx0 = Swift.max(0, -x0), kx1 = Swift.min(k, w - x0)
+                        if kx1 <= kx0 {
+                            dst.update(repeating: 0, count: k * cin)
+                        } else {
+                            if kx0 > 0 { dst.update(repeating: 0, count: kx0 * cin) }
+                            (dst + kx0 * cin).update(from: img + (iy * w + x0 + kx0) * cin, count: (kx1 - kx0) * cin)
+                            if kx1 < k { (dst + kx1 * cin).update(repeating: 0, count: (k - kx1) * cin) }
                         }
+                        dst += k * cin
                     }
                 }
             }
@@ -250,15 +252,13 @@ struct ConvGeometry {
                         for ky in 0..<k {
                             let iy = oy * s + ky - pad
                             if iy < 0 || iy >= h { src += k * cin; continue }
-                            let rowBase = img + iy * w * cin
-                            for kx in 0..<k {
-                                let ix = ox * s + kx - pad
-                                if ix >= 0 && ix < w {
-                                    let d = rowBase + ix * cin
-                                    for c in 0..<cin { d[c] += src[c] }
-                                }
-                                src += cin
+                            let x0 = ox * s - pad
+                            let kx0 = Swift.max(0, -x0), kx1 = Swift.min(k, w - x0)
+                            if kx1 > kx0 {
+                                let d = img + (iy * w + x0 + kx0) * cin, sp = src + kx0 * cin
+                                for c in 0..<((kx1 - kx0) * cin) { d[c] += sp[c] }
                             }
+                            src += k * cin
                         }
                     }
                 }
