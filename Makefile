@@ -98,13 +98,17 @@ test-c: install-test-prefix
 
 # The Python binding, pip-installed into a private directory, against the installed library.
 test-python: test-python-binding
-# The daemon (everyday build, as test-daemon uses) is there for the library-vs-daemon identity test.
+# The daemon, the CLI and the coalescer plugin (everyday build, as test-daemon and test-swift use)
+# are there for the identity tests: the same pixels from the library, the daemon and the CLI.
 test-python-binding: install-test-prefix
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
+	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
+	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	rm -rf $(CZ_TEST_DIR)/py
 	$(PYTHON) -m pip install -q --no-deps --target $(CZ_TEST_DIR)/py ./Bindings/python
 	rm -rf Bindings/python/build
 	PYTHONPATH=$(CZ_TEST_DIR)/py COALESCE_PREFIX=$(CZ_TEST_PREFIX) COALESCED=$(CURDIR)/$(BUILD)/coalesced \
+	    COALESCE_CLI=$(CURDIR)/$(BUILD)/coalesce \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py
 
 # Many create/load/generate/free cycles under valgrind: no invalid access, nothing lost.

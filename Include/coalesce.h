@@ -126,9 +126,11 @@ typedef struct {
     const char *models_dir;   /* model repository: cz_model_load(eng, name, NULL) loads
                                  <models_dir>/<name>. Default: COALESCE_MODELS_DIR, else
                                  <dir of libcoalesce.so>/../share/coalesce/models. NULL = default. */
-    int32_t threads;          /* compute threads for backends; 0 = one per online core.
-                                 Applied through the COALESCE_THREADS environment variable when
-                                 the first engine loads its first plugin; later values are ignored. */
+    int32_t threads;          /* compute threads for backends, 0..4096; 0 = leave it to the
+                                 backends (one per online core, or COALESCE_THREADS). A positive
+                                 value sets COALESCE_THREADS for the process at cz_engine_create;
+                                 backends read it once, when they first compute, so it is
+                                 process-wide and the first value a backend sees wins. */
     int32_t preload;          /* nonzero: cz_engine_create loads every model under models_dir
                                  (failures are skipped, not fatal). Default 0. */
 } cz_engine_options;
@@ -165,7 +167,9 @@ CZ_API const char *cz_engine_errmsg(const cz_engine *engine);
  * message carries its reason). */
 CZ_API int cz_model_load(cz_engine *engine, const char *name, const char *model_dir);
 
-/* Unloads `name`; generate calls already running on it finish first. CZ_NOT_FOUND if not loaded. */
+/* Unloads `name`; generate calls already running on it finish first. CZ_NOT_FOUND if not loaded.
+ * The backend's model is destroyed, but backend plugin files, once used, stay loaded until the
+ * process exits: unmapping a plugin whose runtime left threads behind would crash the host. */
 CZ_API int cz_model_unload(cz_engine *engine, const char *name);
 
 /* The backend's JSON description of a loaded model ({"backend":..., "height":28, "width":28,

@@ -59,8 +59,6 @@ public func czBlasCore() -> UnsafePointer<CChar>? {
 
 // MARK: - Status helpers shared by the exports
 
-let CZ_OK_RAW: Int32 = 0
-
 /// Records `error` for the calling thread (on `engine`, or thread-locally) and returns its code.
 func fail(_ engine: CEngine?, _ error: Error) -> Int32 {
     let e: EngineError
@@ -84,7 +82,7 @@ func succeed(_ engine: CEngine?) -> Int32 {
     } else {
         setThreadMessage("")
     }
-    return CZ_OK_RAW
+    return StatusCode.ok.rawValue
 }
 
 /// Resolves an engine handle, or records why not (thread-locally) and returns nil.

@@ -451,3 +451,43 @@ def test_daemon_and_library_give_identical_pixels(tmp_path):
             proc.kill()
         log.seek(0)
         print(log.read())
+
+
+COALESCE_CLI = os.environ.get("COALESCE_CLI")
+
+
+@pytest.fixture(scope="module")
+def coalescer_model(tmp_path_factory) -> Path:
+    """A coalescer model: $COALESCE_COALESCER_MODEL, else a tiny one trained here by the CLI
+    (seconds; the pixels only have to agree between faces, not look good)."""
+    given = os.environ.get("COALESCE_COALESCER_MODEL")
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("models") / "coalescer"
+    proc = subprocess.run([COALESCE_CLI, "train", "coalescer", "--out", str(out), "--train-limit", "600",
+                           "--ae-epochs", "0.2", "--text-steps", "10", "--steps", "10", "--batch-size", "32",
+                           "--hidden", "32", "--depth", "1", "--ae-channels", "4,4,4", "--probe-per-class", "0"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"tiny coalescer training failed:\n{proc.stdout}\n{proc.stderr}")
+    return out
+
+
+@pytest.mark.skipif(not COALESCE_CLI or not Path(COALESCE_CLI).exists(),
+                    reason="needs COALESCE_CLI (the coalesce binary; `make test-python` sets it)")
+def test_cli_and_library_give_identical_pixels(coalescer_model, tmp_path):
+    """`coalesce generate` (in-process Swift, no plugin) and libcoalesce with the coalescer plugin."""
+    plugin_dir = os.environ.get("COALESCE_CLI_PLUGIN_DIR", str(Path(COALESCE_CLI).parent))
+    if not (Path(plugin_dir) / "libCoalescerBackend.so").exists():
+        pytest.skip(f"no libCoalescerBackend.so in {plugin_dir}")
+    with coalesce.Engine(plugin_dir=plugin_dir) as eng:
+        eng.load_model("coalescer", coalescer_model)
+        for prompt, seed, steps, count in [("a sneaker", 42, 2, 4), ("", 7, 1, 3), ("a bag", 123, -1, 5)]:
+            out = tmp_path / f"cli-{seed}"
+            subprocess.run([COALESCE_CLI, "generate", "--model", "coalescer", "--models-dir",
+                            str(coalescer_model.parent), "--prompt", prompt, "--seed", str(seed),
+                            "--steps", "auto" if steps == -1 else str(steps), "--count", str(count),
+                            "--out", str(out)], check=True, capture_output=True)
+            lib = eng.generate("coalescer", prompt=prompt, seed=seed, steps=steps, count=count)
+            cli = np.stack([coalesce.read_png(out / f"{i:05d}.png") for i in range(count)])
+            np.testing.assert_array_equal(cli, lib)
