@@ -15,9 +15,11 @@ import Foundation
 ///
 /// Plugins are chosen by backend name (e.g. "test-pattern"), never by a path from a request:
 /// the name must match `[a-z0-9][a-z0-9_-]*` and is mapped to a file inside the plugin
-/// directory (`libTestPatternBackend.so`, `libtest-pattern.so`, `test-pattern.so`); if none of
-/// those exists, every `*.so` in the directory is asked for its vtable name. The library stays
-/// open while any `BackendLibrary` or model created from it is alive.
+/// directory (`libTestPatternBackend.so`, `libtest-pattern.so`, `test-pattern.so`, first found),
+/// whose vtable must report that name. The directory is never scanned: dlopen runs a library's
+/// initialisers, and a SwiftPM build directory also holds libraries that must not be loaded
+/// into the host (e.g. libCoalesceLib.so, which carries its own copy of Engine). The library
+/// stays open while any `BackendLibrary` or model created from it is alive.
 public final class BackendLibrary: @unchecked Sendable {
     /// The backend name the plugin reports (vtable `name`).
     public let name: String
@@ -106,16 +108,9 @@ public final class BackendLibrary: @unchecked Sendable {
                 return lib
             }
         }
-        // Fall back to asking every shared library in the directory for its name.
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for file in files.sorted() where file.hasSuffix(sharedLibrarySuffix) {
-            if let lib = try? open(path: directory + "/" + file), lib.name == name {
-                return lib
-            }
-        }
         throw EngineError.notFound(
             "no plugin for backend \(quoted(name)) in \(quoted(directory)) "
-            + "(looked for \(candidateFileNames(for: name).joined(separator: ", ")) and scanned *\(sharedLibrarySuffix))")
+            + "(looked for \(candidateFileNames(for: name).joined(separator: ", ")))")
     }
 
     /// Opens one plugin file and checks its entry symbol and ABI version. Used by `load`; public

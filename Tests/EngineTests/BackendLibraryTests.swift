@@ -61,12 +61,21 @@ final class BackendLibraryTests: XCTestCase {
         }
     }
 
-    func testScanFindsPluginUnderAnotherFileName() throws {
+    func testAlternateFileNamesAndNameCheck() throws {
         let dir = try TestSupport.tempDirectory(self)
-        try FileManager.default.copyItem(atPath: TestSupport.pluginDirectory + "/libTestPatternBackend.so",
-                                         toPath: dir + "/renamed.so")
+        let built = TestSupport.pluginDirectory + "/libTestPatternBackend.so"
+        try FileManager.default.copyItem(atPath: built, toPath: dir + "/test-pattern.so")
         let lib = try BackendLibrary.load(name: "test-pattern", directory: dir)
         XCTAssertEqual(lib.name, "test-pattern")
-        XCTAssertTrue(lib.path.hasSuffix("renamed.so"))
+        XCTAssertTrue(lib.path.hasSuffix("/test-pattern.so"))
+        // A file found under another backend's name is refused: its vtable names test-pattern.
+        try FileManager.default.copyItem(atPath: built, toPath: dir + "/libImpostorBackend.so")
+        TestSupport.assertThrows(.internal, containing: "reports backend name") {
+            _ = try BackendLibrary.load(name: "impostor", directory: dir)
+        }
+        // Files that match no candidate name are never loaded.
+        let other = try TestSupport.tempDirectory(self)
+        try FileManager.default.copyItem(atPath: built, toPath: other + "/renamed.so")
+        TestSupport.assertThrows(.notFound) { _ = try BackendLibrary.load(name: "test-pattern", directory: other) }
     }
 }
