@@ -268,6 +268,45 @@ def test_hot_swap_and_unload(tmp_path):
             eng.generate("m")
 
 
+def test_hot_swap_under_load_drops_nothing(tmp_path):
+    """Generate from 4 threads while another thread swaps the model between two directories
+    (and reloads it in place) every few milliseconds: every request succeeds, and each result is
+    the pattern both revisions draw (same backend, so the same pixels)."""
+    dirs = [_model(tmp_path, "rev1", revision="1", step_delay_ms=1),
+            _model(tmp_path, "rev2", revision="2", step_delay_ms=1)]
+    expected = np.stack([reference_pattern(77 + i, "a shirt") for i in range(2)])
+    with coalesce.Engine() as eng:
+        eng.load_model("m", dirs[0])
+        stop, errors, done, swaps = threading.Event(), [], [0], [0]
+
+        def client():
+            try:
+                while not stop.is_set():
+                    np.testing.assert_array_equal(eng.generate("m", prompt="a shirt", seed=77, count=2, steps=3),
+                                                  expected)
+                    done[0] += 1
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        def swapper():
+            k = 0
+            while not stop.is_set():
+                k += 1
+                eng.load_model("m", dirs[k % 2] if k % 3 else dirs[(k - 1) % 2])
+                swaps[0] += 1
+                stop.wait(0.005)
+
+        threads = [threading.Thread(target=client) for _ in range(4)] + [threading.Thread(target=swapper)]
+        for t in threads:
+            t.start()
+        stop.wait(1.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
+        assert done[0] > 20 and swaps[0] > 20, (done[0], swaps[0])
+
+
 def test_models_dir_and_preload(tmp_path):
     _model(tmp_path, "alpha")
     _model(tmp_path, "beta", revision="b")
