@@ -47,9 +47,11 @@ public final class BackendLibrary: @unchecked Sendable {
         self.abiMinor = vtable.pointee.abi_minor
     }
 
-    deinit {
-        dlclose(handle)
-    }
+    /// An accepted plugin stays mapped until the process exits: its code may still run after its
+    /// last model is destroyed (a Swift plugin's Dispatch worker threads park inside it), and
+    /// unmapping it crashed the host a second later (found by the libcoalesce tests). dlopen of
+    /// the same file again returns this mapping, so keeping it costs nothing on reload.
+    deinit {}
 
     /// True when the plugin provides the optional `generate_batch` slot (ABI minor >= 1).
     public var supportsBatch: Bool {
