@@ -194,15 +194,16 @@ final class Scheduler: @unchecked Sendable {
                         : Array(images.image(i)))
                 }
                 let queueMs = milliseconds(start - job.arrival)
+                // Metrics first: a client that reads metrics right after its reply must see it counted.
+                finish(job, outcome: .ok, images: images.count)
                 send(job.route, job.id, .images(ImagesPayload(
                     batch: images, format: job.op.format, images: encoded, queueMs: UInt32(queueMs.rounded()),
                     runMs: UInt32(runMs.rounded()), batchRequests: UInt32(batch.count))))
-                finish(job, outcome: .ok, images: images.count)
             case .failure(let e):
                 let error = isAborting && e.code == .cancelled
                     ? EngineError.unavailable("daemon shut down before the request finished") : e
-                send(job.route, job.id, .error(error.code, error.message))
                 finish(job, outcome: error.code, images: 0)
+                send(job.route, job.id, .error(error.code, error.message))
             }
         }
         logger.debug("batch done", metadata: ["model": "\(batch[0].op.model)", "requests": "\(batch.count)",
