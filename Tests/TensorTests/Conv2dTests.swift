@@ -39,29 +39,70 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    /// A batch large enough to be split into several chunks (16x16, 130 channels, 3x3: about
+    /// 300k column values per image, so chunks of 3 images for a batch of 7) gives the same
+    /// outputs and gradients as running each image alone. Tolerance: 1e-4 relative to the
+    /// largest magnitude.
+    func testChunkedBatchMatchesPerImage() {
+        let (bn, cin, hw, cout) = (7, 130, 16, 5)
+        let x = TestData.randn([bn, cin, hw, hw], seed: 100)
+        let w = TestData.randn([cout, cin, 3, 3], seed: 101, std: 0.05)
+        let b = TestData.randn([cout], seed: 102)
+        x.requiresGrad = true; w.requiresGrad = true; b.requiresGrad = true
+        let seed = TestData.randn([bn, cout, hw, hw], seed: 103)
+        let y = Tensor.conv2d(x, weight: w, bias: b, stride: 1, padding: 1)
+        y.backward(seed: seed)
+        let (yAll, gxAll, gwAll, gbAll) = (y.array, x.gradArray!, w.gradArray!, b.gradArray!)
+        x.clearGrad(); w.clearGrad(); b.clearGrad()
+
+        var gwSum = [Float](repeating: 0, count: w.count), gbSum = [Float](repeating: 0, count: cout)
+        let per = cin * hw * hw, perOut = cout * hw * hw
+        for i in 0..<bn {
+            let xi = Tensor(Array(x.array[(i * per)..<((i + 1) * per)]), shape: [1, cin, hw, hw], requiresGrad: true)
+            let yi = Tensor.conv2d(xi, weight: w, bias: b, stride: 1, padding: 1)
+            yi.backward(seed: Tensor(Array(seed.array[(i * perOut)..<((i + 1) * perOut)]), shape: yi.shape))
+            assertClose(Array(yAll[(i * perOut)..<((i + 1) * perOut)]), yi.array, "output image \(i)")
+            assertClose(Array(gxAll[(i * per)..<((i + 1) * per)]), xi.gradArray!, "dX image \(i)")
+            for j in 0..<w.count { gwSum[j] += w.grad![j] }
+            for j in 0..<cout { gbSum[j] += b.grad![j] }
+            w.clearGrad(); b.clearGrad()
+        }
+        assertClose(gwAll, gwSum, "dW")
+        assertClose(gbAll, gbSum, "db")
+    }
+
+    private func assertClose(_ a: [Float], _ b: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        let scale = max(1e-6, a.map(abs).max() ?? 0)
+        let err = NumPyReference.maxAbsDiff(a, b) / scale
+        XCTAssertLessThan(err, 1e-4, "\(what): relative difference \(err)", file: file, line: line)
+    }
+
     /// Against a direct NumPy loop (float64). Tolerance: max abs error < 1e-4.
     func testMatchesNumPy() throws {
         try compareWithNumPy(bn: 2, cin: 5, h: 9, wd: 7, cout: 6)
         // Channels and positions that are not multiples of 8 exercise the blocked transposes' edges.
         try compareWithNumPy(bn: 3, cin: 19, h: 11, wd: 10, cout: 21)
+        // Several chunks of images (see testChunkedBatchMatchesPerImage).
+        try compareWithNumPy(bn: 7, cin: 130, h: 16, wd: 16, cout: 5, configs: [(3, 1, 1), (3, 2, 1)])
     }
 
     /// One NumPy run checks every configuration (one Python start per shape keeps the test fast).
-    private func compareWithNumPy(bn: Int, cin: Int, h: Int, wd: Int, cout: Int) throws {
+    private func compareWithNumPy(bn: Int, cin: Int, h: Int, wd: Int, cout: Int,
+                                  configs: [(k: Int, s: Int, p: Int)] = Conv2dTests.configs) throws {
         var inputs: [String: Tensor] = [:]
         var outputs: [Tensor] = []
-        for (i, c) in Self.configs.enumerated() {
+        for (i, c) in configs.enumerated() {
             let x = TestData.randn([bn, cin, h, wd], seed: 50 + UInt64(i))
             let w = TestData.randn([cout, cin, c.k, c.k], seed: 60 + UInt64(i), std: 0.3)
             let b = TestData.randn([cout], seed: 70 + UInt64(i))
             inputs["x\(i)"] = x; inputs["w\(i)"] = w; inputs["b\(i)"] = b
             outputs.append(Tensor.conv2d(x, weight: w, bias: b, stride: c.s, padding: c.p))
         }
-        let configs = Self.configs.map { "(\($0.k), \($0.s), \($0.p))" }.joined(separator: ", ")
+        let configList = configs.map { "(\($0.k), \($0.s), \($0.p))" }.joined(separator: ", ")
         let ref = try NumPyReference.run("""
         B, Ci, H, W, Co = \(bn), \(cin), \(h), \(wd), \(cout)
         results = []
-        for i, (K, s, p) in enumerate([\(configs)]):
+        for i, (K, s, p) in enumerate([\(configList)]):
             x = load('x%d' % i, (B, Ci, H, W)); w = load('w%d' % i, (Co, Ci, K, K)); b = load('b%d' % i, (Co,))
             xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
             Ho, Wo = (H + 2 * p - K) // s + 1, (W + 2 * p - K) // s + 1
@@ -74,7 +115,7 @@ final class Conv2dTests: XCTestCase {
         save(np.concatenate(results))
         """, inputs: inputs)
         var offset = 0
-        for (c, out) in zip(Self.configs, outputs) {
+        for (c, out) in zip(configs, outputs) {
             guard offset + out.count <= ref.count else { return XCTFail("NumPy reference too short") }
             let err = NumPyReference.maxAbsDiff(out.array, Array(ref[offset..<(offset + out.count)]))
             offset += out.count
