@@ -30,6 +30,12 @@
 #define TP_MAX_BATCH 256
 #define TP_MAX_CONFIG (64 * 1024)
 
+/* Build with -DTP_ABI_MINOR=0 to get a plugin without generate_batch (tests the host's
+ * per-request fallback). */
+#ifndef TP_ABI_MINOR
+#define TP_ABI_MINOR CZ_BACKEND_ABI_MINOR
+#endif
+
 struct cz_backend_model {
     int default_steps;
     int step_delay_ms;
@@ -285,14 +291,14 @@ static void tp_destroy(cz_backend_model *model) {
 
 static const cz_backend_vtable tp_vtable = {
     .abi_major = CZ_BACKEND_ABI_MAJOR,
-    .abi_minor = CZ_BACKEND_ABI_MINOR,
+    .abi_minor = TP_ABI_MINOR,
     .name = "test-pattern",
     .version = "1.0.0",
     .create = tp_create,
     .describe = tp_describe,
     .generate = tp_generate,
     .destroy = tp_destroy,
-    .generate_batch = tp_generate_batch,
+    .generate_batch = TP_ABI_MINOR >= 1 ? tp_generate_batch : NULL,
 };
 
 __attribute__((visibility("default"))) const cz_backend_vtable *cz_backend_entry(void) {

@@ -16,7 +16,7 @@ public final class Service: @unchecked Sendable {
     private let logger: Logger
     private let metrics = Metrics()
     private let outbox: Outbox
-    private var scheduler: Scheduler!
+    private let scheduler: Scheduler
 
     private let stateLock = Lock()
     private var drainRequested = false

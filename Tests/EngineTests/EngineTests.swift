@@ -214,6 +214,30 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(try engine.modelStatus("tp").inFlight, 0)
     }
 
+    func testPluginWithoutBatchSlotGivesTheSamePixels() throws {
+        // The test-pattern source built as an ABI 1.0 plugin (no generate_batch): the Engine must
+        // fall back to one generate() per request and produce identical images.
+        let plugins = try TestSupport.tempDirectory(self)
+        var source = try String(contentsOfFile: TestSupport.repoRoot + "/Plugins/TestPattern/test_pattern.c", encoding: .utf8)
+        source = source.replacingOccurrences(of: "../../Include/coalesce_backend.h", with: "coalesce_backend.h")
+        try TestSupport.compilePlugin(source: source, into: plugins, file: "libTestPatternBackend.so",
+                                      flags: ["-DTP_ABI_MINOR=0"])
+        let old = try BackendLibrary.load(name: "test-pattern", directory: plugins)
+        XCTAssertEqual(old.abiMinor, 0)
+        XCTAssertFalse(old.supportsBatch)
+        let (legacy, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig()], pluginDirectory: plugins)
+        let (current, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig()])
+        try legacy.load("tp")
+        try current.load("tp")
+        let items = [GenerateRequest(model: "tp", prompt: "a", seed: 3, count: 2),
+                     GenerateRequest(model: "tp", prompt: "b", seed: 8, count: 3)].map { BatchItem(request: $0) }
+        let a = legacy.generateBatch(items).map { try? $0.get().pixels }
+        let b = current.generateBatch(items).map { try? $0.get().pixels }
+        XCTAssertEqual(a, b)
+        XCTAssertNotNil(a[0])
+        XCTAssertEqual(a[1]?.count, 3 * 784)
+    }
+
     func testShutdownRefusesNewRequests() throws {
         let (engine, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig()])
         try engine.load("tp")

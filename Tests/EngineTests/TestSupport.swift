@@ -60,12 +60,12 @@ enum TestSupport {
     }
 
     /// Compiles C source into `<dir>/<file>` as a shared library with the repo's Include/.
-    static func compilePlugin(source: String, into dir: String, file: String) throws {
+    static func compilePlugin(source: String, into dir: String, file: String, flags: [String] = []) throws {
         let src = dir + "/" + file + ".c"
         try source.write(toFile: src, atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["cc", "-shared", "-fPIC", "-I", repoRoot + "/Include", "-o", dir + "/" + file, src]
+        p.arguments = ["cc", "-shared", "-fPIC", "-I", repoRoot + "/Include"] + flags + ["-o", dir + "/" + file, src]
         try p.run()
         p.waitUntilExit()
         guard p.terminationStatus == 0 else {
