@@ -495,6 +495,29 @@ def test_draining_daemon_refuses_new_work(daemon_factory):
     assert d.proc.wait(10) == 0
 
 
+def test_drain_timeout_answers_the_rest_unavailable(daemon_factory):
+    d = daemon_factory("--workers", "1", "--max-batch", "1", "--drain-timeout-s", "0.3",
+                       models={"slow": {"step_delay_ms": 50}})
+    with d.client() as c:
+        ids = [c.send(make_generate("slow", seed=i)) for i in range(20)]
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        finals = {}
+        while len(finals) < len(ids):
+            r = c.recv(10)
+            assert r is not None, f"only {len(finals)} of {len(ids)} replies"
+            if r.WhichOneof("kind") != "progress":
+                assert r.id not in finals
+                finals[r.id] = r
+        assert d.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 5
+    kinds = [finals[i].WhichOneof("kind") for i in ids]
+    assert "images" in kinds
+    errors = [finals[i].error for i in ids if finals[i].WhichOneof("kind") == "error"]
+    assert len(errors) >= 10 and {e.code for e in errors} == {pb.UNAVAILABLE}, errors[:3]
+
+
 # ---- CurveZMQ ----------------------------------------------------------------------------
 
 def test_curve_allow_list_and_admin_keys(daemon_factory, tmp_path):
