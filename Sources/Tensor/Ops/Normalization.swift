@@ -21,11 +21,8 @@ extension Tensor {
         Runtime.parallelFor(bn * groups, cost: n * 4) { lo, hi in
             for bg in lo..<hi {
                 let base = bg * n
-                var sum: Float = 0
-                for i in 0..<n { sum += px[base + i] }
-                let mean = sum / Float(max(n, 1))
-                var sq: Float = 0
-                for i in 0..<n { let d = px[base + i] - mean; sq += d * d }
+                let mean = Kernels.sum(px + base, n) / Float(max(n, 1))
+                let sq = Kernels.sumSquaredDeviations(px + base, n, mean: mean)
                 let rstd = 1 / (sq / Float(max(n, 1)) + eps).squareRoot()
                 ps[2 * bg] = mean; ps[2 * bg + 1] = rstd
                 let c0 = (bg % groups) * cg
@@ -50,11 +47,8 @@ extension Tensor {
                     var s1: Float = 0, s2: Float = 0                 // Σ dxhat, Σ dxhat*xhat
                     for ci in 0..<cg {
                         let off = base + ci * l, wc = pw[c0 + ci]
-                        var dw: Float = 0, db: Float = 0
-                        for i in 0..<l {
-                            let xhat = (px[off + i] - mean) * rstd, dy = g[off + i]
-                            dw += dy * xhat; db += dy
-                        }
+                        let (dot, db) = Kernels.dotCenteredAndSum(g + off, px + off, l, mean: mean)
+                        let dw = dot * rstd                          // Σ dy * xhat
                         pp[2 * (b * c + c0 + ci)] = dw; pp[2 * (b * c + c0 + ci) + 1] = db
                         s1 += db * wc; s2 += dw * wc
                     }
@@ -95,11 +89,8 @@ extension Tensor {
         Runtime.parallelFor(rows, cost: d * 4) { lo, hi in
             for r in lo..<hi {
                 let xr = px + r * d, yr = py + r * d
-                var sum: Float = 0
-                for j in 0..<d { sum += xr[j] }
-                let mean = sum / Float(d)
-                var sq: Float = 0
-                for j in 0..<d { let t = xr[j] - mean; sq += t * t }
+                let mean = Kernels.sum(xr, d) / Float(d)
+                let sq = Kernels.sumSquaredDeviations(xr, d, mean: mean)
                 let rstd = 1 / (sq / Float(d) + eps).squareRoot()
                 ps[2 * r] = mean; ps[2 * r + 1] = rstd
                 for j in 0..<d { yr[j] = (xr[j] - mean) * rstd * pw[j] + pb[j] }
@@ -114,11 +105,21 @@ extension Tensor {
                     for r in lo..<hi {
                         let xr = px + r * d, gr = g + r * d, dr = gx + r * d
                         let mean = ps[2 * r], rstd = ps[2 * r + 1]
-                        var s1: Float = 0, s2: Float = 0
-                        for j in 0..<d {
-                            let dxhat = gr[j] * pw[j]
-                            s1 += dxhat; s2 += dxhat * (xr[j] - mean) * rstd
+                        // s1 = Σ dxhat, s2 = Σ dxhat * xhat with dxhat = dy * w (four partial sums each)
+                        var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0
+                        var b0: Float = 0, b1: Float = 0, b2: Float = 0, b3: Float = 0
+                        var j = 0
+                        while j + 4 <= d {
+                            let e0 = gr[j] * pw[j], e1 = gr[j + 1] * pw[j + 1]
+                            let e2 = gr[j + 2] * pw[j + 2], e3 = gr[j + 3] * pw[j + 3]
+                            a0 += e0; a1 += e1; a2 += e2; a3 += e3
+                            b0 += e0 * (xr[j] - mean); b1 += e1 * (xr[j + 1] - mean)
+                            b2 += e2 * (xr[j + 2] - mean); b3 += e3 * (xr[j + 3] - mean)
+                            j += 4
                         }
+                        var s1 = (a0 + a2) + (a1 + a3), s2 = (b0 + b2) + (b1 + b3)
+                        while j < d { let e = gr[j] * pw[j]; s1 += e; s2 += e * (xr[j] - mean); j += 1 }
+                        s2 *= rstd
                         let m1 = s1 / Float(d), m2 = s2 / Float(d)
                         for j in 0..<d {
                             let xhat = (xr[j] - mean) * rstd
