@@ -198,10 +198,7 @@ struct ConvGeometry {
         Runtime.parallelFor(cout, cost: batch * p) { lo, hi in
             for c in lo..<hi {
                 var acc: Float = 0
-                for b in 0..<batch {
-                    let src = go + (b * cout + c) * p
-                    for i in 0..<p { acc += src[i] }
-                }
+                for b in 0..<batch { acc += Kernels.sum(go + (b * cout + c) * p, p) }
                 gb[c] += acc
             }
         }
@@ -281,27 +278,26 @@ struct ConvGeometry {
     }
 
     /// The adjoint of im2col: dxh (B, H, W, Cin) = sum of dCols entries over the windows that
-    /// read each input element. Parallel over images (windows of one image overlap).
+    /// read each input element. Gathers per input row (b, iy), so units write disjoint rows and
+    /// run in parallel even for a single image.
     func col2im(_ dCols: UnsafeMutablePointer<Float>, into dxh: UnsafeMutablePointer<Float>) {
         let (h, w, cin, k, s, pad, ho, wo, kc) = (h, w, cin, k, stride, padding, ho, wo, kc)
-        Runtime.parallelFor(batch, cost: ho * wo * kc) { lo, hi in
-            for b in lo..<hi {
-                let img = dxh + b * h * w * cin
-                img.update(repeating: 0, count: h * w * cin)
-                var src = dCols + b * ho * wo * kc
-                for oy in 0..<ho {
+        Runtime.parallelFor(batch * h, cost: w * cin * k) { lo, hi in
+            for unit in lo..<hi {
+                let b = unit / h, iy = unit % h
+                let row = dxh + unit * w * cin                     // row: (W, Cin)
+                row.update(repeating: 0, count: w * cin)
+                // Output rows oy whose kernel row ky reads iy: oy * s + ky - pad == iy.
+                for ky in 0..<k {
+                    let t = iy + pad - ky
+                    if t < 0 || t % s != 0 || t / s >= ho { continue }
+                    let src = dCols + (b * ho + t / s) * wo * kc + ky * k * cin
                     for ox in 0..<wo {
-                        for ky in 0..<k {
-                            let iy = oy * s + ky - pad
-                            if iy < 0 || iy >= h { src += k * cin; continue }
-                            let x0 = ox * s - pad
-                            let kx0 = Swift.max(0, -x0), kx1 = Swift.min(k, w - x0)
-                            if kx1 > kx0 {
-                                let d = img + (iy * w + x0 + kx0) * cin, sp = src + kx0 * cin
-                                for c in 0..<((kx1 - kx0) * cin) { d[c] += sp[c] }
-                            }
-                            src += k * cin
-                        }
+                        let x0 = ox * s - pad
+                        let kx0 = Swift.max(0, -x0), kx1 = Swift.min(k, w - x0)
+                        if kx1 <= kx0 { continue }
+                        let d = row + (x0 + kx0) * cin, sp = src + ox * kc + kx0 * cin
+                        for c in 0..<((kx1 - kx0) * cin) { d[c] += sp[c] }
                     }
                 }
             }
