@@ -29,7 +29,11 @@ final class AttentionTests: XCTestCase {
             let q = TestData.randn([bn, tq, d], seed: 28)
             let k = TestData.randn([bn, tk, d], seed: 29)
             let v = TestData.randn([bn, tk, d], seed: 30)
+            q.requiresGrad = true  // the training path keeps all probabilities
             let out = Tensor.attention(q: q, k: k, v: v, heads: heads)
+            XCTAssertTrue(out.hasGraph)
+            // The inference path (no gradient recorded) holds one probability plane at a time.
+            let inference = GradMode.withDisabled { Tensor.attention(q: q, k: k, v: v, heads: heads) }
             let ref = try NumPyReference.run("""
             B, Tq, Tk, D, H = \(bn), \(tq), \(tk), \(d), \(heads)
             dh = D // H
@@ -39,8 +43,10 @@ final class AttentionTests: XCTestCase {
             save(np.einsum('bhqk,bkhd->bqhd', p, v).reshape(B, Tq, D))
             """, inputs: ["q": q, "k": k, "v": v])
             let err = NumPyReference.maxAbsDiff(out.array, ref)
-            print("attention B\(bn) Tq\(tq) Tk\(tk) D\(d) heads\(heads) vs NumPy: max abs error \(err)")
+            let errInference = NumPyReference.maxAbsDiff(inference.array, ref)
+            print("attention B\(bn) Tq\(tq) Tk\(tk) D\(d) heads\(heads) vs NumPy: max abs error \(err) (inference path \(errInference))")
             XCTAssertLessThan(err, 1e-4)
+            XCTAssertLessThan(errInference, 1e-4)
         }
     }
 

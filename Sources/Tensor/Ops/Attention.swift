@@ -8,7 +8,9 @@ extension Tensor {
     /// out_h = softmax(Q_h K_hᵀ / sqrt(dh)) V_h; output (B, Tq, D) with heads side by side.
     ///
     /// Runs one sgemm per (batch, head) on strided views (lda = D), so the head split copies
-    /// nothing. Keeps the probabilities P (B, heads, Tq, Tk) for backward.
+    /// nothing. When a gradient will be recorded it keeps the probabilities P
+    /// (B, heads, Tq, Tk) for backward; otherwise (inference) it holds one (Tq, Tk) plane at a time.
+    /// With Tk = 0 the output is zeros.
     public static func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int) -> Tensor {
         precondition(q.rank == 3 && k.rank == 3 && v.rank == 3,
                      "attention: q, k, v must be (B, T, D), got \(q.shape), \(k.shape), \(v.shape)")
@@ -20,10 +22,28 @@ extension Tensor {
         let dh = d / heads
         let scale = 1 / Float(dh).squareRoot()
         let out = Tensor(uninitialized: [bn, tq, d])                  // out: (B, Tq, D)
-        let probs = Tensor(uninitialized: [bn, heads, tq, tk])        // probs: (B, heads, Tq, Tk)
-        let (pq, pk, pv, po, pp) = (q.data, k.data, v.data, out.data, probs.data)
         let plane = tq * tk
-        if tk == 0 { out.data.update(repeating: 0, count: out.count) }
+        if tk == 0 { out.data.update(repeating: 0, count: out.count); return out }
+        let (pq, pk, pv, po) = (q.data, k.data, v.data, out.data)
+        let needsBackward = GradMode.isEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad)
+        if !needsBackward {
+            // Inference: one (Tq, Tk) probability plane at a time instead of all B*heads of them.
+            let p = Scratch.take(plane)
+            defer { Scratch.give(p) }
+            for b in 0..<bn {
+                for h in 0..<heads {
+                    BLAS.sgemm(transA: false, transB: true, m: tq, n: tk, k: dh, alpha: scale,
+                               a: pq + b * tq * d + h * dh, lda: d, b: pk + b * tk * d + h * dh, ldb: d,
+                               beta: 0, c: p.pointer, ldc: tk)
+                    Kernels.softmaxRows(p.pointer, into: p.pointer, rows: tq, cols: tk)
+                    BLAS.sgemm(transA: false, transB: false, m: tq, n: dh, k: tk, a: p.pointer, lda: tk,
+                               b: pv + b * tk * d + h * dh, ldb: d, beta: 0, c: po + b * tq * d + h * dh, ldc: d)
+                }
+            }
+            return out
+        }
+        let probs = Tensor(uninitialized: [bn, heads, tq, tk])        // probs: (B, heads, Tq, Tk)
+        let pp = probs.data
         for b in 0..<bn {
             for h in 0..<heads {
                 // S = Q_h K_hᵀ * scale                                 // S: (Tq, Tk)
