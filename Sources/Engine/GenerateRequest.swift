@@ -33,6 +33,11 @@ public struct GenerateRequest: Sendable, Equatable {
 public struct GenerateProgress: Sendable, Equatable {
     public var step: Int
     public var total: Int
+
+    public init(step: Int, total: Int) {
+        self.step = step
+        self.total = total
+    }
 }
 
 /// A progress closure: return false to cancel the request.
@@ -52,6 +57,20 @@ public struct ImageBatch: Sendable, Equatable {
     public var channels: Int
     public var count: Int
     public var pixels: [UInt8]
+
+    public init(model: String, backend: String, backendVersion: String, revision: String, generation: Int,
+                width: Int, height: Int, channels: Int, count: Int, pixels: [UInt8]) {
+        self.model = model
+        self.backend = backend
+        self.backendVersion = backendVersion
+        self.revision = revision
+        self.generation = generation
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.count = count
+        self.pixels = pixels
+    }
 
     /// Bytes of one image.
     public var imageBytes: Int { width * height * channels }

@@ -83,3 +83,31 @@ final class ServiceTests: XCTestCase {
         done.signal()  // let the teardown's wait pass
     }
 }
+
+final class ServiceClientTests: XCTestCase {
+    func testSwiftClientAgainstAnInProcessService() throws {
+        let dir = try ServiceTestSupport.tempDirectory(self)
+        try FileManager.default.createDirectory(atPath: dir + "/models/tp", withIntermediateDirectories: true)
+        try #"{"backend": "test-pattern", "revision": "sc"}"#.write(toFile: dir + "/models/tp/config.json",
+                                                                   atomically: true, encoding: .utf8)
+        let engine = Engine(configuration: .init(pluginDirectory: ServiceTestSupport.pluginDirectory,
+                                                 modelRepository: dir + "/models"))
+        try engine.load("tp")
+        let service = try Service(engine: engine, configuration: ServiceConfiguration(
+            endpoints: [ServiceEndpoint(url: "tcp://127.0.0.1:*", admin: false)]))
+        let ready = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        Thread { try? service.run { ready.signal() }; done.signal() }.start()
+        ready.wait()
+        defer { service.requestDrain(); done.wait() }
+        let client = try ServiceClient(endpoint: try XCTUnwrap(service.boundEndpoints.first), timeout: .seconds(5))
+        var steps: [Int] = []
+        let remote = try client.generate(GenerateRequest(model: "tp", prompt: "p", seed: 11, count: 2)) { steps.append($0.step) }
+        let local = try engine.generate(GenerateRequest(model: "tp", prompt: "p", seed: 11, count: 2))
+        XCTAssertEqual(remote.pixels, local.pixels)
+        XCTAssertEqual(remote.revision, "sc")
+        XCTAssertEqual(steps, [1, 2, 3, 4])
+        XCTAssertThrowsError(try client.generate(GenerateRequest(model: "missing"))) { error in
+            XCTAssertEqual((error as? EngineError)?.code, .notFound)
+        }
+    }
+}
