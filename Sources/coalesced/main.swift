@@ -20,13 +20,14 @@ struct Serve: ParsableCommand {
         commandName: "serve",
         abstract: "Serve Coalesce image generation over ZeroMQ (ROUTER socket, coalesce.v1 protobuf).",
         discussion: """
-        Loads every model in --models (a directory per model with config.json naming its backend) at
-        start. Load/unload (hot swap) are accepted only on the admin ipc endpoint unless --admin-anywhere.
+        Loads every model in --models (a directory per model with config.json naming its backend) at start. \
+        Load/unload (hot swap) are accepted only on the admin ipc endpoint unless --admin-anywhere.
+
         SIGTERM/SIGINT: stop accepting, finish accepted requests (up to --drain-timeout-s), exit 0.
         """)
 
-    @Option(help: "Model repository: <dir>/<model>/config.json.")
-    var models: String = "models"
+    @Option(help: "Model repository: <dir>/<model>/config.json (default: ./models if present, else <exe>/../share/coalesce/models).")
+    var models: String?
 
     @Option(help: "Backend plugin directory (default: <exe>/../lib/coalesce/backends if present, else the executable's directory).")
     var plugins: String?
@@ -108,6 +109,7 @@ struct Serve: ParsableCommand {
         }
         let logger = Logger(label: "coalesced")
         let pluginDir = plugins ?? Self.defaultPluginDirectory()
+        let models = self.models ?? Self.defaultModelDirectory()
         let engine = Engine(configuration: .init(
             pluginDirectory: pluginDir, modelRepository: models,
             limits: EngineLimits(maxCount: maxCount, maxSteps: maxSteps, maxPromptBytes: maxPromptBytes)))
@@ -155,6 +157,14 @@ struct Serve: ParsableCommand {
                                             "plugins": "\(pluginDir)", "models": "\(models)"])
         }
         withExtendedLifetime(sources) {}
+    }
+
+    /// ./models when it exists, else <exe>/../share/coalesce/models (install layout).
+    static func defaultModelDirectory() -> String {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: "models", isDirectory: &isDir), isDir.boolValue { return "models" }
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        return exe.deletingLastPathComponent().appendingPathComponent("share/coalesce/models").path
     }
 
     /// <exe>/../lib/coalesce/backends when it exists (install layout), else the executable's directory
