@@ -38,4 +38,32 @@ final class EmbeddingTests: XCTestCase {
             }
         }
     }
+
+    /// Against diffusers' get_timestep_embedding(flip_sin_to_cos=True) transcribed to NumPy in
+    /// float32 (torch's arithmetic). Tolerance: max abs error < 2e-4 (float32 rounding of
+    /// t * frequency at t ~ 1000).
+    func testTimestepEmbeddingMatchesDiffusersFormula() throws {
+        let t: [Float] = [0, 1, 5, 37.5, 250, 999]
+        for dim in [32, 33] {
+            let e = Tensor.timestepEmbedding(t, dim: dim)
+            let ref = try NumPyReference.run("""
+            import math
+            t = load('t', (\(t.count),)).astype(np.float32)
+            dim, max_period, shift = \(dim), 10000, 1
+            half = dim // 2
+            exponent = -math.log(max_period) * np.arange(0, half, dtype=np.float32)
+            exponent = (exponent / (half - shift)).astype(np.float32)
+            emb = np.exp(exponent).astype(np.float32)
+            emb = (t[:, None] * emb[None, :]).astype(np.float32)
+            emb = np.concatenate([np.sin(emb), np.cos(emb)], axis=-1)
+            emb = np.concatenate([emb[:, half:], emb[:, :half]], axis=-1)
+            if dim % 2 == 1:
+                emb = np.pad(emb, ((0, 0), (0, 1)))
+            save(emb)
+            """, inputs: ["t": Tensor(t, shape: [t.count])])
+            let err = NumPyReference.maxAbsDiff(e.array, ref)
+            print("timestepEmbedding dim \(dim) vs diffusers formula (NumPy float32): max abs error \(err)")
+            XCTAssertLessThan(err, 2e-4)
+        }
+    }
 }

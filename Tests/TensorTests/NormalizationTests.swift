@@ -12,6 +12,10 @@ final class NormalizationTests: XCTestCase {
         let bs = TestData.randn([4], seed: 13)
         GradCheck.check("groupNorm (B,C,L) G=1", inputs: [s, ws, bs]) { Tensor.groupNorm(s, groups: 1, weight: ws, bias: bs) }
         GradCheck.check("groupNorm (B,C,L) G=C", inputs: [s, ws, bs]) { Tensor.groupNorm(s, groups: 4, weight: ws, bias: bs) }
+        let flat = TestData.randn([3, 8], seed: 34)
+        let wf = TestData.randn([8], seed: 35)
+        let bf = TestData.randn([8], seed: 36)
+        GradCheck.check("groupNorm (B,C) G=2", inputs: [flat, wf, bf]) { Tensor.groupNorm(flat, groups: 2, weight: wf, bias: bf) }
     }
 
     func testLayerNormGradients() {
