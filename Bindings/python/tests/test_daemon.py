@@ -244,6 +244,38 @@ def test_bad_bytes_get_an_error_reply(daemon, name):
         assert len(c.generate("tp").images) == 1
 
 
+def test_fuzzed_messages_each_get_one_final_reply(daemon):
+    """600 random or mutated messages: every one gets exactly one final reply, the daemon stays up."""
+    import random
+    rng = random.Random(1234)
+    seeds = [make_generate(prompt="fuzz", seed=5, count=2).SerializeToString(),
+             pb.Request(id="h", health=pb.HealthRequest()).SerializeToString(),
+             pb.Request(id="c", cancel=pb.CancelRequest(target_id="x")).SerializeToString(),
+             pb.Request(id="l", load_model=pb.LoadModelRequest(name="tp")).SerializeToString()]
+    msgs = []
+    for i in range(600):
+        if i % 3 == 0:
+            msgs.append(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64))))
+        else:
+            m = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                m[rng.randrange(len(m))] = rng.getrandbits(8)
+            msgs.append(bytes(m))
+    with daemon.client() as c:
+        finals = 0
+        for m in msgs:
+            c.send_raw(m)
+            while True:
+                r = c.recv(5)
+                assert r is not None, f"no reply to {m!r}"
+                if r.WhichOneof("kind") != "progress":
+                    finals += 1
+                    break
+        assert finals == len(msgs)
+        assert c.health().live and len(c.generate("tp").images) == 1
+        assert c.metrics().malformed > 100
+
+
 def test_huge_and_multiframe_messages(daemon_factory):
     d = daemon_factory("--max-message-bytes", "65536")
     with d.client() as c:
