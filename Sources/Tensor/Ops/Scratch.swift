@@ -1,6 +1,6 @@
 import Foundation
 
-/// Reusable temporary buffers for ops (im2col columns, transposed copies).
+/// Reusable temporary buffers for ops (im2col columns, transposed copies, attention planes).
 ///
 /// Large allocations come from mmap and go back to the kernel on free, so a fresh 100 MB
 /// buffer per call costs tens of thousands of page faults and the kernel's zeroing of every page;
@@ -15,7 +15,7 @@ enum Scratch {
     }
 
     /// Most bytes kept cached when idle (largest buffers are dropped first beyond this).
-    static let maxCachedBytes = 1 << 30
+    static let maxCachedBytes = 256 << 20
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cached: [Buffer] = []
