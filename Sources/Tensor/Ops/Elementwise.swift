@@ -40,6 +40,9 @@ protocol BinaryFunction {
     func db(_ a: Float, _ b: Float) -> Float
 }
 
+// SiLU, sigmoid and exp use `Kernels.expApprox` (polynomial, relative error ~1.2e-7, vectorises)
+// instead of a libm call per element.
+
 /// An element-wise unary function; `df(x, y)` is the derivative given input x and output y.
 @usableFromInline
 protocol UnaryFunction {
@@ -79,9 +82,9 @@ struct AddScalarFn: UnaryFunction {
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float { 1 }
 }
 struct SiLUFn: UnaryFunction {
-    @inline(__always) func f(_ x: Float) -> Float { x / (1 + expf(-x)) }
+    @inline(__always) func f(_ x: Float) -> Float { x / (1 + Kernels.expApprox(-x)) }
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float {
-        let s = 1 / (1 + expf(-x))
+        let s = 1 / (1 + Kernels.expApprox(-x))
         return s * (1 + x * (1 - s))
     }
 }
@@ -98,7 +101,7 @@ struct ReLUFn: UnaryFunction {
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : 0 }
 }
 struct SigmoidFn: UnaryFunction {
-    @inline(__always) func f(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+    @inline(__always) func f(_ x: Float) -> Float { 1 / (1 + Kernels.expApprox(-x)) }
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float { y * (1 - y) }
 }
 struct TanhFn: UnaryFunction {
@@ -106,7 +109,7 @@ struct TanhFn: UnaryFunction {
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float { 1 - y * y }
 }
 struct ExpFn: UnaryFunction {
-    @inline(__always) func f(_ x: Float) -> Float { expf(x) }
+    @inline(__always) func f(_ x: Float) -> Float { Kernels.expApprox(x) }
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float { y }
 }
 struct SquareFn: UnaryFunction {
