@@ -2,7 +2,7 @@ import Foundation
 import Tensor
 
 /// Configuration of `Classifier`. JSON keys are snake_case (stored in checkpoint metadata under
-/// "config" and beside the weights as config.json).
+/// "config" and beside the weights as classifier.json).
 public struct ClassifierConfig: Codable, Equatable, Sendable {
     /// Side of the square gray input image.
     public var imageSize: Int = 28
@@ -114,10 +114,10 @@ extension Classifier {
         try SafeTensors(tensors: stateDict(), metadata: [SafeTensors.configKey: json]).write(path: path)
     }
 
-    /// The config as pretty-printed, key-sorted JSON (also written as config.json beside weights).
+    /// The config as pretty-printed, key-sorted JSON (also written as classifier.json beside the weights).
     public func configJSON() throws -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(config), as: UTF8.self)
     }
 

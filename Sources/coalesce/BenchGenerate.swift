@@ -57,7 +57,7 @@ struct BenchGenerate: ParsableCommand {
             peakMemoryMiB: peakResidentMiB(), blasCore: BLAS.coreName, threads: Runtime.threads)
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
             print("model \(model), \(steps) steps, batch \(batch), \(latencies.count) timed calls (BLAS \(result.blasCore), \(result.threads) threads)")

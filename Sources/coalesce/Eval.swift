@@ -54,7 +54,7 @@ struct Eval: ParsableCommand {
         }
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(EvalText.render(report))
@@ -98,7 +98,7 @@ enum GeneratorRegistration {
         CoalescerGenerator.register()
         let known = Set(GeneratorRegistry.names)
         let repository = ModelRepository(root: modelsDirectory)
-        for name in repository.modelNames() where !known.contains(name) {
+        for name in repository.modelNames() where !known.contains(name) && (try? repository.config(for: name)) != nil {
             GeneratorRegistry.register(name) { context in
                 try EngineGenerator(model: name, modelsDirectory: context.modelsDirectory)
             }

@@ -11,7 +11,7 @@ struct TrainClassifier: ParsableCommand {
         commandName: "classifier",
         abstract: "Train the Fashion-MNIST domain classifier used by `coalesce eval` (FID features, class accuracy).")
 
-    @Option(help: "Output directory (model.safetensors, config.json, training.json).") var out = "models/classifier"
+    @Option(help: "Output directory (model.safetensors, classifier.json, training.json).") var out = "models/classifier"
     @Option(help: "Epochs over the training set.") var epochs = 8
     @Option(help: "Batch size.") var batchSize = 64
     @Option(help: "Peak learning rate (AdamW, warmup then cosine decay).") var lr: Float = 2e-3
@@ -44,13 +44,14 @@ struct TrainClassifier: ParsableCommand {
 
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         try classifier.save(path: out + "/model.safetensors")
-        try (classifier.configJSON() + "\n").write(toFile: out + "/config.json", atomically: true, encoding: .utf8)
+        // Not "config.json": that name marks an Engine-served model in the models directory.
+        try (classifier.configJSON() + "\n").write(toFile: out + "/classifier.json", atomically: true, encoding: .utf8)
         let record = TrainingRecord(command: (["coalesce"] + CommandLine.arguments.dropFirst()).joined(separator: " "), training: config,
                                     testAccuracy: accuracy, testImages: test.count,
                                     epochTestAccuracy: result.epochTestAccuracy, epochLoss: result.epochLosses,
                                     seconds: result.seconds, blasCore: BLAS.coreName, threads: Runtime.threads)
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try (String(decoding: try encoder.encode(record), as: UTF8.self) + "\n")
             .write(toFile: out + "/training.json", atomically: true, encoding: .utf8)
         print(String(format: "test accuracy %.2f%% on %d images; %.0f s; wrote %@/model.safetensors",
