@@ -507,7 +507,7 @@ def test_sigterm_under_load_loses_no_accepted_request(daemon_factory):
 
 
 def test_draining_daemon_refuses_new_work(daemon_factory):
-    d = daemon_factory("--workers", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 50}})
+    d = daemon_factory("--workers", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 100}})
     with d.client() as c:
         first = c.send(make_generate("slow"))
         time.sleep(0.05)
