@@ -17,9 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 PY=${PYTHON:-python3}
 pymissing=()
-for m in numpy:numpy safetensors:safetensors zmq:pyzmq google.protobuf:protobuf pytest:pytest; do
+for m in numpy:numpy safetensors:safetensors zmq:pyzmq pytest:pytest; do
     "$PY" -c "import ${m%%:*}" 2>/dev/null || pymissing+=("${m#*:}")
 done
+# The committed coalesce_pb2.py was generated for the protobuf 7.35+ runtime.
+"$PY" -c "import google.protobuf as p, sys; sys.exit(0 if tuple(map(int, p.__version__.split('.')[:2])) >= (7, 35) else 1)" \
+    2>/dev/null || pymissing+=("protobuf>=7.35")
 if [ ${#pymissing[@]} -gt 0 ]; then
     echo "install-deps: installing Python packages: ${pymissing[*]}"
     "$PY" -m pip install -q "${pymissing[@]}"
