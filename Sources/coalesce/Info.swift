@@ -1,10 +1,13 @@
 import ArgumentParser
 import Foundation
+import Engine
 import Tensor
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print versions, the BLAS core and threads, CPU features and the models found.")
+
+    @Option(help: "Models directory to list.") var modelsDir = "models"
 
     func run() throws {
         let loadError = BLAS.load()
@@ -15,6 +18,17 @@ struct Info: ParsableCommand {
         print("blas config:    \(BLAS.config)")
         print("compute threads: \(Runtime.threads)")
         if let loadError { print("warning: OpenBLAS not loaded, using slow fallback: \(loadError)") }
+        let repo = ModelRepository(root: modelsDir)
+        let names = repo.modelNames()
+        print("models in \(modelsDir): \(names.isEmpty ? "none" : "")")
+        for name in names {
+            do {
+                let config = try repo.config(for: name)
+                print("  \(name)  (backend: \(config.backend))")
+            } catch {
+                print("  \(name)  (unreadable: \(error))")
+            }
+        }
     }
 }
 
