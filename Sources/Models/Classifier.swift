@@ -52,7 +52,10 @@ public struct ClassifierConfig: Codable, Equatable, Sendable {
 /// A small CNN for 28x28 gray images (the "domain classifier" of our FID, in the spirit of the
 /// Fréchet LeNet distance): 3x3 convolutions with ReLU, strided ones downsampling, then
 /// flatten -> linear (featureDim) -> ReLU -> linear (classes).
-/// `features` is the penultimate layer after its ReLU; `logits` the class scores.
+/// `features` is the penultimate layer *before* its ReLU; `logits` the class scores. Measured: with
+/// the post-ReLU features, uniform-noise images all land inside the real k-NN manifold
+/// (precision 1.0, density 1.27 at 1000 images); before the ReLU, 0.44 and 0.17, because the
+/// negative evidence the ReLU discards is what tells noise from clothes.
 ///
 /// Checkpoint keys: `convs.<i>.weight|bias`, `fc1.weight|bias`, `fc2.weight|bias`.
 public final class Classifier: Layer {
@@ -79,21 +82,21 @@ public final class Classifier: Layer {
         nest("convs", convs) + nest("fc1", fc1) + nest("fc2", fc2)
     }
 
-    /// Penultimate features: x (B, 1, S, S) with values in [0, 1] -> (B, featureDim).
+    /// Penultimate features (pre-ReLU): x (B, 1, S, S) with values in [0, 1] -> (B, featureDim).
     public func features(_ x: Tensor) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == 1 && x.shape[2] == config.imageSize && x.shape[3] == config.imageSize,
                      "Classifier: input must be (B, 1, \(config.imageSize), \(config.imageSize)), got \(x.shape)")
         var h = x.adding(-config.inputMean).scaled(1 / config.inputStd)  // h: (B, 1, S, S)
         for conv in convs { h = conv(h).relu() }                          // h: (B, C, S', S')
         h = h.reshaped([x.shape[0], config.flatDim])                       // h: (B, flatDim)
-        return fc1(h).relu()                                                // (B, featureDim)
+        return fc1(h)                                                        // (B, featureDim)
     }
 
-    /// Class scores from features (B, featureDim) -> (B, classes).
-    public func logits(fromFeatures f: Tensor) -> Tensor { fc2(f) }
+    /// Class scores from (pre-ReLU) features (B, featureDim) -> (B, classes).
+    public func logits(fromFeatures f: Tensor) -> Tensor { fc2(f.relu()) }
 
     /// Class scores: x (B, 1, S, S) in [0, 1] -> (B, classes).
-    public func logits(_ x: Tensor) -> Tensor { fc2(features(x)) }
+    public func logits(_ x: Tensor) -> Tensor { fc2(features(x).relu()) }
 
     /// 8-bit images (`count` of them, S*S each, row-major) as a (count, 1, S, S) tensor in [0, 1].
     public static func inputTensor(pixels: [UInt8], count: Int, side: Int = 28) -> Tensor {

@@ -69,12 +69,12 @@ enum EvalText {
                             r.model, r.settings.steps, r.settings.count, r.settings.seed,
                             r.classifierTestAccuracy * 100, r.testImages)]
         lines.append(String(format: "generation: %.2f s in the generator, %.1f images/s", r.generationSeconds, r.imagesPerSecond))
-        lines.append("                    FID     class acc  precision  recall  near-copies px / feat (test)  NN dist px / feat (test)")
+        lines.append("                    FID     class acc  precision  recall  density  coverage  near-copies px / feat (test)  NN dist px / feat (test)")
         func row(_ name: String, _ s: SetScores) -> String {
             let m = s.memorisation
             let label = name.count >= 16 ? name : name + String(repeating: " ", count: 16 - name.count)
-            return label + String(format: " %8.2f  %8.1f%%  %8.3f  %7.3f  %5.1f%% / %5.1f%% (%.1f%%/%.1f%%)      %.2f / %.2f (%.2f / %.2f)",
-                          s.fid, s.classAccuracy * 100, s.precision, s.recall,
+            return label + String(format: " %8.2f  %8.1f%%  %8.3f  %7.3f  %7.3f  %8.3f  %5.1f%% / %5.1f%% (%.1f%%/%.1f%%)      %.2f / %.2f (%.2f / %.2f)",
+                          s.fid, s.classAccuracy * 100, s.precision, s.recall, s.density, s.coverage,
                           m.pixels.nearCopyFraction * 100, m.features.nearCopyFraction * 100,
                           m.pixels.testNearCopyFraction * 100, m.features.testNearCopyFraction * 100,
                           m.pixels.generatedMedian, m.features.generatedMedian,

@@ -61,6 +61,17 @@ public enum CoalescerPipeline {
             var teOpt = o.textEncoder; teOpt.seed = o.seed &+ 20; teOpt.progress = o.progress
             let teReport = try TextEncoderTrainer.train(textEnc, options: teOpt)
             say(teReport.description)
+            // Checkpoint the two encoders at once (net untrained), so `--reuse` can start from here.
+            try FileManager.default.createDirectory(atPath: o.outputDirectory, withIntermediateDirectories: true)
+            var stageConfig = CoalescerConfig()
+            stageConfig.autoencoder = ae.config; stageConfig.textEncoder = textEnc.config
+            stageConfig.net.descDim = textEnc.config.dim; stageConfig.net.latentDim = o.pcaDim
+            var srng = RandomGenerator(seed: 0)
+            let stage = try CoalescerModel(config: stageConfig, autoencoder: ae, textEncoder: textEnc,
+                                           projection: LatentProjection(dim: o.pcaDim, latentDim: ae.config.latentDim),
+                                           net: try CoalescerNet(config: stageConfig.net, rng: &srng))
+            try stage.save(path: o.outputDirectory + "/encoders.safetensors")
+            say("wrote \(o.outputDirectory)/encoders.safetensors (autoencoder + text encoder, for --reuse)")
         }
 
         // 3. Latents, whitened PCA.

@@ -43,12 +43,16 @@ public struct SetScores: Codable, Equatable, Sendable {
     public var fid: Double
     /// Fraction of images the classifier assigns to the requested class.
     public var classAccuracy: Double
+    /// Kynkäänniemi et al. precision and recall (k-NN manifolds in classifier feature space).
     public var precision: Double
     public var recall: Double
+    /// Naeem et al. density and coverage (outlier-robust companions of precision and recall).
+    public var density: Double
+    public var coverage: Double
     public var memorisation: MemorisationReport
 
     enum CodingKeys: String, CodingKey {
-        case count, fid, classAccuracy = "class_accuracy", precision, recall, memorisation
+        case count, fid, classAccuracy = "class_accuracy", precision, recall, density, coverage, memorisation
     }
 }
 
@@ -205,7 +209,8 @@ public final class Evaluator {
         let memo = ref.memorisation.report(generatedPixels: FeatureMatrix(pixels: pixels, count: count),
                                            generatedFeatures: features, percentile: settings.percentile)
         return SetScores(count: count, fid: fid, classAccuracy: Double(agree) / Double(max(1, count)),
-                         precision: pr.precision, recall: pr.recall, memorisation: memo)
+                         precision: pr.precision, recall: pr.recall, density: pr.density, coverage: pr.coverage,
+                         memorisation: memo)
     }
 
     /// Generates with `generator` and scores the images; with `withReference`, also scores real

@@ -55,6 +55,9 @@ public struct FeatureExtractor {
 }
 
 extension FeatureExtractor {
+    /// Part of the cache key: change it whenever what `Classifier.features` computes changes.
+    static let cacheVersion = "features-v2-pre-relu-fc1"
+
     /// Like `extract`, but keeps the result in a file under `directory` (default: the system
     /// temporary directory, `coalesce-features/`) keyed by a hash of the classifier's weights and
     /// of the pixels, so the 70000 Fashion-MNIST images are run through the classifier once per
@@ -62,6 +65,7 @@ extension FeatureExtractor {
     public func extractCached(pixels: [UInt8], count: Int, directory: String? = nil) throws -> ClassifierOutputs {
         let dir = directory ?? (NSTemporaryDirectory() + "/coalesce-features")
         var h = FNV1a()
+        h.add(bytes: Array(FeatureExtractor.cacheVersion.utf8))
         for p in classifier.parameters { h.add(floats: p.data, count: p.count) }
         h.add(bytes: pixels)
         let path = dir + "/" + String(h.value, radix: 16) + "-\(count).bin"
