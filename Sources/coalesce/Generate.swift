@@ -18,6 +18,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Output directory for one PNG per image.") var out = "generated"
     @Option(help: "Also write all images as one grid PNG here.") var grid: String?
     @Option(help: "Models directory.") var modelsDir = "models"
+    @Option(help: "Instead of --prompt: write one grid PNG here with a row of --count images per class prompt (seed + 1000 * class).") var classGrid: String?
 
     func run() throws {
         _ = BLAS.load()
@@ -30,6 +31,18 @@ struct Generate: ParsableCommand {
         guard count >= 1, count <= 100_000 else { throw ValidationError("--count must be 1...100000") }
         let gen = try CoalescerGenerator(modelsDirectory: modelsDir)
         let side = gen.imageSide
+        if let classGrid {
+            var rows: [GrayImage] = []
+            for c in 0..<Captions.classPhrases.count {
+                let b = try CoalescerSampler(model: gen.model).generate(prompt: Captions.prompt(forClass: c),
+                                                                        seed: seed &+ UInt64(1000 * c), count: count, steps: stepMode)
+                let px = CoalescerGenerator.bytes(b.pixels)
+                rows += (0..<count).map { GrayImage(width: side, height: side, pixels: Array(px[($0 * side * side)..<(($0 + 1) * side * side)])) }
+            }
+            try PNG.write(ImageGrid.make(rows, columns: count, scale: 2), to: classGrid)
+            print("wrote \(classGrid): \(Captions.classPhrases.count) class prompts x \(count) images, steps \(steps), seed \(seed)")
+            return
+        }
         let t0 = Date()
         let batch = try CoalescerSampler(model: gen.model).generate(prompt: prompt, seed: seed, count: count, steps: stepMode)
         let seconds = Date().timeIntervalSince(t0)

@@ -36,6 +36,7 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "Samples per class for the latent probe after training (0 = skip).") var probePerClass = 100
 
     func run() throws {
+        setvbuf(stdout, nil, _IOLBF, 0)  // report lines reach a redirected log as they happen
         _ = BLAS.load()
         var o = CoalescerPipelineOptions()
         o.outputDirectory = out

@@ -1,4 +1,5 @@
 import Foundation
+import ImageIO
 import Models
 import Tensor
 
@@ -26,9 +27,13 @@ public final class CoalescerGenerator: Generator {
         self.init(model: try CoalescerModel.load(path: path))
     }
 
-    /// Adds "coalescer" to `GeneratorRegistry`.
+    /// Adds "coalescer" and the diagnostic "coalescer-ceiling" to `GeneratorRegistry`.
     public static func register() {
         GeneratorRegistry.register(registryName) { try CoalescerGenerator(modelsDirectory: $0.modelsDirectory) }
+        GeneratorRegistry.register(CoalescerCeilingGenerator.registryName) { ctx in
+            try CoalescerCeilingGenerator(model: CoalescerGenerator(modelsDirectory: ctx.modelsDirectory).model,
+                                          train: ctx.trainingData())
+        }
     }
 
     /// `steps` <= 0 means `--steps auto`.
@@ -42,5 +47,42 @@ public final class CoalescerGenerator: Generator {
     /// [0, 1] floats -> bytes (rounded, clamped).
     public static func bytes(_ pixels: [Float]) -> [UInt8] {
         pixels.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+    }
+}
+
+/// Diagnostic: what a perfect coalescer (one that lands exactly on training items) would score.
+/// Returns random training images of the prompt's class passed through the autoencoder and the
+/// whitened PCA the net runs in (encode, project, unproject, decode); `steps` is ignored.
+public final class CoalescerCeilingGenerator: Generator {
+    public static let registryName = "coalescer-ceiling"
+    public let name = CoalescerCeilingGenerator.registryName
+    public let imageSide: Int
+    let model: CoalescerModel
+    let train: LabeledImages
+    let byClass: [[Int]]
+
+    public init(model: CoalescerModel, train: LabeledImages) throws {
+        self.model = model
+        self.train = train
+        self.imageSide = model.config.autoencoder.imageSize
+        var b = [[Int]](repeating: [], count: 10)
+        for (i, l) in train.labels.enumerated() where l < 10 { b[l].append(i) }
+        byClass = b
+    }
+
+    public func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
+        var rng = RandomGenerator(seed: seed)
+        let c = EvaluationPrompts.classIndex(of: prompt)
+        let n = imageSide * imageSide
+        var px: [Float] = []
+        for _ in 0..<count {
+            let pool = c.map { byClass[$0] } ?? Array(0..<train.count)
+            let i = pool[rng.nextInt(below: pool.count)]
+            px += train.pixels[(i * n)..<((i + 1) * n)].map { Float($0) / 255 }
+        }
+        let out = try GradMode.withDisabled {
+            try model.decode(model.latentCoordinates(Tensor(px, shape: [count, n]))).array
+        }
+        return CoalescerGenerator.bytes(out)
     }
 }
