@@ -26,9 +26,17 @@ test-swift: deps
 
 test: test-swift test-c test-python test-leaks test-daemon
 
-demo: build
+# The main job on the bundled models: BLAS core and models found, then images from the bundled
+# coalescer (one row per class, 2 network evaluations each) and one prompt's images as PNGs.
+DEMO_OUT ?= out/demo
+demo: deps
+	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
 	$(BUILD)/coalesce info
-	$(BUILD)/coalesce bench ops --quick
+	mkdir -p $(DEMO_OUT)
+	$(BUILD)/coalesce generate --model coalescer --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes.png
+	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --steps 2 --seed 1 --count 16 \
+	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
+	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes) and $(DEMO_OUT)/ankle-boot.png"
 
 # Retrain the committed coalescer weights from scratch (recorded seeds; see models/README.md).
 models: deps
