@@ -10,7 +10,7 @@ BIN="${COALESCE_BIN:-.build/release/coalesce}"
 mkdir -p "$ROOT"
 run() {  # name, extra flags...
     local name="$1"; shift
-    "$BIN" train coalescer --reuse "$BASE" --out "$ROOT/$name" --steps "$STEPS" --probe-per-class 50 --seed 1 "$@" \
+    "$BIN" train coalescer --reuse "$BASE" --out "$ROOT/$name" --steps "$STEPS" --probe-per-class 50 --seed 1 ${ABL_ARGS:-} "$@" \
         > "$ROOT/$name.log" 2>&1
     local r="$ROOT/$name/training-report.txt"
     local ds p loss match distinct p1 p2
@@ -32,4 +32,4 @@ run p-1 --p 1
 run p-2 --p 2
 run balanced-cap2 --hub-cap 2
 run self-start-0.5 --self-start-fraction 0.5
-run pca-16 --pca-dim 16
+

@@ -19,7 +19,8 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "Autoencoder channels (three, comma-separated).") var aeChannels = "16,32,48"
     @Option(help: "Autoencoder batch size.") var aeBatchSize = 64
     @Option(help: "Text encoder steps.") var textSteps = 600
-    @Option(help: "Dimension of the whitened PCA space the search and the net run in (the latent has 196).") var pcaDim = 24
+    @Option(help: "Dimension of the whitened PCA space the search and the net run in (the latent has 196).") var pcaDim = 48
+    @Option(help: "Search in only the first N of the PCA coordinates (default: all); the net still moves in all.") var searchDim: Int?
     @Option(help: "Coalescer net training steps.") var steps = 6000
     @Option(help: "Coalescer batch size.") var batchSize = 256
     @Option(help: "Peak learning rate of the coalescer net.") var lr: Float = 1e-3
@@ -50,6 +51,7 @@ struct TrainCoalescer: ParsableCommand {
         o.autoencoderConfig.channels = ch
         o.textEncoder.steps = textSteps
         o.pcaDim = pcaDim
+        o.searchDim = searchDim
         o.coalescer.steps = steps
         o.coalescer.batchSize = batchSize
         o.coalescer.learningRate = lr

@@ -13,7 +13,9 @@ public struct CoalescerPipelineOptions: Sendable {
     /// Use only the first this-many training images (tests); nil = all.
     public var trainLimit: Int? = nil
     public var seed: UInt64 = 1
-    public var pcaDim = 24
+    public var pcaDim = 48
+    /// Search in the first this-many whitened coordinates (nil = all pcaDim).
+    public var searchDim: Int? = nil
     public var autoencoder = AutoencoderTrainingOptions()
     public var autoencoderConfig = AutoencoderConfig()
     public var textEncoder = TextEncoderTrainingOptions()
@@ -119,9 +121,11 @@ public enum CoalescerPipeline {
             }
             return (desc, classCaps, textEnc.embed([""]).array)
         }
-        let data = CoalescerData(points: points, labels: train.labels, descriptions: descriptions,
+        var data = CoalescerData(points: points, labels: train.labels, descriptions: descriptions,
                                  classDescriptions: classDescriptions, unconditional: uncond,
                                  dim: o.pcaDim, descDim: dd)
+        data.searchDim = min(o.pcaDim, max(1, o.searchDim ?? o.pcaDim))
+        say("the net moves in \(o.pcaDim) whitened PCA coordinates; the search uses the first \(data.searchDim)")
 
         // 5. desc_scale from the measured spreads, then the net.
         let makeIndex: (Int) throws -> VectorIndex = { try FaissIndex(dimension: $0, description: o.coalescer.index) }
@@ -134,7 +138,7 @@ public enum CoalescerPipeline {
         let net = try CoalescerNet(config: netConfig, rng: &nrng)
         var copt = o.coalescer; copt.seed = o.seed &+ 50; copt.progress = o.progress
         let trainer = try CoalescerTrainer(data: data, options: copt, descScale: descScale, makeIndex: makeIndex)
-        say(String(format: "index '%@' over %d keys of dimension %d built in %.3fs", o.coalescer.index, data.count, dd + o.pcaDim, trainer.indexBuildSeconds))
+        say(String(format: "index '%@' over %d keys of dimension %d built in %.3fs", o.coalescer.index, data.count, dd + data.searchDim, trainer.indexBuildSeconds))
         let report = try trainer.train(net)
         say(report.description)
 

@@ -52,13 +52,23 @@ public struct CoalescerData {
     public var unconditional: [Float]
     public var dim: Int
     public var descDim: Int
+    /// The search runs in the first `searchDim` coordinates (<= dim); the net moves in all `dim`.
+    public var searchDim: Int
     public var count: Int { labels.count }
+
+    /// The points truncated to the search coordinates, (N, searchDim).
+    public var searchPoints: [Float] {
+        if searchDim == dim { return points }
+        var out = [Float](repeating: 0, count: count * searchDim)
+        for i in 0..<count { for j in 0..<searchDim { out[i * searchDim + j] = points[i * dim + j] } }
+        return out
+    }
 
     public init(points: [Float], labels: [Int], descriptions: [Float], classDescriptions: [[[Float]]],
                 unconditional: [Float], dim: Int, descDim: Int) {
         self.points = points; self.labels = labels; self.descriptions = descriptions
         self.classDescriptions = classDescriptions; self.unconditional = unconditional
-        self.dim = dim; self.descDim = descDim
+        self.dim = dim; self.descDim = descDim; self.searchDim = dim
     }
 
     /// Item indices per class.
@@ -68,13 +78,14 @@ public struct CoalescerData {
         return out
     }
 
-    /// Keys concat(s * DE_i, y_i), (N, descDim + k).
+    /// Keys concat(s * DE_i, y_i[0..<searchDim]), (N, descDim + searchDim).
     public func keys(descScale s: Float) -> [Float] {
-        var out = [Float](repeating: 0, count: count * (descDim + dim))
+        let w = descDim + searchDim
+        var out = [Float](repeating: 0, count: count * w)
         for i in 0..<count {
-            let o = i * (descDim + dim)
+            let o = i * w
             for j in 0..<descDim { out[o + j] = s * descriptions[i * descDim + j] }
-            for j in 0..<dim { out[o + descDim + j] = points[i * dim + j] }
+            for j in 0..<searchDim { out[o + descDim + j] = points[i * dim + j] }
         }
         return out
     }
@@ -159,10 +170,10 @@ public final class CoalescerTrainer {
         self.options = options
         self.descScale = descScale
         let t0 = Date()
-        keyIndex = try makeIndex(data.descDim + data.dim)
+        keyIndex = try makeIndex(data.descDim + data.searchDim)
         try keyIndex.add(data.keys(descScale: descScale))
-        imageIndex = try makeIndex(data.dim)
-        try imageIndex.add(data.points)
+        imageIndex = try makeIndex(data.searchDim)
+        try imageIndex.add(data.searchPoints)
         indexBuildSeconds = Date().timeIntervalSince(t0)
     }
 
@@ -170,15 +181,16 @@ public final class CoalescerTrainer {
     public static func measureSpreads(data: CoalescerData, samples: Int = 512, seed: UInt64 = 99,
                                       makeIndex: (Int) throws -> VectorIndex) throws -> CoalescerSpreads {
         var rng = RandomGenerator(seed: seed)
-        let k = data.dim
+        let k = data.searchDim
+        let sp = data.searchPoints
         let all = try makeIndex(k)
-        try all.add(data.points)
+        try all.add(sp)
         let byClass = data.itemsByClass
         var perClass: [VectorIndex] = []
         for items in byClass {
             let idx = try makeIndex(k)
             var pts: [Float] = []
-            for i in items { pts.append(contentsOf: data.points[(i * k)..<((i + 1) * k)]) }
+            for i in items { pts.append(contentsOf: sp[(i * k)..<((i + 1) * k)]) }
             try idx.add(pts)
             perClass.append(idx)
         }
@@ -289,8 +301,9 @@ public final class CoalescerTrainer {
                     }
                 }
             }
+            let ks = data.searchDim
             for b in 0..<bs {
-                let row = Array(UnsafeBufferPointer(start: r.data + b * k, count: k))
+                let row = Array(UnsafeBufferPointer(start: r.data + b * k, count: ks))
                 if requested[b] < 0 {
                     uncondRows.append(b); uncondQ.append(contentsOf: row)
                 } else {
