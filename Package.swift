@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Models", "ImageIO", "CFaissShim"]),
         .target(name: "Engine", dependencies: ["CCoalesceABI", "ImageIO",
                                                .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Service", dependencies: ["Engine", "CZMQ", "CCoalesceProto",
+        .target(name: "Service", dependencies: ["Engine", "ImageIO", "CZMQ", "CCoalesceProto",
                                                 .product(name: "Logging", package: "swift-log")]),
 
         // ---- Faces -------------------------------------------------------------------------

@@ -38,8 +38,8 @@ final class CEngine: @unchecked Sendable {
     let pluginDirectory: String
     let modelsDirectory: String
     let messages = MessageTable()
-    private let lock = CLock()        // guards slots
-    private let loadLock = CLock()    // serialises load/unload on this engine
+    private let lock = Lock()        // guards slots
+    private let loadLock = Lock()    // serialises load/unload on this engine
     private var slots: [String: ModelSlot] = [:]
     private let logger: Logger
 
@@ -140,7 +140,7 @@ final class CEngine: @unchecked Sendable {
 /// per plugin file, never closed, keeps the code mapped; it also stops the plugin's constructors
 /// from running again (and leaking) on every reload.
 enum PluginPins {
-    private static let lock = CLock()
+    private static let lock = Lock()
     nonisolated(unsafe) private static var pinned: Set<String> = []
 
     /// Pins the plugin that serves `<root>/<inner>` (its config names the backend). Best effort:

@@ -1,6 +1,7 @@
 // ErrorStore: the storage behind cz_engine_errmsg. One message per (engine, thread), so that
 // concurrent calls on one engine never overwrite each other's message, plus one thread-local
 // message for calls that have no engine (cz_engine_create, cz_image_write_png, NULL engine).
+import Engine
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -41,7 +42,7 @@ func threadMessage() -> UnsafePointer<CChar> {
 
 /// Messages of one engine, keyed by the calling thread.
 final class MessageTable: @unchecked Sendable {
-    private let lock = CLock()
+    private let lock = Lock()
     private var byThread: [UInt: UnsafeMutablePointer<CChar>] = [:]
 
     private static var currentThread: UInt {
@@ -73,29 +74,5 @@ final class MessageTable: @unchecked Sendable {
 
     deinit {
         for (_, p) in byThread { free(p) }
-    }
-}
-
-/// A pthread mutex (the Engine module's Lock is internal to it).
-final class CLock: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-    init() {
-        mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deinitialize(count: 1)
-        mutex.deallocate()
-    }
-
-    @discardableResult
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body()
     }
 }

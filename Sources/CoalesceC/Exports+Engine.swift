@@ -11,7 +11,7 @@ import Darwin
 private let maxPathBytes = 4096
 
 /// Applies the `threads` option once per process (see cz_engine_options.threads).
-private let threadsLock = CLock()
+private let threadsLock = Lock()
 
 @_cdecl("cz_engine_default_options")
 public func czEngineDefaultOptions() -> cz_engine_options {

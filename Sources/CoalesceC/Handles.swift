@@ -5,9 +5,11 @@
 // double free, a batch passed as an engine) is answered with CZ_INVALID_ARGUMENT instead of a
 // crash. The check costs one mutex and one hash lookup per call.
 
+import Engine
+
 /// The set of live handle addresses, by kind.
 final class HandleRegistry<T: AnyObject>: @unchecked Sendable {
-    private let lock = CLock()
+    private let lock = Lock()
     private var live: Set<UInt> = []
 
     /// Retains `object` and returns its opaque address, recorded as live.

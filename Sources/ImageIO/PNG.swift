@@ -12,25 +12,42 @@ import CPNG
 /// Fashion-MNIST-style images). 16-bit samples are reduced to 8 bits the simplified API's way:
 /// without a gAMA/sRGB chunk it takes them as *linear* light and encodes them to sRGB, so black and
 /// white stay 0 and 255 but 16-bit mid-gray 0x8000 becomes about 186, not 128.
-/// Writing always produces an 8-bit gray PNG, which reads back unchanged.
+/// Writing a `GrayImage` produces an 8-bit gray PNG, which reads back unchanged; raw pixels with
+/// 1-4 channels can be encoded too (the daemon's PNG replies).
 public enum PNG {
     /// Encodes `image` as an 8-bit grayscale PNG in memory.
     public static func encode(_ image: GrayImage) throws -> [UInt8] {
         try image.validate()
-        var png = makeImage(width: image.width, height: image.height)
+        return try encode(pixels: image.pixels[...], width: image.width, height: image.height, channels: 1)
+    }
+
+    /// Encodes 8-bit pixels (row-major, `channels` interleaved: 1 gray, 2 gray+alpha, 3 RGB,
+    /// 4 RGBA) as a PNG in memory. Throws `ImageIOError.invalidImage` if the sizes do not match.
+    public static func encode(pixels: ArraySlice<UInt8>, width: Int, height: Int, channels: Int) throws -> [UInt8] {
+        let (alpha, color) = (UInt32(PNG_FORMAT_FLAG_ALPHA), UInt32(PNG_FORMAT_FLAG_COLOR))
+        let formats: [Int: UInt32] = [1: 0, 2: alpha, 3: color, 4: color | alpha]  // GRAY, GA, RGB, RGBA
+        guard let format = formats[channels] else {
+            throw ImageIOError.invalidImage("PNG encode: \(channels) channels (1 to 4 supported)")
+        }
+        guard width > 0, height > 0, width <= GrayImage.maxSide, height <= GrayImage.maxSide,
+              pixels.count == width * height * channels else {
+            throw ImageIOError.invalidImage(
+                "PNG encode: \(pixels.count) bytes for \(width)x\(height)x\(channels)")
+        }
+        let stride = Int32(width * channels)
+        var png = makeImage(width: width, height: height, format: format)
         var size: png_alloc_size_t = 0
         // First pass: ask for the size (memory == NULL).
-        let sized = image.pixels.withUnsafeBytes { px in
-            png_image_write_to_memory(&png, nil, &size, 0, px.baseAddress, Int32(image.width), nil)
+        let sized = pixels.withUnsafeBytes { px in
+            png_image_write_to_memory(&png, nil, &size, 0, px.baseAddress, stride, nil)
         }
         guard sized != 0, size > 0 else { throw ImageIOError.png(message(of: &png, call: "png_image_write_to_memory")) }
         var out = [UInt8](repeating: 0, count: Int(size))
-        var png2 = makeImage(width: image.width, height: image.height)
+        var png2 = makeImage(width: width, height: height, format: format)
         var written = size
         let ok = out.withUnsafeMutableBytes { mem in
-            image.pixels.withUnsafeBytes { px in
-                png_image_write_to_memory(&png2, mem.baseAddress, &written, 0, px.baseAddress,
-                                          Int32(image.width), nil)
+            pixels.withUnsafeBytes { px in
+                png_image_write_to_memory(&png2, mem.baseAddress, &written, 0, px.baseAddress, stride, nil)
             }
         }
         guard ok != 0 else { throw ImageIOError.png(message(of: &png2, call: "png_image_write_to_memory")) }
@@ -87,12 +104,12 @@ public enum PNG {
 
     // MARK: Helpers
 
-    private static func makeImage(width: Int, height: Int) -> png_image {
+    private static func makeImage(width: Int, height: Int, format: UInt32 = 0) -> png_image {
         var png = png_image()
         png.version = png_uint_32(PNG_IMAGE_VERSION)
         png.width = png_uint_32(width)
         png.height = png_uint_32(height)
-        png.format = png_uint_32(PNG_FORMAT_GRAY)
+        png.format = png_uint_32(format)  // 0 = PNG_FORMAT_GRAY
         return png
     }
 

@@ -1,6 +1,7 @@
 // Outbox: replies produced on worker threads, handed to the I/O thread (the only one that
 // touches ZeroMQ sockets), which is woken through an eventfd it polls.
 #if canImport(Glibc)
+import Engine
 import Glibc
 #endif
 

@@ -1,6 +1,7 @@
 // Scheduler: the bounded queue of generate jobs, the dynamic batcher and the worker threads.
 import Engine
 import Foundation
+import ImageIO
 import Logging
 
 /// Holds accepted jobs until a worker takes them, groups jobs for the same model into one
@@ -187,11 +188,17 @@ final class Scheduler: @unchecked Sendable {
             case .success(let images):
                 var encoded: [[UInt8]] = []
                 encoded.reserveCapacity(images.count)
-                for i in 0..<images.count {
-                    encoded.append(job.op.format == .png
-                        ? PNGEncoder.encode(pixels: images.image(i), width: images.width, height: images.height,
-                                            channels: images.channels)
-                        : Array(images.image(i)))
+                do {
+                    for i in 0..<images.count {
+                        encoded.append(job.op.format == .png
+                            ? try PNG.encode(pixels: images.image(i), width: images.width, height: images.height,
+                                             channels: images.channels)
+                            : Array(images.image(i)))
+                    }
+                } catch {
+                    finish(job, outcome: .internal, images: 0)
+                    send(job.route, job.id, .error(.internal, "PNG encoding failed: \(error)"))
+                    continue
                 }
                 let queueMs = milliseconds(start - job.arrival)
                 // Metrics first: a client that reads metrics right after its reply must see it counted.
