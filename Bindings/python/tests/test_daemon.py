@@ -183,8 +183,32 @@ def test_png_format_decodes_to_the_raw_pixels(daemon):
         if kind == b"IDAT":
             idat += data
         pos += 12 + n
-    rows = zlib.decompress(idat)
-    assert b"".join(rows[y * 29 + 1:(y + 1) * 29] for y in range(28)) == raw
+    assert unfilter_png_rows(zlib.decompress(idat), width=28, height=28) == raw
+
+
+def unfilter_png_rows(data: bytes, width: int, height: int) -> bytes:
+    """Undoes PNG scanline filters (types 0-4, PNG spec section 9) for 8-bit gray."""
+    out, prev = bytearray(), bytearray(width)
+    for y in range(height):
+        kind, line = data[y * (width + 1)], bytearray(data[y * (width + 1) + 1:(y + 1) * (width + 1)])
+        for x in range(width):
+            a = line[x - 1] if x else 0
+            b, c = prev[x], (prev[x - 1] if x else 0)
+            if kind == 1:
+                line[x] = (line[x] + a) & 255
+            elif kind == 2:
+                line[x] = (line[x] + b) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+            else:
+                assert kind == 0, kind
+        out += line
+        prev = line
+    return bytes(out)
 
 
 def test_progress_messages_then_one_final_reply(daemon):
