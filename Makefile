@@ -144,7 +144,8 @@ serve: build-daemon
 # End-to-end tests against a real coalesced process and the test-pattern backend (~20 s).
 test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
+	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
 	$(SWIFT) build $(SWIFTFLAGS) --product TestPatternBackend
-	COALESCED=$(BUILD)/coalesced COALESCE_PLUGIN_DIR=$(BUILD) \
+	COALESCED=$(BUILD)/coalesced COALESCE_CLI=$(BUILD)/coalesce COALESCE_PLUGIN_DIR=$(BUILD) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py
 # ==== end of coalesced section ================================================================

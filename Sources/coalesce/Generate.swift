@@ -1,7 +1,9 @@
 import ArgumentParser
+import Engine
 import Foundation
 import ImageIO
 import Models
+import Service
 import Tensor
 import Training
 
@@ -19,11 +21,19 @@ struct Generate: ParsableCommand {
     @Option(help: "Also write all images as one grid PNG here.") var grid: String?
     @Option(help: "Models directory.") var modelsDir = "models"
     @Option(help: "Instead of --prompt: write one grid PNG here with a row of --count images per class prompt (seed + 1000 * class).") var classGrid: String?
+    @Option(help: "Generate on a running coalesced at this endpoint (e.g. tcp://127.0.0.1:5555) instead of in process; any model it serves.") var remote: String?
+    @Option(help: "With --remote: seconds to wait for the daemon's reply.") var timeout = 60.0
 
     func run() throws {
+        for path in [grid, classGrid].compactMap({ $0 }) {
+            let dir = (path as NSString).deletingLastPathComponent
+            if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        }
+        if let remote { return try runRemote(endpoint: remote) }
         _ = BLAS.load()
         guard model == CoalescerGenerator.registryName else {
-            throw ValidationError("unknown model '\(model)'; this command knows: coalescer")
+            throw ValidationError("unknown model '\(model)'; in process this command knows: coalescer "
+                                  + "(other backends: run coalesced and pass --remote ENDPOINT)")
         }
         guard let stepMode = CoalescerSteps(steps) else {
             throw ValidationError("--steps must be a number from 1 to 64 or 'auto', got '\(steps)'")
@@ -60,5 +70,45 @@ struct Generate: ParsableCommand {
         let meanSteps = Double(batch.steps.reduce(0, +)) / Double(max(1, count))
         print(String(format: "wrote %d images to %@ in %.3fs (steps: %@, mean %.2f; redraws %d, still unsure after max redraws %d)",
                      count, out, seconds, steps, meanSteps, batch.redraws, batch.exhausted))
+    }
+
+    /// `--remote`: the same request over ZeroMQ to a daemon; same model, prompt, seed and steps
+    /// give the same pixels as in process (checked by the identity tests).
+    private func runRemote(endpoint: String) throws {
+        let stepCount: Int32
+        if steps == "auto" { stepCount = -1 } else if let n = Int32(steps), n >= 1 { stepCount = n } else {
+            throw ValidationError("--steps must be a positive number or 'auto', got '\(steps)'")
+        }
+        guard count >= 1, count <= 100_000 else { throw ValidationError("--count must be 1...100000") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        let client = try ServiceClient(endpoint: endpoint, timeout: .milliseconds(Int(timeout * 1000)))
+        func fetch(_ prompt: String, _ seed: UInt64) throws -> [GrayImage] {
+            let batch = try client.generate(GenerateRequest(model: model, prompt: prompt, seed: seed,
+                                                            steps: stepCount, count: Int32(count)))
+            guard batch.channels == 1 else {
+                throw ValidationError("model '\(model)' returns \(batch.channels)-channel images; this command writes gray PNGs")
+            }
+            let n = batch.width * batch.height
+            return (0..<batch.count).map {
+                GrayImage(width: batch.width, height: batch.height, pixels: Array(batch.pixels[($0 * n)..<(($0 + 1) * n)]))
+            }
+        }
+        if let classGrid {
+            var rows: [GrayImage] = []
+            for c in 0..<Captions.classPhrases.count {
+                rows += try fetch(Captions.prompt(forClass: c), seed &+ UInt64(1000 * c))
+            }
+            try PNG.write(ImageGrid.make(rows, columns: count, scale: 2), to: classGrid)
+            print("wrote \(classGrid): \(Captions.classPhrases.count) class prompts x \(count) images from \(endpoint)")
+            return
+        }
+        let t0 = Date()
+        let images = try fetch(prompt, seed)
+        let seconds = Date().timeIntervalSince(t0)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        for (i, img) in images.enumerated() { try PNG.write(img, to: String(format: "%@/%05d.png", out, i)) }
+        if let grid { try PNG.write(ImageGrid.make(images, columns: min(count, 8), scale: 2), to: grid) }
+        print(String(format: "wrote %d images to %@ in %.3fs (model %@ on %@, steps %@)",
+                     images.count, out, seconds, model, endpoint, steps))
     }
 }

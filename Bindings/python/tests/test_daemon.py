@@ -211,6 +211,39 @@ def unfilter_png_rows(data: bytes, width: int, height: int) -> bytes:
     return bytes(out)
 
 
+def read_gray_png(path: Path) -> bytes:
+    """Pixels of an 8-bit gray PNG file (no external decoder: chunks, zlib, unfilter)."""
+    png = path.read_bytes()
+    w, h, depth, color = struct.unpack(">IIBB", png[16:26])
+    assert (depth, color) == (8, 0)
+    idat, pos = b"", 8
+    while pos < len(png):
+        n, = struct.unpack(">I", png[pos:pos + 4])
+        if png[pos + 4:pos + 8] == b"IDAT":
+            idat += png[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    return unfilter_png_rows(zlib.decompress(idat), width=w, height=h)
+
+
+COALESCE_CLI = Path(os.environ.get("COALESCE_CLI", COALESCED.parent / "coalesce"))
+
+
+@pytest.mark.skipif(not COALESCE_CLI.exists(), reason=f"build the coalesce CLI first ({COALESCE_CLI})")
+def test_cli_remote_gives_the_same_pixels_as_the_client(daemon, tmp_path):
+    with daemon.client() as c:
+        want = c.generate("tp", prompt="a coat", seed=11, steps=3, count=3).images
+    out = tmp_path / "cli"
+    r = subprocess.run([str(COALESCE_CLI), "generate", "--remote", daemon.endpoint, "--model", "tp",
+                        "--prompt", "a coat", "--seed", "11", "--steps", "3", "--count", "3", "--out", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [read_gray_png(out / f"{i:05d}.png") for i in range(3)] == want
+    # An unknown model is a clear error from the daemon, not a crash.
+    r = subprocess.run([str(COALESCE_CLI), "generate", "--remote", daemon.endpoint, "--model", "nope",
+                        "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "NOT_FOUND" in r.stderr and "nope" in r.stderr
+
+
 def test_progress_messages_then_one_final_reply(daemon):
     seen = []
     with daemon.client() as c:
