@@ -31,7 +31,7 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "Fraction of unconditional (empty-prompt) steps.") var uncondFraction: Float = 0.1
     @Option(help: "Of the near-data starts, the fraction taken from the net's own first step (sampler-aware).") var selfStartFraction: Float = 0
     @Option(help: "FAISS index: Flat (exact), HNSW32, IVF256,Flat, ...") var index = "Flat"
-    @Option(help: "Balanced-assignment variant: cap each item at this multiple of the mean number of returns (default: plain nearest neighbour).") var hubCap: Float?
+    @Option(help: "Balanced-assignment variant: cap each item at this multiple of the mean number of returns, taking the next of 8 neighbours instead (0 = plain nearest neighbour, as the method states; 2 measured best).") var hubCap: Float = 2
     @Option(help: "Net hidden width.") var hidden = 512
     @Option(help: "Net hidden layers.") var depth = 3
     @Option(help: "Samples per class for the latent probe after training (0 = skip).") var probePerClass = 100
@@ -61,7 +61,7 @@ struct TrainCoalescer: ParsableCommand {
         o.coalescer.priorFraction = priorFraction
         o.coalescer.unconditionalFraction = uncondFraction
         o.coalescer.index = index
-        o.coalescer.hubCap = hubCap
+        o.coalescer.hubCap = hubCap > 0 ? hubCap : nil
         o.coalescer.selfStartFraction = selfStartFraction
         o.netHidden = hidden
         o.netDepth = depth
