@@ -68,8 +68,10 @@ struct Generate: ParsableCommand {
             try PNG.write(ImageGrid.make(images, columns: min(count, 8), scale: 2), to: grid)
         }
         let meanSteps = Double(batch.steps.reduce(0, +)) / Double(max(1, count))
-        print(String(format: "wrote %d images to %@ in %.3fs (steps: %@, mean %.2f; redraws %d, still unsure after max redraws %d)",
-                     count, out, seconds, steps, meanSteps, batch.redraws, batch.exhausted))
+        let norms = batch.firstDirectionNorms.sorted()
+        print(String(format: "wrote %d images to %@ in %.3fs (steps: %@, mean %.2f; redraws %d, still unsure after max redraws %d; first-step |u| min %.3f median %.3f max %.3f)",
+                     count, out, seconds, steps, meanSteps, batch.redraws, batch.exhausted,
+                     norms.first ?? 0, norms.isEmpty ? 0 : norms[norms.count / 2], norms.last ?? 0))
     }
 
     /// `--remote`: the same request over ZeroMQ to a daemon; same model, prompt, seed and steps

@@ -81,3 +81,54 @@ final class CoalescerTrainingTests: XCTestCase {
         XCTAssertGreaterThan(tr.heldOutAccuracy, 0.5, "\(tr)")
     }
 }
+
+/// The whole pipeline on a real slice (autoencoder, text encoder, PCA, index, net, probe, files).
+final class CoalescerPipelineTests: XCTestCase {
+    func testPipelineOnASliceWritesALoadableModel() throws {
+        let dir = NSTemporaryDirectory() + "coalescer-pipeline-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = CoalescerPipelineOptions()
+        o.outputDirectory = dir
+        o.trainLimit = 640
+        o.autoencoder.epochs = 1
+        o.autoencoderConfig.channels = [8, 16, 16]
+        o.textEncoder.steps = 100
+        o.pcaDim = 12
+        o.coalescer.steps = 150
+        o.coalescer.batchSize = 64
+        o.coalescer.hubCap = 2
+        o.netHidden = 64
+        o.netDepth = 2
+        o.probePerClass = 5
+        o.progress = false
+        let r = try CoalescerPipeline.run(o, log: { _ in })
+        XCTAssertLessThan(r.coalescer.lastDistanceLoss, r.coalescer.firstDistanceLoss)
+        XCTAssertLessThan(r.coalescer.lastDirectionLoss, r.coalescer.firstDirectionLoss)
+        XCTAssertEqual(r.probe.map(\.steps), [1, 2, 4])
+        for f in ["config.json", "coalescer.safetensors", "autoencoder.safetensors", "encoders.safetensors", "training-report.txt"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + f), f)
+        }
+        let loaded = try CoalescerModel.load(path: dir + "/coalescer.safetensors")
+        XCTAssertEqual(loaded.config.net.latentDim, 12)
+        let a = try CoalescerSampler(model: loaded).generate(prompt: "ankle boot", seed: 3, count: 2, steps: .fixed(2))
+        let b = try CoalescerSampler(model: r.model).generate(prompt: "ankle boot", seed: 3, count: 2, steps: .fixed(2))
+        XCTAssertEqual(a.pixels, b.pixels)
+    }
+
+    func testBalancedAssignmentSpreadsRetrievals() throws {
+        let data = CoalescerTrainingTests.syntheticData()
+        func distinct(_ cap: Float?) throws -> (Int, Double) {
+            var o = CoalescerTrainingOptions()
+            o.steps = 60; o.batchSize = 64; o.progress = false; o.hubCap = cap
+            let t = try CoalescerTrainer(data: data, options: o, descScale: 3) { try FaissIndex(dimension: $0) }
+            var cfg = CoalescerNetConfig()
+            cfg.latentDim = data.dim; cfg.descDim = data.descDim; cfg.hidden = 32; cfg.depth = 1
+            var rng = RandomGenerator(seed: 1)
+            let r = try t.train(try CoalescerNet(config: cfg, rng: &rng))
+            return (r.distinctTotal, r.top1PercentShare)
+        }
+        let plain = try distinct(nil), capped = try distinct(1.5)
+        XCTAssertGreaterThan(capped.0, plain.0)
+        XCTAssertLessThan(capped.1, plain.1)
+    }
+}
