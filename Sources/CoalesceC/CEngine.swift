@@ -62,7 +62,7 @@ final class CEngine: @unchecked Sendable {
     /// The slot serving `name`, or `.notFound`.
     func slot(_ name: String) throws -> ModelSlot {
         guard let s = lock.withLock({ slots[name] }) else {
-            throw EngineError.notFound("model \(quote(name)) is not loaded (load it with cz_model_load)")
+            throw EngineError.notFound("model \(quoted(name)) is not loaded (load it with cz_model_load)")
         }
         return s
     }
@@ -78,19 +78,19 @@ final class CEngine: @unchecked Sendable {
         let requested = directory ?? (modelsDirectory + "/" + name)
         guard !requested.isEmpty else { throw EngineError.invalidArgument("model_dir is an empty string") }
         guard let real = realPath(requested) else {
-            throw EngineError.notFound("model directory \(quote(requested)) does not exist (\(errnoMessage()))")
+            throw EngineError.notFound("model directory \(quoted(requested)) does not exist (\(errnoMessage()))")
         }
         guard isDirectoryPath(real) else {
-            throw EngineError.notFound("model directory \(quote(requested)) is not a directory")
+            throw EngineError.notFound("model directory \(quoted(requested)) is not a directory")
         }
         let (root, inner) = splitPath(real)
         guard !inner.isEmpty else {
-            throw EngineError.invalidArgument("model directory \(quote(requested)) has no name (it is /)")
+            throw EngineError.invalidArgument("model directory \(quoted(requested)) has no name (it is /)")
         }
         do {
             try ModelRepository.validate(name: inner)
         } catch let e as EngineError {
-            throw EngineError.invalidArgument("model directory \(quote(real)): the directory name must follow the model name rule: \(e.message)")
+            throw EngineError.invalidArgument("model directory \(quoted(real)): the directory name must follow the model name rule: \(e.message)")
         }
         try loadLock.withLock {
             let old = lock.withLock { slots[name] }
@@ -113,7 +113,7 @@ final class CEngine: @unchecked Sendable {
         try loadLock.withLock {
             let removed = lock.withLock { slots.removeValue(forKey: name) }
             guard removed != nil else {
-                throw EngineError.notFound("model \(quote(name)) is not loaded")
+                throw EngineError.notFound("model \(quoted(name)) is not loaded")
             }
         }
     }
@@ -193,17 +193,3 @@ func errnoMessage() -> String {
     String(cString: strerror(errno))
 }
 
-/// Quotes a string for a message, escaping control characters, at most 200 characters.
-func quote(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars.prefix(200) {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 32 || scalar.value == 127: out += "\\u{\(String(scalar.value, radix: 16))}"
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    if s.unicodeScalars.count > 200 { out += "..." }
-    return out + "\""
-}

@@ -60,10 +60,10 @@ public func czImageWritePNG(_ batch: OpaquePointer?, _ index: Int32, _ path: Uns
         }
         guard !path.isEmpty else { throw EngineError.invalidArgument("cz_image_write_png: path is empty") }
         let (dir, file) = splitPath(path)
-        guard !file.isEmpty else { throw EngineError.invalidArgument("cz_image_write_png: path \(quote(path)) names a directory") }
+        guard !file.isEmpty else { throw EngineError.invalidArgument("cz_image_write_png: path \(quoted(path)) names a directory") }
         let parent = dir.isEmpty ? "/" : dir
         guard isDirectoryPath(parent) else {
-            throw EngineError.notFound("cz_image_write_png: directory \(quote(parent)) does not exist")
+            throw EngineError.notFound("cz_image_write_png: directory \(quoted(parent)) does not exist")
         }
         guard let px = b.image(Int(index)) else { throw EngineError.internal("cz_image_write_png: no pixels") }
         let bytes = Array(UnsafeBufferPointer(start: px, count: b.imageBytes))

@@ -52,7 +52,7 @@ public func czEngineCreate(_ opts: UnsafePointer<cz_engine_options>?,
             throw EngineError.invalidArgument("threads must be 0 (one per core) or 1...4096, got \(o.threads)")
         }
         guard isDirectoryPath(pluginDir) else {
-            throw EngineError.notFound("plugin directory \(quote(pluginDir)) does not exist or is not a directory "
+            throw EngineError.notFound("plugin directory \(quoted(pluginDir)) does not exist or is not a directory "
                                        + "(set cz_engine_options.plugin_dir or COALESCE_PLUGIN_DIR)")
         }
         if o.threads > 0 {
@@ -62,7 +62,7 @@ public func czEngineCreate(_ opts: UnsafePointer<cz_engine_options>?,
         let engine = CEngine(pluginDirectory: pluginDir, modelsDirectory: modelsDir)
         if o.preload != 0 {
             guard isDirectoryPath(modelsDir) else {
-                throw EngineError.notFound("preload: models directory \(quote(modelsDir)) does not exist")
+                throw EngineError.notFound("preload: models directory \(quoted(modelsDir)) does not exist")
             }
             engine.preloadAll()
         }

@@ -70,7 +70,7 @@ public func czGenerate(_ engine: OpaquePointer?, _ params: UnsafePointer<cz_gene
             batch = try slot.engine.generate(request, progress: handler)
         } catch let e as EngineError where e.code == .notFound && !eng.isCurrent(slot, for: model) {
             // Unloaded or swapped to another directory between lookup and run: say so plainly.
-            throw EngineError.unavailable("model \(quote(model)) was unloaded while the request started; retry")
+            throw EngineError.unavailable("model \(quoted(model)) was unloaded while the request started; retry")
         }
         guard batch.count == Int(p.count), batch.pixels.count == batch.count * batch.imageBytes else {
             throw EngineError.internal("engine returned \(batch.count) images / \(batch.pixels.count) bytes for \(p.count) requested")

@@ -155,8 +155,9 @@ public final class BackendLibrary: @unchecked Sendable {
     }
 }
 
-/// Quotes a string for an error message, escaping control characters.
-func quoted(_ s: String) -> String {
+/// Quotes a string for an error message, escaping control characters, at most 200 characters.
+/// Public: the C library's messages quote the same way.
+public func quoted(_ s: String) -> String {
     var out = "\""
     for scalar in s.unicodeScalars.prefix(200) {
         switch scalar {
