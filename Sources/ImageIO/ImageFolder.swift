@@ -3,7 +3,7 @@ import Foundation
 /// Images with captions (and optional labels), as read by `ImageFolder.load`.
 /// Item `i` is `pixels[i * width * height ..< (i + 1) * width * height]` with `captions[i]`,
 /// `labels[i]` and the file it came from, `files[i]` (as written in `captions.jsonl`).
-public struct CaptionedImages: Equatable, Sendable {
+public struct CaptionedImages: PackedImages, Equatable, Sendable {
     public var count: Int
     public var width: Int
     public var height: Int
@@ -25,11 +25,6 @@ public struct CaptionedImages: Equatable, Sendable {
         self.labels = labels
     }
 
-    /// Image `index` (must be in `0..<count`).
-    public func image(at index: Int) -> GrayImage {
-        let n = width * height
-        return GrayImage(width: width, height: height, pixels: Array(pixels[index * n ..< (index + 1) * n]))
-    }
 }
 
 /// A directory of PNG images described by a `captions.jsonl` file, one JSON object per line:

@@ -1,6 +1,6 @@
 /// A set of equally sized gray images with one integer label each, stored contiguously:
 /// image `i` is `pixels[i * width * height ..< (i + 1) * width * height]`, row-major, top row first.
-public struct LabeledImages: Equatable, Sendable {
+public struct LabeledImages: PackedImages, Equatable, Sendable {
     public var count: Int
     public var width: Int
     public var height: Int
@@ -17,11 +17,6 @@ public struct LabeledImages: Equatable, Sendable {
         self.labels = labels
     }
 
-    /// Image `index` (must be in `0..<count`).
-    public func image(at index: Int) -> GrayImage {
-        let n = width * height
-        return GrayImage(width: width, height: height, pixels: Array(pixels[index * n ..< (index + 1) * n]))
-    }
 
     /// The items in `range` (clamped to `0..<count`), for small data slices in tests and tools.
     public func slice(_ range: Range<Int>) -> LabeledImages {
