@@ -82,6 +82,13 @@ static void do_load(void) {
             snprintf(g_source, sizeof(g_source), "coalesce");
         }
     }
+    // OpenBLAS runs single-threaded: the tensor core splits products over its own pool (see
+    // BLAS.sgemm), so OpenBLAS must not start a second pool of spinning workers at load.
+    // COALESCE_OPENBLAS_THREADS asks for OpenBLAS's pool instead; a user's OPENBLAS_NUM_THREADS wins.
+    if (!getenv("OPENBLAS_NUM_THREADS")) {
+        const char *own = getenv("COALESCE_OPENBLAS_THREADS");
+        setenv("OPENBLAS_NUM_THREADS", own && own[0] ? own : "1", 0);
+    }
     // Prefer the pthread build that Debian's libopenblas0-pthread installs.
     static const char *candidates[] = {
         "libopenblas.so.0",
@@ -136,6 +143,10 @@ void ccblas_set_threads(int n) {
     if (n < 1) n = 1;
     if (ccblas_load() == 0 && g_set_threads) g_set_threads(n);
 }
+
+static __thread int t_thread_cap = 0;
+int ccblas_thread_cap(void) { return t_thread_cap; }
+void ccblas_set_thread_cap(int cap) { t_thread_cap = cap < 0 ? 0 : cap; }
 
 static void fallback_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a,
                            int lda, const float *b, int ldb, float beta, float *c, int ldc) {

@@ -1,9 +1,10 @@
 import CCoalesceBLAS
+import Foundation
 
 /// The BLAS the tensor core runs on: OpenBLAS, loaded at first use with the fastest kernel this
 /// CPU supports (see `CCoalesceBLAS.h` for why it is loaded with dlopen).
 public enum BLAS {
-    /// Loads OpenBLAS if needed and sets its thread count to `Runtime.threads`.
+    /// Loads OpenBLAS if needed and makes it single-threaded (`sgemm` splits work itself).
     /// Returns an error message if OpenBLAS could not be loaded (a slow fallback then runs).
     @discardableResult
     public static func load() -> String? {
@@ -12,8 +13,17 @@ public enum BLAS {
         return nil
     }
 
+    /// OpenBLAS's own thread count: 1 (we split products ourselves) unless
+    /// `COALESCE_OPENBLAS_THREADS` asks for its pool instead (then `sgemm` does not split).
+    static let openBLASThreads: Int = {
+        if let s = ProcessInfo.processInfo.environment["COALESCE_OPENBLAS_THREADS"], let n = Int(s), n >= 1 {
+            return n
+        }
+        return 1
+    }()
+
     private static let configured: Bool = {
-        if ccblas_load() == 0 { ccblas_set_threads(Int32(Runtime.threads)) }
+        if ccblas_load() == 0 { ccblas_set_threads(Int32(openBLASThreads)) }
         return true
     }()
 
@@ -27,12 +37,52 @@ public enum BLAS {
     public static var threads: Int { load(); return Int(ccblas_get_threads()) }
     public static var cpuFeatures: String { String(cString: ccblas_cpu_features()) }
 
+    /// Products below this many multiply-adds run on one thread (about 10 µs of work).
+    static let splitGrain = 1 << 20
+
     /// Row-major C = alpha * op(A) * op(B) + beta * C.
-    @inline(__always)
+    ///
+    /// OpenBLAS runs single-threaded; a product worth splitting is cut into
+    /// `Runtime.availableThreads` blocks of C rows (or of C columns when C is wide and short),
+    /// each an independent single-threaded sgemm on a `parallelFor` worker.
     public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         _ = configured
+        let parts = openBLASThreads > 1 ? 1 : min(Runtime.availableThreads, max(1, m * n * k / splitGrain))
+        if parts <= 1 || (m < 2 * 16 && n < 2 * 16) {
+            call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        if m >= n {
+            // Rows i0..<i1 of C and of op(A).
+            let per = (m + parts - 1) / parts
+            Runtime.parallelFor(parts, cost: Runtime.parallelGrain) { lo, hi in
+                for p in lo..<hi {
+                    let i0 = p * per, i1 = min(m, i0 + per)
+                    if i0 >= i1 { continue }
+                    call(transA, transB, i1 - i0, n, k, alpha, a + (transA ? i0 : i0 * lda), lda, b, ldb,
+                         beta, c + i0 * ldc, ldc)
+                }
+            }
+        } else {
+            // Columns j0..<j1 of C and of op(B).
+            let per = (n + parts - 1) / parts
+            Runtime.parallelFor(parts, cost: Runtime.parallelGrain) { lo, hi in
+                for p in lo..<hi {
+                    let j0 = p * per, j1 = min(n, j0 + per)
+                    if j0 >= j1 { continue }
+                    call(transA, transB, m, j1 - j0, k, alpha, a, lda, b + (transB ? j0 * ldb : j0), ldb,
+                         beta, c + j0, ldc)
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func call(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                             _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                             _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         ccblas_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
                      a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

@@ -29,6 +29,10 @@ const char *ccblas_config(void);
 /// Number of threads OpenBLAS uses; setter clamps to >= 1.
 int ccblas_get_threads(void);
 void ccblas_set_threads(int n);
+/// Per-thread cap on compute parallelism (0 = no cap). Thread-local, so two engine calls running
+/// on two threads can each be held to one core without affecting each other.
+int ccblas_thread_cap(void);
+void ccblas_set_thread_cap(int cap);
 /// Which CPU features cpuid reports (for `coalesce info`), as a space-separated list.
 const char *ccblas_cpu_features(void);
 /// The core ccblas_load would choose for this CPU ("SkylakeX", "Haswell", or "" for no override).
