@@ -30,6 +30,8 @@ let package = Package(
                        providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"])]),
+        .target(name: "CCoalesceKernels", path: "Sources/CCoalesceKernels", exclude: ["conv3x3_template.h"],
+                cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "CCoalesceABI", path: "Sources/CCoalesceABI"),
         .target(name: "CCoalesceAPI", path: "Sources/CCoalesceAPI"),  // Include/coalesce.h for CoalesceC
         .target(name: "CCoalesceProto", dependencies: ["CProtobufC"], path: "Sources/CCoalesceProto"),
@@ -39,7 +41,7 @@ let package = Package(
                                  .linkedLibrary("gomp"), .linkedLibrary("stdc++")]),
 
         // ---- Layers (arrows point down) ----------------------------------------------------
-        .target(name: "Tensor", dependencies: ["CCoalesceBLAS"]),
+        .target(name: "Tensor", dependencies: ["CCoalesceBLAS", "CCoalesceKernels"]),
         .target(name: "ImageIO", dependencies: ["CPNG", "CZLib"]),
         .target(name: "Models", dependencies: ["Tensor"]),
         .target(name: "Training", dependencies: ["Models", "ImageIO", "CFaissShim"]),
@@ -70,7 +72,7 @@ let package = Package(
         .target(name: "TestPatternBackend", dependencies: ["CCoalesceABI"], path: "Plugins/TestPattern"),
 
         // ---- Tests -------------------------------------------------------------------------
-        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CCoalesceKernels"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),

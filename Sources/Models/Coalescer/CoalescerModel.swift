@@ -64,6 +64,12 @@ public final class CoalescerModel: Layer {
         projection.project(try autoencoder.encode(pixels))
     }
 
+    /// Packs weights for the fast inference paths (`ImageAutoencoder.prepareForInference`).
+    /// Servers and generators call it after loading; weights must not change afterwards.
+    public func prepareForInference() {
+        autoencoder.prepareForInference()
+    }
+
     /// Images (B, S*S) in [0, 1] from whitened latent coordinates (B, dim).
     public func decode(_ y: Tensor) throws -> Tensor {
         try autoencoder.decode(projection.unproject(y))

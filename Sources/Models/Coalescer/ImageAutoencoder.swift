@@ -106,6 +106,10 @@ public final class ImageAutoencoder: Layer {
     }
 
     /// Images (B, S*S) in [0, 1] from scaled latents (B, latentDim).
+    ///
+    /// After `prepareForInference()`, and with gradients off, this runs the fused channels-last
+    /// decoder (`Tensor.conv3x3NHWC`: bias, SiLU/sigmoid and the x2 upsampling inside each
+    /// convolution); otherwise the autograd layers. Both compute the same function (tested).
     public func decode(_ latents: Tensor) throws -> Tensor {
         let s = config.imageSize, side = config.latentSide
         guard latents.rank == 2, latents.shape[1] == config.latentDim else {
@@ -113,6 +117,25 @@ public final class ImageAutoencoder: Layer {
         }
         let b = latents.shape[0]
         let z = latents.scaled(config.latentScale).reshaped([b, config.latentChannels, side, side])
+        if let fast = inferenceDecoder, !GradMode.isEnabled {
+            // z (B, L, s, s) -> NHWC; the last conv has one channel, so NHWC (B, S, S, 1) is the image.
+            var h = Tensor.conv3x3NHWC(z.nchwToNHWC(), fast[0], activation: .silu)
+            h = Tensor.conv3x3NHWC(h, fast[1], activation: .silu)
+            h = Tensor.conv3x3NHWC(h, fast[2], upsample: 2, activation: .silu)
+            h = Tensor.conv3x3NHWC(h, fast[3], upsample: 2, activation: .silu)
+            return Tensor.conv3x3NHWC(h, fast[4], activation: .sigmoid).reshaped([b, s * s])
+        }
         return decodeLogits(z).sigmoid().reshaped([b, s * s])
+    }
+
+    /// The decoder's convolutions packed for `Tensor.conv3x3NHWC`; nil until
+    /// `prepareForInference()`.
+    public private(set) var inferenceDecoder: [PackedConv3x3]?
+
+    /// Packs the decoder's weights for the fast inference path of `decode`. Call it once the
+    /// weights are final (after loading a checkpoint); weights changed afterwards are not seen
+    /// until it is called again. Training code never calls it.
+    public func prepareForInference() {
+        inferenceDecoder = [dec0, dec1, dec2, dec3, decOut].map { PackedConv3x3(weight: $0.weight, bias: $0.bias) }
     }
 }

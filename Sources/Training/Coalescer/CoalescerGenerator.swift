@@ -24,7 +24,9 @@ public final class CoalescerGenerator: Generator {
         guard FileManager.default.fileExists(atPath: path) else {
             throw TrainingError.file(path: path, message: "no trained coalescer (run `make models` or `coalesce train coalescer`)")
         }
-        self.init(model: try CoalescerModel.load(path: path))
+        let model = try CoalescerModel.load(path: path)
+        model.prepareForInference()
+        self.init(model: model)
     }
 
     /// Adds "coalescer" and the diagnostic "coalescer-ceiling" to `GeneratorRegistry`.

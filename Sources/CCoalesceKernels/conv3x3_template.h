@@ -1,0 +1,127 @@
+// One ISA's version of the direct 3x3 convolution (included by kernels.c once per ISA).
+// Expects: CCK_W (floats per register), CCK_T (type suffix), CCK_TARGET (a target attribute or
+// empty), CCK_CBMAX (output-channel registers per tile), CCK_PX (most output pixels per tile).
+// A tile keeps PX x CB accumulators in registers; PX is chosen per CB so that there are at least
+// 8 independent accumulators (two FMA ports x four cycles of latency) without spilling.
+// GCC/clang vector extensions: `a * b + c` on vectors contracts to FMA where the target has it.
+
+#define CCK_CAT2(a, b) a##b
+#define CCK_CAT(a, b) CCK_CAT2(a, b)
+#define VF CCK_CAT(vf_, CCK_T)
+#define VI CCK_CAT(vi_, CCK_T)
+
+typedef float VF __attribute__((vector_size(CCK_W * 4), aligned(4)));
+typedef int VI __attribute__((vector_size(CCK_W * 4), aligned(4)));
+
+static inline __attribute__((always_inline)) CCK_TARGET VF CCK_CAT(splat_, CCK_T)(float s) {
+    VF v;
+    for (int i = 0; i < CCK_W; i++) v[i] = s;
+    return v;
+}
+
+// e^x: Cephes expf (the same polynomial as Tensor's Kernels.expApprox), lane-wise.
+static inline __attribute__((always_inline)) CCK_TARGET VF CCK_CAT(vexp_, CCK_T)(VF x) {
+    x = __builtin_elementwise_min(x, CCK_CAT(splat_, CCK_T)(88.72283f));
+    x = __builtin_elementwise_max(x, CCK_CAT(splat_, CCK_T)(-87.33654f));
+    const VF magic = CCK_CAT(splat_, CCK_T)(12582912.0f);
+    VF t = x * 1.44269504088896341f + magic;
+    VF n = t - magic;
+    VF v = x - n * 0.693359375f;
+    v = v + n * 2.12194440e-4f;
+    VF v2 = v * v;
+    VF p = CCK_CAT(splat_, CCK_T)(1.9875691500e-4f);
+    p = p * v + 1.3981999507e-3f;
+    p = p * v + 8.3334519073e-3f;
+    p = p * v + 4.1665795894e-2f;
+    p = p * v + 1.6666665459e-1f;
+    p = p * v + 5.0000001201e-1f;
+    VF e = p * v2 + v + 1.0f;
+    VI ni = __builtin_convertvector(n, VI);
+    VI bits = (ni + 127) << 23;
+    VF scale;
+    __builtin_memcpy(&scale, &bits, sizeof(scale));
+    return e * scale;
+}
+
+static inline __attribute__((always_inline)) CCK_TARGET VF CCK_CAT(activate_, CCK_T)(VF v, int act) {
+    if (act == CCK_ACT_SILU) return v / (1.0f + CCK_CAT(vexp_, CCK_T)(-v));
+    if (act == CCK_ACT_SIGMOID) return 1.0f / (1.0f + CCK_CAT(vexp_, CCK_T)(-v));
+    return v;
+}
+
+// One tile: PX consecutive output pixels x CB registers of output channels.
+static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(tile_, CCK_T)(
+    const float *base, int wp, int cin, const float *wt, int coutp, const float *bias, int cout,
+    float *orow, int ox, int cb0, int act, const int PX, const int CB) {
+    VF acc[CCK_PX][CCK_CBMAX];
+    for (int p = 0; p < PX; p++)
+        for (int c = 0; c < CB; c++) acc[p][c] = CCK_CAT(splat_, CCK_T)(0.0f);
+    for (int ky = 0; ky < 3; ky++) {
+        for (int kx = 0; kx < 3; kx++) {
+            const float *ip = base + ((size_t)ky * wp + ox + kx) * cin;
+            const float *wk = wt + (size_t)(ky * 3 + kx) * cin * coutp + cb0 * CCK_W;
+            for (int ci = 0; ci < cin; ci++) {
+                VF wv[CCK_CBMAX];
+                for (int c = 0; c < CB; c++) wv[c] = *(const VF *)(wk + (size_t)ci * coutp + c * CCK_W);
+                for (int p = 0; p < PX; p++) {
+                    const float s = ip[(size_t)p * cin + ci];
+                    for (int c = 0; c < CB; c++) acc[p][c] += s * wv[c];
+                }
+            }
+        }
+    }
+    for (int c = 0; c < CB; c++) {
+        const int co = (cb0 + c) * CCK_W;
+        const VF bv = bias ? *(const VF *)(bias + co) : CCK_CAT(splat_, CCK_T)(0.0f);
+        for (int p = 0; p < PX; p++) {
+            VF v = CCK_CAT(activate_, CCK_T)(acc[p][c] + bv, act);
+            float *dst = orow + (size_t)(ox + p) * cout + co;
+            if (co + CCK_W <= cout) {
+                *(VF *)dst = v;
+            } else {
+                for (int i = 0; i < cout - co; i++) dst[i] = v[i];
+            }
+        }
+    }
+}
+
+static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, int cin,
+                                                const float *wt, const float *bias, int cout,
+                                                float *out, int act, int row0, int row1) {
+    const int coutp = cck_padded_cout(cout);
+    const int nb = (cout + CCK_W - 1) / CCK_W;  // registers of output channels actually needed
+    const int wp = w + 2;
+    for (int r = row0; r < row1; r++) {
+        const int b = r / h, oy = r % h;
+        const float *base = in + ((size_t)b * (h + 2) + oy) * wp * cin;
+        float *orow = out + (size_t)r * w * cout;
+        for (int cb0 = 0; cb0 < nb; cb0 += CCK_CBMAX) {
+            const int cbn = nb - cb0 < CCK_CBMAX ? nb - cb0 : CCK_CBMAX;
+            int ox = 0;
+#define CCK_RUN(PXN, CBN)                                                                              \
+    for (; ox + (PXN) <= w; ox += (PXN))                                                               \
+        CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, PXN, CBN);     \
+    if ((PXN) > 4 && ox + 4 <= w) {                                                                    \
+        CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, 4, CBN);       \
+        ox += 4;                                                                                       \
+    }                                                                                                  \
+    if ((PXN) > 2 && ox + 2 <= w) {                                                                    \
+        CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, 2, CBN);       \
+        ox += 2;                                                                                       \
+    }                                                                                                  \
+    for (; ox < w; ox++) CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, 1, CBN);
+            switch (cbn) {
+            case 1: CCK_RUN(CCK_PX, 1) break;
+            case 2: CCK_RUN(CCK_PX / 2 + 2, 2) break;
+#if CCK_CBMAX >= 4
+            case 3: CCK_RUN(4, 3) break;
+            default: CCK_RUN(4, 4) break;
+#endif
+            }
+#undef CCK_RUN
+        }
+    }
+}
+
+#undef VF
+#undef VI

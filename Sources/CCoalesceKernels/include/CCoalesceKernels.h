@@ -1,0 +1,57 @@
+// CCoalesceKernels: hand-vectorised inner loops the tensor core calls where a GEMM is the wrong
+// shape. Each kernel has an AVX-512, an AVX2+FMA and a portable C version; the widest one this CPU
+// supports is chosen at run time (cpuid), so the package still builds for baseline x86-64 and
+// runs on any machine. Tests call every version through the `isa` argument and compare them.
+#ifndef CCOALESCE_KERNELS_H
+#define CCOALESCE_KERNELS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Instruction sets a kernel can run on. CCK_ISA_BEST picks the widest this CPU has.
+enum {
+    CCK_ISA_BEST = -1,
+    CCK_ISA_SCALAR = 0,
+    CCK_ISA_AVX2 = 1,    // AVX2 + FMA, 8 floats per register
+    CCK_ISA_AVX512 = 2,  // AVX-512 F, 16 floats per register
+};
+
+/// The widest instruction set this CPU supports (CCK_ISA_AVX512, _AVX2 or _SCALAR).
+int cck_best_isa(void);
+/// "avx512", "avx2" or "scalar".
+const char *cck_isa_name(int isa);
+
+/// Activation applied to each output value after the bias.
+enum { CCK_ACT_NONE = 0, CCK_ACT_SILU = 1, CCK_ACT_SIGMOID = 2 };
+
+/// Output channels are processed in blocks of this many (weights and bias are padded to it).
+#define CCK_COUT_BLOCK 16
+
+/// Direct 3x3, stride-1 convolution on channels-last (NHWC) data, for inference.
+///
+/// - in: (n, h + 2, w + 2, cin): the input with a one-pixel zero border already in place
+///   (cck_pad_nhwc makes it).
+/// - weight: packed by cck_pack_conv3x3: (3, 3, cin, coutp), coutp = cout rounded up to
+///   CCK_COUT_BLOCK, zero in the padding columns. bias: (coutp) or NULL.
+/// - out: (n, h, w, cout), written (not accumulated).
+/// Work is split over (image, output row) pairs in [row0, row1) so callers can run row ranges on
+/// different threads; pass 0 and n*h for all of it.
+void cck_conv3x3_nhwc(const float *in, int n, int h, int w, int cin, const float *weight,
+                      const float *bias, int cout, float *out, int act, int row0, int row1, int isa);
+
+/// Packs a PyTorch-layout weight (cout, cin, 3, 3) into `dst` (3, 3, cin, coutp) and pads the
+/// bias (cout, may be NULL) into `bias_dst` (coutp, may be NULL). coutp = cck_padded_cout(cout).
+void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin, float *dst,
+                      float *bias_dst);
+int cck_padded_cout(int cout);
+
+/// dst (n, H + 2, W + 2, c) = src (n, h, w, c) with a zero border, where H = h * scale,
+/// W = w * scale and pixel (y, x) of the result is src pixel (y / scale, x / scale) (nearest
+/// upsampling; scale 1 is a plain copy).
+void cck_pad_nhwc(const float *src, int n, int h, int w, int c, int scale, float *dst);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
