@@ -58,6 +58,7 @@ enum CoalescerPlugin {
         do {
             _ = BLAS.load()
             let model = try CoalescerModel.load(path: path + "/" + weights)
+            model.prepareForInference()
             if let steps = obj["default_steps"] as? Int, steps >= 1, steps <= 64 { model.config.defaultSteps = steps }
             let m = CoalescerBackendModel(model: model)
             return OpaquePointer(Unmanaged.passRetained(m).toOpaque())
@@ -97,21 +98,25 @@ enum CoalescerPlugin {
         return (prompt, steps, Int(r.count))
     }
 
-    /// Generates one request into `pixels` (already checked to be large enough).
-    static func run(_ m: CoalescerBackendModel, prompt: String, steps: CoalescerSteps, count: Int, seed: UInt64,
-                    pixels: UnsafeMutablePointer<UInt8>, progress: @escaping (Int, Int) -> Bool) throws {
-        let side = m.model.config.autoencoder.imageSize, n = side * side
-        let sampler = CoalescerSampler(model: m.model)
-        var done = 0
-        while done < count {
-            let b = min(chunk, count - done)
-            let batch = try sampler.generate(prompt: prompt, seed: seed &+ UInt64(done), count: b, steps: steps,
-                                             progress: progress)
-            for i in 0..<(b * n) {
-                pixels[done * n + i] = UInt8(max(0, min(255, (batch.pixels[i] * 255).rounded())))
+    /// Splits requests (in order) into sampler calls: consecutive requests with the same steps
+    /// share a call of at most `chunk` images; a request bigger than that spans several calls.
+    static func plan(_ parsed: [(String, CoalescerSteps, Int, UInt64)]) -> [(CoalescerSteps, [CoalescerSampler.Request])] {
+        var calls: [(CoalescerSteps, [CoalescerSampler.Request])] = []
+        var images = 0
+        for (prompt, steps, count, seed) in parsed {
+            var done = 0
+            while done < count {
+                if calls.isEmpty || calls[calls.count - 1].0 != steps || images == chunk {
+                    calls.append((steps, []))
+                    images = 0
+                }
+                let b = min(chunk - images, count - done)
+                calls[calls.count - 1].1.append(.init(prompt: prompt, seed: seed &+ UInt64(done), count: b))
+                images += b
+                done += b
             }
-            done += b
         }
+        return calls
     }
 
     static func generate(_ mp: OpaquePointer?, _ req: UnsafePointer<cz_backend_request>?,
@@ -142,10 +147,11 @@ enum CoalescerPlugin {
             writeError("pixel buffer holds \(cap) bytes, \(total * n) needed", err, errCap)
             return Int32(CZ_BACKEND_INVALID_ARGUMENT.rawValue)
         }
-        // Progress: one tick per step of each chunk, over the whole call.
+        // Requests with the same steps run as one batch (one network call per step for all of
+        // them). Progress: one tick per step of each sampler call, over the whole call.
+        let calls = plan(parsed)
         let perImageSteps: Int = { if case let .fixed(s) = parsed[0].1 { return s }; return m.model.config.autoMaxSteps }()
-        let chunks = parsed.reduce(0) { $0 + ($1.2 + chunk - 1) / chunk }
-        let totalTicks = max(1, chunks * perImageSteps)
+        let totalTicks = max(1, calls.count * perImageSteps)
         var tick = 0
         var cancelled = false
         let report: (Int, Int) -> Bool = { _, _ in
@@ -154,11 +160,17 @@ enum CoalescerPlugin {
             if progress(Int32(min(tick, totalTicks)), Int32(totalTicks), user) == 0 { cancelled = true; return false }
             return true
         }
+        let sampler = CoalescerSampler(model: m.model)
         var offset = 0
         do {
-            for (prompt, steps, count, seed) in parsed {
-                try run(m, prompt: prompt, steps: steps, count: count, seed: seed, pixels: pixels + offset * n, progress: report)
-                offset += count
+            // The daemon runs one call per worker at once: share the cores between them.
+            try Runtime.sharingCores {
+                for (steps, requests) in calls {
+                    let batch = try sampler.generate(requests, steps: steps, progress: report)
+                    let out = pixels + offset
+                    for i in batch.pixels.indices { out[i] = UInt8(max(0, min(255, (batch.pixels[i] * 255).rounded()))) }
+                    offset += batch.pixels.count
+                }
             }
         } catch {
             if cancelled { writeError("cancelled by the progress callback", err, errCap); return Int32(CZ_BACKEND_CANCELLED.rawValue) }

@@ -41,6 +41,57 @@ final class CoalescerSamplerTests: XCTestCase {
         XCTAssertEqual(a.pixels, d.pixels)
     }
 
+    /// The fused channels-last decoder (after prepareForInference) computes what the autograd
+    /// layers compute, and keeps "image i of a batch = a single image with seed + i".
+    func testPreparedDecoderMatchesLayers() throws {
+        let m = try Self.smallModel()
+        let plain = try CoalescerSampler(model: m).generate(prompt: "sneaker", seed: 5, count: 3, steps: .fixed(2))
+        m.prepareForInference()
+        XCTAssertNotNil(m.autoencoder.inferenceDecoder)
+        let fast = try CoalescerSampler(model: m).generate(prompt: "sneaker", seed: 5, count: 3, steps: .fixed(2))
+        XCTAssertEqual(fast.pixels.count, plain.pixels.count)
+        var worst: Float = 0
+        for i in plain.pixels.indices { worst = max(worst, abs(fast.pixels[i] - plain.pixels[i])) }
+        XCTAssertLessThan(worst, 1e-5)
+        XCTAssertGreaterThan(Set(fast.pixels).count, 100)  // not a constant image
+        let single = try CoalescerSampler(model: m).generate(prompt: "sneaker", seed: 7, count: 1, steps: .fixed(2))
+        let n = 28 * 28
+        for i in 0..<n { XCTAssertEqual(fast.pixels[2 * n + i], single.pixels[i], accuracy: 1e-5) }
+        // With gradients on, decode takes the autograd layers even when prepared.
+        let y = Tensor.randn([2, m.config.net.latentDim], rng: &rngForTest)
+        let viaLayers = try m.decode(y)
+        let viaFast = try GradMode.withDisabled { try m.decode(y) }
+        for i in 0..<viaLayers.count { XCTAssertEqual(viaLayers.data[i], viaFast.data[i], accuracy: 1e-5) }
+    }
+    var rngForTest = RandomGenerator(seed: 11)
+
+    /// A mixed batch (different prompts and seeds, as the daemon batches requests) gives each
+    /// request the images it gets alone, in order.
+    func testMixedBatchEqualsSeparateRequests() throws {
+        let m = try Self.smallModel()
+        // Random text-encoder and net weights (the fresh net's output layer starts at zero), so
+        // that different prompts move the points differently.
+        var r = RandomGenerator(seed: 21)
+        for (_, t) in m.textEncoder.namedParameters + m.net.namedParameters {
+            for i in 0..<t.count { t.data[i] = r.nextNormal() * 0.3 }
+        }
+        m.prepareForInference()
+        let s = CoalescerSampler(model: m)
+        let reqs = [CoalescerSampler.Request(prompt: "sneaker", seed: 3, count: 2),
+                    CoalescerSampler.Request(prompt: "a bag", seed: 100, count: 0),
+                    CoalescerSampler.Request(prompt: "ankle boot", seed: 50, count: 1),
+                    CoalescerSampler.Request(prompt: "sneaker", seed: 77, count: 1)]
+        let mixed = try s.generate(reqs, steps: .fixed(2))
+        let alone = try reqs.flatMap { try s.generate(prompt: $0.prompt, seed: $0.seed, count: $0.count, steps: .fixed(2)).pixels }
+        XCTAssertEqual(mixed.pixels.count, 4 * 28 * 28)
+        XCTAssertEqual(mixed.steps, [2, 2, 2, 2])
+        for i in alone.indices { XCTAssertEqual(mixed.pixels[i], alone[i], accuracy: 1e-5) }
+        // The prompt is per request: the same seed with another prompt gives another image.
+        let n = 28 * 28
+        let other = try s.generate(prompt: "ankle boot", seed: 3, count: 1, steps: .fixed(2))
+        XCTAssertNotEqual(Array(mixed.pixels[0..<n]), other.pixels)
+    }
+
     func testOddPromptsGiveImages() throws {
         let s = CoalescerSampler(model: try Self.smallModel())
         let long = String(repeating: "very long prompt with a boot, ", count: 350)  // ~10 KB

@@ -43,11 +43,28 @@ public struct CoalescerSampler {
 
     public init(model: CoalescerModel) { self.model = model }
 
+    /// One request inside a mixed batch: `count` images of `prompt`, image j seeded `seed + j`.
+    public struct Request: Sendable {
+        public var prompt: String, seed: UInt64, count: Int
+        public init(prompt: String, seed: UInt64, count: Int) {
+            self.prompt = prompt; self.seed = seed; self.count = count
+        }
+    }
+
     /// Generates `count` images. `progress(step, totalSteps)` is called after each step; return
     /// false to cancel (throws `ModelError.invalidInput("cancelled")`).
     public func generate(prompt: String, seed: UInt64, count: Int, steps: CoalescerSteps,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> CoalescerBatch {
-        let l = try latents(prompt: prompt, seed: seed, count: count, steps: steps, progress: progress)
+        try generate([Request(prompt: prompt, seed: seed, count: count)], steps: steps, progress: progress)
+    }
+
+    /// Generates several requests (different prompts and seeds, the same steps) as one batch:
+    /// one network call per step and one decode for all their images, in request order. Each
+    /// image equals what a request of its own would give (same seed, same image).
+    public func generate(_ requests: [Request], steps: CoalescerSteps,
+                         progress: ((Int, Int) -> Bool)? = nil) throws -> CoalescerBatch {
+        let l = try latents(requests, steps: steps, progress: progress)
+        let count = l.steps.count
         let pixels: [Float] = try GradMode.withDisabled {
             count == 0 ? [] : try model.decode(Tensor(l.points, shape: [count, model.config.net.latentDim])).array
         }
@@ -59,10 +76,17 @@ public struct CoalescerSampler {
     /// `pixels`' place, without decoding.
     public func latents(prompt: String, seed: UInt64, count: Int, steps: CoalescerSteps,
                         progress: ((Int, Int) -> Bool)? = nil) throws -> (points: [Float], steps: [Int], redraws: Int, exhausted: Int, firstDirectionNorms: [Float]) {
-        guard count >= 0 else { throw ModelError.invalidInput("count \(count) must be >= 0") }
+        try latents([Request(prompt: prompt, seed: seed, count: count)], steps: steps, progress: progress)
+    }
+
+    /// The stepping alone for a mixed batch (see `generate(_:steps:progress:)`).
+    public func latents(_ requests: [Request], steps: CoalescerSteps,
+                        progress: ((Int, Int) -> Bool)? = nil) throws -> (points: [Float], steps: [Int], redraws: Int, exhausted: Int, firstDirectionNorms: [Float]) {
+        for r in requests where r.count < 0 { throw ModelError.invalidInput("count \(r.count) must be >= 0") }
         if case let .fixed(n) = steps, n < 1 { throw ModelError.invalidInput("steps \(n) must be >= 1") }
         let cfg = model.config
-        let k = cfg.net.latentDim
+        let k = cfg.net.latentDim, dd = cfg.net.descDim
+        let count = requests.reduce(0) { $0 + $1.count }
         if count == 0 { return ([], [], 0, 0, []) }
         let maxSteps: Int
         switch steps {
@@ -70,12 +94,25 @@ public struct CoalescerSampler {
         case .auto: maxSteps = cfg.autoMaxSteps
         }
         return try GradMode.withDisabled {
-            let de1 = model.textEncoder.embed([prompt])            // de1: (1, descDim)
-            var rngs = (0..<count).map { RandomGenerator(seed: seed &+ UInt64($0)) }
+            // One embedding per distinct prompt.
+            var promptRow: [String: Int] = [:], prompts: [String] = []
+            for r in requests where r.count > 0 && promptRow[r.prompt] == nil {
+                promptRow[r.prompt] = prompts.count
+                prompts.append(r.prompt)
+            }
+            let embedded = model.textEncoder.embed(prompts)        // embedded: (P, descDim)
+            var rngs: [RandomGenerator] = []
+            rngs.reserveCapacity(count)
+            let de = Tensor(zeros: [count, dd])                     // de: (N, descDim)
+            for r in requests where r.count > 0 {
+                let src = embedded.data + promptRow[r.prompt]! * dd
+                for j in 0..<r.count {
+                    (de.data + rngs.count * dd).update(from: src, count: dd)
+                    rngs.append(RandomGenerator(seed: r.seed &+ UInt64(j)))
+                }
+            }
             let x = Tensor(zeros: [count, k])                       // x: (N, k) current points
             for i in 0..<count { for j in 0..<k { x.data[i * k + j] = rngs[i].nextNormal() } }
-            let de = Tensor(zeros: [count, cfg.net.descDim])        // de: (N, descDim)
-            for i in 0..<count { (de.data + i * cfg.net.descDim).update(from: de1.data, count: cfg.net.descDim) }
 
             var stepsTaken = [Int](repeating: 0, count: count)
             var active = [Bool](repeating: true, count: count)
