@@ -114,8 +114,8 @@ static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, i
             case 1: CCK_RUN(CCK_PX, 1) break;
             case 2: CCK_RUN(CCK_PX / 2 + 2, 2) break;
 #if CCK_CBMAX >= 4
-            case 3: CCK_RUN(4, 3) break;
-            default: CCK_RUN(4, 4) break;
+            case 3: CCK_RUN(6, 3) break;
+            default: CCK_RUN(6, 4) break;
 #endif
             }
 #undef CCK_RUN

@@ -29,11 +29,22 @@ extension Tensor {
     /// `self.grad` (the output gradient). Returns self for chaining.
     @inline(__always)
     @discardableResult
-    internal func recording(_ inputs: [Tensor], _ backward: @escaping (Tensor) -> Void) -> Tensor {
+    internal func recording(_ inputs: [Tensor], function: StaticString = #function,
+                            _ backward: @escaping (Tensor) -> Void) -> Tensor {
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return self }
         requiresGrad = true
         parents = inputs
-        backwardFn = { [unowned self] in backward(self) }
+        if OpProfiler.enabled {
+            let op = OpProfiler.name(function)
+            OpProfiler.recordForward(op)
+            backwardFn = { [unowned self] in
+                let t0 = OpProfiler.now()
+                backward(self)
+                OpProfiler.recordBackward(op, seconds: Double(OpProfiler.now() &- t0) / 1e9)
+            }
+        } else {
+            backwardFn = { [unowned self] in backward(self) }
+        }
         return self
     }
 

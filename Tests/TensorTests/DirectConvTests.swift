@@ -1,20 +1,43 @@
 import CCoalesceKernels
+import Foundation
 import XCTest
 import Tensor
 
-/// The direct NHWC 3x3 kernel (every instruction-set version this CPU can run) against the
-/// autograd `conv2d` + upsample + activation it replaces at inference.
+/// The direct NHWC 3x3 kernel (every instruction-set version this CPU can run) against a naive
+/// loop-nest convolution written here (conv2d itself now uses the kernel for 3x3 stride 1, so it
+/// cannot be the reference), with nearest upsampling and activations applied the plain way.
 final class DirectConvTests: XCTestCase {
+    /// y[b][co][y][x] = act(bias[co] + Σ w[co][ci][ky][kx] * up(x)[b][ci][y+ky-1][x+kx-1]), NCHW.
     func reference(_ x: Tensor, _ w: Tensor, _ b: Tensor?, upsample: Int, activation: FusedActivation) -> Tensor {
-        GradMode.withDisabled {
-            var h = upsample > 1 ? Tensor.upsampleNearest2d(x, scale: upsample) : x
-            h = Tensor.conv2d(h, weight: w, bias: b, stride: 1, padding: 1)
-            switch activation {
-            case .none: return h
-            case .silu: return h.silu()
-            case .sigmoid: return h.sigmoid()
+        let (n, cin, hIn, wIn) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (h, wd, cout) = (hIn * upsample, wIn * upsample, w.shape[0])
+        var out = [Float](repeating: 0, count: n * cout * h * wd)
+        for bi in 0..<n {
+            for co in 0..<cout {
+                for y in 0..<h {
+                    for xx in 0..<wd {
+                        var acc = Double(b?.data[co] ?? 0)
+                        for ci in 0..<cin {
+                            for ky in 0..<3 {
+                                for kx in 0..<3 {
+                                    let iy = y + ky - 1, ix = xx + kx - 1
+                                    if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+                                    let v = x.data[((bi * cin + ci) * hIn + iy / upsample) * wIn + ix / upsample]
+                                    acc += Double(v) * Double(w.data[((co * cin + ci) * 3 + ky) * 3 + kx])
+                                }
+                            }
+                        }
+                        switch activation {
+                        case .none: break
+                        case .silu: acc = acc / (1 + Foundation.exp(-acc))
+                        case .sigmoid: acc = 1 / (1 + Foundation.exp(-acc))
+                        }
+                        out[((bi * cout + co) * h + y) * wd + xx] = Float(acc)
+                    }
+                }
             }
         }
+        return Tensor(out, shape: [n, cout, h, wd])
     }
 
     func testMatchesConv2dOnEveryISA() {

@@ -45,6 +45,21 @@ public final class PackedConv3x3: @unchecked Sendable {
                          self.weight, self.bias)
     }
 
+    /// The weight of the convolution that maps output gradients to input gradients (stride 1,
+    /// padding 1): W'[ci][co][ky][kx] = W[co][ci][2-ky][2-kx], so that
+    /// dx = conv3x3(dy, W') (no bias).
+    public static func transposedForInputGradient(_ weight: Tensor) -> PackedConv3x3 {
+        let (cout, cin) = (weight.shape[0], weight.shape[1])
+        let flipped = Tensor(uninitialized: [cin, cout, 3, 3])
+        for co in 0..<cout {
+            for ci in 0..<cin {
+                let src = weight.data + (co * cin + ci) * 9, dst = flipped.data + (ci * cout + co) * 9
+                for t in 0..<9 { dst[t] = src[8 - t] }
+            }
+        }
+        return PackedConv3x3(weight: flipped, bias: nil)
+    }
+
     deinit {
         weight.deallocate()
         bias.deallocate()
@@ -63,25 +78,32 @@ extension Tensor {
         precondition(x.rank == 4 && x.shape[3] == conv.cin,
                      "conv3x3NHWC: input must be (B, H, W, \(conv.cin)), got \(x.shape)")
         precondition(upsample >= 1, "conv3x3NHWC: upsample \(upsample) must be >= 1")
-        let (b, h, w) = (x.shape[0], x.shape[1] * upsample, x.shape[2] * upsample)
-        let out = Tensor(uninitialized: [b, h, w, conv.cout])
-        if b == 0 { return out }
+        let out = Tensor(uninitialized: [x.shape[0], x.shape[1] * upsample, x.shape[2] * upsample, conv.cout])
+        directConv3x3(x.data, batch: x.shape[0], h: x.shape[1], w: x.shape[2], conv, upsample: upsample,
+                      activation: activation, isa: isa, into: out.data)
+        return out
+    }
+
+    /// `conv3x3NHWC` on raw buffers: x (B, h, w, Cin) -> out (B, h*up, w*up, Cout).
+    static func directConv3x3(_ x: UnsafePointer<Float>, batch b: Int, h hIn: Int, w wIn: Int, _ conv: PackedConv3x3,
+                              upsample: Int = 1, activation: FusedActivation = .none, isa: Int32? = nil,
+                              into out: UnsafeMutablePointer<Float>) {
+        if b == 0 { return }
+        let (h, w) = (hIn * upsample, wIn * upsample)
         let padded = Scratch.take(b * (h + 2) * (w + 2) * conv.cin)
-        cck_pad_nhwc(x.data, Int32(b), Int32(x.shape[1]), Int32(x.shape[2]), Int32(conv.cin), Int32(upsample),
-                     padded.pointer)
+        cck_pad_nhwc(x, Int32(b), Int32(hIn), Int32(wIn), Int32(conv.cin), Int32(upsample), padded.pointer)
         let rows = b * h
         let isaCode = isa ?? Int32(CCK_ISA_BEST)
-        let (pin, po) = (UnsafePointer(padded.pointer), out.data)
+        let pin = UnsafePointer(padded.pointer)
         let (wt, bs) = (UnsafePointer(conv.weight), UnsafePointer(conv.bias))
         let act = activation.code
         // cost: multiply-adds per row / 64, so a batch-1 layer (tens of µs) stays on one thread:
         // waking a second thread costs about as much as it saves there (measured).
         Runtime.parallelFor(rows, cost: w * conv.cin * 9 * conv.cout / 64) { lo, hi in
             cck_conv3x3_nhwc(pin, Int32(b), Int32(h), Int32(w), Int32(conv.cin), wt, bs, Int32(conv.cout),
-                             po, act, Int32(lo), Int32(hi), isaCode)
+                             out, act, Int32(lo), Int32(hi), isaCode)
         }
         Scratch.give(padded)
-        return out
     }
 
     /// (B, C, H, W) -> (B, H, W, C) copy. Inference helper for `conv3x3NHWC`; records no gradient.
