@@ -123,5 +123,35 @@ static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, i
     }
 }
 
+// y[i] = x[i] * sigmoid(x[i]) for i in [0, n).
+static CCK_TARGET void CCK_CAT(silu_, CCK_T)(const float *x, float *y, long n) {
+    long i = 0;
+    for (; i + CCK_W <= n; i += CCK_W) {
+        VF v = *(const VF *)(x + i);
+        *(VF *)(y + i) = v / (1.0f + CCK_CAT(vexp_, CCK_T)(-v));
+    }
+    if (i < n) {
+        VF v = CCK_CAT(splat_, CCK_T)(0.0f);
+        for (long j = i; j < n; j++) v[j - i] = x[j];
+        v = v / (1.0f + CCK_CAT(vexp_, CCK_T)(-v));
+        for (long j = i; j < n; j++) y[j] = v[j - i];
+    }
+}
+
+// gx[i] += gy[i] * s * (1 + x * (1 - s)), s = sigmoid(x[i]): the SiLU input gradient.
+static CCK_TARGET void CCK_CAT(silu_backward_, CCK_T)(const float *x, const float *gy, float *gx, long n) {
+    long i = 0;
+    for (; i + CCK_W <= n; i += CCK_W) {
+        VF v = *(const VF *)(x + i);
+        VF s = 1.0f / (1.0f + CCK_CAT(vexp_, CCK_T)(-v));
+        *(VF *)(gx + i) += *(const VF *)(gy + i) * (s * (1.0f + v * (1.0f - s)));
+    }
+    for (; i < n; i++) {
+        VF v = CCK_CAT(splat_, CCK_T)(x[i]);
+        VF s = 1.0f / (1.0f + CCK_CAT(vexp_, CCK_T)(-v));
+        gx[i] += gy[i] * (s[0] * (1.0f + x[i] * (1.0f - s[0])));
+    }
+}
+
 #undef VF
 #undef VI

@@ -80,6 +80,22 @@ void cck_conv3x3_nhwc(const float *in, int n, int h, int w, int cin, const float
     }
 }
 
+void cck_silu(const float *x, float *y, long n, int isa) {
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: silu_512(x, y, n); break;
+    case CCK_ISA_AVX2: silu_256(x, y, n); break;
+    default: silu_base(x, y, n); break;
+    }
+}
+
+void cck_silu_backward(const float *x, const float *gy, float *gx, long n, int isa) {
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: silu_backward_512(x, gy, gx, n); break;
+    case CCK_ISA_AVX2: silu_backward_256(x, gy, gx, n); break;
+    default: silu_backward_base(x, gy, gx, n); break;
+    }
+}
+
 void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin, float *dst,
                       float *bias_dst) {
     const int coutp = cck_padded_cout(cout);
@@ -106,7 +122,11 @@ void cck_pad_nhwc(const float *src, int n, int h, int w, int c, int scale, float
             const float *s = src + ((size_t)b * h + y / scale) * w * c;
             memset(d, 0, sizeof(float) * c);
             memset(d + (size_t)(W + 1) * c, 0, sizeof(float) * c);
-            for (int x = 0; x < W; x++) memcpy(d + (size_t)(x + 1) * c, s + (size_t)(x / scale) * c, sizeof(float) * c);
+            if (scale == 1) {
+                memcpy(d + c, s, sizeof(float) * (size_t)W * c);  // one copy per row
+            } else {
+                for (int x = 0; x < W; x++) memcpy(d + (size_t)(x + 1) * c, s + (size_t)(x / scale) * c, sizeof(float) * c);
+            }
         }
     }
 }

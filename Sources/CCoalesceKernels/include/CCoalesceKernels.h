@@ -51,6 +51,11 @@ int cck_padded_cout(int cout);
 /// upsampling; scale 1 is a plain copy).
 void cck_pad_nhwc(const float *src, int n, int h, int w, int c, int scale, float *dst);
 
+/// y = x * sigmoid(x) over n values (y may alias x).
+void cck_silu(const float *x, float *y, long n, int isa);
+/// gx += gy * d silu(x) / dx over n values.
+void cck_silu_backward(const float *x, const float *gy, float *gx, long n, int isa);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,3 +1,4 @@
+import CCoalesceKernels
 import Foundation
 
 // Element-wise ops. Each forward writes a new tensor; each backward *adds* into input grads.
@@ -215,8 +216,19 @@ extension Tensor {
     public func adding(_ c: Float) -> Tensor { unary(AddScalarFn(c: c)) }
     public prefix static func - (x: Tensor) -> Tensor { x.scaled(-1) }
 
-    /// SiLU (swish): x * sigmoid(x).
-    public func silu() -> Tensor { unary(SiLUFn()) }
+    /// SiLU (swish): x * sigmoid(x). Runs on the vectorised C kernels (CCoalesceKernels: AVX-512
+    /// or AVX2 chosen at run time; this Swift code is compiled for baseline x86-64), which compute
+    /// what `SiLUFn` does: it was the most expensive element-wise op of a UNet step.
+    public func silu() -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        let (px, py) = (UnsafePointer(data), out.data)
+        let isa = Int32(CCK_ISA_BEST)
+        Runtime.parallelFor(count, cost: 4) { lo, hi in cck_silu(px + lo, py + lo, hi - lo, isa) }
+        return out.recording([self]) { [self] out in
+            let g = UnsafePointer(out.grad!), gx = self.gradBuffer()
+            Runtime.parallelFor(count, cost: 4) { lo, hi in cck_silu_backward(px + lo, g + lo, gx + lo, hi - lo, isa) }
+        }
+    }
     /// GELU, tanh approximation (Hendrycks & Gimpel; as PyTorch `approximate="tanh"`).
     public func gelu() -> Tensor { unary(GELUFn()) }
     public func relu() -> Tensor { unary(ReLUFn()) }
