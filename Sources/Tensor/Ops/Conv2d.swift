@@ -110,20 +110,21 @@ extension Tensor {
     /// 3x3, stride 1, padding 1 (most of a UNet's convolutions) with the direct channels-last
     /// kernel (`Tensor.directConv3x3`, DirectConv.swift) for the forward pass and the input
     /// gradient, and im2col + sgemm for the weight gradient:
-    ///   xh  = x in NHWC                     // xh: (B, H, W, Cin), kept for the backward pass
-    ///   yh  = direct3x3(xh, W)              // yh: (B, H, W, Cout); out = yh in NCHW + bias
+    ///   xp  = x in NHWC, zero border        // xp: (B, H+2, W+2, Cin), kept for the backward pass
+    ///   yh  = direct3x3(xp, W)              // yh: (B, H, W, Cout); out = yh in NCHW + bias
     ///   gh  = dy in NHWC                    // gh: (B, H, W, Cout)
-    ///   dW += ghᵀ im2col(xh)                // per chunk, as in the general path
+    ///   dW += ghᵀ im2col(xp)                // per chunk, as in the general path
     ///   dx += direct3x3(gh, W flipped, Cin <-> Cout) in NCHW
     /// Measured at batch 64, forward alone: 28x28 32->32 167-196 GFLOP/s vs 93-105 for im2col +
     /// sgemm, 14x14 64->64 204-208 vs 130-135, 7x7 128->128 158 vs 158-164; UNet training step
     /// 63-68 vs 48-56 images/s (`coalesce bench ops` with and without COALESCE_CONV=im2col).
     fileprivate static func directConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, _ g: ConvGeometry) -> Tensor {
         let (bn, cin, cout, p) = (g.batch, g.cin, g.cout, g.p)
-        let xh = Tensor(uninitialized: [bn, g.h, g.w, cin])               // xh: (B, H, W, Cin)
-        Layout.transpose(x.data, batch: bn, rows: cin, cols: p, into: xh.data)
+        let xp = Tensor(uninitialized: [bn, g.h + 2, g.w + 2, cin])       // xp: x padded, NHWC
+        Layout.toPaddedNHWC(x.data, n: bn, c: cin, h: g.h, w: g.w, into: xp.data)
         let yh = Scratch.take(bn * p * cout)                               // yh: (B, H, W, Cout)
-        directConv3x3(xh.data, batch: bn, h: g.h, w: g.w, PackedConv3x3(weight: weight, bias: nil), into: yh.pointer)
+        directConv3x3(padded: xp.data, batch: bn, h: g.h, w: g.w, PackedConv3x3(weight: weight, bias: nil),
+                      into: yh.pointer)
         let out = Tensor(uninitialized: [bn, cout, g.ho, g.wo])            // out: (B, Cout, H, W)
         Layout.transpose(yh.pointer, batch: bn, rows: p, cols: cout, into: out.data,
                          bias: bias.map { UnsafePointer($0.data) })
@@ -143,7 +144,7 @@ extension Tensor {
                 var first = true
                 g.forEachChunk { b0, cg in
                     let cols = Scratch.take(cg.rows * g.kc)                 // cols: (n*P, K*K*Cin)
-                    cg.im2col(xh.data + b0 * p * cin, into: cols.pointer)
+                    cg.im2colPadded(xp.data + b0 * (g.h + 2) * (g.w + 2) * cin, into: cols.pointer)
                     BLAS.sgemm(transA: true, transB: false, m: cout, n: g.kc, k: cg.rows, a: gh.pointer + b0 * p * cout,
                                lda: cout, b: cols.pointer, ldb: g.kc, beta: first ? 0 : 1, c: dwp, ldc: g.kc)
                     Scratch.give(cols)
@@ -332,6 +333,27 @@ struct ConvGeometry {
                             if kx1 < k { (dst + kx1 * cin).update(repeating: 0, count: (k - kx1) * cin) }
                         }
                         dst += k * cin
+                    }
+                }
+            }
+        }
+    }
+
+    /// im2col from an input already padded by `padding` = 1 (xp: (B, H+2, W+2, Cin)) for the
+    /// 3x3 stride-1 case: no bounds checks, one copy of 3*Cin values per (pixel, kernel row).
+    func im2colPadded(_ xp: UnsafeMutablePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
+        let (h, w, cin, ho, wo, kc) = (h, w, cin, ho, wo, kc)
+        let wp = w + 2, run = 3 * cin
+        Runtime.parallelFor(batch * ho, cost: wo * kc) { lo, hi in
+            for unit in lo..<hi {
+                let b = unit / ho, oy = unit % ho
+                let img = xp + b * (h + 2) * wp * cin
+                var dst = cols + unit * wo * kc
+                for ox in 0..<wo {
+                    for ky in 0..<3 {
+                        let src = img + ((oy + ky) * wp + ox) * cin
+                        for i in 0..<run { dst[i] = src[i] }
+                        dst += run
                     }
                 }
             }

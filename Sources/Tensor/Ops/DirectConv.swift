@@ -92,9 +92,17 @@ extension Tensor {
         let (h, w) = (hIn * upsample, wIn * upsample)
         let padded = Scratch.take(b * (h + 2) * (w + 2) * conv.cin)
         cck_pad_nhwc(x, Int32(b), Int32(hIn), Int32(wIn), Int32(conv.cin), Int32(upsample), padded.pointer)
+        directConv3x3(padded: padded.pointer, batch: b, h: h, w: w, conv, activation: activation, isa: isa, into: out)
+        Scratch.give(padded)
+    }
+
+    /// The kernel on an input already padded: (B, h + 2, w + 2, Cin) -> out (B, h, w, Cout).
+    static func directConv3x3(padded pin: UnsafePointer<Float>, batch b: Int, h: Int, w: Int, _ conv: PackedConv3x3,
+                              activation: FusedActivation = .none, isa: Int32? = nil,
+                              into out: UnsafeMutablePointer<Float>) {
+        if b == 0 { return }
         let rows = b * h
         let isaCode = isa ?? Int32(CCK_ISA_BEST)
-        let pin = UnsafePointer(padded.pointer)
         let (wt, bs) = (UnsafePointer(conv.weight), UnsafePointer(conv.bias))
         let act = activation.code
         // cost: multiply-adds per row / 64, so a batch-1 layer (tens of µs) stays on one thread:
@@ -103,7 +111,6 @@ extension Tensor {
             cck_conv3x3_nhwc(pin, Int32(b), Int32(h), Int32(w), Int32(conv.cin), wt, bs, Int32(conv.cout),
                              out, act, Int32(lo), Int32(hi), isaCode)
         }
-        Scratch.give(padded)
     }
 
     /// (B, C, H, W) -> (B, H, W, C) copy. Inference helper for `conv3x3NHWC`; records no gradient.

@@ -57,6 +57,39 @@ enum Layout {
         }
     }
 
+    /// dst (n, h + 2, w + 2, c) = x (n, c, h, w) moved to channels-last with a one-pixel zero
+    /// border: the input of the direct 3x3 kernel in one pass (a transpose and then a padding
+    /// copy were two). Parallel over (image, row) units; each writes its own padded row.
+    static func toPaddedNHWC(_ x: UnsafePointer<Float>, n: Int, c: Int, h: Int, w: Int,
+                             into dst: UnsafeMutablePointer<Float>) {
+        let wp = w + 2, rowFloats = wp * c, plane = h * w
+        Runtime.parallelFor(n * (h + 2), cost: rowFloats) { lo, hi in
+            for unit in lo..<hi {
+                let b = unit / (h + 2), yp = unit % (h + 2)
+                let drow = dst + unit * rowFloats
+                if yp == 0 || yp == h + 1 {
+                    drow.update(repeating: 0, count: rowFloats)
+                    continue
+                }
+                drow.update(repeating: 0, count: c)
+                (drow + (w + 1) * c).update(repeating: 0, count: c)
+                let src = x + b * c * plane + (yp - 1) * w   // element (ch, x) at src[ch * plane + x]
+                let d = drow + c                              // element (x, ch) at d[x * c + ch]
+                var c0 = 0
+                while c0 + 8 <= c {
+                    var x0 = 0
+                    while x0 + 8 <= w {
+                        block8(src + c0 * plane + x0, plane, d + x0 * c + c0, c, nil, false)
+                        x0 += 8
+                    }
+                    for xx in x0..<w { for ch in c0..<(c0 + 8) { d[xx * c + ch] = src[ch * plane + xx] } }
+                    c0 += 8
+                }
+                for ch in c0..<c { for xx in 0..<w { d[xx * c + ch] = src[ch * plane + xx] } }
+            }
+        }
+    }
+
     private enum Mode { case store, bias, accumulate }
 
     @inline(__always)
