@@ -2,6 +2,7 @@
 // compiled three times: for AVX-512, for AVX2+FMA, and for the baseline the package targets.
 #include "CCoalesceKernels.h"
 
+#include <immintrin.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -94,6 +95,85 @@ void cck_silu_backward(const float *x, const float *gy, float *gx, long n, int i
     case CCK_ISA_AVX2: silu_backward_256(x, gy, gx, n); break;
     default: silu_backward_base(x, gy, gx, n); break;
     }
+}
+
+// ---- transposes ------------------------------------------------------------------------------
+
+static inline void transpose_element(const float *src, int rows, int cols, int r, int c, float *dst,
+                                     const float *bias, int mode) {
+    const float v = src[(size_t)r * cols + c];
+    float *d = dst + (size_t)c * rows + r;
+    if (mode == CCK_ACCUMULATE) *d += v;
+    else if (mode == CCK_STORE_BIAS) *d = v + bias[c];
+    else *d = v;
+}
+
+static void transpose_rows_scalar(const float *src, int rows, int cols, int r0, int r1, float *dst,
+                                  const float *bias, int mode) {
+    enum { T = 32 };
+    for (int c0 = 0; c0 < cols; c0 += T) {
+        const int c1 = c0 + T < cols ? c0 + T : cols;
+        for (int r = r0; r < r1; r++)
+            for (int c = c0; c < c1; c++) transpose_element(src, rows, cols, r, c, dst, bias, mode);
+    }
+}
+
+// 8x8 block: rows r..r+7, cols c..c+7 of src -> rows c..c+7, cols r..r+7 of dst.
+static inline __attribute__((always_inline, target("avx2,fma"))) void block8_avx2(
+    const float *s, int ls, float *d, int ld, const float *bias, int mode) {
+    __m256 r0 = _mm256_loadu_ps(s + 0 * (size_t)ls), r1 = _mm256_loadu_ps(s + 1 * (size_t)ls);
+    __m256 r2 = _mm256_loadu_ps(s + 2 * (size_t)ls), r3 = _mm256_loadu_ps(s + 3 * (size_t)ls);
+    __m256 r4 = _mm256_loadu_ps(s + 4 * (size_t)ls), r5 = _mm256_loadu_ps(s + 5 * (size_t)ls);
+    __m256 r6 = _mm256_loadu_ps(s + 6 * (size_t)ls), r7 = _mm256_loadu_ps(s + 7 * (size_t)ls);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 o[8];
+    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20); o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20); o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31); o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31); o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+    for (int j = 0; j < 8; j++) {
+        float *dj = d + (size_t)j * ld;
+        __m256 v = o[j];
+        if (mode == CCK_STORE_BIAS) v = _mm256_add_ps(v, _mm256_set1_ps(bias[j]));
+        else if (mode == CCK_ACCUMULATE) v = _mm256_add_ps(v, _mm256_loadu_ps(dj));
+        _mm256_storeu_ps(dj, v);
+    }
+}
+
+static __attribute__((target("avx2,fma"))) void transpose_rows_avx2(
+    const float *src, int rows, int cols, int r0, int r1, float *dst, const float *bias, int mode) {
+    enum { T = 32 };
+    for (int c0 = 0; c0 < cols; c0 += T) {
+        const int c1 = c0 + T < cols ? c0 + T : cols;
+        int r = r0;
+        for (; r + 8 <= r1; r += 8) {
+            int c = c0;
+            for (; c + 8 <= c1; c += 8)
+                block8_avx2(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows,
+                            bias ? bias + c : NULL, mode);
+            for (; c < c1; c++)
+                for (int rr = r; rr < r + 8; rr++) transpose_element(src, rows, cols, rr, c, dst, bias, mode);
+        }
+        for (; r < r1; r++)
+            for (int c = c0; c < c1; c++) transpose_element(src, rows, cols, r, c, dst, bias, mode);
+    }
+}
+
+void cck_transpose_rows(const float *src, int rows, int cols, int r0, int r1, float *dst,
+                        const float *bias, int mode, int isa) {
+    if (r0 < 0) r0 = 0;
+    if (r1 > rows) r1 = rows;
+    if (r0 >= r1 || cols <= 0) return;
+    if (mode == CCK_STORE_BIAS && !bias) mode = CCK_STORE;
+    if (resolve(isa) >= CCK_ISA_AVX2) transpose_rows_avx2(src, rows, cols, r0, r1, dst, bias, mode);
+    else transpose_rows_scalar(src, rows, cols, r0, r1, dst, bias, mode);
 }
 
 void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin, float *dst,

@@ -88,6 +88,33 @@ final class DirectConvTests: XCTestCase {
         }
     }
 
+    /// The C transposes (8x8 register blocks and scalar edges) in all three modes, on every ISA,
+    /// over sizes that leave edges in both directions, against the definition.
+    func testTransposeOnEveryISA() {
+        for (rows, cols) in [(1, 1), (8, 8), (13, 21), (40, 9), (33, 70)] {
+            let src = (0..<(rows * cols)).map { Float($0 % 97) - 48 }
+            let bias = (0..<cols).map { Float($0) * 0.5 }
+            for isa in (0...cck_best_isa()).map({ Int32($0) }) {
+                for mode in [CCK_STORE, CCK_STORE_BIAS, CCK_ACCUMULATE].map({ Int32($0) }) {
+                    var dst = (0..<(rows * cols)).map { Float($0 % 5) }
+                    let before = dst
+                    // Two row ranges, as two threads would do them.
+                    let mid = rows / 2
+                    cck_transpose_rows(src, Int32(rows), Int32(cols), 0, Int32(mid), &dst, bias, mode, isa)
+                    cck_transpose_rows(src, Int32(rows), Int32(cols), Int32(mid), Int32(rows), &dst, bias, mode, isa)
+                    for r in 0..<rows {
+                        for c in 0..<cols {
+                            let v = src[r * cols + c]
+                            let want = mode == Int32(CCK_ACCUMULATE) ? before[c * rows + r] + v
+                                : (mode == Int32(CCK_STORE_BIAS) ? v + bias[c] : v)
+                            XCTAssertEqual(dst[c * rows + r], want, "\(rows)x\(cols) isa \(isa) mode \(mode) r\(r) c\(c)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testNoBiasAndLayoutRoundTrip() {
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.randn([2, 5, 4, 6], rng: &rng)

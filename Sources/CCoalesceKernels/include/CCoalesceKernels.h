@@ -56,6 +56,15 @@ void cck_silu(const float *x, float *y, long n, int isa);
 /// gx += gy * d silu(x) / dx over n values.
 void cck_silu_backward(const float *x, const float *gy, float *gx, long n, int isa);
 
+/// How cck_transpose_rows writes dst: overwrite, overwrite + bias[c], or add into dst.
+enum { CCK_STORE = 0, CCK_STORE_BIAS = 1, CCK_ACCUMULATE = 2 };
+
+/// dst[c][r] (=, = + bias[c], or +=) src[r][c] for rows r in [r0, r1) and all cols c, where
+/// src is (rows, cols) and dst is (cols, rows), both contiguous. Callers split row ranges over
+/// threads (Tensor's Layout.transpose); 8x8 blocks are transposed in registers.
+void cck_transpose_rows(const float *src, int rows, int cols, int r0, int r1, float *dst,
+                        const float *bias, int mode, int isa);
+
 #ifdef __cplusplus
 }
 #endif

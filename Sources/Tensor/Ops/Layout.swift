@@ -1,3 +1,5 @@
+import CCoalesceKernels
+
 // Layout kernels shared by ops that move between channel-major (NCHW) and position-major
 // (NHWC / token) layouts: batched 2-D transposes, blocked for cache, parallel over tiles.
 
@@ -17,42 +19,19 @@ enum Layout {
                           into dst: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>? = nil,
                           accumulate: Bool = false) {
         if batch == 0 || rows == 0 || cols == 0 { return }
-        let mode: Mode = accumulate ? .accumulate : (bias != nil ? .bias : .store)
-        let bias = bias ?? UnsafePointer(dst)  // unread unless mode == .bias
+        // The 8x8 register transposes are in C (CCoalesceKernels, AVX2 when the CPU has it): this
+        // Swift code is compiled for baseline x86-64, where building each transposed row from
+        // eight lanes took scalar inserts (transposes were 9% of a UNet training step).
+        let mode = Int32(accumulate ? CCK_ACCUMULATE : (bias != nil ? CCK_STORE_BIAS : CCK_STORE))
+        let isa = Int32(CCK_ISA_BEST)
         let t = tile
         let rowTiles = (rows + t - 1) / t
         let plane = rows * cols
         Runtime.parallelFor(batch * rowTiles, cost: t * cols) { lo, hi in
             for unit in lo..<hi {
                 let b = unit / rowTiles, r0 = (unit % rowTiles) * t
-                let r1 = min(rows, r0 + t)
-                let s = src + b * plane, d = dst + b * plane
-                var c0 = 0
-                while c0 < cols {
-                    let c1 = min(cols, c0 + t)
-                    var r = r0
-                    while r + 8 <= r1 {
-                        var c = c0
-                        while c + 8 <= c1 {
-                            switch mode {
-                            case .store: block8(s + r * cols + c, cols, d + c * rows + r, rows, nil, false)
-                            case .bias: block8(s + r * cols + c, cols, d + c * rows + r, rows, bias + c, false)
-                            case .accumulate: block8(s + r * cols + c, cols, d + c * rows + r, rows, nil, true)
-                            }
-                            c += 8
-                        }
-                        while c < c1 {
-                            for rr in r..<(r + 8) { element(s, d, rr, c, rows, cols, mode, bias) }
-                            c += 1
-                        }
-                        r += 8
-                    }
-                    while r < r1 {
-                        for c in c0..<c1 { element(s, d, r, c, rows, cols, mode, bias) }
-                        r += 1
-                    }
-                    c0 = c1
-                }
+                cck_transpose_rows(src + b * plane, Int32(rows), Int32(cols), Int32(r0), Int32(min(rows, r0 + t)),
+                                   dst + b * plane, bias, mode, isa)
             }
         }
     }
@@ -87,18 +66,6 @@ enum Layout {
                 }
                 for ch in c0..<c { for xx in 0..<w { d[xx * c + ch] = src[ch * plane + xx] } }
             }
-        }
-    }
-
-    private enum Mode { case store, bias, accumulate }
-
-    @inline(__always)
-    private static func element(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ r: Int, _ c: Int,
-                                _ rows: Int, _ cols: Int, _ mode: Mode, _ bias: UnsafePointer<Float>) {
-        switch mode {
-        case .store: d[c * rows + r] = s[r * cols + c]
-        case .bias: d[c * rows + r] = s[r * cols + c] + bias[c]
-        case .accumulate: d[c * rows + r] += s[r * cols + c]
         }
     }
 
