@@ -176,6 +176,47 @@ void cck_transpose_rows(const float *src, int rows, int cols, int r0, int r1, fl
     else transpose_rows_scalar(src, rows, cols, r0, r1, dst, bias, mode);
 }
 
+static __attribute__((target("avx2,fma"))) void padded_row_avx2(const float *src, int plane, int c, int w,
+                                                                 float *d) {
+    int c0 = 0;
+    for (; c0 + 8 <= c; c0 += 8) {
+        int x0 = 0;
+        for (; x0 + 8 <= w; x0 += 8)
+            block8_avx2(src + (size_t)c0 * plane + x0, plane, d + (size_t)x0 * c + c0, c, NULL, CCK_STORE);
+        for (int x = x0; x < w; x++)
+            for (int ch = c0; ch < c0 + 8; ch++) d[(size_t)x * c + ch] = src[(size_t)ch * plane + x];
+    }
+    for (int ch = c0; ch < c; ch++)
+        for (int x = 0; x < w; x++) d[(size_t)x * c + ch] = src[(size_t)ch * plane + x];
+}
+
+void cck_nchw_to_padded_nhwc(const float *x, int n, int c, int h, int w, int u0, int u1, float *dst,
+                             int isa) {
+    const int wp = w + 2, plane = h * w;
+    const size_t rowFloats = (size_t)wp * c;
+    const int avx2 = resolve(isa) >= CCK_ISA_AVX2;
+    if (u0 < 0) u0 = 0;
+    if (u1 > n * (h + 2)) u1 = n * (h + 2);
+    for (int u = u0; u < u1; u++) {
+        const int b = u / (h + 2), yp = u % (h + 2);
+        float *drow = dst + (size_t)u * rowFloats;
+        if (yp == 0 || yp == h + 1) {
+            memset(drow, 0, sizeof(float) * rowFloats);
+            continue;
+        }
+        memset(drow, 0, sizeof(float) * c);
+        memset(drow + (size_t)(w + 1) * c, 0, sizeof(float) * c);
+        const float *src = x + (size_t)b * c * plane + (size_t)(yp - 1) * w;  // (ch, x) at src[ch*plane + x]
+        float *d = drow + c;                                                   // (x, ch) at d[x*c + ch]
+        if (avx2) {
+            padded_row_avx2(src, plane, c, w, d);
+        } else {
+            for (int ch = 0; ch < c; ch++)
+                for (int xx = 0; xx < w; xx++) d[(size_t)xx * c + ch] = src[(size_t)ch * plane + xx];
+        }
+    }
+}
+
 void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin, float *dst,
                       float *bias_dst) {
     const int coutp = cck_padded_cout(cout);

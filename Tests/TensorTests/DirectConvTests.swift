@@ -115,6 +115,24 @@ final class DirectConvTests: XCTestCase {
         }
     }
 
+    /// NCHW -> zero-bordered NHWC (the direct convolution's input), every ISA, odd sizes.
+    func testPaddedNHWCOnEveryISA() {
+        for (n, c, h, w) in [(1, 1, 1, 1), (2, 8, 8, 8), (2, 13, 5, 11), (1, 32, 7, 7)] {
+            let x = (0..<(n * c * h * w)).map { Float($0 % 89) - 44 }
+            for isa in (0...cck_best_isa()).map({ Int32($0) }) {
+                var dst = [Float](repeating: .nan, count: n * (h + 2) * (w + 2) * c)
+                let units = n * (h + 2)
+                cck_nchw_to_padded_nhwc(x, Int32(n), Int32(c), Int32(h), Int32(w), 0, Int32(units / 2), &dst, isa)
+                cck_nchw_to_padded_nhwc(x, Int32(n), Int32(c), Int32(h), Int32(w), Int32(units / 2), Int32(units), &dst, isa)
+                for b in 0..<n { for yp in 0..<(h + 2) { for xp in 0..<(w + 2) { for ch in 0..<c {
+                    let inside = yp >= 1 && yp <= h && xp >= 1 && xp <= w
+                    let want = inside ? x[((b * c + ch) * h + yp - 1) * w + xp - 1] : 0
+                    XCTAssertEqual(dst[((b * (h + 2) + yp) * (w + 2) + xp) * c + ch], want, "isa \(isa) \(n)x\(c)x\(h)x\(w)")
+                } } } }
+            }
+        }
+    }
+
     func testNoBiasAndLayoutRoundTrip() {
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.randn([2, 5, 4, 6], rng: &rng)

@@ -65,6 +65,11 @@ enum { CCK_STORE = 0, CCK_STORE_BIAS = 1, CCK_ACCUMULATE = 2 };
 void cck_transpose_rows(const float *src, int rows, int cols, int r0, int r1, float *dst,
                         const float *bias, int mode, int isa);
 
+/// Rows [u0, u1) of dst (n, h + 2, w + 2, c) = x (n, c, h, w) moved to channels-last with a
+/// one-pixel zero border (a unit is one padded row: image u / (h + 2), row u % (h + 2)).
+void cck_nchw_to_padded_nhwc(const float *x, int n, int c, int h, int w, int u0, int u1, float *dst,
+                             int isa);
+
 #ifdef __cplusplus
 }
 #endif
