@@ -153,5 +153,91 @@ static CCK_TARGET void CCK_CAT(silu_backward_, CCK_T)(const float *x, const floa
     }
 }
 
+static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(hsum_, CCK_T)(VF v) {
+    float s = 0;
+    for (int i = 0; i < CCK_W; i++) s += v[i];
+    return s;
+}
+
+// Σ p[0..n) and Σ (p - m)² ... as (sum) with CCK_W lanes x 2 partial accumulators.
+static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(sum_, CCK_T)(const float *p, long n) {
+    VF a0 = CCK_CAT(splat_, CCK_T)(0.0f), a1 = a0;
+    long i = 0;
+    for (; i + 2 * CCK_W <= n; i += 2 * CCK_W) { a0 += *(const VF *)(p + i); a1 += *(const VF *)(p + i + CCK_W); }
+    for (; i + CCK_W <= n; i += CCK_W) a0 += *(const VF *)(p + i);
+    float s = CCK_CAT(hsum_, CCK_T)(a0 + a1);
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+// One group of group norm, forward: x, y (cg, l); stats[0] = mean, stats[1] = 1/std.
+static CCK_TARGET void CCK_CAT(gn_forward_, CCK_T)(const float *x, float *y, int cg, long l, const float *w,
+                                                  const float *b, float eps, float *stats) {
+    const long n = (long)cg * l;
+    const float mean = CCK_CAT(sum_, CCK_T)(x, n) / (float)(n > 0 ? n : 1);
+    VF acc = CCK_CAT(splat_, CCK_T)(0.0f);
+    const VF mv = CCK_CAT(splat_, CCK_T)(mean);
+    long i = 0;
+    for (; i + CCK_W <= n; i += CCK_W) { VF d = *(const VF *)(x + i) - mv; acc += d * d; }
+    float sq = CCK_CAT(hsum_, CCK_T)(acc);
+    for (; i < n; i++) { float d = x[i] - mean; sq += d * d; }
+    const float rstd = 1.0f / __builtin_sqrtf(sq / (float)(n > 0 ? n : 1) + eps);
+    stats[0] = mean;
+    stats[1] = rstd;
+    for (int c = 0; c < cg; c++) {
+        const float a = rstd * w[c], sh = b[c] - mean * a;
+        const float *xc = x + (long)c * l;
+        float *yc = y + (long)c * l;
+        const VF av = CCK_CAT(splat_, CCK_T)(a), shv = CCK_CAT(splat_, CCK_T)(sh);
+        long j = 0;
+        for (; j + CCK_W <= l; j += CCK_W) *(VF *)(yc + j) = *(const VF *)(xc + j) * av + shv;
+        for (; j < l; j++) yc[j] = xc[j] * a + sh;
+    }
+}
+
+// One group, backward: g = dL/dy (cg, l). partial[2c] = Σ g·xhat, partial[2c+1] = Σ g per channel
+// (the weight and bias gradients' terms); gx (may be NULL) += the input gradient.
+static CCK_TARGET void CCK_CAT(gn_backward_, CCK_T)(const float *x, const float *g, float *gx, int cg, long l,
+                                                   const float *w, float mean, float rstd, float *partial) {
+    const long n = (long)cg * l;
+    const VF mv = CCK_CAT(splat_, CCK_T)(mean);
+    float s1 = 0, s2 = 0;  // Σ dxhat, Σ dxhat·xhat (dxhat = g·w)
+    for (int c = 0; c < cg; c++) {
+        const float *xc = x + (long)c * l, *gc = g + (long)c * l;
+        VF dot = CCK_CAT(splat_, CCK_T)(0.0f), sg = dot;
+        long j = 0;
+        for (; j + CCK_W <= l; j += CCK_W) {
+            VF gv = *(const VF *)(gc + j);
+            dot += gv * (*(const VF *)(xc + j) - mv);
+            sg += gv;
+        }
+        float d = CCK_CAT(hsum_, CCK_T)(dot), db = CCK_CAT(hsum_, CCK_T)(sg);
+        for (; j < l; j++) { d += gc[j] * (xc[j] - mean); db += gc[j]; }
+        const float dw = d * rstd;
+        partial[2 * c] = dw;
+        partial[2 * c + 1] = db;
+        s1 += db * w[c];
+        s2 += dw * w[c];
+    }
+    if (!gx) return;
+    const float inv = 1.0f / (float)(n > 0 ? n : 1), m1 = s1 * inv, m2 = s2 * inv;
+    for (int c = 0; c < cg; c++) {
+        const float *xc = x + (long)c * l, *gc = g + (long)c * l;
+        float *gxc = gx + (long)c * l;
+        const float wc = w[c];
+        const VF rv = CCK_CAT(splat_, CCK_T)(rstd), wv = CCK_CAT(splat_, CCK_T)(wc);
+        const VF m1v = CCK_CAT(splat_, CCK_T)(m1), m2v = CCK_CAT(splat_, CCK_T)(m2);
+        long j = 0;
+        for (; j + CCK_W <= l; j += CCK_W) {
+            VF xhat = (*(const VF *)(xc + j) - mv) * rv;
+            *(VF *)(gxc + j) += rv * (*(const VF *)(gc + j) * wv - m1v - xhat * m2v);
+        }
+        for (; j < l; j++) {
+            const float xhat = (xc[j] - mean) * rstd;
+            gxc[j] += rstd * (gc[j] * wc - m1 - xhat * m2);
+        }
+    }
+}
+
 #undef VF
 #undef VI

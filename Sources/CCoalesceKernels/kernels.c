@@ -217,6 +217,24 @@ void cck_nchw_to_padded_nhwc(const float *x, int n, int c, int h, int w, int u0,
     }
 }
 
+void cck_group_norm_forward(const float *x, float *y, int cg, long l, const float *w, const float *b,
+                            float eps, float *stats, int isa) {
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: gn_forward_512(x, y, cg, l, w, b, eps, stats); break;
+    case CCK_ISA_AVX2: gn_forward_256(x, y, cg, l, w, b, eps, stats); break;
+    default: gn_forward_base(x, y, cg, l, w, b, eps, stats); break;
+    }
+}
+
+void cck_group_norm_backward(const float *x, const float *g, float *gx, int cg, long l, const float *w,
+                             float mean, float rstd, float *partial, int isa) {
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: gn_backward_512(x, g, gx, cg, l, w, mean, rstd, partial); break;
+    case CCK_ISA_AVX2: gn_backward_256(x, g, gx, cg, l, w, mean, rstd, partial); break;
+    default: gn_backward_base(x, g, gx, cg, l, w, mean, rstd, partial); break;
+    }
+}
+
 void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin, float *dst,
                       float *bias_dst) {
     const int coutp = cck_padded_cout(cout);

@@ -18,17 +18,20 @@ struct BenchOps: ParsableCommand {
     @Flag(help: "After the UNet measurement, time one more training step op by op and print a table.") var profile = false
 
     /// Best-of time per call, in seconds, over repetitions filling `budget` seconds.
-    func time(_ budget: Double, _ body: () -> Void) -> Double {
+    func time(_ budget: Double, _ body: () -> Void) -> Double { times(budget, body).min()! }
+
+    /// Every timed call's seconds (after one warm-up call), at least 3, filling `budget` seconds.
+    func times(_ budget: Double, _ body: () -> Void) -> [Double] {
         body()  // warm-up
-        var best = Double.infinity, spent = 0.0, reps = 0
-        while reps < 3 || spent < budget {
+        var all: [Double] = [], spent = 0.0
+        while all.count < 3 || spent < budget {
             let t0 = DispatchTime.now().uptimeNanoseconds
             body()
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            best = min(best, dt); spent += dt; reps += 1
-            if reps >= 200 { break }
+            all.append(dt); spent += dt
+            if all.count >= 200 { break }
         }
-        return best
+        return all
     }
 
     func run() throws {
@@ -99,13 +102,15 @@ struct BenchOps: ParsableCommand {
         let opt = AdamW(parameters: net.parameters, learningRate: 1e-4)
         let tInfer = time(budget) { GradMode.withDisabled { _ = net(x, t: t) } }
         print(String(format: "  forward (inference):   %7.1f images/s  (%.1f ms per batch)", Double(batch) / tInfer, tInfer * 1e3))
-        let tTrain = time(max(budget, 2)) {
+        let steps = times(max(budget, 2)) {
             let loss = Tensor.mseLoss(net(x, t: t), target)
             opt.zeroGrad()
             loss.backward()
             opt.update()
-        }
-        print(String(format: "  training step (AdamW): %7.1f images/s  (%.1f ms per batch)", Double(batch) / tTrain, tTrain * 1e3))
+        }.sorted()
+        let tTrain = steps[0], tMedian = steps[steps.count / 2]
+        print(String(format: "  training step (AdamW): %7.1f images/s  (%.1f ms per batch; median of %d steps %.1f images/s)",
+                     Double(batch) / tTrain, tTrain * 1e3, steps.count, Double(batch) / tMedian))
         if profile {
             OpProfiler.enabled = true
             defer { OpProfiler.enabled = false }

@@ -133,6 +133,36 @@ final class DirectConvTests: XCTestCase {
         }
     }
 
+    /// Group-norm kernels: every ISA gives what the baseline version gives (the baseline is
+    /// checked against NumPy and by gradient checks in NormalizationTests only on the best ISA).
+    func testGroupNormKernelsAgreeAcrossISAs() {
+        let (cg, l) = (3, 37)   // 37: tails for every vector width
+        let n = cg * l
+        let x = (0..<n).map { Float(($0 * 29) % 23) * 0.3 - 3 }
+        let g = (0..<n).map { Float(($0 * 13) % 7) - 3 }
+        let w: [Float] = [0.5, -1.25, 2], b: [Float] = [0.1, 0, -0.3]
+        func run(_ isa: Int32) -> ([Float], [Float], [Float], [Float]) {
+            var y = [Float](repeating: 0, count: n), stats: [Float] = [0, 0]
+            cck_group_norm_forward(x, &y, Int32(cg), l, w, b, 1e-5, &stats, isa)
+            var gx = [Float](repeating: 0.5, count: n), partial = [Float](repeating: 0, count: 2 * cg)
+            cck_group_norm_backward(x, g, &gx, Int32(cg), l, w, stats[0], stats[1], &partial, isa)
+            return (y, stats, gx, partial)
+        }
+        let base = run(Int32(CCK_ISA_SCALAR))
+        // The baseline against the definition: mean and biased variance of the block.
+        let mean = x.reduce(0, +) / Float(n)
+        let rstd = 1 / (x.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(n) + 1e-5).squareRoot()
+        XCTAssertEqual(base.1[0], mean, accuracy: 1e-5)
+        XCTAssertEqual(base.1[1], rstd, accuracy: 1e-4)
+        XCTAssertEqual(base.0[l + 2], (x[l + 2] - mean) * rstd * w[1] + b[1], accuracy: 1e-4)
+        for isa in (0...cck_best_isa()).map({ Int32($0) }) {
+            let r = run(isa)
+            for (a, e) in [(r.0, base.0), (r.1, base.1), (r.2, base.2), (r.3, base.3)] {
+                for i in a.indices { XCTAssertEqual(a[i], e[i], accuracy: 1e-4 * max(1, abs(e[i])), "isa \(isa) i \(i)") }
+            }
+        }
+    }
+
     func testNoBiasAndLayoutRoundTrip() {
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.randn([2, 5, 4, 6], rng: &rng)

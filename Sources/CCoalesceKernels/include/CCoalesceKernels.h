@@ -70,6 +70,15 @@ void cck_transpose_rows(const float *src, int rows, int cols, int r0, int r1, fl
 void cck_nchw_to_padded_nhwc(const float *x, int n, int c, int h, int w, int u0, int u1, float *dst,
                              int isa);
 
+/// Group normalisation of one (image, group) block x, y (cg channels, l positions each):
+/// stats[0] = mean, stats[1] = 1/sqrt(biased variance + eps); y = xhat * w[c] + b[c].
+void cck_group_norm_forward(const float *x, float *y, int cg, long l, const float *w, const float *b,
+                            float eps, float *stats, int isa);
+/// Its backward for output gradient g: partial[2c] = Σ g·xhat and partial[2c+1] = Σ g over channel
+/// c's positions; gx (NULL to skip) += the input gradient.
+void cck_group_norm_backward(const float *x, const float *g, float *gx, int cg, long l, const float *w,
+                             float mean, float rstd, float *partial, int isa);
+
 #ifdef __cplusplus
 }
 #endif

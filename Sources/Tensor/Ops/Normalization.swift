@@ -1,3 +1,5 @@
+import CCoalesceKernels
+
 // Group normalisation and layer normalisation (forward keeps mean and 1/std for backward).
 
 extension Tensor {
@@ -18,19 +20,12 @@ extension Tensor {
         let out = Tensor(uninitialized: x.shape)
         let stats = Tensor(uninitialized: [bn * groups, 2])          // stats: (B*G, [mean, rstd])
         let (px, py, ps, pw, pb) = (x.data, out.data, stats.data, weight.data, bias.data)
+        // Per (image, group) blocks on the vectorised C kernels (CCoalesceKernels).
+        let isa = Int32(CCK_ISA_BEST)
         Runtime.parallelFor(bn * groups, cost: n * 4) { lo, hi in
             for bg in lo..<hi {
-                let base = bg * n
-                let mean = Kernels.sum(px + base, n) / Float(max(n, 1))
-                let sq = Kernels.sumSquaredDeviations(px + base, n, mean: mean)
-                let rstd = 1 / (sq / Float(max(n, 1)) + eps).squareRoot()
-                ps[2 * bg] = mean; ps[2 * bg + 1] = rstd
                 let c0 = (bg % groups) * cg
-                for ci in 0..<cg {
-                    let a = rstd * pw[c0 + ci], b = pb[c0 + ci] - mean * a
-                    let off = base + ci * l
-                    for i in 0..<l { py[off + i] = px[off + i] * a + b }
-                }
+                cck_group_norm_forward(px + bg * n, py + bg * n, Int32(cg), l, pw + c0, pb + c0, eps, ps + 2 * bg, isa)
             }
         }
         return out.recording([x, weight, bias]) { out in
@@ -40,28 +35,13 @@ extension Tensor {
             let partial = Tensor(uninitialized: [bn * c, 2])         // (B*C, [Σ dy*xhat, Σ dy])
             let pp = partial.data
             let gx: UnsafeMutablePointer<Float>? = x.requiresGrad ? x.gradBuffer() : nil
+            let isa = Int32(CCK_ISA_BEST)
             Runtime.parallelFor(bn * groups, cost: n * 8) { lo, hi in
                 for bg in lo..<hi {
-                    let base = bg * n, mean = ps[2 * bg], rstd = ps[2 * bg + 1]
                     let c0 = (bg % groups) * cg, b = bg / groups
-                    var s1: Float = 0, s2: Float = 0                 // Σ dxhat, Σ dxhat*xhat
-                    for ci in 0..<cg {
-                        let off = base + ci * l, wc = pw[c0 + ci]
-                        let (dot, db) = Kernels.dotCenteredAndSum(g + off, px + off, l, mean: mean)
-                        let dw = dot * rstd                          // Σ dy * xhat
-                        pp[2 * (b * c + c0 + ci)] = dw; pp[2 * (b * c + c0 + ci) + 1] = db
-                        s1 += db * wc; s2 += dw * wc
-                    }
-                    guard let gx else { continue }
-                    let inv = 1 / Float(max(n, 1))
-                    let m1 = s1 * inv, m2 = s2 * inv
-                    for ci in 0..<cg {
-                        let off = base + ci * l, wc = pw[c0 + ci]
-                        for i in 0..<l {
-                            let xhat = (px[off + i] - mean) * rstd
-                            gx[off + i] += rstd * (g[off + i] * wc - m1 - xhat * m2)
-                        }
-                    }
+                    // pp rows (b, c0 ..< c0 + cg) are this block's; gx rows likewise.
+                    cck_group_norm_backward(px + bg * n, g + bg * n, gx.map { $0 + bg * n }, Int32(cg), l, pw + c0,
+                                            ps[2 * bg], ps[2 * bg + 1], pp + 2 * (b * c + c0), isa)
                 }
             }
             if weight.requiresGrad {
