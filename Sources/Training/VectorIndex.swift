@@ -157,8 +157,31 @@ public final class FaissIndex: VectorIndex {
         var labels = [Int64](repeating: -1, count: nq * k)
         var dists = [Float](repeating: 0, count: nq * k)
         if nq == 0 { return ([], []) }
-        let rc = cfaiss_search(handle, Int64(nq), queries, Int64(k), &dists, &labels)
-        guard rc == 0 else { throw TrainingError.invalidData("FAISS search: \(FaissIndex.lastError)") }
+        // FAISS runs one OpenMP thread and its sgemm goes to the single-threaded OpenBLAS (one
+        // thread pool, see Runtime), so a batch is split into query blocks over our pool instead;
+        // searching a built index is read-only and safe from several threads.
+        let parts = nq >= 64 ? Runtime.availableThreads : 1
+        let per = (nq + parts - 1) / parts
+        var failed = Array(repeating: Int32(0), count: parts)
+        let handle = self.handle, d = dimension
+        queries.withUnsafeBufferPointer { qp in
+            labels.withUnsafeMutableBufferPointer { lp in
+                dists.withUnsafeMutableBufferPointer { dp in
+                    failed.withUnsafeMutableBufferPointer { fp in
+                        let (q, l, dd, f) = (qp.baseAddress!, lp.baseAddress!, dp.baseAddress!, fp.baseAddress!)
+                        Runtime.parallelFor(parts, cost: Runtime.parallelGrain) { lo, hi in
+                            for part in lo..<hi {
+                                let q0 = part * per, q1 = min(nq, q0 + per)
+                                if q0 >= q1 { continue }
+                                f[part] = cfaiss_search(handle, Int64(q1 - q0), q + q0 * d, Int64(k),
+                                                        dd + q0 * k, l + q0 * k)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        guard failed.allSatisfy({ $0 == 0 }) else { throw TrainingError.invalidData("FAISS search: \(FaissIndex.lastError)") }
         return (labels.map { Int($0) }, dists)
     }
 }
