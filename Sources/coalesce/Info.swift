@@ -14,9 +14,10 @@ struct Info: ParsableCommand {
         print("coalesce \(CoalesceVersion.string)")
         print("cpu features:   \(BLAS.cpuFeatures)")
         print("blas core:      \(BLAS.coreName) (chosen by: \(BLAS.coreSource); preferred for this CPU: \(BLAS.preferredCore.isEmpty ? "none" : BLAS.preferredCore))")
-        print("blas threads:   \(BLAS.threads)")
+        print("blas threads:   \(BLAS.threads)\(BLAS.threads == 1 ? " (products are split over the compute threads)" : "")")
         print("blas config:    \(BLAS.config)")
         print("compute threads: \(Runtime.threads)")
+        print("direct kernels: \(Tensor.directKernelISA) (3x3 conv, SiLU, group norm, transposes; \(Conv2dPath.current))")
         if let loadError { print("warning: OpenBLAS not loaded, using slow fallback: \(loadError)") }
         let repo = ModelRepository(root: modelsDir)
         let names = repo.modelNames()

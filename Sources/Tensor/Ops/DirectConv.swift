@@ -66,6 +66,13 @@ public final class PackedConv3x3: @unchecked Sendable {
     }
 }
 
+/// Which path 3x3 stride-1 convolutions take (`COALESCE_CONV=im2col` selects im2col + sgemm).
+public enum Conv2dPath {
+    public static var current: String {
+        ConvGeometry.directDisabled ? "3x3 convs: im2col + sgemm (COALESCE_CONV=im2col)" : "3x3 convs: direct"
+    }
+}
+
 extension Tensor {
     /// The instruction set `conv3x3NHWC` runs on here ("avx512", "avx2" or "scalar").
     public static var directKernelISA: String { String(cString: cck_isa_name(cck_best_isa())) }
