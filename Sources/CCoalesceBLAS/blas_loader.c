@@ -72,6 +72,7 @@ const char *ccblas_preferred_core(void) {
 }
 
 static void do_load(void) {
+    int set_core = 0, set_threads = 0;  // variables we set, unset again once OpenBLAS has read them
     const char *user = getenv("OPENBLAS_CORETYPE");
     if (user && user[0]) {
         snprintf(g_source, sizeof(g_source), "user");
@@ -79,6 +80,7 @@ static void do_load(void) {
         const char *core = ccblas_preferred_core();
         if (core[0]) {
             setenv("OPENBLAS_CORETYPE", core, 0);
+            set_core = 1;
             snprintf(g_source, sizeof(g_source), "coalesce");
         }
     }
@@ -88,6 +90,7 @@ static void do_load(void) {
     if (!getenv("OPENBLAS_NUM_THREADS")) {
         const char *own = getenv("COALESCE_OPENBLAS_THREADS");
         setenv("OPENBLAS_NUM_THREADS", own && own[0] ? own : "1", 0);
+        set_threads = 1;
     }
     // Prefer the pthread build that Debian's libopenblas0-pthread installs.
     static const char *candidates[] = {
@@ -101,6 +104,11 @@ static void do_load(void) {
         h = dlopen(candidates[i], RTLD_NOW | RTLD_LOCAL);
         if (!h) last_err = dlerror();
     }
+    // OpenBLAS read both variables in its load-time constructor. Leave the host's environment as
+    // it was, so that another OpenBLAS loaded later (numpy's, in a Python host) does not inherit
+    // our single thread or our core choice.
+    if (set_core) unsetenv("OPENBLAS_CORETYPE");
+    if (set_threads) unsetenv("OPENBLAS_NUM_THREADS");
     if (!h) {
         snprintf(g_error, sizeof(g_error), "dlopen(libopenblas.so.0) failed: %s", last_err);
         g_status = -1;

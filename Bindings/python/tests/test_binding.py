@@ -118,6 +118,18 @@ def test_blas_core_is_the_fast_one_for_this_cpu():
         pytest.skip(f"no preferred core for this CPU (core {core})")
 
 
+def test_loading_openblas_leaves_the_host_environment_alone():
+    """The library sets OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS only while OpenBLAS loads: another
+    OpenBLAS the host loads later (numpy's, say) must not inherit a single thread."""
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    coalesce.blas_core()  # loads OpenBLAS if it was not loaded yet
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"):
+        if os.environ.get(name) is None:  # not set by the user when Python started
+            assert libc.getenv(name.encode()) is None, f"{name} left set in the host process"
+
+
 def test_generate_matches_the_reference_pattern(engine):
     images = engine.generate("tp", prompt="a sneaker", seed=42, count=4)
     assert images.shape == (4, 28, 28) and images.dtype == np.uint8
