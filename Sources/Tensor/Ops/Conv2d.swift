@@ -59,12 +59,7 @@ extension Tensor {
         }
         wp.release()
 
-        var inputs = [x, weight]
-        if let bias { inputs.append(bias) }
-        return out.recording(inputs) { out in
-            let go = out.grad!                                            // go: (B, Cout, P)
-            if let bias, bias.requiresGrad { g.addBiasGradient(go, into: bias.gradBuffer()) }
-            guard x.requiresGrad || weight.requiresGrad else { return }
+        return out.recordingConv(x, weight, bias, g) { go in                // go: (B, Cout, P)
             // dwp: (Cout, K*K*Cin), summed over chunks; for K = 1 it is weight.grad itself.
             let dwp: UnsafeMutablePointer<Float>? = !weight.requiresGrad ? nil
                 : (g.k == 1 ? weight.gradBuffer() : Tensor.allocate(g.cout * g.kc))
@@ -130,12 +125,7 @@ extension Tensor {
                          bias: bias.map { UnsafePointer($0.data) })
         Scratch.give(yh)
 
-        var inputs = [x, weight]
-        if let bias { inputs.append(bias) }
-        return out.recording(inputs) { out in
-            let go = out.grad!                                             // go: (B, Cout, P)
-            if let bias, bias.requiresGrad { g.addBiasGradient(go, into: bias.gradBuffer()) }
-            guard x.requiresGrad || weight.requiresGrad else { return }
+        return out.recordingConv(x, weight, bias, g) { go in                // go: (B, Cout, P)
             let gh = Scratch.take(bn * p * cout)                           // gh: (B, H, W, Cout)
             defer { Scratch.give(gh) }
             Layout.transpose(go, batch: bn, rows: cout, cols: p, into: gh.pointer)
@@ -179,11 +169,7 @@ extension Tensor {
             BLAS.sgemm(transA: false, transB: false, m: cout, n: p, k: cin, a: pw, lda: cin,
                        b: px + b * cin * p, ldb: p, beta: bias == nil ? 0 : 1, c: po + b * cout * p, ldc: p)
         }
-        var inputs = [x, weight]
-        if let bias { inputs.append(bias) }
-        return out.recording(inputs) { out in
-            let go = out.grad!                                            // go: (B, Cout, P)
-            if let bias, bias.requiresGrad { g.addBiasGradient(go, into: bias.gradBuffer()) }
+        return out.recordingConv(x, weight, bias, g) { go in                // go: (B, Cout, P)
             if weight.requiresGrad {
                 let gw = weight.gradBuffer()                              // gw: (Cout, Cin)
                 for b in 0..<bn {
@@ -200,6 +186,24 @@ extension Tensor {
                                b: go + b * cout * p, ldb: p, beta: 1, c: gx + b * cin * p, ldc: p)
                 }
             }
+        }
+    }
+}
+
+extension Tensor {
+    /// Records a convolution's backward pass (self is its output): adds the bias gradient, then
+    /// runs `body(go)` with the output gradient go (B, Cout, P) unless neither x nor the weight
+    /// needs a gradient.
+    fileprivate func recordingConv(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry,
+                                   function: StaticString = #function,
+                                   _ body: @escaping (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        return recording(inputs, function: function) { out in
+            let go = out.grad!
+            if let bias, bias.requiresGrad { g.addBiasGradient(go, into: bias.gradBuffer()) }
+            guard x.requiresGrad || weight.requiresGrad else { return }
+            body(go)
         }
     }
 }
