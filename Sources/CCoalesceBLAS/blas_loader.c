@@ -86,7 +86,9 @@ static void do_load(void) {
     }
     // OpenBLAS runs single-threaded: the tensor core splits products over its own pool (see
     // BLAS.sgemm), so OpenBLAS must not start a second pool of spinning workers at load.
-    // COALESCE_OPENBLAS_THREADS asks for OpenBLAS's pool instead; a user's OPENBLAS_NUM_THREADS wins.
+    // COALESCE_OPENBLAS_THREADS asks for OpenBLAS's pool instead (BLAS.swift then sets that many
+    // threads and stops splitting). A user's OPENBLAS_NUM_THREADS is left alone: OpenBLAS starts
+    // that many threads, but BLAS.swift still sets it to COALESCE_OPENBLAS_THREADS or 1.
     if (!getenv("OPENBLAS_NUM_THREADS")) {
         const char *own = getenv("COALESCE_OPENBLAS_THREADS");
         setenv("OPENBLAS_NUM_THREADS", own && own[0] ? own : "1", 0);
