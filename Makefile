@@ -70,15 +70,17 @@ CZ_TEST_PREFIX ?= $(CZ_TEST_DIR)/prefix
 
 install: install-lib install-bin
 
-# lib/libcoalesce.so, lib/coalesce/backends/*.so, include/*.h, lib/pkgconfig/coalesce.pc,
+# lib/libcoalesce.so.VERSION (SONAME libcoalesce.so.0, with the .so.0 and .so links), lib/coalesce/backends/*.so, include/*.h, lib/pkgconfig/coalesce.pc,
 # share/coalesce/models/.
 install-lib: deps
 	$(SWIFT) build $(STATIC_FLAGS) --product CoalesceLib
 	for b in $(BACKENDS); do $(SWIFT) build $(STATIC_FLAGS) --product $$b || exit 1; done
 	install -d $(PREFIX)/lib/coalesce/backends $(PREFIX)/include $(PREFIX)/lib/pkgconfig \
 	    $(PREFIX)/share/coalesce/models
-	install -m 755 $(STATIC_OUT)/libCoalesceLib.so $(PREFIX)/lib/libcoalesce.so
-	$(STRIP) $(PREFIX)/lib/libcoalesce.so
+	install -m 755 $(STATIC_OUT)/libCoalesceLib.so $(PREFIX)/lib/libcoalesce.so.$(CZ_VERSION)
+	$(STRIP) $(PREFIX)/lib/libcoalesce.so.$(CZ_VERSION)
+	ln -sfn libcoalesce.so.$(CZ_VERSION) $(PREFIX)/lib/libcoalesce.so.0
+	ln -sfn libcoalesce.so.0 $(PREFIX)/lib/libcoalesce.so
 	for b in $(BACKENDS); do install -m 755 $(STATIC_OUT)/lib$$b.so $(PREFIX)/lib/coalesce/backends/ && \
 	    $(STRIP) $(PREFIX)/lib/coalesce/backends/lib$$b.so || exit 1; done
 	install -m 644 Include/coalesce.h Include/coalesce_backend.h $(PREFIX)/include/

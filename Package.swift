@@ -65,7 +65,9 @@ let package = Package(
         .target(name: "CoalesceC", dependencies: ["Engine", "ImageIO", "CCoalesceAPI", "CCoalesceBLAS"],
                 exclude: ["exports.map"],
                 linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=" + Context.packageDirectory
-                                               + "/Sources/CoalesceC/exports.map"])]),
+                                               + "/Sources/CoalesceC/exports.map",
+                                               // ABI major 0: programs record libcoalesce.so.0
+                                               "-Xlinker", "-soname=libcoalesce.so.0"])]),
 
         // ---- Backends (each its own shared library, loaded with dlopen) ---------------------
         .target(name: "CoalescerBackend", dependencies: ["CCoalesceABI", "Models"], path: "Plugins/Coalescer"),
