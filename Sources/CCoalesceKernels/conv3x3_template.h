@@ -49,22 +49,28 @@ static inline __attribute__((always_inline)) CCK_TARGET VF CCK_CAT(activate_, CC
     return v;
 }
 
-// One tile: PX consecutive output pixels x CB registers of output channels.
+// One tile: PX consecutive output positions q (flattened y * w + x within one image, so a tile
+// may wrap to the next row and short rows such as 7x7 need no one-pixel tails) x CB registers
+// of output channels.
 static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(tile_, CCK_T)(
-    const float *base, int wp, int cin, const float *wt, int coutp, const float *bias, int cout,
-    float *orow, int ox, int cb0, int act, const int PX, const int CB) {
+    const float *img, int w, int wp, int cin, const float *wt, int coutp, const float *bias, int cout,
+    float *oimg, int q, int cb0, int act, const int PX, const int CB) {
     VF acc[CCK_PX][CCK_CBMAX];
-    for (int p = 0; p < PX; p++)
+    const float *ipx[CCK_PX];  // top-left input pixel of each position's window
+    for (int p = 0; p < PX; p++) {
+        const int qq = q + p, oy = qq / w, ox = qq - oy * w;
+        ipx[p] = img + ((size_t)oy * wp + ox) * cin;
         for (int c = 0; c < CB; c++) acc[p][c] = CCK_CAT(splat_, CCK_T)(0.0f);
+    }
     for (int ky = 0; ky < 3; ky++) {
         for (int kx = 0; kx < 3; kx++) {
-            const float *ip = base + ((size_t)ky * wp + ox + kx) * cin;
+            const size_t tap = ((size_t)ky * wp + kx) * cin;
             const float *wk = wt + (size_t)(ky * 3 + kx) * cin * coutp + cb0 * CCK_W;
             for (int ci = 0; ci < cin; ci++) {
                 VF wv[CCK_CBMAX];
                 for (int c = 0; c < CB; c++) wv[c] = *(const VF *)(wk + (size_t)ci * coutp + c * CCK_W);
                 for (int p = 0; p < PX; p++) {
-                    const float s = ip[(size_t)p * cin + ci];
+                    const float s = ipx[p][tap + ci];
                     for (int c = 0; c < CB; c++) acc[p][c] += s * wv[c];
                 }
             }
@@ -75,7 +81,7 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(tile_, CCK_
         const VF bv = bias ? *(const VF *)(bias + co) : CCK_CAT(splat_, CCK_T)(0.0f);
         for (int p = 0; p < PX; p++) {
             VF v = CCK_CAT(activate_, CCK_T)(acc[p][c] + bv, act);
-            float *dst = orow + (size_t)(ox + p) * cout + co;
+            float *dst = oimg + (size_t)(q + p) * cout + co;
             if (co + CCK_W <= cout) {
                 *(VF *)dst = v;
             } else {
@@ -91,25 +97,22 @@ static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, i
     const int coutp = cck_padded_cout(cout);
     const int nb = (cout + CCK_W - 1) / CCK_W;  // registers of output channels actually needed
     const int wp = w + 2;
-    for (int r = row0; r < row1; r++) {
-        const int b = r / h, oy = r % h;
-        const float *base = in + ((size_t)b * (h + 2) + oy) * wp * cin;
-        float *orow = out + (size_t)r * w * cout;
+    int r = row0;
+    while (r < row1) {
+        // The rows of one image in [r, row1) are one run of flattened positions [q0, q1).
+        const int b = r / h, rEnd = (b + 1) * h < row1 ? (b + 1) * h : row1;
+        const int q0 = (r - b * h) * w, q1 = (rEnd - b * h) * w;
+        const float *img = in + (size_t)b * (h + 2) * wp * cin;
+        float *oimg = out + (size_t)b * h * w * cout;
         for (int cb0 = 0; cb0 < nb; cb0 += CCK_CBMAX) {
             const int cbn = nb - cb0 < CCK_CBMAX ? nb - cb0 : CCK_CBMAX;
-            int ox = 0;
+            int q = q0;
+#define CCK_TILE(PXN, CBN) CCK_CAT(tile_, CCK_T)(img, w, wp, cin, wt, coutp, bias, cout, oimg, q, cb0, act, PXN, CBN)
 #define CCK_RUN(PXN, CBN)                                                                              \
-    for (; ox + (PXN) <= w; ox += (PXN))                                                               \
-        CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, PXN, CBN);     \
-    if ((PXN) > 4 && ox + 4 <= w) {                                                                    \
-        CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, 4, CBN);       \
-        ox += 4;                                                                                       \
-    }                                                                                                  \
-    if ((PXN) > 2 && ox + 2 <= w) {                                                                    \
-        CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, 2, CBN);       \
-        ox += 2;                                                                                       \
-    }                                                                                                  \
-    for (; ox < w; ox++) CCK_CAT(tile_, CCK_T)(base, wp, cin, wt, coutp, bias, cout, orow, ox, cb0, act, 1, CBN);
+    for (; q + (PXN) <= q1; q += (PXN)) CCK_TILE(PXN, CBN);                                            \
+    if ((PXN) > 4 && q + 4 <= q1) { CCK_TILE(4, CBN); q += 4; }                                        \
+    if ((PXN) > 2 && q + 2 <= q1) { CCK_TILE(2, CBN); q += 2; }                                        \
+    for (; q < q1; q++) CCK_TILE(1, CBN);
             switch (cbn) {
             case 1: CCK_RUN(CCK_PX, 1) break;
             case 2: CCK_RUN(CCK_PX / 2 + 2, 2) break;
@@ -119,7 +122,9 @@ static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, i
 #endif
             }
 #undef CCK_RUN
+#undef CCK_TILE
         }
+        r = rEnd;
     }
 }
 
