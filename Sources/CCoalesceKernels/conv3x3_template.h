@@ -49,6 +49,12 @@ static inline __attribute__((always_inline)) CCK_TARGET VF CCK_CAT(activate_, CC
     return v;
 }
 
+static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(hsum_, CCK_T)(VF v) {
+    float s = 0;
+    for (int i = 0; i < CCK_W; i++) s += v[i];
+    return s;
+}
+
 // One tile: PX consecutive output positions q (flattened y * w + x within one image, so a tile
 // may wrap to the next row and short rows such as 7x7 need no one-pixel tails) x CB registers
 // of output channels.
@@ -91,9 +97,44 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(tile_, CCK_
     }
 }
 
+// One output channel (an image decoder's last layer): vectorised over input channels instead of
+// output channels, so no lanes are wasted on padding (the general tile would compute 16 channels
+// to keep one).
+static CCK_TARGET void CCK_CAT(conv3x3_cout1_, CCK_T)(const float *in, int h, int w, int cin,
+                                                      const float *wt, const float *bias,
+                                                      float *out, int act, int row0, int row1) {
+    const int coutp = cck_padded_cout(1), wp = w + 2;
+    const int taps = 9 * cin;
+    float w1[taps];  // the weight contiguous over (tap, ci)
+    for (int i = 0; i < taps; i++) w1[i] = wt[(size_t)i * coutp];
+    const float b0 = bias ? bias[0] : 0.0f;
+    for (int r = row0; r < row1; r++) {
+        const int b = r / h, oy = r % h;
+        const float *img = in + (size_t)b * (h + 2) * wp * cin;
+        for (int ox = 0; ox < w; ox++) {
+            VF acc = CCK_CAT(splat_, CCK_T)(0.0f);
+            float tail = 0;
+            for (int ky = 0; ky < 3; ky++) {
+                const float *row = img + ((size_t)(oy + ky) * wp + ox) * cin;  // 3 pixels x cin, contiguous
+                const float *wk = w1 + ky * 3 * cin;
+                int i = 0;
+                for (; i + CCK_W <= 3 * cin; i += CCK_W) acc += *(const VF *)(row + i) * *(const VF *)(wk + i);
+                for (; i < 3 * cin; i++) tail += row[i] * wk[i];
+            }
+            VF v = CCK_CAT(splat_, CCK_T)(0.0f);
+            v[0] = CCK_CAT(hsum_, CCK_T)(acc) + tail + b0;
+            out[(size_t)r * w + ox] = CCK_CAT(activate_, CCK_T)(v, act)[0];
+        }
+    }
+}
+
 static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, int cin,
                                                 const float *wt, const float *bias, int cout,
                                                 float *out, int act, int row0, int row1) {
+    if (cout == 1 && cin <= 1024) {
+        CCK_CAT(conv3x3_cout1_, CCK_T)(in, h, w, cin, wt, bias, out, act, row0, row1);
+        return;
+    }
     const int coutp = cck_padded_cout(cout);
     const int nb = (cout + CCK_W - 1) / CCK_W;  // registers of output channels actually needed
     const int wp = w + 2;
@@ -158,11 +199,6 @@ static CCK_TARGET void CCK_CAT(silu_backward_, CCK_T)(const float *x, const floa
     }
 }
 
-static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(hsum_, CCK_T)(VF v) {
-    float s = 0;
-    for (int i = 0; i < CCK_W; i++) s += v[i];
-    return s;
-}
 
 // Σ p[0..n) and Σ (p - m)² ... as (sum) with CCK_W lanes x 2 partial accumulators.
 static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(sum_, CCK_T)(const float *p, long n) {

@@ -47,6 +47,7 @@ final class DirectConvTests: XCTestCase {
         let cases: [(Int, Int, Int, Int, Int)] = [
             (2, 4, 48, 7, 1), (1, 48, 48, 7, 1), (3, 48, 32, 7, 2), (2, 32, 16, 14, 2), (2, 16, 1, 28, 1),
             (1, 3, 5, 5, 1), (2, 7, 70, 6, 1), (1, 1, 9, 3, 3),
+            (2, 5, 1, 6, 2), (1, 1, 1, 4, 1),  // one output channel: the per-pixel dot-product path, with tails
         ]
         let isas = (0...Int(cck_best_isa())).map { Int32($0) }
         XCTAssertFalse(isas.isEmpty)
