@@ -1,5 +1,5 @@
 // One ISA's version of the direct 3x3 convolution (included by kernels.c once per ISA).
-// Expects: CCK_W (floats per register), CCK_T (type suffix), CCK_TARGET (a target attribute or
+// Expects (and #undefs at its end): CCK_W (floats per register), CCK_T (type suffix), CCK_TARGET (a target attribute or
 // empty), CCK_CBMAX (output-channel registers per tile), CCK_PX (most output pixels per tile).
 // A tile keeps PX x CB accumulators in registers; PX is chosen per CB so that there are at least
 // 8 independent accumulators (two FMA ports x four cycles of latency) without spilling.
@@ -282,3 +282,8 @@ static CCK_TARGET void CCK_CAT(gn_backward_, CCK_T)(const float *x, const float 
 
 #undef VF
 #undef VI
+#undef CCK_W
+#undef CCK_T
+#undef CCK_TARGET
+#undef CCK_CBMAX
+#undef CCK_PX

@@ -8,17 +8,13 @@
 
 int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BLOCK * CCK_COUT_BLOCK; }
 
+// Each instantiation defines the template's parameters; the template #undefs them at its end.
 #define CCK_W 16
 #define CCK_T 512
 #define CCK_TARGET __attribute__((target("avx512f")))
 #define CCK_CBMAX 4
 #define CCK_PX 8
 #include "conv3x3_template.h"
-#undef CCK_W
-#undef CCK_T
-#undef CCK_TARGET
-#undef CCK_CBMAX
-#undef CCK_PX
 
 #define CCK_W 8
 #define CCK_T 256
@@ -26,11 +22,6 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_CBMAX 2
 #define CCK_PX 8
 #include "conv3x3_template.h"
-#undef CCK_W
-#undef CCK_T
-#undef CCK_TARGET
-#undef CCK_CBMAX
-#undef CCK_PX
 
 #define CCK_W 4
 #define CCK_T base
@@ -38,11 +29,6 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_CBMAX 2
 #define CCK_PX 8
 #include "conv3x3_template.h"
-#undef CCK_W
-#undef CCK_T
-#undef CCK_TARGET
-#undef CCK_CBMAX
-#undef CCK_PX
 
 int cck_best_isa(void) {
     static int best = -2;

@@ -1,6 +1,7 @@
 // Exports for engines and models: cz_engine_*, cz_model_*, cz_string_free.
 import CCoalesceAPI
 import Engine
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -148,21 +149,10 @@ func describeJSON(name: String, directory: String, status st: ModelStatus) -> St
         + "\"supports_guidance\":\(i.supportsGuidance),\"classes\":[\(classes)]}"
 }
 
-/// A JSON string literal for `s` (RFC 8259 escaping).
+/// A JSON string literal for `s` (RFC 8259; Foundation's encoder does the escaping).
 func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20:
-            let hex = String(u.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .withoutEscapingSlashes
+    guard let data = try? encoder.encode(s) else { return "\"\"" }  // a String always encodes
+    return String(decoding: data, as: UTF8.self)
 }

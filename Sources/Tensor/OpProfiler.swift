@@ -22,9 +22,6 @@ public enum OpProfiler {
         lastMark = now()
     }
 
-    /// Restarts the forward clock without recording (call before a forward pass).
-    public static func mark() { lastMark = now() }
-
     static func recordForward(_ op: String) {
         let t = now()
         let e = forward[op, default: (0, 0)]

@@ -423,26 +423,12 @@ public struct SafeTensors: Equatable, Sendable {
         }
     }
 
-    /// A JSON string literal for `s`.
+    /// A JSON string literal for `s` (Foundation's encoder does the escaping).
     private static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        guard let data = try? encoder.encode(s) else { return "\"\"" }  // a String always encodes
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Runs a POSIX call returning -1 on failure (retrying on EINTR); throws `TensorError.io`

@@ -82,13 +82,6 @@ struct AddScalarFn: UnaryFunction {
     @inline(__always) func f(_ x: Float) -> Float { x + c }
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float { 1 }
 }
-struct SiLUFn: UnaryFunction {
-    @inline(__always) func f(_ x: Float) -> Float { x / (1 + Kernels.expApprox(-x)) }
-    @inline(__always) func df(_ x: Float, _ y: Float) -> Float {
-        let s = 1 / (1 + Kernels.expApprox(-x))
-        return s * (1 + x * (1 - s))
-    }
-}
 struct GELUFn: UnaryFunction {
     static let c: Float = 0.7978845608028654  // sqrt(2/pi)
     @inline(__always) func f(_ x: Float) -> Float { 0.5 * x * (1 + tanhf(GELUFn.c * (x + 0.044715 * x * x * x))) }
@@ -216,9 +209,9 @@ extension Tensor {
     public func adding(_ c: Float) -> Tensor { unary(AddScalarFn(c: c)) }
     public prefix static func - (x: Tensor) -> Tensor { x.scaled(-1) }
 
-    /// SiLU (swish): x * sigmoid(x). Runs on the vectorised C kernels (CCoalesceKernels: AVX-512
-    /// or AVX2 chosen at run time; this Swift code is compiled for baseline x86-64), which compute
-    /// what `SiLUFn` does: it was the most expensive element-wise op of a UNet step.
+    /// SiLU (swish): x * sigmoid(x); derivative s * (1 + x * (1 - s)) with s = sigmoid(x). Runs on
+    /// the vectorised C kernels (CCoalesceKernels: AVX-512 or AVX2 chosen at run time; this Swift
+    /// code is compiled for baseline x86-64): it was the most expensive element-wise op of a UNet step.
     public func silu() -> Tensor {
         let out = Tensor(uninitialized: shape)
         let (px, py) = (UnsafePointer(data), out.data)

@@ -83,22 +83,4 @@ enum Kernels {
         while j < n { let d = p[j] - mean; s += d * d; j += 1 }
         return s
     }
-
-    /// (Σ g[i] * (x[i] - mean), Σ g[i]) over i in 0..<n, four partial sums each.
-    @inline(__always)
-    static func dotCenteredAndSum(_ g: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ n: Int,
-                                  mean: Float) -> (dot: Float, sum: Float) {
-        var d0: Float = 0, d1: Float = 0, d2: Float = 0, d3: Float = 0
-        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-        var j = 0
-        while j + 4 <= n {
-            d0 += g[j] * (x[j] - mean); d1 += g[j + 1] * (x[j + 1] - mean)
-            d2 += g[j + 2] * (x[j + 2] - mean); d3 += g[j + 3] * (x[j + 3] - mean)
-            s0 += g[j]; s1 += g[j + 1]; s2 += g[j + 2]; s3 += g[j + 3]
-            j += 4
-        }
-        var dot = (d0 + d2) + (d1 + d3), sum = (s0 + s2) + (s1 + s3)
-        while j < n { dot += g[j] * (x[j] - mean); sum += g[j]; j += 1 }
-        return (dot, sum)
-    }
 }
