@@ -62,7 +62,7 @@ public enum FashionMNIST {
                 "label \(labels.data[bad]) at index \(bad) is outside 0..<\(classNames.count)")
         }
         return LabeledImages(count: images.dims[0], width: images.dims[2], height: images.dims[1],
-                             pixels: images.data, labels: labels.data.map { Int($0) })
+                             pixels: images.data, labels: labels.data.map { Int($0) }, classNames: classNames)
     }
 
     /// `directory/name` if it exists, else `directory/name.gz`, else a missing-data-set error.

@@ -126,6 +126,43 @@ public enum ImageFolder {
                                files: files, captions: captions, labels: labels)
     }
 
+    /// One parsed line of `captions.jsonl`.
+    public struct Entry: Sendable {
+        public var file: String, caption: String, label: Int?
+    }
+
+    /// The lines of `directory/captions.jsonl` (blank lines skipped), parsed but with no image
+    /// read. Throws `ImageIOError.captions` with the 1-based line number for a bad line.
+    public static func readLines(directory: String) throws -> [Entry] {
+        let captionsPath = FileIO.join(directory, captionsFileName)
+        let text = try FileIO.readAll(path: captionsPath)
+        let decoder = JSONDecoder()
+        var out: [Entry] = []
+        var lineNumber = 0
+        for rawLine in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = rawLine.last == UInt8(ascii: "\r") ? rawLine.dropLast() : rawLine
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            let entry: Line
+            do {
+                entry = try decoder.decode(Line.self, from: Data(line))
+            } catch let error as DecodingError {
+                throw ImageIOError.captions(path: captionsPath, line: lineNumber, message: explain(error))
+            } catch {
+                throw ImageIOError.captions(path: captionsPath, line: lineNumber, message: "not valid JSON")
+            }
+            guard !entry.file.isEmpty else {
+                throw ImageIOError.captions(path: captionsPath, line: lineNumber, message: "\"file\" is empty")
+            }
+            guard FileIO.isFile(FileIO.join(directory, entry.file)) else {
+                throw ImageIOError.captions(path: captionsPath, line: lineNumber,
+                                            message: "image file \(FileIO.join(directory, entry.file)) does not exist")
+            }
+            out.append(Entry(file: entry.file, caption: entry.caption, label: entry.label))
+        }
+        return out
+    }
+
     /// A short, readable reason for a JSON decoding failure of one line.
     private static func explain(_ error: DecodingError) -> String {
         func field(_ path: [CodingKey]) -> String {
