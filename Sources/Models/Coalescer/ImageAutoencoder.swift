@@ -3,10 +3,15 @@ import Tensor
 
 /// Configuration of `ImageAutoencoder`. JSON keys are snake_case.
 public struct AutoencoderConfig: Codable, Equatable, Sendable {
-    /// Side of the square gray input image (28 for Fashion-MNIST).
+    /// Side of the square input image (28 for Fashion-MNIST).
     public var imageSize: Int = 28
-    /// Channels of the encoder's three 3x3 convolutions (strides 1, 2, 2); the decoder mirrors them.
+    /// Channels of the input image: 1 (gray) or 3 (RGB).
+    public var imageChannels: Int = 1
+    /// Channels of the encoder's three 3x3 convolutions (strides 1, 2, 2).
     public var channels: [Int] = [16, 32, 48]
+    /// Channels of the decoder's convolutions at full, half and quarter size (nil = `channels`).
+    /// The decoder runs at generation time and the encoder does not, so the encoder can be wider.
+    public var decoderChannels: [Int]? = nil
     /// Latent channels at imageSize/4 x imageSize/4 (4 gives a 7x7x4 = 196-value latent).
     public var latentChannels: Int = 4
     /// Weight of the KL term (per image, summed over latent values) beside the summed squared error.
@@ -18,9 +23,26 @@ public struct AutoencoderConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case imageSize = "image_size", channels, latentChannels = "latent_channels"
+        case imageSize = "image_size", imageChannels = "image_channels", channels
+        case decoderChannels = "decoder_channels", latentChannels = "latent_channels"
         case klWeight = "kl_weight", latentScale = "latent_scale"
     }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? 28
+        imageChannels = try c.decodeIfPresent(Int.self, forKey: .imageChannels) ?? 1
+        channels = try c.decodeIfPresent([Int].self, forKey: .channels) ?? [16, 32, 48]
+        decoderChannels = try c.decodeIfPresent([Int].self, forKey: .decoderChannels)
+        latentChannels = try c.decodeIfPresent(Int.self, forKey: .latentChannels) ?? 4
+        klWeight = try c.decodeIfPresent(Float.self, forKey: .klWeight) ?? 0.005
+        latentScale = try c.decodeIfPresent(Float.self, forKey: .latentScale) ?? 1
+    }
+
+    /// The decoder's channels (full, half, quarter size).
+    public var decoderWidths: [Int] { decoderChannels ?? channels }
+    /// Values in one image (C * S * S).
+    public var pixelCount: Int { imageChannels * imageSize * imageSize }
 
     public var latentSide: Int { imageSize / 4 }
     /// Number of values in one flattened latent (C * H * W).
@@ -30,8 +52,17 @@ public struct AutoencoderConfig: Codable, Equatable, Sendable {
         guard imageSize >= 8, imageSize % 4 == 0 else {
             throw ModelError.invalidConfig("image_size \(imageSize) must be a multiple of 4, >= 8")
         }
+        guard imageChannels == 1 || imageChannels == 3 else {
+            throw ModelError.invalidConfig("image_channels \(imageChannels) must be 1 or 3")
+        }
         guard channels.count == 3, channels.allSatisfy({ $0 > 0 }) else {
             throw ModelError.invalidConfig("channels \(channels) must be three positive sizes")
+        }
+        guard decoderWidths.count == 3, decoderWidths.allSatisfy({ $0 > 0 }) else {
+            throw ModelError.invalidConfig("decoder_channels \(decoderWidths) must be three positive sizes")
+        }
+        guard klWeight >= 0, klWeight.isFinite else {
+            throw ModelError.invalidConfig("kl_weight \(klWeight) must be finite and >= 0")
         }
         guard latentChannels > 0 else { throw ModelError.invalidConfig("latent_channels must be > 0") }
         guard latentScale > 0, latentScale.isFinite else {
@@ -40,14 +71,15 @@ public struct AutoencoderConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// A small convolutional VAE (Kingma & Welling, 2014) for 28x28 gray images.
+/// A small convolutional VAE (Kingma & Welling, 2014) for S x S gray or RGB images.
 ///
-/// Encoder: conv3x3(1->c0) SiLU, conv3x3/2(c0->c1) SiLU, conv3x3/2(c1->c2) SiLU, conv1x1(c2->2L)
-/// giving mean and log-variance of a (L, 7, 7) Gaussian. Decoder: conv3x3(L->c2) SiLU,
-/// conv3x3(c2->c2) SiLU, upsample x2, conv3x3(c2->c1) SiLU, upsample x2, conv3x3(c1->c0) SiLU,
-/// conv3x3(c0->1) giving pixel logits (sigmoid -> [0, 1]).
+/// Encoder: conv3x3(C->c0) SiLU, conv3x3/2(c0->c1) SiLU, conv3x3/2(c1->c2) SiLU, conv1x1(c2->2L)
+/// giving mean and log-variance of a (L, S/4, S/4) Gaussian. Decoder (widths d, by default c):
+/// conv3x3(L->d2) SiLU, conv3x3(d2->d2) SiLU, upsample x2, conv3x3(d2->d1) SiLU, upsample x2,
+/// conv3x3(d1->d0) SiLU, conv3x3(d0->C) giving pixel logits (sigmoid -> [0, 1]).
 ///
-/// Public latents are `mean / latentScale`, flattened (B, L*7*7) in (C, H, W) order.
+/// Images are (B, C*S*S) in (C, H, W) order. Public latents are `mean / latentScale`, flattened
+/// (B, L*(S/4)^2) in (C, H, W) order.
 public final class ImageAutoencoder: Layer {
     public var config: AutoencoderConfig
     let enc0: Conv2d, enc1: Conv2d, enc2: Conv2d, encOut: Conv2d
@@ -56,16 +88,17 @@ public final class ImageAutoencoder: Layer {
     public init(config: AutoencoderConfig, rng: inout RandomGenerator) throws {
         try config.validate()
         self.config = config
-        let c = config.channels, l = config.latentChannels
-        enc0 = Conv2d(1, c[0], kernel: 3, rng: &rng)
+        let c = config.channels, d = config.decoderWidths, l = config.latentChannels
+        let ic = config.imageChannels
+        enc0 = Conv2d(ic, c[0], kernel: 3, rng: &rng)
         enc1 = Conv2d(c[0], c[1], kernel: 3, stride: 2, rng: &rng)
         enc2 = Conv2d(c[1], c[2], kernel: 3, stride: 2, rng: &rng)
         encOut = Conv2d(c[2], 2 * l, kernel: 1, rng: &rng)
-        dec0 = Conv2d(l, c[2], kernel: 3, rng: &rng)
-        dec1 = Conv2d(c[2], c[2], kernel: 3, rng: &rng)
-        dec2 = Conv2d(c[2], c[1], kernel: 3, rng: &rng)
-        dec3 = Conv2d(c[1], c[0], kernel: 3, rng: &rng)
-        decOut = Conv2d(c[0], 1, kernel: 3, rng: &rng)
+        dec0 = Conv2d(l, d[2], kernel: 3, rng: &rng)
+        dec1 = Conv2d(d[2], d[2], kernel: 3, rng: &rng)
+        dec2 = Conv2d(d[2], d[1], kernel: 3, rng: &rng)
+        dec3 = Conv2d(d[1], d[0], kernel: 3, rng: &rng)
+        decOut = Conv2d(d[0], ic, kernel: 3, rng: &rng)
     }
 
     public var namedParameters: [(String, Tensor)] {
@@ -74,7 +107,7 @@ public final class ImageAutoencoder: Layer {
             + nest("decoder.conv2", dec2) + nest("decoder.conv3", dec3) + nest("decoder.out", decOut)
     }
 
-    /// Encoder: images (B, 1, S, S) in [0, 1] -> (mean, logvar), each (B, L, S/4, S/4), unscaled.
+    /// Encoder: images (B, C, S, S) in [0, 1] -> (mean, logvar), each (B, L, S/4, S/4), unscaled.
     public func encodeDistribution(_ x: Tensor) -> (mean: Tensor, logvar: Tensor) {
         var h = enc0(x).silu()
         h = enc1(h).silu()
@@ -83,7 +116,7 @@ public final class ImageAutoencoder: Layer {
         return (parts[0], parts[1])
     }
 
-    /// Decoder: unscaled latents (B, L, S/4, S/4) -> pixel logits (B, 1, S, S).
+    /// Decoder: unscaled latents (B, L, S/4, S/4) -> pixel logits (B, C, S, S).
     public func decodeLogits(_ z: Tensor) -> Tensor {
         var h = dec0(z).silu()
         h = dec1(h).silu()
@@ -94,38 +127,39 @@ public final class ImageAutoencoder: Layer {
         return decOut(h)
     }
 
-    /// Scaled latents (B, latentDim) of images given as (B, S*S) floats in [0, 1] (no sampling).
+    /// Scaled latents (B, latentDim) of images given as (B, C*S*S) floats in [0, 1] (no sampling).
     public func encode(_ pixels: Tensor) throws -> Tensor {
-        let s = config.imageSize
-        guard pixels.rank == 2, pixels.shape[1] == s * s else {
-            throw ModelError.invalidInput("encode: expected (B, \(s * s)) pixels, got \(pixels.shape)")
+        let s = config.imageSize, n = config.pixelCount
+        guard pixels.rank == 2, pixels.shape[1] == n else {
+            throw ModelError.invalidInput("encode: expected (B, \(n)) pixels, got \(pixels.shape)")
         }
         let b = pixels.shape[0]
-        let mean = encodeDistribution(pixels.reshaped([b, 1, s, s])).mean
+        let mean = encodeDistribution(pixels.reshaped([b, config.imageChannels, s, s])).mean
         return mean.reshaped([b, config.latentDim]).scaled(1 / config.latentScale)
     }
 
-    /// Images (B, S*S) in [0, 1] from scaled latents (B, latentDim).
+    /// Images (B, C*S*S) in [0, 1], (C, H, W) order, from scaled latents (B, latentDim).
     ///
     /// After `prepareForInference()`, and with gradients off, this runs the fused channels-last
     /// decoder (`Tensor.conv3x3NHWC`: bias, SiLU/sigmoid and the x2 upsampling inside each
     /// convolution); otherwise the autograd layers. Both compute the same function (tested).
     public func decode(_ latents: Tensor) throws -> Tensor {
-        let s = config.imageSize, side = config.latentSide
+        let s = config.imageSize, side = config.latentSide, n = config.pixelCount
         guard latents.rank == 2, latents.shape[1] == config.latentDim else {
             throw ModelError.invalidInput("decode: expected (B, \(config.latentDim)) latents, got \(latents.shape)")
         }
         let b = latents.shape[0]
         let z = latents.scaled(config.latentScale).reshaped([b, config.latentChannels, side, side])
         if let fast = inferenceDecoder, !GradMode.isEnabled {
-            // z (B, L, s, s) -> NHWC; the last conv has one channel, so NHWC (B, S, S, 1) is the image.
+            // z (B, L, s, s) -> NHWC; with one channel NHWC (B, S, S, 1) is already the image.
             var h = Tensor.conv3x3NHWC(z.nchwToNHWC(), fast[0], activation: .silu)
             h = Tensor.conv3x3NHWC(h, fast[1], activation: .silu)
             h = Tensor.conv3x3NHWC(h, fast[2], upsample: 2, activation: .silu)
             h = Tensor.conv3x3NHWC(h, fast[3], upsample: 2, activation: .silu)
-            return Tensor.conv3x3NHWC(h, fast[4], activation: .sigmoid).reshaped([b, s * s])
+            let img = Tensor.conv3x3NHWC(h, fast[4], activation: .sigmoid)   // img: (B, S, S, C)
+            return (config.imageChannels == 1 ? img : img.nhwcToNCHW()).reshaped([b, n])
         }
-        return decodeLogits(z).sigmoid().reshaped([b, s * s])
+        return decodeLogits(z).sigmoid().reshaped([b, n])
     }
 
     /// The decoder's convolutions packed for `Tensor.conv3x3NHWC`; nil until

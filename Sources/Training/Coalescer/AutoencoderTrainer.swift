@@ -6,8 +6,14 @@ import Tensor
 /// Settings of `AutoencoderTrainer`.
 public struct AutoencoderTrainingOptions: Sendable {
     public var epochs: Double = 2
+    /// Stop after this many optimiser steps (smoke tests); nil = run all epochs.
+    public var maxSteps: Int? = nil
     public var batchSize = 64
     public var learningRate: Float = 2e-3
+    /// Weight of the patch discriminator's generator loss (hinge; 0 = no discriminator), and the
+    /// fraction of training after which it is switched on (the reconstruction settles first).
+    public var adversarialWeight: Float = 0
+    public var adversarialStart: Double = 0.5
     public var seed: UInt64 = 1
     public var progress = true
     public init() {}
@@ -30,24 +36,38 @@ public struct AutoencoderReport: Sendable, CustomStringConvertible {
     }
 }
 
-/// Pixels of `images` as floats in [0, 1] (count * S * S).
+/// Pixels of `images` as floats in [0, 1] (count * C * S * S).
 public func floatPixels(_ images: LabeledImages) -> [Float] {
     images.pixels.map { Float($0) / 255 }
 }
 
-/// Trains the image VAE: loss = summed squared error per image + kl_weight * KL(q(z|x) || N(0, I)).
+/// Trains the image VAE: loss = summed squared error per image + kl_weight * KL(q(z|x) || N(0, I)),
+/// plus, when `adversarialWeight > 0`, a patch discriminator's hinge loss on the reconstructions
+/// (Esser et al.'s VQGAN / latent-diffusion autoencoder recipe, with a fixed weight).
 public enum AutoencoderTrainer {
     public static func train(_ ae: ImageAutoencoder, train: LabeledImages, test: LabeledImages,
-                             options: AutoencoderTrainingOptions) throws -> AutoencoderReport {
-        let s = ae.config.imageSize
-        guard train.width == s, train.height == s, train.count >= options.batchSize else {
-            throw TrainingError.invalidData("autoencoder: need >= \(options.batchSize) images of \(s)x\(s)")
+                             options: AutoencoderTrainingOptions,
+                             onProgress: ((Int, Int) -> Void)? = nil) throws -> AutoencoderReport {
+        let s = ae.config.imageSize, ch = ae.config.imageChannels, np = ae.config.pixelCount
+        guard train.width == s, train.height == s, train.channels == ch else {
+            throw TrainingError.invalidData("autoencoder: expects \(s)x\(s) images with \(ch) channel(s), "
+                                            + "got \(train.width)x\(train.height)x\(train.channels)")
         }
+        let n = train.count
+        guard n >= 1 else { throw TrainingError.invalidData("autoencoder: no training images") }
+        let bs = min(options.batchSize, n)
         let pixels = floatPixels(train)
-        let n = train.count, bs = options.batchSize
-        let totalSteps = max(1, Int(options.epochs * Double(n) / Double(bs)))
+        var totalSteps = max(1, Int(options.epochs * Double(n) / Double(bs)))
+        if let m = options.maxSteps { totalSteps = max(1, min(totalSteps, m)) }
         var rng = RandomGenerator(seed: options.seed)
         let opt = AdamW(parameters: ae.parameters, learningRate: options.learningRate, weightDecay: 0)
+        let useAdv = options.adversarialWeight > 0
+        var drng = RandomGenerator(seed: options.seed &+ 1)
+        var dcfg = PatchDiscriminatorConfig(); dcfg.imageChannels = ch
+        let disc = PatchDiscriminator(config: dcfg, rng: &drng)
+        let dopt = AdamW(parameters: disc.parameters, learningRate: options.learningRate, beta1: 0.5, beta2: 0.9,
+                         weightDecay: 0)
+        let advFrom = Int(options.adversarialStart * Double(totalSteps)) + 1
         let schedule = WarmupCosineSchedule(peak: options.learningRate, warmupSteps: min(200, totalSteps / 10),
                                             totalSteps: totalSteps)
         let progress = ProgressReporter(label: "train autoencoder", total: totalSteps, itemsPerStep: bs,
@@ -57,27 +77,47 @@ public enum AutoencoderTrainer {
         var lossAvg: Float = 0
         for step in 1...totalSteps {
             if cursor + bs > n { order = rng.permutation(n); cursor = 0 }
-            let x = Tensor(zeros: [bs, 1, s, s])                         // x: (B, 1, S, S)
+            let x = Tensor(zeros: [bs, ch, s, s])                        // x: (B, C, S, S)
             for b in 0..<bs {
-                let src = order[cursor + b] * s * s
-                for i in 0..<(s * s) { x.data[b * s * s + i] = pixels[src + i] }
+                let src = order[cursor + b] * np
+                for i in 0..<np { x.data[b * np + i] = pixels[src + i] }
             }
             cursor += bs
             let (mu, logvar) = ae.encodeDistribution(x)                 // (B, L, S/4, S/4) each
             let eps = Tensor.randn(mu.shape, rng: &rng)
             let z = mu + (logvar.scaled(0.5).exp() * eps)
-            let recon = ae.decodeLogits(z).sigmoid()                    // recon: (B, 1, S, S)
+            let recon = ae.decodeLogits(z).sigmoid()                    // recon: (B, C, S, S)
             let rec = (recon - x).square().sum().scaled(1 / Float(bs))
             let kl = (mu.square() + logvar.exp() - logvar).adding(-1).sum().scaled(0.5 / Float(bs))
-            let loss = rec + kl.scaled(ae.config.klWeight)
+            var loss = rec + kl.scaled(ae.config.klWeight)
+            let adv = useAdv && step >= advFrom
+            var gAdv: Float = 0, dLoss: Float = 0
+            if adv {
+                // Generator side: -D(recon), summed over patches per image like the squared error.
+                let g = disc(recon).sum().scaled(-1 / Float(bs))
+                gAdv = g.item
+                loss = loss + g.scaled(options.adversarialWeight)
+            }
             opt.zeroGrad()
             loss.backward()
             _ = clipGradNorm(ae.parameters, maxNorm: 5)
             opt.learningRate = schedule.rate(at: step)
             opt.update()
+            if adv {
+                // Discriminator: hinge loss, real images against the (detached) reconstructions.
+                let real = disc(x), fake = disc(recon.detached())
+                let d = real.scaled(-1).adding(1).relu().mean() + fake.adding(1).relu().mean()
+                dLoss = d.item
+                dopt.zeroGrad()
+                d.backward()
+                dopt.learningRate = schedule.rate(at: step)
+                dopt.update()
+            }
             lossAvg = step == 1 ? loss.item : 0.98 * lossAvg + 0.02 * loss.item
             progress.update(step: step, loss: lossAvg,
-                            extra: String(format: "rec %.2f kl %.1f", rec.item, kl.item))
+                            extra: adv ? String(format: "rec %.2f kl %.1f g %.2f d %.3f", rec.item, kl.item, gAdv, dLoss)
+                                       : String(format: "rec %.2f kl %.1f", rec.item, kl.item))
+            onProgress?(step, totalSteps)
         }
         // latent_scale: std of the encoder means over the training set.
         ae.config.latentScale = 1
@@ -91,9 +131,9 @@ public enum AutoencoderTrainer {
                                  latentScale: ae.config.latentScale, testMSE: mse, testPSNR: psnr)
     }
 
-    /// Scaled latents (count * latentDim) of float pixels (count * S * S), in batches, no autograd.
+    /// Scaled latents (count * latentDim) of float pixels (count * C * S * S), in batches, no autograd.
     public static func encodeAll(_ ae: ImageAutoencoder, pixels: [Float], count: Int, batch: Int = 500) throws -> [Float] {
-        let s2 = ae.config.imageSize * ae.config.imageSize
+        let s2 = ae.config.pixelCount
         var out: [Float] = []
         out.reserveCapacity(count * ae.config.latentDim)
         try GradMode.withDisabled {
@@ -111,7 +151,7 @@ public enum AutoencoderTrainer {
     /// Test reconstruction through the encoder mean: (MSE per pixel in [0,1], PSNR in dB).
     public static func reconstructionError(_ ae: ImageAutoencoder, images: LabeledImages) throws -> (Double, Double) {
         let pixels = floatPixels(images)
-        let s2 = ae.config.imageSize * ae.config.imageSize
+        let s2 = ae.config.pixelCount
         var se = 0.0
         try GradMode.withDisabled {
             var i = 0
