@@ -31,6 +31,7 @@ test: test-swift test-c test-python test-leaks test-daemon
 DEMO_OUT ?= out/demo
 demo: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
+	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	$(BUILD)/coalesce info
 	mkdir -p $(DEMO_OUT)
 	$(BUILD)/coalesce generate --model coalescer --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes.png
@@ -119,7 +120,8 @@ test-python-binding: install-test-prefix
 	rm -rf Bindings/python/build
 	PYTHONPATH=$(CZ_TEST_DIR)/py COALESCE_PREFIX=$(CZ_TEST_PREFIX) COALESCED=$(CURDIR)/$(BUILD)/coalesced \
 	    COALESCE_CLI=$(CURDIR)/$(BUILD)/coalesce \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py
+	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py \
+	    Bindings/python/tests/test_data_path.py
 
 # Many create/load/generate/free cycles under valgrind: no invalid access, nothing lost.
 test-leaks: install-test-prefix

@@ -16,11 +16,32 @@ final class CoalescerBackendModel {
     init(model: CoalescerModel) {
         self.model = model
         let c = model.config
-        let classes = Captions.classPhrases.map { "\"\($0[0])\"" }.joined(separator: ",")
-        let json = "{\"backend\":\"coalescer\",\"height\":\(c.autoencoder.imageSize),\"width\":\(c.autoencoder.imageSize),"
-            + "\"channels\":1,\"default_steps\":\(c.defaultSteps),\"max_steps\":64,\"max_batch\":\(CoalescerPlugin.maxCount),"
-            + "\"supports_guidance\":false,\"supports_auto_steps\":true,\"classes\":[\(classes)]}"
+        let d = Describe(height: c.autoencoder.imageSize, width: c.autoencoder.imageSize,
+                         channels: c.autoencoder.imageChannels, defaultSteps: c.defaultSteps,
+                         maxBatch: CoalescerPlugin.maxCount,
+                         classes: c.classNames.isEmpty ? Captions.classPhrases.map { $0[0] } : c.classNames)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = (try? enc.encode(d)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         describeJSON = strdup(json)!
+    }
+
+    /// The describe() JSON (Include/coalesce_backend.h).
+    struct Describe: Encodable {
+        var backend = "coalescer"
+        var height: Int, width: Int, channels: Int
+        var defaultSteps: Int
+        var maxSteps = 64
+        var maxBatch: Int
+        var supportsGuidance = false
+        var supportsAutoSteps = true
+        var classes: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case backend, height, width, channels, defaultSteps = "default_steps", maxSteps = "max_steps"
+            case maxBatch = "max_batch", supportsGuidance = "supports_guidance"
+            case supportsAutoSteps = "supports_auto_steps", classes
+        }
     }
 
     deinit { free(describeJSON) }
@@ -133,7 +154,8 @@ enum CoalescerPlugin {
         guard let m = model(mp) else { writeError("model is NULL", err, errCap); return Int32(CZ_BACKEND_INVALID_ARGUMENT.rawValue) }
         guard let reqs, nReqs >= 1 else { writeError("no requests", err, errCap); return Int32(CZ_BACKEND_INVALID_ARGUMENT.rawValue) }
         guard let pixels else { writeError("pixel buffer is NULL", err, errCap); return Int32(CZ_BACKEND_INVALID_ARGUMENT.rawValue) }
-        let side = m.model.config.autoencoder.imageSize, n = side * side
+        let ae = m.model.config.autoencoder
+        let side = ae.imageSize, channels = ae.imageChannels, n = ae.pixelCount
         var parsed: [(String, CoalescerSteps, Int, UInt64)] = []
         var total = 0
         for k in 0..<Int(nReqs) {
@@ -167,8 +189,16 @@ enum CoalescerPlugin {
             try Runtime.sharingCores {
                 for (steps, requests) in calls {
                     let batch = try sampler.generate(requests, steps: steps, progress: report)
-                    let out = pixels + offset
-                    for i in batch.pixels.indices { out[i] = UInt8(max(0, min(255, (batch.pixels[i] * 255).rounded()))) }
+                    // Planar floats (C, H, W) per image -> interleaved bytes (H, W, C), the ABI's layout.
+                    let out = pixels + offset, plane = side * side
+                    for img in 0..<(batch.pixels.count / n) {
+                        for ch in 0..<channels {
+                            for p in 0..<plane {
+                                let v = batch.pixels[img * n + ch * plane + p]
+                                out[img * n + p * channels + ch] = UInt8(max(0, min(255, (v * 255).rounded())))
+                            }
+                        }
+                    }
                     offset += batch.pixels.count
                 }
             }

@@ -22,6 +22,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Classifier checkpoint.") var classifier = "models/classifier/model.safetensors"
     @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
     @Option(help: "Write a PNG grid of the first 100 generated images here.") var grid: String?
+    @Option(help: "Write every scored image as DIR/NNNNN.png and DIR/labels.txt (file<TAB>requested class).") var saveImages: String?
     @Flag(help: "Skip scoring real training images as reference.") var noReference = false
     @Flag(help: "Print the report as JSON (progress still goes to stderr).") var json = false
     @Flag(help: "List the registered generators and exit.") var list = false
@@ -51,6 +52,19 @@ struct Eval: ParsableCommand {
                                               pixels: Array(gen.pixels[$0 * n ..< ($0 + 1) * n])) }
             }
             try PNG.write(ImageGrid.make(images, columns: 10, scale: 2), to: grid)
+        }
+        if let dir = saveImages, let gen = evaluator.lastGenerated {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let side = generator.imageSide, n = side * side
+            var labels = ""
+            for i in 0..<gen.labels.count {
+                let file = String(format: "%05d.png", i)
+                try PNG.write(GrayImage(width: side, height: side, pixels: Array(gen.pixels[(i * n)..<((i + 1) * n)])),
+                              to: dir + "/" + file)
+                labels += "\(file)\t\(gen.labels[i])\n"
+            }
+            try labels.write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+            FileHandle.standardError.write(Data("wrote \(gen.labels.count) images and labels.txt to \(dir)\n".utf8))
         }
         if json {
             let encoder = JSONEncoder()
@@ -96,6 +110,7 @@ enum EvalText {
 enum GeneratorRegistration {
     static func registerAll(modelsDirectory: String) {
         CoalescerGenerator.register()
+        ReconstructionGenerator.register()
         let known = Set(GeneratorRegistry.names)
         let repository = ModelRepository(root: modelsDirectory)
         for name in repository.modelNames() where !known.contains(name) && (try? repository.config(for: name)) != nil {
@@ -119,7 +134,7 @@ enum GeneratorRegistration {
 /// A model served by an Engine backend plugin, seen through the evaluation `Generator` protocol.
 final class EngineGenerator: Generator {
     let name: String
-    let imageSide = 28
+    let imageSide: Int
     private let engine: Engine
 
     init(model: String, modelsDirectory: String) throws {
@@ -128,7 +143,12 @@ final class EngineGenerator: Generator {
         logger.logLevel = .warning  // keep stdout clean for --json
         engine = Engine(configuration: .init(pluginDirectory: GeneratorRegistration.pluginDirectory(),
                                              modelRepository: modelsDirectory), logger: logger)
-        try engine.load(model)
+        let status = try engine.load(model)
+        guard status.info.channels == 1, status.info.height == status.info.width else {
+            throw TrainingError.generation("\(model) makes \(status.info.width)x\(status.info.height)x\(status.info.channels) images; "
+                                           + "the evaluation classifier scores square gray images")
+        }
+        imageSide = status.info.height
     }
 
     deinit { engine.shutdown() }

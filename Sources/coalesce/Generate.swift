@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import ImageIO
+import Logging
 import Models
 import Service
 import Tensor
@@ -31,86 +32,99 @@ struct Generate: ParsableCommand {
         }
         if let remote { return try runRemote(endpoint: remote) }
         _ = BLAS.load()
-        guard model == CoalescerGenerator.registryName else {
-            throw ValidationError("unknown model '\(model)'; in process this command knows: coalescer "
-                                  + "(other backends: run coalesced and pass --remote ENDPOINT)")
-        }
-        guard let stepMode = CoalescerSteps(steps) else {
-            throw ValidationError("--steps must be a number from 1 to 64 or 'auto', got '\(steps)'")
-        }
+        let stepCount = try parsedSteps()
         guard count >= 1, count <= 100_000 else { throw ValidationError("--count must be 1...100000") }
-        let gen = try CoalescerGenerator(modelsDirectory: modelsDir)
-        let side = gen.imageSide
+        // In process through the same plugin loader as the daemon and the C library.
+        var logger = Logger(label: "coalesce.generate")
+        logger.logLevel = .warning
+        let engine = Engine(configuration: .init(pluginDirectory: GeneratorRegistration.pluginDirectory(),
+                                                 modelRepository: modelsDir), logger: logger)
+        defer { engine.shutdown() }
+        let status = try engine.load(model)
+        func fetch(_ prompt: String, _ seed: UInt64) throws -> ImageBatch {
+            try engine.generate(GenerateRequest(model: model, prompt: prompt, seed: seed, steps: stepCount, count: Int32(count)))
+        }
         if let classGrid {
-            var rows: [GrayImage] = []
-            for c in 0..<Captions.classPhrases.count {
-                let b = try CoalescerSampler(model: gen.model).generate(prompt: Captions.prompt(forClass: c),
-                                                                        seed: seed &+ UInt64(1000 * c), count: count, steps: stepMode)
-                let px = CoalescerGenerator.bytes(b.pixels)
-                rows += (0..<count).map { GrayImage(width: side, height: side, pixels: Array(px[($0 * side * side)..<(($0 + 1) * side * side)])) }
-            }
-            try PNG.write(ImageGrid.make(rows, columns: count, scale: 2), to: classGrid)
-            print("wrote \(classGrid): \(Captions.classPhrases.count) class prompts x \(count) images, steps \(steps), seed \(seed)")
+            let classes = status.info.classes.isEmpty ? Captions.classPhrases.map { $0[0] } : status.info.classes
+            try writeClassGrid(classes: classes, to: classGrid) { try fetch($0, $1) }
             return
         }
         let t0 = Date()
-        let batch = try CoalescerSampler(model: gen.model).generate(prompt: prompt, seed: seed, count: count, steps: stepMode)
+        let batch = try fetch(prompt, seed)
         let seconds = Date().timeIntervalSince(t0)
-        let bytes = CoalescerGenerator.bytes(batch.pixels)
+        try write(batch)
+        print(String(format: "wrote %d images of %dx%dx%d to %@ in %.3fs (model %@, backend %@, steps %@)",
+                     batch.count, batch.width, batch.height, batch.channels, out, seconds, model, status.backend, steps))
+    }
+
+    /// --steps as the wire's number: n, or -1 for auto.
+    private func parsedSteps() throws -> Int32 {
+        if steps == "auto" { return -1 }
+        guard let n = Int32(steps), n >= 1, n <= 10_000 else {
+            throw ValidationError("--steps must be a positive number or 'auto', got '\(steps)'")
+        }
+        return n
+    }
+
+    /// One PNG per image (gray or RGB as the model makes them) into --out, and the --grid.
+    private func write(_ batch: ImageBatch) throws {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        var images: [GrayImage] = []
-        for i in 0..<count {
-            let img = GrayImage(width: side, height: side, pixels: Array(bytes[(i * side * side)..<((i + 1) * side * side)]))
-            images.append(img)
-            try PNG.write(img, to: String(format: "%@/%05d.png", out, i))
+        let n = batch.width * batch.height * batch.channels
+        for i in 0..<batch.count {
+            let png = try PNG.encode(pixels: batch.pixels[(i * n)..<((i + 1) * n)], width: batch.width,
+                                     height: batch.height, channels: batch.channels)
+            try Data(png).write(to: URL(fileURLWithPath: String(format: "%@/%05d.png", out, i)), options: .atomic)
         }
-        if let grid {
-            try PNG.write(ImageGrid.make(images, columns: min(count, 8), scale: 2), to: grid)
+        if let grid { try writeGrid([batch], columns: min(batch.count, 8), to: grid) }
+    }
+
+    /// A grid of interleaved batches (all the same size and channels), `columns` per row.
+    private func writeGrid(_ batches: [ImageBatch], columns: Int, to path: String) throws {
+        guard let first = batches.first else { return }
+        let (w, h, c) = (first.width, first.height, first.channels)
+        var planar: [UInt8] = []
+        var total = 0
+        for b in batches {
+            guard b.width == w, b.height == h, b.channels == c else { throw ValidationError("images of different sizes") }
+            let n = w * h * c
+            for i in 0..<b.count {
+                let img = b.pixels[(i * n)..<((i + 1) * n)]
+                for ch in 0..<c { for p in 0..<(w * h) { planar.append(img[img.startIndex + p * c + ch]) } }
+            }
+            total += b.count
         }
-        let meanSteps = Double(batch.steps.reduce(0, +)) / Double(max(1, count))
-        let norms = batch.firstDirectionNorms.sorted()
-        print(String(format: "wrote %d images to %@ in %.3fs (steps: %@, mean %.2f; redraws %d, still unsure after max redraws %d; first-step |u| min %.3f median %.3f max %.3f)",
-                     count, out, seconds, steps, meanSteps, batch.redraws, batch.exhausted,
-                     norms.first ?? 0, norms.isEmpty ? 0 : norms[norms.count / 2], norms.last ?? 0))
+        let set = LabeledImages(count: total, width: w, height: h, channels: c, pixels: planar,
+                                labels: [Int](repeating: 0, count: total))
+        try ImageGrid.write(set, columns: columns, scale: 2, to: path)
+    }
+
+    /// One row of --count images per class prompt (seed + 1000 * class).
+    private func writeClassGrid(classes: [String], to path: String, fetch: (String, UInt64) throws -> ImageBatch) throws {
+        var rows: [ImageBatch] = []
+        for (c, name) in classes.enumerated() { rows.append(try fetch(name, seed &+ UInt64(1000 * c))) }
+        try writeGrid(rows, columns: count, to: path)
+        print("wrote \(path): \(classes.count) class prompts x \(count) images, model \(model), steps \(steps), seed \(seed)")
     }
 
     /// `--remote`: the same request over ZeroMQ to a daemon; same model, prompt, seed and steps
     /// give the same pixels as in process (checked by the identity tests).
     private func runRemote(endpoint: String) throws {
-        let stepCount: Int32
-        if steps == "auto" { stepCount = -1 } else if let n = Int32(steps), n >= 1 { stepCount = n } else {
-            throw ValidationError("--steps must be a positive number or 'auto', got '\(steps)'")
-        }
+        let stepCount = try parsedSteps()
         guard count >= 1, count <= 100_000 else { throw ValidationError("--count must be 1...100000") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         let client = try ServiceClient(endpoint: endpoint, timeout: .milliseconds(Int(timeout * 1000)))
-        func fetch(_ prompt: String, _ seed: UInt64) throws -> [GrayImage] {
-            let batch = try client.generate(GenerateRequest(model: model, prompt: prompt, seed: seed,
-                                                            steps: stepCount, count: Int32(count)))
-            guard batch.channels == 1 else {
-                throw ValidationError("model '\(model)' returns \(batch.channels)-channel images; this command writes gray PNGs")
-            }
-            let n = batch.width * batch.height
-            return (0..<batch.count).map {
-                GrayImage(width: batch.width, height: batch.height, pixels: Array(batch.pixels[($0 * n)..<(($0 + 1) * n)]))
-            }
+        func fetch(_ prompt: String, _ seed: UInt64) throws -> ImageBatch {
+            try client.generate(GenerateRequest(model: model, prompt: prompt, seed: seed, steps: stepCount, count: Int32(count)))
         }
         if let classGrid {
-            var rows: [GrayImage] = []
-            for c in 0..<Captions.classPhrases.count {
-                rows += try fetch(Captions.prompt(forClass: c), seed &+ UInt64(1000 * c))
-            }
-            try PNG.write(ImageGrid.make(rows, columns: count, scale: 2), to: classGrid)
-            print("wrote \(classGrid): \(Captions.classPhrases.count) class prompts x \(count) images from \(endpoint)")
+            try writeClassGrid(classes: Captions.classPhrases.map { $0[0] }, to: classGrid) { try fetch($0, $1) }
             return
         }
         let t0 = Date()
-        let images = try fetch(prompt, seed)
+        let batch = try fetch(prompt, seed)
         let seconds = Date().timeIntervalSince(t0)
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        for (i, img) in images.enumerated() { try PNG.write(img, to: String(format: "%@/%05d.png", out, i)) }
-        if let grid { try PNG.write(ImageGrid.make(images, columns: min(count, 8), scale: 2), to: grid) }
-        print(String(format: "wrote %d images to %@ in %.3fs (model %@ on %@, steps %@)",
-                     images.count, out, seconds, model, endpoint, steps))
+        try write(batch)
+        print(String(format: "wrote %d images of %dx%dx%d to %@ in %.3fs (model %@ on %@, steps %@)",
+                     batch.count, batch.width, batch.height, batch.channels, out, seconds, model, endpoint, steps))
     }
 }

@@ -11,10 +11,15 @@ struct TrainCoalescer: ParsableCommand {
         commandName: "coalescer",
         abstract: "Train the coalescer backend from scratch (autoencoder, text encoder, coalescer net).")
 
-    @Option(help: "Output directory.") var out = "models/coalescer"
+    @OptionGroup var data: DataOptions
+    @Option(help: "Output directory (its name is the model's name).") var out = "models/coalescer"
+    @Option(help: "Load the shared image autoencoder from this directory (`coalesce train autoencoder --out DIR`) instead of training one.")
+    var autoencoder: String?
+    @Option(help: "Stop every stage after N optimiser steps (smoke tests; 0 = as configured).") var maxSteps = 0
+    @Option(help: "Start the net (and its latent projection) from this coalescer.safetensors (same autoencoder), e.g. to fine-tune it adversarially with --steps 0.")
+    var initNet: String?
     @Option(help: "Retrain only the net, reusing the autoencoder and text encoder of this coalescer.safetensors.") var reuse: String?
     @Option(help: "Master seed (each stage derives its own).") var seed: UInt64 = 1
-    @Option(help: "Use only the first N training images (0 = all).") var trainLimit = 0
     @Option(help: "Autoencoder epochs.") var aeEpochs: Double = 2
     @Option(help: "Autoencoder channels (three, comma-separated).") var aeChannels = "16,32,48"
     @Option(help: "Autoencoder batch size.") var aeBatchSize = 64
@@ -33,7 +38,16 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "FAISS index: Flat (exact), HNSW32, IVF256,Flat, ...") var index = "Flat"
     @Option(help: "Balanced-assignment variant: cap each item at this multiple of the mean number of returns, taking the next of 8 neighbours instead (0 = plain nearest neighbour, as the method states; 2 measured best).") var hubCap: Float = 2
     @Option(help: "Net hidden width.") var hidden = 512
-    @Option(help: "Net hidden layers.") var depth = 3
+    @Option(help: "Net hidden layers (plain MLP, --blocks 0).") var depth = 3
+    @Option(help: "Residual blocks of the net (0 = plain MLP of --depth layers).") var blocks = 0
+    @Flag(help: "Tell the net the noise level of its start (1 = prior draw).") var levelInput = false
+    @Option(help: "Re-noising levels before steps 2, 3, ... at generation, comma-separated (empty = none).") var renoise = ""
+    @Option(help: "Coupling of starts and targets: nearest (with --hub-cap) or matched (one-to-one within the minibatch).") var coupling = "nearest"
+    @Option(help: "Candidates per query for the hub cap and the matched coupling.") var candidates = 8
+    @Option(help: "Adversarial fine-tuning steps after the regression steps (0 = none).") var adversarialSteps = 0
+    @Option(help: "Weight of the adversarial loss beside the coalescer losses.") var adversarialWeight: Float = 0.1
+    @Option(help: "Learning rate of the adversarial phase (generator and discriminator).") var adversarialLr: Float = 2e-4
+    @Option(help: "Also train the 2-step output adversarially, re-noising the first step to this level (0 = 1-step only).") var secondStepLevel: Float = 0
     @Option(help: "Samples per class for the latent probe after training (0 = skip).") var probePerClass = 100
 
     func run() throws {
@@ -43,7 +57,30 @@ struct TrainCoalescer: ParsableCommand {
         o.outputDirectory = out
         o.reuse = reuse
         o.seed = seed
-        o.trainLimit = trainLimit > 0 ? trainLimit : nil
+        o.trainLimit = data.trainLimit > 0 ? data.trainLimit : nil
+        o.data = data.data
+        o.size = data.size
+        o.autoencoderPath = autoencoder
+        o.maxSteps = maxSteps > 0 ? maxSteps : nil
+        o.netBlocks = blocks
+        o.initNet = initNet
+        o.levelInput = levelInput
+        o.renoiseLevels = try renoise.split(separator: ",").map {
+            guard let v = Float($0.trimmingCharacters(in: .whitespaces)), v >= 0, v < 1 else {
+                throw ValidationError("--renoise takes levels in [0, 1), got '\(renoise)'")
+            }
+            return v
+        }
+        guard let cp = CoalescerTrainingOptions.Coupling(rawValue: coupling) else {
+            throw ValidationError("--coupling must be nearest or matched, got '\(coupling)'")
+        }
+        o.coalescer.coupling = cp
+        if cp == .matched { o.coalescer.hubCap = nil }
+        o.coalescer.candidates = candidates
+        o.coalescer.adversarialSteps = adversarialSteps
+        o.coalescer.adversarialWeight = adversarialWeight
+        o.coalescer.adversarialLearningRate = adversarialLr
+        o.coalescer.secondStepLevel = secondStepLevel
         o.autoencoder.epochs = aeEpochs
         o.autoencoder.batchSize = aeBatchSize
         let ch = aeChannels.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -61,7 +98,7 @@ struct TrainCoalescer: ParsableCommand {
         o.coalescer.priorFraction = priorFraction
         o.coalescer.unconditionalFraction = uncondFraction
         o.coalescer.index = index
-        o.coalescer.hubCap = hubCap > 0 ? hubCap : nil
+        o.coalescer.hubCap = hubCap > 0 && o.coalescer.coupling == .nearest ? hubCap : nil
         o.coalescer.selfStartFraction = selfStartFraction
         o.netHidden = hidden
         o.netDepth = depth

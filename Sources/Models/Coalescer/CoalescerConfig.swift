@@ -22,14 +22,46 @@ public struct CoalescerConfig: Codable, Equatable, Sendable {
     public var autoMaxSteps: Int = 4
     /// Steps used when the caller does not say.
     public var defaultSteps: Int = 2
+    /// Before step k + 2, the point is re-noised to level t = renoise_levels[k] (the last entry
+    /// repeats): x <- (1 - t) x + t eps, and a net with `level_input` is told t (consistency
+    /// models' multistep sampling). Empty: step on from x unchanged (the first version).
+    public var renoiseLevels: [Float] = []
+    /// Names of the classes the model was trained on (`describe`'s "classes"; prompts that
+    /// name them work best). Empty: the Fashion-MNIST class prompts.
+    public var classNames: [String] = []
 
     public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = CoalescerConfig()
+        autoencoder = try c.decode(AutoencoderConfig.self, forKey: .autoencoder)
+        textEncoder = try c.decode(TextEncoderConfig.self, forKey: .textEncoder)
+        net = try c.decode(CoalescerNetConfig.self, forKey: .net)
+        descScale = try c.decodeIfPresent(Float.self, forKey: .descScale) ?? d.descScale
+        directionExponent = try c.decodeIfPresent(Float.self, forKey: .directionExponent) ?? d.directionExponent
+        minDirectionNorm = try c.decodeIfPresent(Float.self, forKey: .minDirectionNorm) ?? d.minDirectionNorm
+        maxRedraws = try c.decodeIfPresent(Int.self, forKey: .maxRedraws) ?? d.maxRedraws
+        autoStopDistance = try c.decodeIfPresent(Float.self, forKey: .autoStopDistance) ?? d.autoStopDistance
+        autoMaxSteps = try c.decodeIfPresent(Int.self, forKey: .autoMaxSteps) ?? d.autoMaxSteps
+        defaultSteps = try c.decodeIfPresent(Int.self, forKey: .defaultSteps) ?? d.defaultSteps
+        renoiseLevels = try c.decodeIfPresent([Float].self, forKey: .renoiseLevels) ?? []
+        classNames = try c.decodeIfPresent([String].self, forKey: .classNames) ?? []
+    }
+
+    /// The re-noising level before step `step` (0-based; 0 for the first step, which starts
+    /// from the prior).
+    public func renoiseLevel(beforeStep step: Int) -> Float {
+        guard step >= 1, !renoiseLevels.isEmpty else { return 0 }
+        return renoiseLevels[min(step - 1, renoiseLevels.count - 1)]
+    }
 
     enum CodingKeys: String, CodingKey {
         case autoencoder, textEncoder = "text_encoder", net, descScale = "desc_scale"
         case directionExponent = "direction_exponent", minDirectionNorm = "min_direction_norm"
         case maxRedraws = "max_redraws", autoStopDistance = "auto_stop_distance"
-        case autoMaxSteps = "auto_max_steps", defaultSteps = "default_steps"
+        case autoMaxSteps = "auto_max_steps", defaultSteps = "default_steps", renoiseLevels = "renoise_levels"
+        case classNames = "class_names"
     }
 
     public func validate() throws {
@@ -42,8 +74,14 @@ public struct CoalescerConfig: Codable, Equatable, Sendable {
         guard net.latentDim <= autoencoder.latentDim else {
             throw ModelError.invalidConfig("net.latent_dim \(net.latentDim) exceeds the latent size \(autoencoder.latentDim)")
         }
-        guard maxRedraws >= 0, autoMaxSteps >= 1, defaultSteps >= 1 else {
-            throw ModelError.invalidConfig("max_redraws >= 0, auto_max_steps >= 1, default_steps >= 1")
+        guard maxRedraws >= 0, maxRedraws <= 1000, autoMaxSteps >= 1, autoMaxSteps <= 64, defaultSteps >= 1, defaultSteps <= 64 else {
+            throw ModelError.invalidConfig("max_redraws in 0...1000, auto_max_steps and default_steps in 1...64")
+        }
+        guard renoiseLevels.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
+            throw ModelError.invalidConfig("renoise_levels \(renoiseLevels) must be in [0, 1)")
+        }
+        guard descScale.isFinite, descScale > 0, minDirectionNorm.isFinite, minDirectionNorm >= 0 else {
+            throw ModelError.invalidConfig("desc_scale must be finite and > 0, min_direction_norm finite and >= 0")
         }
     }
 

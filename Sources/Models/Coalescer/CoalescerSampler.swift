@@ -34,7 +34,8 @@ public struct CoalescerBatch: Sendable {
 /// Generation with a trained coalescer (DESIGN.md, the seed proposal's "generation process"):
 /// 1. DE = text_encoder(prompt); 2. R ~ N(0, I) in the whitened latent coordinates;
 /// 3. (d, u) = net(R, DE); if |u| is tiny draw a new R (at most `max_redraws` times);
-/// 4. x = R + normalize(u) * d; optionally repeat from x; 5. decode x.
+/// 4. x = R + normalize(u) * d; optionally repeat from x (re-noised to `renoise_levels` first,
+/// where the model has them); 5. decode x.
 ///
 /// Image i uses its own generator seeded with `seed + i`, so the same seed gives the same image
 /// whatever the batch size. Thread-safe: it only reads the model.
@@ -118,8 +119,18 @@ public struct CoalescerSampler {
             var active = [Bool](repeating: true, count: count)
             var redraws = 0, exhausted = 0
             var firstNorms = [Float](repeating: 0, count: count)
+            let levels = Tensor(filled: 1, shape: [count, 1])        // levels: (N, 1) noise level of x
             for step in 0..<maxSteps {
-                var (d, u) = model.net(x, de)
+                let t = cfg.renoiseLevel(beforeStep: step)
+                if step > 0 && t > 0 {
+                    // Re-noise to level t from each image's own generator (consistency-model
+                    // multistep sampling); the net is told the level.
+                    for i in 0..<count where active[i] {
+                        for j in 0..<k { x.data[i * k + j] = (1 - t) * x.data[i * k + j] + t * rngs[i].nextNormal() }
+                    }
+                }
+                if step > 0 { for i in 0..<count { levels.data[i] = t } }
+                var (d, u) = model.net(x, de, level: levels)
                 var norms = Self.rowNorms(u)
                 if step == 0 {
                     // Redraw unsure starts, batched over the images that need it.
@@ -131,7 +142,7 @@ public struct CoalescerSampler {
                             tries[i] += 1; redraws += 1
                             for j in 0..<k { x.data[i * k + j] = rngs[i].nextNormal() }
                         }
-                        (d, u) = model.net(x, de)
+                        (d, u) = model.net(x, de, level: levels)
                         norms = Self.rowNorms(u)
                     }
                     for i in 0..<count where norms[i] < cfg.minDirectionNorm { exhausted += 1 }

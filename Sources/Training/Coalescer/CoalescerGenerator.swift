@@ -29,9 +29,9 @@ public final class CoalescerGenerator: Generator {
         self.init(model: model)
     }
 
-    /// Adds "coalescer" and the diagnostic "coalescer-ceiling" to `GeneratorRegistry`.
+    /// Adds the diagnostic "coalescer-ceiling" to `GeneratorRegistry`. (The coalescer itself is
+    /// evaluated like every backend, through the plugin loader.)
     public static func register() {
-        GeneratorRegistry.register(registryName) { try CoalescerGenerator(modelsDirectory: $0.modelsDirectory) }
         GeneratorRegistry.register(CoalescerCeilingGenerator.registryName) { ctx in
             try CoalescerCeilingGenerator(model: CoalescerGenerator(modelsDirectory: ctx.modelsDirectory).model,
                                           train: ctx.trainingData())

@@ -32,6 +32,23 @@ public struct CoalescerTrainingOptions: Sendable {
     /// number of returns per item is skipped in favour of the next of `candidates` neighbours.
     public var hubCap: Float? = nil
     public var candidates = 8
+    /// Coupling of starts and targets within a minibatch: `.nearest` (each query its nearest
+    /// pair, or the hub-capped choice when `hubCap` is set), or `.matched`: the batch's queries
+    /// and their `candidates` nearest pairs are matched one-to-one, greedily by ascending
+    /// distance (an approximation of minibatch optimal transport, OT-CFM's idea, restricted to
+    /// the retrieved candidates, so within the requested class as the keys carry it).
+    public var coupling: Coupling = .nearest
+    public enum Coupling: String, Sendable { case nearest, matched }
+    /// Adversarial fine-tuning after the regression steps: this many further steps in which the
+    /// net's loss also has `adversarialWeight` x the generator hinge loss of a class-conditional
+    /// latent discriminator on its 1-step outputs from prior starts (and, when
+    /// `secondStepLevel > 0`, on its 2-step outputs after re-noising the first to that level).
+    /// The coalescer losses are kept, so it stays a coalescer.
+    public var adversarialSteps = 0
+    public var adversarialWeight: Float = 0.1
+    public var adversarialLearningRate: Float = 2e-4
+    public var discriminatorHidden = 512
+    public var secondStepLevel: Float = 0
     public var emaDecay: Float = 0.999
     public var seed: UInt64 = 3
     public var progress = true
@@ -231,17 +248,36 @@ public final class CoalescerTrainer {
                                 suggestedDescScale: min(60, max(1.5, suggested)))
     }
 
+    /// One-to-one matching of `rows` queries to their `k` candidates each (ids and distances
+    /// (rows, k) as the index returns them): all (query, candidate) pairs in ascending distance,
+    /// a pair taken when neither its query nor its item is taken yet (greedy; exact OT would be
+    /// the Hungarian algorithm on the same costs). A query whose candidates were all taken keeps
+    /// its nearest. Deterministic (ties by query, then rank).
+    public static func matchOneToOne(ids: [Int], distances: [Float], rows: Int, k: Int) -> [Int] {
+        guard rows > 0 else { return [] }
+        var pairs: [(Float, Int, Int)] = []
+        pairs.reserveCapacity(rows * k)
+        for q in 0..<rows { for j in 0..<k where ids[q * k + j] >= 0 { pairs.append((distances[q * k + j], q, j)) } }
+        pairs.sort { $0.0 != $1.0 ? $0.0 < $1.0 : ($0.1 != $1.1 ? $0.1 < $1.1 : $0.2 < $1.2) }
+        var out = [Int](repeating: -1, count: rows)
+        var used = Set<Int>()
+        for (_, q, j) in pairs where out[q] < 0 {
+            let id = ids[q * k + j]
+            if used.insert(id).inserted { out[q] = id }
+        }
+        for q in 0..<rows where out[q] < 0 { out[q] = ids[q * k] }
+        return out
+    }
+
     /// Runs the training loop on `net` (weights replaced by their EMA at the end).
     public func train(_ net: CoalescerNet) throws -> CoalescerReport {
         let o = options, k = data.dim, dd = data.descDim, bs = o.batchSize, n = data.count
         var rng = RandomGenerator(seed: o.seed)
         let opt = AdamW(parameters: net.parameters, learningRate: o.learningRate, weightDecay: 0)
-        let schedule = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: min(300, o.steps / 10), totalSteps: o.steps)
+        let schedule = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: min(300, o.steps / 10), totalSteps: max(1, o.steps))
         let ema = EMA(parameters: net.parameters, decay: o.emaDecay)
         let byClass = data.itemsByClass
         let classes = byClass.count
-        let progress = ProgressReporter(label: "train coalescer", total: o.steps, itemsPerStep: bs,
-                                        interval: 10, enabled: o.progress)
         var report = CoalescerReport()
         report.descScale = descScale
         report.directionExponent = o.directionExponent
@@ -255,13 +291,25 @@ public final class CoalescerTrainer {
         var distHist: [Float] = [], dirHist: [Float] = []
         var firstDist: [Float] = [], firstDir: [Float] = []
 
-        for step in 1...max(1, o.steps) {
+        // Adversarial fine-tuning state (used only after the regression steps).
+        var drng = RandomGenerator(seed: o.seed &+ 7)
+        let disc = LatentDiscriminator(dim: k, hidden: o.discriminatorHidden, classes: classes, rng: &drng)
+        let dopt = AdamW(parameters: disc.parameters, learningRate: o.adversarialLearningRate, beta1: 0, beta2: 0.99, weightDecay: 0)
+        let gopt = AdamW(parameters: net.parameters, learningRate: o.adversarialLearningRate, beta1: 0, beta2: 0.99, weightDecay: 0)
+        let regression = o.adversarialSteps > 0 ? max(0, o.steps) : max(1, o.steps)
+        let total = regression + max(0, o.adversarialSteps)
+        let progress = ProgressReporter(label: "train coalescer", total: total, itemsPerStep: bs,
+                                        interval: 10, enabled: o.progress)
+        var advStats: (g: Float, d: Float, real: Float, fake: Float) = (0, 0, 0, 0)
+        for step in 1...total {
+            let adversarial = step > regression
             // 1. Queries: a random DE (a caption of a random class, or the empty prompt) and a start R.
             var condRows: [Int] = [], uncondRows: [Int] = []
             var condQ: [Float] = [], uncondQ: [Float] = []
             let r = Tensor(zeros: [bs, k])                                 // r: (B, k) starts
             var requested = [Int](repeating: -1, count: bs)
             var isPrior = [Bool](repeating: false, count: bs)
+            let level = Tensor(filled: 1, shape: [bs, 1])                // level: (B, 1) noise level of R
             var queryDE: [[Float]] = []
             var selfRows: [Int] = []
             for b in 0..<bs {
@@ -281,10 +329,12 @@ public final class CoalescerTrainer {
                     // Sampler-aware start: where the current net's first step from a prior draw lands.
                     for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
                     selfRows.append(b)
+                    level.data[b] = 0
                 } else {
                     let pool = uncond ? nil : byClass[c]
                     let item = pool.map { $0[rng.nextInt(below: $0.count)] } ?? rng.nextInt(below: n)
                     let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
+                    level.data[b] = t
                     for j in 0..<k { r.data[b * k + j] = (1 - t) * data.points[item * k + j] + t * rng.nextNormal() }
                 }
             }
@@ -292,7 +342,7 @@ public final class CoalescerTrainer {
                 GradMode.withDisabled {
                     let rs = r.gatherRows(selfRows).detached()
                     let ds = Tensor(selfRows.flatMap { queryDE[$0] }, shape: [selfRows.count, dd])
-                    let (d0, u0) = net(rs, ds)
+                    let (d0, u0) = net(rs, ds, level: nil)
                     for (i, b) in selfRows.enumerated() {
                         var norm: Float = 0
                         for j in 0..<k { norm += u0.data[i * k + j] * u0.data[i * k + j] }
@@ -314,10 +364,14 @@ public final class CoalescerTrainer {
             }
             // 2. Nearest pair from the index.
             let ts = Date()
-            let kc = o.hubCap == nil ? 1 : max(1, o.candidates)
-            var condIds = condRows.isEmpty ? [] : try keyIndex.search(condQ, k: kc).ids
-            var uncondIds = uncondRows.isEmpty ? [] : try imageIndex.search(uncondQ, k: kc).ids
-            if let cap = o.hubCap {
+            let kc = o.hubCap == nil && o.coupling == .nearest ? 1 : max(1, o.candidates)
+            let condRes: (ids: [Int], distances: [Float]) = condRows.isEmpty ? ([], []) : try keyIndex.search(condQ, k: kc)
+            let uncondRes: (ids: [Int], distances: [Float]) = uncondRows.isEmpty ? ([], []) : try imageIndex.search(uncondQ, k: kc)
+            var condIds = condRes.ids, uncondIds = uncondRes.ids
+            if o.coupling == .matched {
+                condIds = Self.matchOneToOne(ids: condIds, distances: condRes.distances, rows: condRows.count, k: kc)
+                uncondIds = Self.matchOneToOne(ids: uncondIds, distances: uncondRes.distances, rows: uncondRows.count, k: kc)
+            } else if let cap = o.hubCap {
                 let limit = max(2, Int((cap * Float(report.queries + bs) / Float(n)).rounded(.up)))
                 func pick(_ ids: [Int], _ rows: Int) -> [Int] {
                     (0..<rows).map { q in
@@ -366,25 +420,76 @@ public final class CoalescerTrainer {
                 }
             }
             // 4. Losses and update.
-            let (d, u) = net(r, desc)
+            let (d, u) = net(r, desc, level: level)
             let distLoss = (d - tDist).square().mean()
             let dirLoss = (u - tDir).square().sumLast().pow(o.directionExponent / 2, eps: o.directionEps).mean()
-            let loss = distLoss.scaled(o.distanceWeight) + dirLoss
-            opt.zeroGrad()
+            var loss = distLoss.scaled(o.distanceWeight) + dirLoss
+            var fakes: [Tensor] = [], fakeClasses: [Int] = []
+            if adversarial {
+                // Generator side: 1-step outputs from prior starts for requested classes (10%
+                // unconditional, class index `classes`), and optionally 2-step outputs after
+                // re-noising the first to `secondStepLevel`.
+                var cls: [Int] = [], de: [Float] = []
+                for _ in 0..<bs {
+                    if rng.nextFloat() < o.unconditionalFraction {
+                        cls.append(classes); de += data.unconditional
+                    } else {
+                        let c = rng.nextInt(below: classes)
+                        let caps = data.classDescriptions[c]
+                        cls.append(c); de += caps[rng.nextInt(below: caps.count)]
+                    }
+                }
+                let gdesc = Tensor(de, shape: [bs, dd])
+                let r0 = Tensor.randn([bs, k], rng: &rng)
+                let x1 = net.jump(r0, gdesc, level: Tensor(filled: 1, shape: [bs, 1]))
+                var g = disc(x1, classes: cls).mean().scaled(-1)
+                fakes.append(x1.detached()); fakeClasses += cls
+                if o.secondStepLevel > 0 {
+                    let t = o.secondStepLevel
+                    let r2 = x1.detached().scaled(1 - t) + Tensor.randn([bs, k], std: t, rng: &rng)
+                    let x2 = net.jump(r2, gdesc, level: Tensor(filled: t, shape: [bs, 1]))
+                    g = g + disc(x2, classes: cls).mean().scaled(-1)
+                    fakes.append(x2.detached()); fakeClasses += cls
+                }
+                advStats.g = g.item
+                loss = loss + g.scaled(o.adversarialWeight)
+            }
+            let activeOpt = adversarial ? gopt : opt
+            activeOpt.zeroGrad()
             loss.backward()
             _ = clipGradNorm(net.parameters, maxNorm: 1)
-            opt.learningRate = schedule.rate(at: step)
-            opt.update()
+            if !adversarial { opt.learningRate = schedule.rate(at: step) }
+            activeOpt.update()
             ema.update(net.parameters)
+            if adversarial {
+                // Discriminator: hinge loss, training latents of the same classes against fakes.
+                let fake = Tensor.concat(fakes, axis: 0)
+                var realRows: [Float] = []
+                for c in fakeClasses {
+                    let item = c < classes && !byClass[c].isEmpty ? byClass[c][rng.nextInt(below: byClass[c].count)]
+                        : rng.nextInt(below: n)
+                    realRows += data.points[(item * k)..<((item + 1) * k)]
+                }
+                let real = Tensor(realRows, shape: [fakeClasses.count, k])
+                let dr = disc(real, classes: fakeClasses), df = disc(fake, classes: fakeClasses)
+                let dl = dr.scaled(-1).adding(1).relu().mean() + df.adding(1).relu().mean()
+                advStats.d = dl.item; advStats.real = dr.mean().item; advStats.fake = df.mean().item
+                dopt.zeroGrad()
+                dl.backward()
+                dopt.update()
+            }
             if step <= 100 { firstDist.append(distLoss.item); firstDir.append(dirLoss.item) }
             distHist.append(distLoss.item); dirHist.append(dirLoss.item)
             if distHist.count > 100 { distHist.removeFirst(); dirHist.removeFirst() }
             progress.update(step: step, loss: loss.item,
-                            extra: String(format: "dist %.3f dir %.3f distinct %d", distLoss.item, dirLoss.item, firstEpoch.count))
+                            extra: adversarial
+                                ? String(format: "dist %.3f dir %.3f | adv g %.3f d %.3f D(real) %.2f D(fake) %.2f",
+                                         distLoss.item, dirLoss.item, advStats.g, advStats.d, advStats.real, advStats.fake)
+                                : String(format: "dist %.3f dir %.3f distinct %d", distLoss.item, dirLoss.item, firstEpoch.count))
         }
         ema.copy(into: net.parameters)
         func avg(_ a: [Float]) -> Float { a.isEmpty ? 0 : a.reduce(0, +) / Float(a.count) }
-        report.steps = o.steps
+        report.steps = total
         report.seconds = progress.elapsed
         report.firstDistanceLoss = avg(firstDist); report.firstDirectionLoss = avg(firstDir)
         report.lastDistanceLoss = avg(distHist); report.lastDirectionLoss = avg(dirHist)

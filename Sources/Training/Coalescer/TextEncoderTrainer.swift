@@ -37,14 +37,21 @@ public struct TextEncoderReport: Sendable, CustomStringConvertible {
 /// cos(embedding, prototype_c) / temperature, cross-entropy with the caption's class.
 /// (The prototypes are a training device only; the coalescer keys use the caption embeddings.)
 public enum TextEncoderTrainer {
-    public static func train(_ enc: TextEncoder, classes: Int = 10,
+    /// `pairs` (caption, class) to train on and `heldOut` to report on; nil = the Fashion-MNIST
+    /// phrasings (`Captions` training and held-out templates).
+    public static func train(_ enc: TextEncoder, classes: Int = 10, pairs: [(String, Int)]? = nil,
+                             heldOut: [(String, Int)]? = nil,
                              options: TextEncoderTrainingOptions) throws -> TextEncoderReport {
+        guard classes >= 1 else { throw TrainingError.invalidData("text encoder: no classes to train on") }
         var rng = RandomGenerator(seed: options.seed)
         let dim = enc.config.dim
         let protos = Tensor.randn([classes, dim], rng: &rng, requiresGrad: true)
         let params = enc.parameters + [protos]
         let opt = AdamW(parameters: params, learningRate: options.learningRate, weightDecay: 1e-4)
-        let train = Captions.all(templates: Captions.trainTemplates)
+        let train = pairs ?? Captions.all(templates: Captions.trainTemplates)
+        guard !train.isEmpty, train.allSatisfy({ $0.1 >= 0 && $0.1 < classes }) else {
+            throw TrainingError.invalidData("text encoder: captions must have classes in 0..<\(classes)")
+        }
         let progress = ProgressReporter(label: "train text encoder", total: options.steps,
                                         itemsPerStep: options.batchSize, interval: 5, enabled: options.progress)
         var lossAvg: Float = 0
@@ -72,7 +79,7 @@ public enum TextEncoderTrainer {
         }
         let pn = GradMode.withDisabled { (protos / protos.square().sumLast().sqrt(eps: 1e-8)).detached() }
         let trainAcc = accuracy(enc, pairs: train, prototypes: pn)
-        let held = Captions.all(templates: Captions.heldOutTemplates)
+        let held = heldOut ?? Captions.all(templates: Captions.heldOutTemplates)
         let heldAcc = accuracy(enc, pairs: held, prototypes: pn)
         return TextEncoderReport(steps: options.steps, seconds: progress.elapsed, finalLoss: lossAvg,
                                  trainAccuracy: trainAcc, heldOutAccuracy: heldAcc, heldOutCount: held.count)
