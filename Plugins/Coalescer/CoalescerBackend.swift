@@ -81,6 +81,13 @@ enum CoalescerPlugin {
             let model = try CoalescerModel.load(path: path + "/" + weights)
             model.prepareForInference()
             if let steps = obj["default_steps"] as? Int, steps >= 1, steps <= 64 { model.config.defaultSteps = steps }
+            // Sampler settings may be overridden per model directory (no retraining needed).
+            if let v = obj["renoise_levels"] {
+                guard let levels = v as? [Double], levels.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
+                    writeError("\(configPath): \"renoise_levels\" must be a list of numbers in [0, 1)", err, cap); return nil
+                }
+                model.config.renoiseLevels = levels.map { Float($0) }
+            }
             let m = CoalescerBackendModel(model: model)
             return OpaquePointer(Unmanaged.passRetained(m).toOpaque())
         } catch {

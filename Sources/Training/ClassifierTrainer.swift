@@ -21,13 +21,31 @@ public struct ClassifierTrainingConfig: Codable, Equatable, Sendable {
     public var clipNorm: Float = 5
     /// Use only the first N training images (0 = all), for tests and quick runs.
     public var trainLimit: Int = 0
+    /// Stop after this many optimiser steps (0 = all epochs), for smoke tests.
+    public var maxSteps: Int = 0
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch_size", learningRate = "learning_rate", weightDecay = "weight_decay"
         case warmupSteps = "warmup_steps", seed, flip, maxShift = "max_shift", clipNorm = "clip_norm"
-        case trainLimit = "train_limit"
+        case trainLimit = "train_limit", maxSteps = "max_steps"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ClassifierTrainingConfig()
+        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
+        learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate
+        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? d.weightDecay
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? d.warmupSteps
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        flip = try c.decodeIfPresent(Bool.self, forKey: .flip) ?? d.flip
+        maxShift = try c.decodeIfPresent(Int.self, forKey: .maxShift) ?? d.maxShift
+        clipNorm = try c.decodeIfPresent(Float.self, forKey: .clipNorm) ?? d.clipNorm
+        trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? d.trainLimit
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? d.maxSteps
     }
 }
 
@@ -60,15 +78,18 @@ public final class ClassifierTrainer {
     @discardableResult
     public func train(on data: LabeledImages, test: LabeledImages? = nil) throws -> ClassifierTrainingResult {
         let side = classifier.config.imageSize
-        guard data.width == side, data.height == side else {
-            throw TrainingError.invalidData("training images are \(data.width)x\(data.height), classifier expects \(side)x\(side)")
+        guard data.width == side, data.height == side, data.channels == 1 else {
+            throw TrainingError.invalidData("training images are \(data.width)x\(data.height)x\(data.channels), classifier expects \(side)x\(side) gray")
+        }
+        guard data.labels.allSatisfy({ $0 >= 0 && $0 < classifier.config.classes }) else {
+            throw TrainingError.invalidData("every training image needs a class in 0..<\(classifier.config.classes)")
         }
         let n = config.trainLimit > 0 ? min(config.trainLimit, data.count) : data.count
         guard n >= config.batchSize, config.batchSize > 0, config.epochs > 0 else {
             throw TrainingError.invalidConfig("need batch_size > 0, epochs > 0 and at least batch_size (\(config.batchSize)) images, got \(n)")
         }
         let stepsPerEpoch = n / config.batchSize
-        let totalSteps = stepsPerEpoch * config.epochs
+        let totalSteps = config.maxSteps > 0 ? min(config.maxSteps, stepsPerEpoch * config.epochs) : stepsPerEpoch * config.epochs
         let schedule = WarmupCosineSchedule(peak: config.learningRate, warmupSteps: min(config.warmupSteps, totalSteps / 4),
                                             totalSteps: totalSteps)
         let params = classifier.parameters
@@ -82,7 +103,7 @@ public final class ClassifierTrainer {
         for epoch in 0..<config.epochs {
             let order = rng.permutation(n)
             var epochLoss: Double = 0
-            for s in 0..<stepsPerEpoch {
+            for s in 0..<stepsPerEpoch where step < totalSteps {
                 let idx = Array(order[s * config.batchSize ..< (s + 1) * config.batchSize])
                 let x = Tensor(zeros: [idx.count, 1, side, side])  // x: (B, 1, S, S)
                 for (b, i) in idx.enumerated() {

@@ -25,6 +25,8 @@ struct TrainAutoencoder: ParsableCommand {
     @Option(help: "Weight of the KL term (per image, beside the summed squared error).") var klWeight: Float = 0.005
     @Option(help: "Weight of the patch discriminator's loss (0 = none).") var adversarialWeight: Float = 0
     @Option(help: "Fraction of training after which the discriminator is switched on.") var adversarialStart: Double = 0.5
+    @Option(help: "Start from this trained autoencoder (directory or file) instead of a new one (its sizes are kept).") var initFrom: String?
+    @Flag(help: "Train only the decoder: the encoder, the latent space and latent_scale stay as they are.") var decoderOnly = false
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -39,7 +41,9 @@ struct TrainAutoencoder: ParsableCommand {
         cfg.latentChannels = latentChannels
         cfg.klWeight = klWeight
         var rng = RandomGenerator(seed: seed)
-        let ae = try ImageAutoencoder(config: cfg, rng: &rng)
+        let ae = try initFrom.map { try AutoencoderArtifact.load(path: $0) } ?? ImageAutoencoder(config: cfg, rng: &rng)
+        cfg = ae.config
+        if decoderOnly && initFrom == nil { throw ValidationError("--decoder-only needs --init-from (a trained encoder)") }
         var o = AutoencoderTrainingOptions()
         o.epochs = epochs
         o.maxSteps = maxSteps > 0 ? maxSteps : nil
@@ -47,6 +51,7 @@ struct TrainAutoencoder: ParsableCommand {
         o.learningRate = lr
         o.adversarialWeight = adversarialWeight
         o.adversarialStart = adversarialStart
+        o.decoderOnly = decoderOnly
         o.seed = seed &+ 1
         var lines = ["command: coalesce " + CommandLine.arguments.dropFirst().joined(separator: " "),
                      "data: \(data.data), \(train.count) training and \(test.count) test images of "

@@ -11,7 +11,9 @@ struct TrainClassifier: ParsableCommand {
         commandName: "classifier",
         abstract: "Train the Fashion-MNIST domain classifier used by `coalesce eval` (FID features, class accuracy).")
 
+    @OptionGroup var data: DataOptions
     @Option(help: "Output directory (model.safetensors, classifier.json, training.json).") var out = "models/classifier"
+    @Option(help: "Stop after N optimiser steps (smoke tests; 0 = all epochs).") var maxSteps = 0
     @Option(help: "Epochs over the training set.") var epochs = 8
     @Option(help: "Batch size.") var batchSize = 64
     @Option(help: "Peak learning rate (AdamW, warmup then cosine decay).") var lr: Float = 2e-3
@@ -19,13 +21,13 @@ struct TrainClassifier: ParsableCommand {
     @Option(help: "Seed for initialisation, shuffling and augmentation.") var seed: UInt64 = 1
     @Option(help: "Random shift of up to this many pixels (0 = none).") var maxShift = 2
     @Flag(help: "Disable random horizontal flips.") var noFlip = false
-    @Option(help: "Use only the first N training images (0 = all).") var trainLimit = 0
     @Option(help: "Score on only the first N test images each epoch (0 = all).") var testLimit = 0
 
     func run() throws {
         BLAS.load()
-        let train = try FashionMNIST.load(split: .train)
-        var test = try FashionMNIST.load(split: .test)
+        let loaded = try TrainingData.load(data.data, size: data.size)
+        let train = loaded.train
+        var test = loaded.test
         if testLimit > 0 { test = test.slice(0..<testLimit) }
         var config = ClassifierTrainingConfig()
         config.epochs = epochs
@@ -35,9 +37,13 @@ struct TrainClassifier: ParsableCommand {
         config.seed = seed
         config.maxShift = maxShift
         config.flip = !noFlip
-        config.trainLimit = trainLimit
-        let classifier = try Classifier(config: ClassifierConfig(), seed: seed)
-        print("classifier: \(classifier.parameterCount) parameters; training on \(trainLimit > 0 ? min(trainLimit, train.count) : train.count) images, \(epochs) epochs, seed \(seed)")
+        config.trainLimit = data.trainLimit
+        config.maxSteps = maxSteps
+        var ccfg = ClassifierConfig()
+        ccfg.imageSize = train.width
+        ccfg.classes = max(2, (train.labels.max() ?? 0) + 1)
+        let classifier = try Classifier(config: ccfg, seed: seed)
+        print("classifier: \(classifier.parameterCount) parameters; training on \(data.trainLimit > 0 ? min(data.trainLimit, train.count) : train.count) images, \(epochs) epochs, seed \(seed)")
         let trainer = ClassifierTrainer(classifier: classifier, config: config)
         let result = try trainer.train(on: train, test: test)
         let accuracy = result.epochTestAccuracy.last ?? 0

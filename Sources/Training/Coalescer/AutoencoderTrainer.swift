@@ -14,6 +14,9 @@ public struct AutoencoderTrainingOptions: Sendable {
     /// fraction of training after which it is switched on (the reconstruction settles first).
     public var adversarialWeight: Float = 0
     public var adversarialStart: Double = 0.5
+    /// Train only the decoder (the encoder, hence the latent space and `latent_scale`, stay as
+    /// they are): to sharpen a trained autoencoder without moving the latents generators use.
+    public var decoderOnly = false
     public var seed: UInt64 = 1
     public var progress = true
     public init() {}
@@ -60,7 +63,8 @@ public enum AutoencoderTrainer {
         var totalSteps = max(1, Int(options.epochs * Double(n) / Double(bs)))
         if let m = options.maxSteps { totalSteps = max(1, min(totalSteps, m)) }
         var rng = RandomGenerator(seed: options.seed)
-        let opt = AdamW(parameters: ae.parameters, learningRate: options.learningRate, weightDecay: 0)
+        let trained = options.decoderOnly ? ae.namedParameters.filter { $0.0.hasPrefix("decoder.") }.map(\.1) : ae.parameters
+        let opt = AdamW(parameters: trained, learningRate: options.learningRate, weightDecay: 0)
         let useAdv = options.adversarialWeight > 0
         var drng = RandomGenerator(seed: options.seed &+ 1)
         var dcfg = PatchDiscriminatorConfig(); dcfg.imageChannels = ch
@@ -83,13 +87,15 @@ public enum AutoencoderTrainer {
                 for i in 0..<np { x.data[b * np + i] = pixels[src + i] }
             }
             cursor += bs
-            let (mu, logvar) = ae.encodeDistribution(x)                 // (B, L, S/4, S/4) each
+            let (mu, logvar) = options.decoderOnly
+                ? GradMode.withDisabled { let e = ae.encodeDistribution(x); return (e.mean.detached(), e.logvar.detached()) }
+                : ae.encodeDistribution(x)                              // (B, L, S/4, S/4) each
             let eps = Tensor.randn(mu.shape, rng: &rng)
             let z = mu + (logvar.scaled(0.5).exp() * eps)
             let recon = ae.decodeLogits(z).sigmoid()                    // recon: (B, C, S, S)
             let rec = (recon - x).square().sum().scaled(1 / Float(bs))
             let kl = (mu.square() + logvar.exp() - logvar).adding(-1).sum().scaled(0.5 / Float(bs))
-            var loss = rec + kl.scaled(ae.config.klWeight)
+            var loss = options.decoderOnly ? rec : rec + kl.scaled(ae.config.klWeight)
             let adv = useAdv && step >= advFrom
             var gAdv: Float = 0, dLoss: Float = 0
             if adv {
@@ -100,7 +106,7 @@ public enum AutoencoderTrainer {
             }
             opt.zeroGrad()
             loss.backward()
-            _ = clipGradNorm(ae.parameters, maxNorm: 5)
+            _ = clipGradNorm(trained, maxNorm: 5)
             opt.learningRate = schedule.rate(at: step)
             opt.update()
             if adv {
@@ -119,13 +125,15 @@ public enum AutoencoderTrainer {
                                        : String(format: "rec %.2f kl %.1f", rec.item, kl.item))
             onProgress?(step, totalSteps)
         }
-        // latent_scale: std of the encoder means over the training set.
-        ae.config.latentScale = 1
-        let means = try encodeAll(ae, pixels: pixels, count: n)
-        var sum = 0.0, sq = 0.0
-        for v in means { sum += Double(v); sq += Double(v) * Double(v) }
-        let mean = sum / Double(means.count)
-        ae.config.latentScale = Float((sq / Double(means.count) - mean * mean).squareRoot())
+        // latent_scale: std of the encoder means over the training set (unchanged encoder: kept).
+        if !options.decoderOnly {
+            ae.config.latentScale = 1
+            let means = try encodeAll(ae, pixels: pixels, count: n)
+            var sum = 0.0, sq = 0.0
+            for v in means { sum += Double(v); sq += Double(v) * Double(v) }
+            let mean = sum / Double(means.count)
+            ae.config.latentScale = Float((sq / Double(means.count) - mean * mean).squareRoot())
+        }
         let (mse, psnr) = try reconstructionError(ae, images: test)
         return AutoencoderReport(steps: totalSteps, seconds: progress.elapsed, finalLoss: lossAvg,
                                  latentScale: ae.config.latentScale, testMSE: mse, testPSNR: psnr)
