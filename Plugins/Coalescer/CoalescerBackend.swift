@@ -55,11 +55,18 @@ enum CoalescerPlugin {
         guard !weights.isEmpty, !weights.contains("/") else {
             writeError("\(configPath): \"weights\" must be a file name inside the model directory", err, cap); return nil
         }
+        var defaultSteps: Int?
+        if let v = obj["default_steps"] {
+            guard !(v is Bool), let steps = v as? Int, (1...64).contains(steps) else {
+                writeError("\(configPath): \"default_steps\" must be an integer in 1...64, got \(v)", err, cap); return nil
+            }
+            defaultSteps = steps
+        }
         do {
             _ = BLAS.load()
             let model = try CoalescerModel.load(path: path + "/" + weights)
             model.prepareForInference()
-            if let steps = obj["default_steps"] as? Int, steps >= 1, steps <= 64 { model.config.defaultSteps = steps }
+            if let steps = defaultSteps { model.config.defaultSteps = steps }
             let m = CoalescerBackendModel(model: model)
             return OpaquePointer(Unmanaged.passRetained(m).toOpaque())
         } catch {
