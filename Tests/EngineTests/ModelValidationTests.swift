@@ -100,6 +100,41 @@ final class ModelValidationTests: XCTestCase {
         XCTAssertEqual(getenv("COALESCE_THREADS").map { String(cString: $0) }, before)
     }
 
+    /// The committed coalescer model with its config and weights copied into a fresh repository,
+    /// or a skip when the plugin or the weights are not there.
+    func coalescerRepository(config: String) throws -> (Engine, String) {
+        let source = TestSupport.repoRoot + "/models/coalescer"
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: TestSupport.pluginDirectory + "/libCoalescerBackend.so") else {
+            throw XCTSkip("coalescer plugin not built in \(TestSupport.pluginDirectory)")
+        }
+        guard fm.fileExists(atPath: source + "/coalescer.safetensors") else { throw XCTSkip("no weights in \(source)") }
+        let (engine, repo) = try TestSupport.engine(self, models: ["c": config])
+        try fm.copyItem(atPath: source + "/coalescer.safetensors", toPath: repo + "/c/coalescer.safetensors")
+        return (engine, repo)
+    }
+
+    func testCoalescerRefusesBadDefaultStepsAndNaNWeights() throws {
+        let good = #"{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 2}"#
+        let (engine, repo) = try coalescerRepository(config: good)
+        try engine.load("c")
+        XCTAssertEqual(try engine.modelStatus("c").info.defaultSteps, 2)
+        for (steps, code) in [("-5", StatusCode.invalidArgument), ("\"two\"", .invalidArgument),
+                              ("2e9", .invalidArgument), ("65", .internal)] {
+            try TestSupport.writeModel(repo, "c", #"{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": \#(steps)}"#)
+            TestSupport.assertThrows(code, containing: "default_steps") { try engine.load("c") }
+        }
+        // The last four bytes of the file are the last F32 value of the last tensor.
+        try TestSupport.writeModel(repo, "c", good)
+        let file = FileHandle(forUpdatingAtPath: repo + "/c/coalescer.safetensors")!
+        file.seekToEndOfFile()
+        file.seek(toFileOffset: file.offsetInFile - 4)
+        file.write(withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { Data($0) })
+        file.closeFile()
+        TestSupport.assertThrows(.invalidArgument, containing: "non-finite") { try engine.load("c") }
+        XCTAssertEqual(try engine.modelStatus("c").generation, 1, "the first instance keeps serving")
+    }
+
     func testPluginsExportOnlyTheEntrySymbol() throws {
         let fm = FileManager.default
         let plugins = try fm.contentsOfDirectory(atPath: TestSupport.pluginDirectory)
