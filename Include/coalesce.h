@@ -87,8 +87,8 @@
  *    version has a larger sizeof than the one before and struct_size tells versions apart.
  *  - The value 0 of an appended field means "behave as the versions before it did", so a zeroed
  *    field is always safe.
- *  - A struct_size smaller than the first published version of the struct is refused
- *    (CZ_INVALID_ARGUMENT). Fields beyond struct_size take their defaults, so a program compiled
+ *  - A struct_size smaller than the first published version of the struct, or between the
+ *    sizes of two versions, is refused (CZ_INVALID_ARGUMENT). Fields beyond struct_size take their defaults, so a program compiled
  *    against an older header keeps working with a newer library. A struct_size larger than the
  *    library knows (a program compiled against a newer header) is accepted when the bytes the
  *    library does not know are all 0; otherwise the call fails with CZ_INVALID_ARGUMENT naming
