@@ -2,6 +2,10 @@
 // Coalesce: few-step image generation engine. See ARCHITECTURE.md for the layer diagram.
 import PackageDescription
 
+/// Backend plugins export only their entry symbol.
+let pluginExports = LinkerSetting.unsafeFlags(["-Xlinker", "--version-script=" + Context.packageDirectory
+                                               + "/Plugins/exports.map"])
+
 // Release builds of the C library and plugins link the Swift runtime statically so that
 // `libcoalesce.so` runs on hosts without the Swift toolchain (see Makefile `install`).
 let package = Package(
@@ -70,8 +74,11 @@ let package = Package(
                                                "-Xlinker", "-soname=libcoalesce.so.0"])]),
 
         // ---- Backends (each its own shared library, loaded with dlopen) ---------------------
-        .target(name: "CoalescerBackend", dependencies: ["CCoalesceABI", "Models"], path: "Plugins/Coalescer"),
-        .target(name: "TestPatternBackend", dependencies: ["CCoalesceABI"], path: "Plugins/TestPattern"),
+        // A plugin exports only cz_backend_entry (linker version script Plugins/exports.map).
+        .target(name: "CoalescerBackend", dependencies: ["CCoalesceABI", "Models"], path: "Plugins/Coalescer",
+                linkerSettings: [pluginExports]),
+        .target(name: "TestPatternBackend", dependencies: ["CCoalesceABI"], path: "Plugins/TestPattern",
+                linkerSettings: [pluginExports]),
 
         // ---- Tests -------------------------------------------------------------------------
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CCoalesceKernels"]),

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define CZ_BACKEND_ABI_MAJOR 1
-#define CZ_BACKEND_ABI_MINOR 1   /* 1: optional generate_batch slot */
+#define CZ_BACKEND_ABI_MINOR 2   /* 1: optional generate_batch slot; 2: cz_backend_request.threads */
 
 /* The one exported symbol's name, for dlsym. */
 #define CZ_BACKEND_ENTRY_SYMBOL "cz_backend_entry"
@@ -62,7 +62,10 @@ typedef struct cz_backend_model cz_backend_model;
  */
 typedef int (*cz_backend_progress_fn)(int step, int total, void *user_data);
 
-/* One generation request, in host memory (valid for the duration of the call). */
+/* One generation request, in host memory (valid for the duration of the call).
+ * Fields are only appended, each after the previous version's sizeof (never in its tail
+ * padding), so struct_size tells a backend which fields the host filled: 40 bytes = ABI 1.0/1.1,
+ * 48 = ABI 1.2. A backend reads a field only when struct_size covers it. */
 typedef struct {
     uint32_t struct_size;      /* sizeof(cz_backend_request) as the host compiled it */
     const char *prompt;        /* UTF-8, NUL-terminated, never NULL ("" = unconditional) */
@@ -70,6 +73,13 @@ typedef struct {
     int32_t steps;             /* network evaluations; 0 = backend default; -1 = "auto" */
     int32_t count;             /* images to produce, >= 1 */
     float guidance;            /* classifier-free guidance scale; ignored where unsupported */
+    /* ---- ABI 1.2 (struct_size >= 48) ---- */
+    uint32_t reserved0;        /* the tail padding of 1.1, named; always 0 */
+    int32_t threads;           /* compute threads the host wants this call to use (the host's
+                                  per-engine setting, e.g. cz_engine_options.threads), 1..4096;
+                                  0 = the backend's own default. A hint: a backend may use fewer
+                                  or ignore it. Passed as a value so that no host edits the
+                                  environment (COALESCE_THREADS) to configure a backend. */
 } cz_backend_request;
 
 typedef struct {

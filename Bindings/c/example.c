@@ -66,10 +66,17 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    cz_engine_options opt = cz_engine_default_options();
+    /* Structs are filled by the library for the size this program was compiled with, so the
+     * program keeps working with newer libraries whose structs have grown. */
+    cz_engine_options opt;
+    cz_status rc = cz_engine_options_init(&opt, sizeof opt);
+    if (rc != CZ_OK) {
+        fprintf(stderr, "cz_engine_options_init: %s\n", cz_engine_errmsg(NULL));
+        return 1;
+    }
     printf("plugin dir: %s\nmodels dir: %s\n", opt.plugin_dir, opt.models_dir);
     cz_engine *eng = NULL;
-    int rc = cz_engine_create(&opt, &eng);
+    rc = cz_engine_create(&opt, &eng);
     if (rc != CZ_OK) {
         fprintf(stderr, "cz_engine_create: %s: %s\n", cz_status_string(rc), cz_engine_errmsg(NULL));
         return 1;
@@ -81,11 +88,24 @@ int main(int argc, char **argv) {
         cz_engine_free(eng);
         return 1;
     }
-    char *json = NULL;
-    if (cz_model_describe(eng, model, &json) == CZ_OK) printf("model: %s\n", json);
-    cz_string_free(json);
+    cz_model_info info;
+    info.struct_size = sizeof info;
+    if (cz_model_get_info(eng, model, &info) == CZ_OK) {
+        printf("model: %s %dx%dx%d, backend %s %s, revision \"%s\", steps %d (max %d), guidance %s\n",
+               model, info.height, info.width, info.channels, info.backend, info.backend_version,
+               info.revision, info.default_steps, info.max_steps, info.supports_guidance ? "yes" : "no");
+    }
+    char **names = NULL;
+    size_t n_models = 0;
+    if (cz_engine_list_models(eng, &names, &n_models) == CZ_OK) {
+        printf("loaded models (%zu):", n_models);
+        for (size_t i = 0; names[i] != NULL; i++) printf(" %s", names[i]);
+        printf("\n");
+    }
+    cz_string_list_free(names);
 
-    cz_generate_params p = cz_generate_default_params();
+    cz_generate_params p;
+    cz_generate_params_init(&p, sizeof p);
     p.model = model;
     p.prompt = prompt;
     p.seed = seed;

@@ -2,7 +2,9 @@
 # leak_test.sh PREFIX WORKDIR [CYCLES] — runs test_api.c (bad input, threads, and CYCLES
 # create/load/hot-swap/describe/generate/png/unload/free cycles) against the installed
 # libcoalesce under valgrind memcheck: any invalid access or definitely/indirectly lost block
-# fails. Used by `make test-leaks`.
+# fails; then, natively, EMPTY_LOADS (default 10000) loads of a model whose config.json is empty
+# must fail cleanly without growing the resident set (each used to lose 4 KiB). Used by
+# `make test-leaks`.
 #
 # The backend is the INSTALLED test-pattern plugin (a SwiftPM product built with -static-stdlib,
 # so it carries its own Swift runtime). libcoalesce keeps each plugin loaded once used (see
@@ -12,6 +14,7 @@ set -euo pipefail
 PREFIX=$1
 WORK=$2
 CYCLES=${3:-50}
+EMPTY_LOADS=${EMPTY_LOADS:-10000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 CC=${CC:-gcc}
 command -v "$CC" >/dev/null || CC=cc
@@ -38,4 +41,6 @@ small=$(sed -n 's/.*in use at exit: \([0-9,]*\) bytes.*/\1/p' "$WORK/valgrind-sm
 full=$(sed -n 's/.*in use at exit: \([0-9,]*\) bytes.*/\1/p' "$WORK/valgrind.log" | tr -d ,)
 echo "heap in use at exit: $small bytes after 2 cycles, $full bytes after $CYCLES cycles"
 test -n "$small" && test "$small" = "$full" || { echo "FAIL: heap in use at exit grows with cycles" >&2; exit 1; }
-echo "test-leaks: OK (no invalid access, nothing lost, no growth over $CYCLES cycles)"
+echo "== $EMPTY_LOADS loads of an empty config.json (RSS must not grow)"
+"$WORK/test_api" "$PREFIX/share/coalesce/models/test-pattern" 0 "$EMPTY_LOADS"
+echo "test-leaks: OK (no invalid access, nothing lost, no growth over $CYCLES cycles or $EMPTY_LOADS empty-config loads)"

@@ -4,7 +4,11 @@
 #  2. example.c builds with gcc against the INSTALLED header and library (pkg-config) and runs
 #     with an empty environment (no LD_LIBRARY_PATH), generating with the test-pattern backend
 #     and writing a PNG; its progress callback can cancel;
-#  3. test_api.c checks NULL/bad input, ownership, threads and create/load/generate/free cycles.
+#  3. test_api.c checks NULL/bad input, ownership, threads and create/load/generate/free cycles;
+#  4. the header compiles as C89, C99 and C++98 without warnings;
+#  5. abi_host.c, built against the 0.1 header (smaller structs, by-value defaults: an "old" host)
+#     and against a copy of the current header with one more trailing field per struct (a "new"
+#     host), runs against the installed library.
 set -euo pipefail
 PREFIX=$1
 WORK=$2
@@ -35,6 +39,33 @@ for f in $(sed -n 's/^CZ_API [^(]*[ *]\(cz_[a-z_0-9]*\)(.*/\1/p' "$PREFIX/includ
     echo "$exported" | grep -qx "$f" || { echo "FAIL: $f declared in coalesce.h but not exported" >&2; exit 1; }
 done
 
+# The deprecated 0.1 functions stay exported for programs built against 0.1.
+for f in cz_engine_default_options cz_generate_default_params; do
+    echo "$exported" | grep -qx "$f" || { echo "FAIL: $f (0.1) is no longer exported" >&2; exit 1; }
+done
+
+echo "== backend plugins export only cz_backend_entry"
+for p in "$PREFIX"/lib/coalesce/backends/*.so; do
+    syms=$(nm -D --defined-only "$p" | awk '$2 ~ /^[A-Z]$/ {print $3}')
+    test "$syms" = "cz_backend_entry" || { echo "FAIL: $p exports: $(echo $syms | head -c 300)" >&2; exit 1; }
+done
+
+echo "== the header compiles as C89, C99, C++98 (warnings are errors)"
+printf '#include <coalesce.h>\nint main(void) { cz_engine_options o; return cz_engine_options_init(&o, sizeof o) == CZ_OK ? 0 : 1; }\n' \
+    > "$WORK/header_only.c"
+"$CC" -std=c89 -pedantic -Wall -Wextra -Werror -fsyntax-only -I"$PREFIX/include" "$WORK/header_only.c"
+"$CC" -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only -I"$PREFIX/include" "$WORK/header_only.c"
+if command -v g++ >/dev/null; then
+    g++ -std=c++98 -pedantic -Wall -Wextra -Werror -fsyntax-only -x c++ -I"$PREFIX/include" "$WORK/header_only.c"
+fi
+# clang's -Weverything too, but for -Wpadded: the structs' padding is part of the 0.1 ABI.
+if command -v clang >/dev/null; then
+    for std in c89 c99; do
+        clang -std=$std -Weverything -Wno-padded -Werror -fsyntax-only -I"$PREFIX/include" "$WORK/header_only.c"
+    done
+    clang -std=c++98 -Weverything -Wno-padded -Werror -fsyntax-only -x c++ -I"$PREFIX/include" "$WORK/header_only.c"
+fi
+
 echo "== build example.c with $CC against the installed library: $(pkg-config --cflags --libs coalesce)"
 # shellcheck disable=SC2046
 "$CC" -std=c99 -Wall -Wextra -Werror -o "$WORK/example" "$HERE/example.c" $(pkg-config --cflags --libs coalesce)
@@ -58,4 +89,18 @@ test ! -e "$WORK/cancelled.png" || { echo "FAIL: cancelled run wrote a PNG" >&2;
 
 echo "== test_api"
 (cd "$WORK" && env -i PATH=/usr/bin:/bin ./test_api "$PREFIX/share/coalesce/models/test-pattern" 20)
+echo "== ABI: an old host (0.1 header) and a new host (one more field per struct) against this library"
+mkdir -p "$WORK/abi-old" "$WORK/abi-new"
+cp "$HERE/abi/coalesce-0.1.h" "$WORK/abi-old/coalesce.h"
+sed -e 's/^} cz_engine_options;/    int64_t future_field;\n} cz_engine_options;/' \
+    -e 's/^} cz_generate_params;/    int64_t future_field;\n} cz_generate_params;/' \
+    -e 's/^} cz_model_info;/    int64_t future_field;\n} cz_model_info;/' \
+    "$PREFIX/include/coalesce.h" > "$WORK/abi-new/coalesce.h"
+test "$(grep -c future_field "$WORK/abi-new/coalesce.h")" -eq 3 || { echo "FAIL: new header not made" >&2; exit 1; }
+for kind in old new; do
+    flag=$(echo "$kind" | tr a-z A-Z)_HOST
+    "$CC" -std=c99 -Wall -Wextra -Werror -Wno-deprecated-declarations -D"$flag" -I"$WORK/abi-$kind" \
+        -o "$WORK/abi_host_$kind" "$HERE/abi_host.c" -L"$PREFIX/lib" -Wl,-rpath,"$PREFIX/lib" -lcoalesce
+    (cd "$WORK" && env -i PATH=/usr/bin:/bin "./abi_host_$kind" "$PREFIX/share/coalesce/models/test-pattern")
+done
 echo "test-c: OK"

@@ -76,11 +76,18 @@ enum CoalescerPlugin {
         guard !weights.isEmpty, !weights.contains("/") else {
             writeError("\(configPath): \"weights\" must be a file name inside the model directory", err, cap); return nil
         }
+        var defaultSteps: Int?
+        if let v = obj["default_steps"] {
+            guard !(v is Bool), let steps = v as? Int, (1...64).contains(steps) else {
+                writeError("\(configPath): \"default_steps\" must be an integer in 1...64, got \(v)", err, cap); return nil
+            }
+            defaultSteps = steps
+        }
         do {
             _ = BLAS.load()
             let model = try CoalescerModel.load(path: path + "/" + weights)
             model.prepareForInference()
-            if let steps = obj["default_steps"] as? Int, steps >= 1, steps <= 64 { model.config.defaultSteps = steps }
+            if let steps = defaultSteps { model.config.defaultSteps = steps }
             // Sampler settings may be overridden per model directory (no retraining needed).
             if let v = obj["renoise_levels"] {
                 guard let levels = v as? [Double], levels.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
@@ -192,8 +199,12 @@ enum CoalescerPlugin {
         let sampler = CoalescerSampler(model: m.model)
         var offset = 0
         do {
-            // The daemon runs one call per worker at once: share the cores between them.
-            try Runtime.sharingCores {
+            // The host's thread count for this call (ABI 1.2), else all cores; the daemon runs
+            // one call per worker at once: share the cores between them.
+            let r0 = reqs.pointee
+            let wanted = r0.struct_size >= UInt32(MemoryLayout<cz_backend_request>.size) && r0.threads > 0
+                ? Int(r0.threads) : Runtime.threads
+            try Runtime.sharingCores { try Runtime.withThreadCap(min(wanted, Runtime.availableThreads)) {
                 for (steps, requests) in calls {
                     let batch = try sampler.generate(requests, steps: steps, progress: report)
                     // Planar floats (C, H, W) per image -> interleaved bytes (H, W, C), the ABI's layout.
@@ -208,7 +219,7 @@ enum CoalescerPlugin {
                     }
                     offset += batch.pixels.count
                 }
-            }
+            } }
         } catch {
             if cancelled { writeError("cancelled by the progress callback", err, errCap); return Int32(CZ_BACKEND_CANCELLED.rawValue) }
             writeError("coalescer generation failed: \(error)", err, errCap)

@@ -6,6 +6,9 @@
  *   "step_delay_ms": N     sleep N ms per fake step (tests cancel, deadlines, drain, batching)
  *   "revision": "..."      echoed by describe() (tests hot swap: which version served a request)
  *   "default_steps": N     steps used when the request says 0 or -1 (default 4)
+ *   "require_threads": N   generate() fails unless the request's threads (ABI 1.2) is N (tests
+ *                          that the host passes its thread count as a value)
+ * Every key present is checked for type and range; a bad one fails create() naming the key.
  *
  * Images: 28x28x1 uint8. Image i of a request is a pattern (horizontal stripes, vertical
  * stripes or a checkerboard) whose period, phase and two intensities come from a 64-bit hash of
@@ -29,6 +32,8 @@
 #define TP_MAX_STEPS 64
 #define TP_MAX_BATCH 256
 #define TP_MAX_CONFIG (64 * 1024)
+/* sizeof(cz_backend_request) of ABI 1.0/1.1 hosts (before threads was appended). */
+#define TP_REQUEST_SIZE_1_1 40
 
 /* Build with -DTP_ABI_MINOR=0 to get a plugin without generate_batch (tests the host's
  * per-request fallback). */
@@ -38,6 +43,7 @@
 
 struct cz_backend_model {
     int default_steps;
+    int require_threads; /* -1 = any */
     int step_delay_ms;
     char revision[128];
     char describe_json[1024];
@@ -69,17 +75,30 @@ static const char *tp_json_value(const char *json, const char *key) {
     return NULL;
 }
 
-static int tp_json_bool(const char *json, const char *key) {
+/* Reads boolean `key` into *out (unchanged when absent). Returns 0, or -1 when the value is not
+ * true/false. */
+static int tp_json_bool(const char *json, const char *key, int *out) {
     const char *v = tp_json_value(json, key);
-    return v != NULL && strncmp(v, "true", 4) == 0;
+    if (v == NULL) return 0;
+    if (strncmp(v, "true", 4) == 0) { *out = 1; v += 4; }
+    else if (strncmp(v, "false", 5) == 0) { *out = 0; v += 5; }
+    else return -1;
+    return (*v == ',' || *v == '}' || *v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') ? 0 : -1;
 }
 
-static long tp_json_int(const char *json, const char *key, long fallback) {
+/* Reads integer `key` into *out (unchanged when absent). Returns 0, or -1 when the value is not
+ * an integer in lo..hi (a string, a fraction, an exponent, out of range). */
+static int tp_json_int(const char *json, const char *key, long lo, long hi, long *out) {
     const char *v = tp_json_value(json, key);
-    if (v == NULL) return fallback;
+    if (v == NULL) return 0;
     char *end = NULL;
+    errno = 0;
     long x = strtol(v, &end, 10);
-    return end == v ? fallback : x;
+    if (end == v || errno != 0) return -1;
+    if (!(*end == ',' || *end == '}' || *end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) return -1;
+    if (x < lo || x > hi) return -1;
+    *out = x;
+    return 0;
 }
 
 static void tp_json_string(const char *json, const char *key, char *out, size_t cap) {
@@ -121,7 +140,24 @@ static cz_backend_model *tp_create(const char *model_dir, char *err, size_t err_
     fclose(f);
     json[n] = '\0';
 
-    if (tp_json_bool(json, "fail")) {
+    int fail = 0;
+    long steps = 4, delay = 0, threads = -1;
+    const char *bad = NULL;
+    if (tp_json_bool(json, "fail", &fail) != 0) bad = "\"fail\" must be true or false";
+    else if (tp_json_int(json, "default_steps", 1, TP_MAX_STEPS, &steps) != 0)
+        bad = "\"default_steps\" must be an integer in 1...64";
+    else if (tp_json_int(json, "step_delay_ms", 0, 10000, &delay) != 0)
+        bad = "\"step_delay_ms\" must be an integer in 0...10000";
+    else if (tp_json_int(json, "require_threads", 0, 4096, &threads) != 0)
+        bad = "\"require_threads\" must be an integer in 0...4096";
+    else if (tp_json_value(json, "revision") != NULL && *tp_json_value(json, "revision") != '"')
+        bad = "\"revision\" must be a string";
+    if (bad != NULL) {
+        free(json);
+        tp_err(err, err_cap, "test-pattern: config.json: %s", bad);
+        return NULL;
+    }
+    if (fail) {
         free(json);
         tp_err(err, err_cap, "test-pattern: config.json asks create() to fail (\"fail\": true)");
         return NULL;
@@ -132,15 +168,7 @@ static cz_backend_model *tp_create(const char *model_dir, char *err, size_t err_
         tp_err(err, err_cap, "test-pattern: out of memory");
         return NULL;
     }
-    long steps = tp_json_int(json, "default_steps", 4);
-    long delay = tp_json_int(json, "step_delay_ms", 0);
-    if (steps < 1 || steps > TP_MAX_STEPS || delay < 0 || delay > 10000) {
-        free(json);
-        free(m);
-        tp_err(err, err_cap, "test-pattern: config.json: default_steps must be in 1...%d and "
-               "step_delay_ms in 0...10000", TP_MAX_STEPS);
-        return NULL;
-    }
+    m->require_threads = (int)threads;
     m->default_steps = (int)steps;
     m->step_delay_ms = (int)delay;
     tp_json_string(json, "revision", m->revision, sizeof m->revision);
@@ -198,9 +226,20 @@ static void tp_sleep_ms(int ms) {
 
 static int tp_validate(const cz_backend_model *m, const cz_backend_request *r, int *steps_out,
                        char *err, size_t err_cap) {
-    if (r->struct_size < sizeof(cz_backend_request)) {
-        tp_err(err, err_cap, "test-pattern: request struct_size %u < %zu", r->struct_size,
-               sizeof(cz_backend_request));
+    if (r->struct_size < TP_REQUEST_SIZE_1_1) {
+        tp_err(err, err_cap, "test-pattern: request struct_size %u < %d", r->struct_size,
+               TP_REQUEST_SIZE_1_1);
+        return CZ_BACKEND_INVALID_ARGUMENT;
+    }
+    /* threads exists from ABI 1.2 (struct_size 48) on; older hosts leave it to the default. */
+    int threads = r->struct_size >= sizeof(cz_backend_request) ? r->threads : 0;
+    if (threads < 0 || threads > 4096) {
+        tp_err(err, err_cap, "test-pattern: threads must be in 0...4096, got %d", threads);
+        return CZ_BACKEND_INVALID_ARGUMENT;
+    }
+    if (m->require_threads >= 0 && threads != m->require_threads) {
+        tp_err(err, err_cap, "test-pattern: request threads is %d, config.json requires %d", threads,
+               m->require_threads);
         return CZ_BACKEND_INVALID_ARGUMENT;
     }
     if (r->prompt == NULL) {

@@ -6,6 +6,12 @@
 #include <dlfcn.h>
 #include <stdio.h>
 
+size_t ccapi_sizeof_engine_options_v0_1(void) { return sizeof(ccapi_engine_options_v0_1); }
+size_t ccapi_sizeof_engine_options(void) { return sizeof(cz_engine_options); }
+size_t ccapi_sizeof_generate_params_v0_1(void) { return sizeof(ccapi_generate_params_v0_1); }
+size_t ccapi_sizeof_generate_params(void) { return sizeof(cz_generate_params); }
+size_t ccapi_sizeof_model_info(void) { return sizeof(cz_model_info); }
+
 int ccapi_library_path(char *buf, unsigned long cap) {
     Dl_info info;
     if (buf == NULL || cap == 0) return -1;

@@ -71,6 +71,11 @@ const char *ccblas_preferred_core(void) {
     return "";
 }
 
+// Runs once per copy of this loader (pthread_once: concurrent first callers wait for it, which is
+// the lock coalesce.h's THREAD SAFETY section speaks of). OpenBLAS takes its core and its thread
+// count only from the environment, in its load-time constructor, so this is the one place that
+// edits the environment: it sets the two variables only where they are unset and unsets them
+// again (their previous state) right after the dlopen.
 static void do_load(void) {
     int set_core = 0, set_threads = 0;  // variables we set, unset again once OpenBLAS has read them
     const char *user = getenv("OPENBLAS_CORETYPE");

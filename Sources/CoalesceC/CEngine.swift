@@ -37,16 +37,24 @@ final class ModelSlot: @unchecked Sendable {
 final class CEngine: @unchecked Sendable {
     let pluginDirectory: String
     let modelsDirectory: String
+    /// Compute threads per request (cz_engine_options.threads; 0 = the backend's default).
+    let threads: Int
     let messages = MessageTable()
     private let lock = Lock()        // guards slots
     private let loadLock = Lock()    // serialises load/unload on this engine
     private var slots: [String: ModelSlot] = [:]
     private let logger: Logger
 
-    init(pluginDirectory: String, modelsDirectory: String) {
+    init(pluginDirectory: String, modelsDirectory: String, threads: Int, logger: Logger) {
         self.pluginDirectory = pluginDirectory
         self.modelsDirectory = modelsDirectory
-        self.logger = libraryLogger()
+        self.threads = threads
+        self.logger = logger
+    }
+
+    /// The loaded C model names, sorted.
+    func modelNames() -> [String] {
+        lock.withLock { Array(slots.keys) }.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
     }
 
     /// Stops every Engine; models are destroyed when their last in-flight request ends.
@@ -100,7 +108,7 @@ final class CEngine: @unchecked Sendable {
                 return
             }
             let engine = Engine(configuration: .init(pluginDirectory: pluginDirectory, modelRepository: root,
-                                                     limits: cLimits),
+                                                     limits: cLimits, threads: threads),
                                 logger: logger)
             try engine.load(inner)             // new first; a failure leaves `old` serving
             lock.withLock { slots[name] = ModelSlot(engine: engine, root: root, innerName: inner) }
@@ -159,9 +167,16 @@ enum PluginPins {
     }
 }
 
-/// The library logs nothing unless COALESCE_LOG is set (a library must not write to its host's
-/// stdout); COALESCE_LOG=debug|info|warning|error picks the level, on stderr.
-func libraryLogger() -> Logger {
+/// The engine's logger: lines go to the host's callback (cz_engine_options.log) when it gave one;
+/// otherwise the library logs nothing unless COALESCE_LOG is set (a library must not write to its
+/// host's stdout); COALESCE_LOG=debug|info|warning|error picks the level, on stderr.
+func libraryLogger(callback: cz_log_fn? = nil, userData: UnsafeMutableRawPointer? = nil) -> Logger {
+    if let callback {
+        let sink = CallbackLogSink(callback: callback, userData: userData)
+        var logger = Logger(label: "coalesce.lib", factory: { _ in CallbackLogHandler(sink: sink) })
+        logger.logLevel = .debug
+        return logger
+    }
     guard let env = getenv("COALESCE_LOG").map({ String(cString: $0) }), !env.isEmpty else {
         return Logger(label: "coalesce.lib", factory: { _ in SwiftLogNoOpLogHandler() })
     }

@@ -1,6 +1,5 @@
 // Exports for image batches: accessors, cz_image_batch_free, cz_image_write_png.
 import CCoalesceAPI
-import CPNG
 import Engine
 import ImageIO
 #if canImport(Glibc)
@@ -66,41 +65,17 @@ public func czImageWritePNG(_ batch: OpaquePointer?, _ index: Int32, _ path: Uns
             throw EngineError.notFound("cz_image_write_png: directory \(quoted(parent)) does not exist")
         }
         guard let px = b.image(Int(index)) else { throw EngineError.internal("cz_image_write_png: no pixels") }
-        let bytes = Array(UnsafeBufferPointer(start: px, count: b.imageBytes))
-        switch b.channels {
-        case 1:
-            do {
-                try PNG.write(GrayImage(width: b.width, height: b.height, pixels: bytes), to: path)
-            } catch {
-                throw EngineError.internal("cz_image_write_png: \(error)")
-            }
-        case 3, 4:
-            try writeColorPNG(bytes, width: b.width, height: b.height, channels: b.channels, path: path)
-        default:
-            throw EngineError.invalidArgument("cz_image_write_png: \(b.channels) channels cannot be written as PNG")
+        let png: [UInt8]
+        do {
+            png = try PNG.encode(pixels: Array(UnsafeBufferPointer(start: px, count: b.imageBytes))[...],
+                                 width: b.width, height: b.height, channels: b.channels)
+        } catch {
+            throw EngineError.invalidArgument("cz_image_write_png: \(error)")
         }
+        try PNGTarget.write(png, to: path, directory: parent)
         return succeed(nil)
     } catch {
         return fail(nil, error)
     }
 }
 
-/// RGB / RGBA through libpng's simplified API (ImageIO writes grayscale only).
-private func writeColorPNG(_ pixels: [UInt8], width: Int, height: Int, channels: Int, path: String) throws {
-    var png = png_image()
-    png.version = png_uint_32(PNG_IMAGE_VERSION)
-    png.width = png_uint_32(width)
-    png.height = png_uint_32(height)
-    // PNG_FORMAT_RGB = FLAG_COLOR (2); PNG_FORMAT_RGBA = FLAG_COLOR | FLAG_ALPHA (3) (png.h).
-    png.format = png_uint_32(channels == 3 ? 2 : 3)
-    let ok = pixels.withUnsafeBytes { px in
-        png_image_write_to_file(&png, path, 0, px.baseAddress, Int32(width * channels), nil)
-    }
-    guard ok != 0 else {
-        let msg = withUnsafeBytes(of: &png.message) { raw in
-            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
-        png_image_free(&png)
-        throw EngineError.internal("cz_image_write_png: libpng: \(msg)")
-    }
-}

@@ -1,4 +1,5 @@
-// Exports for generation: cz_generate_default_params, cz_generate.
+// Exports for generation: cz_generate_params_init, cz_generate (and the deprecated
+// cz_generate_default_params).
 import CCoalesceAPI
 import Engine
 #if canImport(Glibc)
@@ -7,10 +8,10 @@ import Glibc
 import Darwin
 #endif
 
-@_cdecl("cz_generate_default_params")
-public func czGenerateDefaultParams() -> cz_generate_params {
+/// The defaults of cz_generate_params, in this library's layout.
+func defaultGenerateParams() -> cz_generate_params {
     var p = cz_generate_params()
-    p.struct_size = UInt32(MemoryLayout<cz_generate_params>.stride)
+    p.struct_size = UInt32(VersionedStruct.generateParams.current)
     p.model = nil
     p.prompt = nil
     p.seed = 0
@@ -23,6 +24,29 @@ public func czGenerateDefaultParams() -> cz_generate_params {
     return p
 }
 
+@_cdecl("cz_generate_params_init")
+public func czGenerateParamsInit(_ params: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {
+    do {
+        guard let params else { throw EngineError.invalidArgument("cz_generate_params_init: params is NULL") }
+        var p = defaultGenerateParams()
+        p.struct_size = UInt32(truncatingIfNeeded: size)
+        try VersionedStruct.generateParams.write(p, to: params, size: size)
+        return succeed(nil)
+    } catch {
+        return fail(nil, error)
+    }
+}
+
+/// Deprecated since 0.2, kept for programs built against 0.1: returns the 0.1 layout (frozen).
+/// The 0.2 header replaces it with an inline wrapper over cz_generate_params_init.
+@_cdecl("cz_generate_default_params")
+public func czGenerateDefaultParams() -> ccapi_generate_params_v0_1 {
+    let p = defaultGenerateParams()
+    return ccapi_generate_params_v0_1(struct_size: UInt32(VersionedStruct.generateParams.oldest), model: nil,
+                                      prompt: nil, seed: p.seed, steps: p.steps, count: p.count,
+                                      guidance: p.guidance, progress: nil, user_data: nil, timeout_ms: 0)
+}
+
 @_cdecl("cz_generate")
 public func czGenerate(_ engine: OpaquePointer?, _ params: UnsafePointer<cz_generate_params>?,
                        _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -31,13 +55,8 @@ public func czGenerate(_ engine: OpaquePointer?, _ params: UnsafePointer<cz_gene
     do {
         guard let out else { throw EngineError.invalidArgument("cz_generate: out is NULL") }
         guard let params else { throw EngineError.invalidArgument("cz_generate: params is NULL") }
-        let size = Int(params.pointee.struct_size)
-        guard size >= MemoryLayout<cz_generate_params>.size else {
-            throw EngineError.invalidArgument(
-                "cz_generate_params.struct_size is \(size), expected at least \(MemoryLayout<cz_generate_params>.size) "
-                + "(fill the struct with cz_generate_default_params)")
-        }
-        let p = params.pointee
+        var p = defaultGenerateParams()
+        try VersionedStruct.generateParams.read(UnsafeRawPointer(params), into: &p)
         guard let model = try readString(p.model, name: "model", maxBytes: ModelRepository.maxNameLength) else {
             throw EngineError.invalidArgument("cz_generate: params.model is NULL (name a loaded model)")
         }

@@ -74,13 +74,15 @@ public final class BackendModel: @unchecked Sendable {
     public let generation: Int
     /// The raw describe() JSON.
     public let describeJSON: String
+    /// Compute threads passed with every request (0 = the backend's default).
+    public let threads: Int
 
     private let handle: OpaquePointer
     private let lock = Lock()
     private var inFlightCount = 0
     private var onRelease: (@Sendable (String, Int) -> Void)?
 
-    init(library: BackendLibrary, name: String, directory: String, generation: Int,
+    init(library: BackendLibrary, name: String, directory: String, generation: Int, threads: Int = 0,
          onRelease: (@Sendable (String, Int) -> Void)?) throws {
         let errCap = 1024
         var err = [CChar](repeating: 0, count: errCap)
@@ -104,12 +106,18 @@ public final class BackendModel: @unchecked Sendable {
             library.vtable.pointee.destroy?(h)
             throw EngineError.internal("backend \(quoted(library.name)) describes non-positive sizes: \(json)")
         }
+        guard info.defaultSteps >= 1, info.defaultSteps <= info.maxSteps else {
+            library.vtable.pointee.destroy?(h)
+            throw EngineError.internal("backend \(quoted(library.name)) describes default_steps \(info.defaultSteps) "
+                                       + "outside 1...max_steps (\(info.maxSteps)): \(json)")
+        }
         self.handle = h
         self.library = library
         self.name = name
         self.directory = directory
         self.generation = generation
         self.describeJSON = json
+        self.threads = threads
         self.onRelease = onRelease
     }
 
@@ -150,9 +158,10 @@ public final class BackendModel: @unchecked Sendable {
             throw EngineError.internal("backend \(quoted(library.name)): generate slot is NULL")
         }
         var cReqs = reqs.enumerated().map { (i, r) in
-            cz_backend_request(struct_size: UInt32(MemoryLayout<cz_backend_request>.size),
+            cz_backend_request(struct_size: UInt32(MemoryLayout<cz_backend_request>.stride),
                                prompt: UnsafePointer(cPrompts[i]), seed: r.seed, steps: r.steps,
-                               count: r.count, guidance: r.guidance)
+                               count: r.count, guidance: r.guidance, reserved0: 0,
+                               threads: Int32(clamping: threads))
         }
         let rc: Int32 = pixels.withUnsafeMutableBufferPointer { px in
             cReqs.withUnsafeMutableBufferPointer { rq in

@@ -33,11 +33,16 @@ public final class Engine: @unchecked Sendable {
         /// Model repository root (`<root>/<name>/config.json`).
         public var modelRepository: String
         public var limits: EngineLimits
+        /// Compute threads per backend call, passed to the backend with every request
+        /// (`cz_backend_request.threads`, backend ABI 1.2); 0 = the backend's default.
+        public var threads: Int
 
-        public init(pluginDirectory: String, modelRepository: String, limits: EngineLimits = EngineLimits()) {
+        public init(pluginDirectory: String, modelRepository: String, limits: EngineLimits = EngineLimits(),
+                    threads: Int = 0) {
             self.pluginDirectory = pluginDirectory
             self.modelRepository = modelRepository
             self.limits = limits
+            self.threads = threads
         }
     }
 
@@ -71,10 +76,12 @@ public final class Engine: @unchecked Sendable {
             do {
                 let config = try repository.config(for: name)
                 let dir = try repository.directory(for: name)
+                try WeightsCheck.checkDirectory(dir)
                 let library = try BackendLibrary.load(name: config.backend, directory: configuration.pluginDirectory)
                 let generation = lock.withLock { () -> Int in loadCounter += 1; return loadCounter }
                 let log = logger
                 let model = try BackendModel(library: library, name: name, directory: dir, generation: generation,
+                                             threads: configuration.threads,
                                              onRelease: { name, gen in
                                                  log.info("model instance released", metadata: [
                                                      "model": "\(name)", "generation": "\(gen)"])

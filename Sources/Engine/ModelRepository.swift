@@ -10,10 +10,71 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The part of a model's `config.json` the Engine reads; backends read the rest themselves.
+/// The part of a model's `config.json` the Engine reads and checks for every backend; backends
+/// read (and check) the rest themselves. Decoding validates type and range of each field and
+/// throws `EngineError.invalidArgument` naming the field.
 public struct ModelConfig: Sendable, Equatable, Decodable {
     /// Backend name, e.g. "test-pattern" or "coalescer" (chooses the plugin).
     public var backend: String
+    /// Steps used when a request asks for the default, if the config sets it (1...maxSteps).
+    public var defaultSteps: Int?
+    /// Free-form revision string.
+    public var revision: String?
+    /// Weights file name inside the model directory (no path), if the config names one.
+    public var weights: String?
+
+    /// Largest `default_steps` any config may ask for (the C library's CZ_MAX_STEPS).
+    public static let maxSteps = 10000
+
+    enum CodingKeys: String, CodingKey {
+        case backend, revision, weights
+        case defaultSteps = "default_steps"
+    }
+
+    public init(backend: String, defaultSteps: Int? = nil, revision: String? = nil, weights: String? = nil) {
+        self.backend = backend
+        self.defaultSteps = defaultSteps
+        self.revision = revision
+        self.weights = weights
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c: KeyedDecodingContainer<CodingKeys>
+        do {
+            c = try decoder.container(keyedBy: CodingKeys.self)
+        } catch {
+            throw EngineError.invalidArgument("it is not a JSON object")
+        }
+        guard c.contains(.backend) else {
+            throw EngineError.invalidArgument("field \"backend\" is missing (needs {\"backend\": \"<name>\", ...})")
+        }
+        backend = try Self.field(c, .backend, "a string (a backend name)")
+        defaultSteps = try Self.optionalField(c, .defaultSteps, Int.self, "an integer")
+        revision = try Self.optionalField(c, .revision, String.self, "a string")
+        weights = try Self.optionalField(c, .weights, String.self, "a string (a file name)")
+        if let steps = defaultSteps, steps < 1 || steps > Self.maxSteps {
+            throw EngineError.invalidArgument("field \"default_steps\" must be in 1...\(Self.maxSteps), got \(steps)")
+        }
+        if let w = weights, w.isEmpty || w == "." || w == ".." || w.contains("/") {
+            throw EngineError.invalidArgument("field \"weights\" must be a file name inside the model directory, got \(quoted(w))")
+        }
+    }
+
+    private static func field(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys, _ what: String) throws -> String {
+        guard let v = try optionalField(c, key, String.self, what) else {
+            throw EngineError.invalidArgument("field \"\(key.rawValue)\" must be \(what), got null")
+        }
+        return v
+    }
+
+    private static func optionalField<T: Decodable>(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys,
+                                                    _ type: T.Type, _ what: String) throws -> T? {
+        do {
+            return try c.decodeIfPresent(T.self, forKey: key)
+        } catch {
+            throw EngineError.invalidArgument("field \"\(key.rawValue)\" must be \(what)")
+        }
+    }
 }
 
 /// A directory of model directories. Names are directory names and must match
@@ -69,17 +130,62 @@ public struct ModelRepository: Sendable {
             throw EngineError.notFound("model \(quoted(name)) not found: no directory \(quoted(dir))")
         }
         let path = dir + "/config.json"
-        guard isRegularFile(path), let data = FileManager.default.contents(atPath: path) else {
+        guard isRegularFile(path) else {
             throw EngineError.notFound("model \(quoted(name)) has no readable config.json at \(quoted(path))")
         }
-        guard data.count <= Self.maxConfigBytes else {
-            throw EngineError.invalidArgument("config.json of model \(quoted(name)) is \(data.count) bytes (max \(Self.maxConfigBytes))")
+        // Read with POSIX calls: FileManager.contents(atPath:) leaked a 4 KiB buffer for every
+        // empty file it read (swift-corelibs-foundation).
+        let data: [UInt8]
+        switch readFile(path, maxBytes: Self.maxConfigBytes) {
+        case .failure(let why):
+            throw EngineError.notFound("model \(quoted(name)) has no readable config.json at \(quoted(path)) (\(why))")
+        case .tooLarge:
+            throw EngineError.invalidArgument("config.json of model \(quoted(name)) is larger than \(Self.maxConfigBytes) bytes")
+        case .success(let bytes):
+            data = bytes
         }
+        guard !data.isEmpty else {
+            throw EngineError.invalidArgument("config.json of model \(quoted(name)) is empty (needs {\"backend\": \"<name>\", ...})")
+        }
+        let config: ModelConfig
         do {
-            return try JSONDecoder().decode(ModelConfig.self, from: data)
+            config = try JSONDecoder().decode(ModelConfig.self, from: Data(data))
+        } catch let e as EngineError {
+            throw EngineError.invalidArgument("config.json of model \(quoted(name)): \(e.message)")
         } catch {
-            throw EngineError.invalidArgument("config.json of model \(quoted(name)) is not valid (needs {\"backend\": \"<name>\", ...}): \(error)")
+            throw EngineError.invalidArgument("config.json of model \(quoted(name)) is not valid JSON (needs {\"backend\": \"<name>\", ...}): \(error)")
         }
+        if let w = config.weights, !isRegularFile(dir + "/" + w) {
+            throw EngineError.notFound("config.json of model \(quoted(name)): field \"weights\" names \(quoted(w)), "
+                                       + "which is not a file in \(quoted(dir))")
+        }
+        return config
+    }
+}
+
+/// The outcome of `readFile`.
+enum FileRead {
+    case success([UInt8])
+    case tooLarge
+    case failure(String)
+}
+
+/// Reads a whole file of at most `maxBytes` bytes with open/read/close.
+func readFile(_ path: String, maxBytes: Int) -> FileRead {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return .failure(String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return .failure(String(cString: strerror(errno)))
+        }
+        if n == 0 { return .success(out) }
+        out += chunk[0..<n]
+        if out.count > maxBytes { return .tooLarge }
     }
 }
 

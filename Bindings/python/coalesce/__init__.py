@@ -10,14 +10,14 @@ The library is found through $COALESCE_LIB (path to libcoalesce.so), $COALESCE_P
 prefix), pkg-config, the linker path, then /usr/local/lib. The daemon client is the separate
 package ``coalesce_client``.
 """
-from .engine import Engine, blas_core, status_string, version, write_png_native
+from .engine import Engine, ModelInfo, blas_core, status_string, version, write_png_native
 from .errors import (CancelledError, CoalesceError, DeadlineExceededError, InternalError,
                      InvalidArgumentError, NotFoundError, ResourceExhaustedError,
                      UnavailableError)
 from .png import encode_png, read_png, save_png
 
 __all__ = [
-    "Engine", "version", "blas_core", "status_string", "write_png_native",
+    "Engine", "ModelInfo", "version", "blas_core", "status_string", "write_png_native",
     "save_png", "encode_png", "read_png",
     "CoalesceError", "InvalidArgumentError", "NotFoundError", "ResourceExhaustedError",
     "CancelledError", "DeadlineExceededError", "InternalError", "UnavailableError",

@@ -6,7 +6,8 @@ import ctypes
 import json
 import os
 import threading
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -21,6 +22,38 @@ def _b(s: Optional[str | os.PathLike]) -> Optional[bytes]:
     if s is None:
         return None
     return os.fsencode(s)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is (``cz_model_info``)."""
+    height: int
+    width: int
+    channels: int
+    default_steps: int
+    max_steps: int
+    max_batch: int
+    supports_guidance: bool
+    generation: int
+    backend: str
+    backend_version: str
+    revision: str
+
+
+def _engine_options(lib) -> "_native.EngineOptions":
+    opts = _native.EngineOptions()
+    status = lib.cz_engine_options_init(ctypes.byref(opts), ctypes.sizeof(opts))
+    if status != 0:
+        raise error_for(status, lib.cz_engine_errmsg(None).decode(errors="replace"))
+    return opts
+
+
+def _generate_params(lib) -> "_native.GenerateParams":
+    p = _native.GenerateParams()
+    status = lib.cz_generate_params_init(ctypes.byref(p), ctypes.sizeof(p))
+    if status != 0:
+        raise error_for(status, lib.cz_engine_errmsg(None).decode(errors="replace"))
+    return p
 
 
 def version() -> str:
@@ -46,9 +79,23 @@ class Engine:
     """
 
     def __init__(self, plugin_dir: Optional[str] = None, models_dir: Optional[str] = None,
-                 threads: int = 0, preload: bool = False, library: Optional[str] = None):
+                 threads: int = 0, preload: bool = False, library: Optional[str] = None,
+                 log: Optional[Callable[[int, str], None]] = None):
+        """``threads``: compute threads per generate call (0 = the backend's default), a value of
+        this engine (the process environment is not changed). ``log(level, line)`` receives the
+        engine's log lines (level 1 error ... 4 debug), on the thread of the call that logs;
+        exceptions it raises are swallowed."""
         self._lib = _native.load_library(library)
-        opts = self._lib.cz_engine_default_options()
+        opts = _engine_options(self._lib)
+        self._log_cb = None
+        if log is not None:
+            def log_trampoline(level: int, line: bytes, _ud) -> None:
+                try:
+                    log(level, line.decode(errors="replace"))
+                except BaseException:  # never let an exception cross the C boundary
+                    pass
+            self._log_cb = _native.LOG_FN(log_trampoline)  # kept alive as long as the engine
+            opts.log = self._log_cb
         if plugin_dir is not None:
             opts.plugin_dir = _b(plugin_dir)
         if models_dir is not None:
@@ -123,6 +170,31 @@ class Engine:
         with self._call() as h:
             self._check(h, self._lib.cz_model_unload(h, _b(name)))
 
+    def model_info(self, name: str) -> ModelInfo:
+        """Typed facts about a loaded model (``cz_model_get_info``)."""
+        info = _native.ModelInfo()
+        info.struct_size = ctypes.sizeof(info)
+        with self._call() as h:
+            self._check(h, self._lib.cz_model_get_info(h, _b(name), ctypes.byref(info)))
+        return ModelInfo(height=info.height, width=info.width, channels=info.channels,
+                         default_steps=info.default_steps, max_steps=info.max_steps,
+                         max_batch=info.max_batch, supports_guidance=bool(info.supports_guidance),
+                         generation=info.generation,
+                         backend=info.backend.decode(errors="replace"),
+                         backend_version=info.backend_version.decode(errors="replace"),
+                         revision=info.revision.decode(errors="replace"))
+
+    def list_models(self) -> List[str]:
+        """Names of the loaded models, sorted (``cz_engine_list_models``)."""
+        names = ctypes.POINTER(ctypes.c_char_p)()
+        count = ctypes.c_size_t()
+        with self._call() as h:
+            self._check(h, self._lib.cz_engine_list_models(h, ctypes.byref(names), ctypes.byref(count)))
+        try:
+            return [names[i].decode() for i in range(count.value)]
+        finally:
+            self._lib.cz_string_list_free(names)
+
     def describe(self, name: str) -> dict:
         """The backend's description of a loaded model (height, width, channels, ...)."""
         out = ctypes.c_void_p()
@@ -155,7 +227,7 @@ class Engine:
         if not (0 <= timeout_ms < 2**32):
             raise InvalidArgumentError(f"timeout_ms must be in [0, 2**32), got {timeout_ms}")
 
-        p = self._lib.cz_generate_default_params()
+        p = _generate_params(self._lib)
         p.model = _b(model)
         p.prompt = prompt.encode("utf-8") if prompt is not None else None
         p.seed, p.steps, p.count = int(seed), int(steps), int(count)
@@ -203,7 +275,7 @@ def write_png_native(engine: Engine, path: str | os.PathLike, model: str, index:
     """Generates and writes image ``index`` through the library's cz_image_write_png (libpng),
     so tests can compare the C encoder with :func:`coalesce.save_png`."""
     lib = engine._lib
-    p = lib.cz_generate_default_params()
+    p = _generate_params(lib)
     p.model = _b(model)
     p.prompt = kwargs.get("prompt", "").encode("utf-8")
     p.seed = int(kwargs.get("seed", 0))

@@ -80,13 +80,28 @@ def reference_pattern(seed: int, prompt: str) -> np.ndarray:
 # ---- Basics ------------------------------------------------------------------------------------
 
 def test_version_and_struct_layout_match_the_library():
-    assert coalesce.version() == "0.1.0"
-    from coalesce import _native
+    assert coalesce.version() == "0.2.0"
+    from coalesce import _native, engine as engine_mod
     lib = _native.load_library()
-    assert lib.cz_generate_default_params().struct_size == ctypes_sizeof(_native.GenerateParams)
-    assert lib.cz_engine_default_options().struct_size == ctypes_sizeof(_native.EngineOptions)
+    assert engine_mod._generate_params(lib).struct_size == ctypes_sizeof(_native.GenerateParams)
+    assert engine_mod._engine_options(lib).struct_size == ctypes_sizeof(_native.EngineOptions)
     assert coalesce.status_string(2) == "CZ_NOT_FOUND"
     assert coalesce.status_string(99) == "CZ_UNKNOWN_STATUS"
+
+
+def test_initialisers_write_only_the_callers_struct():
+    """cz_*_init writes exactly `size` bytes: a smaller size than any version is refused."""
+    import ctypes
+    from coalesce import _native
+    lib = _native.load_library()
+    buf = (ctypes.c_ubyte * 256)(*([0xAB] * 256))
+    opts = ctypes.cast(buf, ctypes.POINTER(_native.EngineOptions))
+    size = ctypes.sizeof(_native.EngineOptions)
+    assert lib.cz_engine_options_init(opts, size) == 0
+    assert opts.contents.struct_size == size and opts.contents.threads == 0
+    assert list(buf[size:]) == [0xAB] * (256 - size)
+    assert lib.cz_engine_options_init(opts, 8) == 1
+    assert "struct_size" in lib.cz_engine_errmsg(None).decode()
 
 
 def ctypes_sizeof(t) -> int:
@@ -155,6 +170,75 @@ def test_describe(engine):
     assert d["backend"] == "test-pattern"
     assert d["name"] == "tp"
     assert Path(d["directory"]) == MODEL_DIR.resolve()
+
+
+def test_model_info_and_list(engine, tmp_path):
+    info = engine.model_info("tp")
+    assert (info.height, info.width, info.channels) == (28, 28, 1)
+    assert (info.default_steps, info.max_steps, info.max_batch) == (4, 64, 256)
+    assert info.supports_guidance is False and info.generation >= 1
+    assert (info.backend, info.backend_version, info.revision) == ("test-pattern", "1.0.0", "1")
+    assert engine.list_models() == ["tp"]
+    engine.load_model("a-first", MODEL_DIR)
+    assert engine.list_models() == ["a-first", "tp"]
+    engine.load_model("tp", MODEL_DIR)  # hot swap: a new generation
+    assert engine.model_info("tp").generation != info.generation
+    engine.unload_model("a-first")
+    assert engine.list_models() == ["tp"]
+    with pytest.raises(coalesce.NotFoundError):
+        engine.model_info("a-first")
+
+
+def test_log_callback_gets_the_engines_lines():
+    lines = []
+    with coalesce.Engine(log=lambda level, line: lines.append((level, line))) as eng:
+        eng.load_model("tp", MODEL_DIR)
+    assert any(level == 3 and "model loaded" in line for level, line in lines), lines
+
+
+def test_threads_is_a_value_not_an_environment_edit(tmp_path):
+    """threads > 0 reaches the backend with each request; the process environment is unchanged."""
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    before = libc.getenv(b"COALESCE_THREADS")
+    needs3 = _model(tmp_path, "needs3", require_threads=3)
+    with coalesce.Engine(threads=3) as eng:
+        assert libc.getenv(b"COALESCE_THREADS") == before
+        eng.load_model("m", needs3)
+        assert eng.generate("m").shape == (1, 28, 28)
+    with coalesce.Engine() as eng:
+        eng.load_model("m", needs3)
+        with pytest.raises(coalesce.InvalidArgumentError, match="threads"):
+            eng.generate("m")
+
+
+@pytest.mark.parametrize("config, error, pattern", [
+    ("", coalesce.InvalidArgumentError, "empty"),
+    ('{"backend": "test-pattern", "default_steps": -5}', coalesce.InvalidArgumentError, "default_steps"),
+    ('{"backend": "test-pattern", "default_steps": "two"}', coalesce.InvalidArgumentError, "default_steps"),
+    ('{"backend": "test-pattern", "default_steps": 2e9}', coalesce.InvalidArgumentError, "default_steps"),
+    ('{"backend": "test-pattern", "revision": 1}', coalesce.InvalidArgumentError, "revision"),
+])
+def test_bad_configs_are_refused_naming_the_field(engine, tmp_path, config, error, pattern):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "config.json").write_text(config)
+    with pytest.raises(error, match=pattern):
+        engine.load_model("bad", d)
+
+
+def test_non_finite_weights_are_refused(engine, tmp_path):
+    import struct
+    d = _model(tmp_path, "weights")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    for values, ok in (((1.0, 2.0), True), ((1.0, float("nan")), False), ((float("-inf"), 0.0), False)):
+        (d / "w.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + struct.pack("<2f", *values))
+        if ok:
+            engine.load_model("weights", d)
+        else:
+            with pytest.raises(coalesce.InvalidArgumentError, match="non-finite"):
+                engine.load_model("weights", d)
 
 
 # ---- Errors: status codes with messages, never a crash ------------------------------------------
@@ -463,7 +547,7 @@ def test_daemon_and_library_give_identical_pixels(tmp_path):
 
     client_mod = pytest.importorskip("coalesce_client")  # installed by the same pyproject
     from coalesce import _native
-    plugin_dir = _native.load_library().cz_engine_default_options().plugin_dir.decode()
+    plugin_dir = coalesce.engine._engine_options(_native.load_library()).plugin_dir.decode()
     repo = tmp_path / "models"
     repo.mkdir()
     shutil.copytree(MODEL_DIR, repo / "test-pattern")
