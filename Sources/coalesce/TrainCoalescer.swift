@@ -48,6 +48,7 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "Weight of the adversarial loss beside the coalescer losses.") var adversarialWeight: Float = 0.1
     @Option(help: "Learning rate of the adversarial phase (generator and discriminator).") var adversarialLr: Float = 2e-4
     @Option(help: "Also train the 2-step output adversarially, re-noising the first step to this level (0 = 1-step only).") var secondStepLevel: Float = 0
+    @Option(help: "Weight of an auxiliary latent classifier's cross-entropy on the adversarial outputs (0 = none).") var classifierWeight: Float = 0
     @Option(help: "Samples per class for the latent probe after training (0 = skip).") var probePerClass = 100
 
     func run() throws {
@@ -81,6 +82,7 @@ struct TrainCoalescer: ParsableCommand {
         o.coalescer.adversarialWeight = adversarialWeight
         o.coalescer.adversarialLearningRate = adversarialLr
         o.coalescer.secondStepLevel = secondStepLevel
+        o.coalescer.classifierWeight = classifierWeight
         o.autoencoder.epochs = aeEpochs
         o.autoencoder.batchSize = aeBatchSize
         let ch = aeChannels.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }

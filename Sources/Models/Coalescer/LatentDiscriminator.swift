@@ -30,3 +30,22 @@ public final class LatentDiscriminator: Layer {
         return out(phi) + (embed(c) * phi).sumLast()
     }
 }
+
+/// A classifier on the coalescer's whitened latent coordinates (SiLU MLP k -> h -> h -> classes),
+/// trained on the training set's latents, whose cross-entropy on the net's outputs for the
+/// requested class can join the adversarial fine-tuning (AC-GAN's auxiliary classifier). Used
+/// only in training; unrelated to the evaluation classifier, which sees pixels.
+public final class LatentClassifier: Layer {
+    let l1: Linear, l2: Linear, out: Linear
+
+    public init(dim: Int, hidden: Int, classes: Int, rng: inout RandomGenerator) {
+        l1 = Linear(dim, hidden, rng: &rng)
+        l2 = Linear(hidden, hidden, rng: &rng)
+        out = Linear(hidden, classes, rng: &rng)
+    }
+
+    public var namedParameters: [(String, Tensor)] { nest("l1", l1) + nest("l2", l2) + nest("out", out) }
+
+    /// x (B, dim) -> logits (B, classes).
+    public func callAsFunction(_ x: Tensor) -> Tensor { out(l2(l1(x).silu()).silu()) }
+}

@@ -199,7 +199,7 @@ public enum CoalescerPipeline {
         say("net: \(netConfig.blocks > 0 ? "residual MLP, \(netConfig.blocks) blocks" : "MLP, \(netConfig.depth) layers") of \(netConfig.hidden), "
             + "\(net.parameterCount) parameters\(netConfig.levelInput ? ", told the start's noise level" : ""); coupling \(copt.coupling.rawValue)"
             + (copt.hubCap.map { String(format: " (hub cap %.1f)", $0) } ?? "")
-            + (copt.adversarialSteps > 0 ? String(format: "; then %d adversarial steps (weight %.2f, lr %.0e, second-step level %.2f)", copt.adversarialSteps, copt.adversarialWeight, copt.adversarialLearningRate, copt.secondStepLevel) : ""))
+            + (copt.adversarialSteps > 0 ? String(format: "; then %d adversarial steps (weight %.2f, lr %.0e, second-step level %.2f, latent classifier weight %.2f)", copt.adversarialSteps, copt.adversarialWeight, copt.adversarialLearningRate, copt.secondStepLevel, copt.classifierWeight) : ""))
         let trainer = try CoalescerTrainer(data: data, options: copt, descScale: descScale, makeIndex: makeIndex)
         say(String(format: "index '%@' over %d keys of dimension %d built in %.3fs", o.coalescer.index, data.count, dd + data.searchDim, trainer.indexBuildSeconds))
         let report = try trainer.train(net)

@@ -49,6 +49,11 @@ public struct CoalescerTrainingOptions: Sendable {
     public var adversarialLearningRate: Float = 2e-4
     public var discriminatorHidden = 512
     public var secondStepLevel: Float = 0
+    /// Weight of an auxiliary latent classifier's cross-entropy on the adversarial outputs for
+    /// their requested class (0 = none). The classifier is trained on the training latents
+    /// (`classifierPretrainSteps` steps first, then alongside the discriminator).
+    public var classifierWeight: Float = 0
+    public var classifierPretrainSteps = 500
     public var emaDecay: Float = 0.999
     public var seed: UInt64 = 3
     public var progress = true
@@ -298,6 +303,26 @@ public final class CoalescerTrainer {
         let gopt = AdamW(parameters: net.parameters, learningRate: o.adversarialLearningRate, beta1: 0, beta2: 0.99, weightDecay: 0)
         let regression = o.adversarialSteps > 0 ? max(0, o.steps) : max(1, o.steps)
         let total = regression + max(0, o.adversarialSteps)
+        let useClassifier = o.classifierWeight > 0 && o.adversarialSteps > 0 && classes >= 2
+        let latentClassifier = LatentClassifier(dim: k, hidden: o.discriminatorHidden, classes: max(2, classes), rng: &drng)
+        let copt = AdamW(parameters: latentClassifier.parameters, learningRate: 1e-3, weightDecay: 1e-4)
+        func classifierStep() -> Float {
+            var rows: [Float] = [], ys: [Int] = []
+            for _ in 0..<bs {
+                let c = rng.nextInt(below: classes)
+                guard !byClass[c].isEmpty else { continue }
+                let item = byClass[c][rng.nextInt(below: byClass[c].count)]
+                rows += data.points[(item * k)..<((item + 1) * k)]; ys.append(c)
+            }
+            guard !ys.isEmpty else { return 0 }
+            let l = Tensor.crossEntropyLoss(latentClassifier(Tensor(rows, shape: [ys.count, k])), labels: ys)
+            copt.zeroGrad(); l.backward(); copt.update()
+            return l.item
+        }
+        var classifierLoss: Float = 0
+        if useClassifier {
+            for _ in 0..<max(0, o.classifierPretrainSteps) { classifierLoss = classifierStep() }
+        }
         let progress = ProgressReporter(label: "train coalescer", total: total, itemsPerStep: bs,
                                         interval: 10, enabled: o.progress)
         var advStats: (g: Float, d: Float, real: Float, fake: Float) = (0, 0, 0, 0)
@@ -444,15 +469,28 @@ public final class CoalescerTrainer {
                 let x1 = net.jump(r0, gdesc, level: Tensor(filled: 1, shape: [bs, 1]))
                 var g = disc(x1, classes: cls).mean().scaled(-1)
                 fakes.append(x1.detached()); fakeClasses += cls
+                var lastSecond: Tensor? = nil
                 if o.secondStepLevel > 0 {
                     let t = o.secondStepLevel
                     let r2 = x1.detached().scaled(1 - t) + Tensor.randn([bs, k], std: t, rng: &rng)
                     let x2 = net.jump(r2, gdesc, level: Tensor(filled: t, shape: [bs, 1]))
                     g = g + disc(x2, classes: cls).mean().scaled(-1)
+                    lastSecond = x2
                     fakes.append(x2.detached()); fakeClasses += cls
                 }
                 advStats.g = g.item
                 loss = loss + g.scaled(o.adversarialWeight)
+                if useClassifier {
+                    let condRows = (0..<bs).filter { cls[$0] < classes }
+                    if !condRows.isEmpty {
+                        let labels = condRows.map { cls[$0] }
+                        var ce = Tensor.crossEntropyLoss(latentClassifier(x1.gatherRows(condRows)), labels: labels)
+                        if fakes.count > 1, let x2 = lastSecond {
+                            ce = ce + Tensor.crossEntropyLoss(latentClassifier(x2.gatherRows(condRows)), labels: labels)
+                        }
+                        loss = loss + ce.scaled(o.classifierWeight)
+                    }
+                }
             }
             let activeOpt = adversarial ? gopt : opt
             activeOpt.zeroGrad()
@@ -477,14 +515,15 @@ public final class CoalescerTrainer {
                 dopt.zeroGrad()
                 dl.backward()
                 dopt.update()
+                if useClassifier { classifierLoss = classifierStep() }
             }
             if step <= 100 { firstDist.append(distLoss.item); firstDir.append(dirLoss.item) }
             distHist.append(distLoss.item); dirHist.append(dirLoss.item)
             if distHist.count > 100 { distHist.removeFirst(); dirHist.removeFirst() }
             progress.update(step: step, loss: loss.item,
                             extra: adversarial
-                                ? String(format: "dist %.3f dir %.3f | adv g %.3f d %.3f D(real) %.2f D(fake) %.2f",
-                                         distLoss.item, dirLoss.item, advStats.g, advStats.d, advStats.real, advStats.fake)
+                                ? String(format: "dist %.3f dir %.3f | adv g %.3f d %.3f D(real) %.2f D(fake) %.2f cls %.3f",
+                                         distLoss.item, dirLoss.item, advStats.g, advStats.d, advStats.real, advStats.fake, classifierLoss)
                                 : String(format: "dist %.3f dir %.3f distinct %d", distLoss.item, dirLoss.item, firstEpoch.count))
         }
         ema.copy(into: net.parameters)
