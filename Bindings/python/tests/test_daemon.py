@@ -28,6 +28,7 @@ from coalesce_client import Client, CoalesceError, pb  # noqa: E402
 
 COALESCED = Path(os.environ.get("COALESCED", REPO / ".build/release/coalesced"))
 PLUGINS = Path(os.environ.get("COALESCE_PLUGIN_DIR", COALESCED.parent))
+COALESCER_WEIGHTS = REPO / "models/coalescer/coalescer.safetensors"
 
 pytestmark = pytest.mark.skipif(
     not COALESCED.exists() or not (PLUGINS / "libTestPatternBackend.so").exists(),
@@ -55,10 +56,14 @@ def write_model(repo: Path, name: str, **config) -> None:
 class Daemon:
     """A coalesced process over a temporary model repository."""
 
-    def __init__(self, tmp_path: Path, *args: str, models: dict | None = None, probe: bool = True):
+    def __init__(self, tmp_path: Path, *args: str, models: dict | None = None, probe: bool = True,
+                 env: dict | None = None):
         self.repo = tmp_path / "models"
         self.repo.mkdir()
         for name, cfg in (models or {"tp": {}}).items():
+            if cfg.get("backend") == "coalescer":  # the committed weights, linked into the repository
+                (self.repo / name).mkdir()
+                (self.repo / name / "coalescer.safetensors").symlink_to(COALESCER_WEIGHTS)
             write_model(self.repo, name, **cfg)
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
@@ -66,7 +71,8 @@ class Daemon:
         self.log = open(tmp_path / "coalesced.log", "w+")
         self.proc = subprocess.Popen(
             [str(COALESCED), "--models", str(self.repo), "--plugins", str(PLUGINS), "--endpoint", self.endpoint,
-             "--admin-endpoint", self.admin, *args], stdout=self.log, stderr=subprocess.STDOUT)
+             "--admin-endpoint", self.admin, *args], stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 20
         if not probe:  # e.g. CURVE: a plaintext probe gets no reply; wait for the log line instead
             while "ready" not in self.logs():
@@ -109,10 +115,10 @@ class Daemon:
 def daemon_factory(tmp_path):
     started = []
 
-    def make(*args, models=None, _probe=True):
+    def make(*args, models=None, _probe=True, env=None):
         sub = tmp_path / f"d{len(started)}"
         sub.mkdir()
-        d = Daemon(sub, *args, models=models, probe=_probe)
+        d = Daemon(sub, *args, models=models, probe=_probe, env=env)
         started.append(d)
         return d
 
@@ -437,6 +443,46 @@ def test_concurrent_requests_are_batched_and_identical(daemon_factory):
             assert got[rid].images.images[0] == c.generate("tp", seed=s, prompt="batch").images[0]
         m = c.metrics()
         assert m.batched_requests > m.batches
+
+
+@pytest.mark.skipif(not COALESCER_WEIGHTS.exists() or not (PLUGINS / "libCoalescerBackend.so").exists(),
+                    reason="needs the coalescer plugin and the committed weights")
+def test_same_pixels_at_any_batch_size_and_thread_count(daemon_factory):
+    """Every backend: seeds 1000..1063 as one-image requests, as requests of 3, 8, 17 and 64 images,
+    and as 64 concurrent one-image requests (dynamically batched), on daemons with 1 and 2 compute
+    threads: byte-identical images."""
+    models = {"co": {"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 2}, "tp": {}}
+    seeds = range(1000, 1064)
+    results = {}
+    for threads in ("1", "2"):
+        d = daemon_factory("--workers", "1", "--max-batch", "64", "--max-delay-ms", "20", models=models,
+                           env={"COALESCE_THREADS": threads})
+        with d.client() as c:
+            for model in models:
+                results[(model, threads, 1)] = [c.generate(model, prompt="sneaker", seed=s, steps=2).images[0]
+                                                for s in seeds]
+                for batch in (3, 8, 17, 64):
+                    imgs = []
+                    for s0 in range(seeds.start, seeds.stop, batch):
+                        imgs += c.generate(model, prompt="sneaker", seed=s0, steps=2,
+                                           count=min(batch, seeds.stop - s0)).images
+                    results[(model, threads, batch)] = imgs
+                ids = {c.send(make_generate(model, prompt="sneaker", seed=s, steps=2)): s for s in seeds}
+                got = {}
+                while len(got) < len(ids):
+                    r = c.recv(20)
+                    assert r is not None and r.WhichOneof("kind") == "images", r
+                    got[r.id] = r
+                assert max(r.images.batch_requests for r in got.values()) > 1, "requests were not batched"
+                results[(model, threads, "dynamic")] = [got[rid].images.images[0] for rid in
+                                                         sorted(ids, key=ids.get)]
+    for model in models:
+        reference = results[(model, "1", 1)]
+        assert len(set(reference)) > len(seeds) // 2, f"{model}: seeds must give different images"
+        for key, imgs in results.items():
+            if key[0] == model:
+                differing = [s for s, a, b in zip(seeds, imgs, reference) if a != b]
+                assert differing == [], f"{key}: seeds {differing} differ from one-image requests on 1 thread"
 
 
 # ---- admin: load / unload / hot swap --------------------------------------------------------
