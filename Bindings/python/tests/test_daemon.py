@@ -373,6 +373,81 @@ def test_requests_outside_limits(daemon):
         assert c.health().live
 
 
+def _ld(field: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field (tag, length, bytes), for strings protobuf would refuse."""
+    def varint(n: int) -> bytes:
+        out = b""
+        while True:
+            out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+            n >>= 7
+            if not n:
+                return out
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+def raw_request(rid: bytes, kind: int, *fields: bytes) -> bytes:
+    """Request{id = rid, field `kind` = a message made of `fields`} (10 generate, 12 load_model,
+    13 unload_model, 14 health, 16 cancel)."""
+    return _ld(1, rid) + _ld(kind, b"".join(fields))
+
+
+def raw_reply(c: Client, data: bytes) -> pb.Reply:
+    c.send_raw(data)
+    r = c.recv(5)
+    assert r is not None, f"no reply to {data!r}"
+    return r
+
+
+def test_strings_must_be_utf8_without_nul(daemon):
+    """Every string field: a NUL byte or invalid UTF-8 is INVALID_ARGUMENT naming the field (never
+    truncated at the NUL, never repaired); an id that cannot be echoed exactly is answered with id ""."""
+    gen = lambda model=b"tp", prompt=b"p": raw_request(b"g", 10, _ld(1, model), _ld(2, prompt))  # noqa: E731
+    cases = {
+        "model with NUL": (gen(model=b"tp\x00../../etc/passwd"), "generate.model", "NUL"),
+        "model not UTF-8": (gen(model=b"tp\xff"), "generate.model", "UTF-8"),
+        "prompt not UTF-8": (gen(prompt=b"ab\xff\xfe"), "generate.prompt", "UTF-8"),
+        "prompt with NUL": (gen(prompt=b"shirt\x00shoe"), "generate.prompt", "NUL"),
+        "overlong encoding": (gen(prompt=b"x\xc0\x80"), "generate.prompt", "UTF-8"),
+        "surrogate": (gen(prompt=b"\xed\xa0\x80"), "generate.prompt", "UTF-8"),
+        "cancel target": (raw_request(b"g", 16, _ld(1, b"x\xfe")), "cancel.target_id", "UTF-8"),
+    }
+    with daemon.client() as c:
+        for what, (data, field, problem) in cases.items():
+            r = raw_reply(c, data)
+            assert r.WhichOneof("kind") == "error" and r.error.code == pb.INVALID_ARGUMENT, (what, r)
+            assert field in r.error.message and problem in r.error.message, (what, r.error.message)
+            assert r.id == "g", (what, r.id)
+        for rid in (b"id\xff", b"ab\x00cd", b"\xf4\x90\x80\x80"):  # invalid, NUL, above U+10FFFF
+            r = raw_reply(c, raw_request(rid, 14))
+            assert r.WhichOneof("kind") == "error" and r.error.code == pb.INVALID_ARGUMENT, (rid, r)
+            assert r.id == "" and "id" in r.error.message, (rid, r)
+        # Valid UTF-8 comes back byte for byte, up to the limit of 128 bytes.
+        for rid in ("идентификатор ✓ 😀", "é" * 64):
+            r = raw_reply(c, raw_request(rid.encode(), 14))
+            assert r.WhichOneof("kind") == "health" and r.id == rid, r
+        r = raw_reply(c, raw_request("é".encode() * 64 + b"x", 14))
+        assert r.error.code == pb.INVALID_ARGUMENT and "129 bytes" in r.error.message and "128" in r.error.message
+        assert len(c.generate("tp", prompt="ünïcødé ✓").images) == 1
+    with daemon.admin_client() as a:
+        for kind, field in ((12, "load_model.name"), (13, "unload_model.name")):
+            for name in (b"tp\x00/../../x", b"tp\xff"):
+                r = raw_reply(a, raw_request(b"a", kind, _ld(1, name)))
+                assert r.error.code == pb.INVALID_ARGUMENT and field in r.error.message, (kind, name, r)
+        assert a.list_models().loaded[0].generation == 1, "nothing was reloaded"
+
+
+def test_one_name_limit_for_every_request_kind(daemon):
+    """Model names: 128 bytes in generate, load_model and unload_model alike (proto comments, DAEMON.md)."""
+    with daemon.client() as c, daemon.admin_client() as a:
+        for kind, field, client in ((10, "generate.model", c), (12, "load_model.name", a),
+                                    (13, "unload_model.name", a)):
+            r = raw_reply(client, raw_request(b"n", kind, _ld(1, b"m" * 129)))
+            assert r.error.code == pb.INVALID_ARGUMENT, (field, r)
+            assert field in r.error.message and "128" in r.error.message, (field, r.error.message)
+            r = raw_reply(client, raw_request(b"n", kind, _ld(1, b"m" * 128)))
+            assert r.error.code == pb.NOT_FOUND, (field, r)  # within the limit: simply not there
+
+
 # ---- scheduling ---------------------------------------------------------------------------
 
 def test_full_queue_answers_resource_exhausted_at_once(daemon_factory):
