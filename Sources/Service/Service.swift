@@ -61,6 +61,16 @@ public final class Service: @unchecked Sendable {
         // The ZAP handler must be bound before any CURVE socket binds.
         let zap = try configuration.curve.map { try ZAPHandler(context: ctx, config: $0) }
         defer { zap?.close() }
+        // One daemon per ipc socket path: claimed (locked) for as long as this daemon serves.
+        var claims: [IPCEndpointClaim] = []
+        defer { for c in claims { c.release() } }
+        for ep in configuration.endpoints where ep.url.hasPrefix("ipc://") && !ep.connect {
+            let claim = try IPCEndpointClaim(url: ep.url)
+            if claim.removedStale {
+                logger.info("removed the stale socket of a daemon that is gone", metadata: ["endpoint": "\(ep.url)"])
+            }
+            claims.append(claim)
+        }
         for ep in configuration.endpoints {
             guard let s = zmq_socket(ctx, ZMQ_ROUTER) else {
                 throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno())

@@ -448,6 +448,55 @@ def test_one_name_limit_for_every_request_kind(daemon):
             assert r.error.code == pb.NOT_FOUND, (field, r)  # within the limit: simply not there
 
 
+def _second_daemon(tmp_path: Path, admin: str, name: str) -> subprocess.Popen:
+    """Another coalesced over the same repository layout, on its own tcp port, with admin endpoint `admin`."""
+    repo = tmp_path / f"{name}-models"
+    repo.mkdir()
+    write_model(repo, "tp")
+    log = open(tmp_path / f"{name}.log", "w+")
+    return subprocess.Popen([str(COALESCED), "--models", str(repo), "--plugins", str(PLUGINS), "--endpoint",
+                             f"tcp://127.0.0.1:{free_port()}", "--admin-endpoint", admin],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_second_daemon_on_a_served_admin_endpoint_refuses_to_start(daemon, tmp_path):
+    p = _second_daemon(tmp_path, daemon.admin, "second")
+    try:
+        rc = p.wait(20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise AssertionError("a second daemon started on an admin endpoint that is in use")
+    out = (tmp_path / "second.log").read_text()
+    assert rc == 1 and "already served" in out, (rc, out)
+    with daemon.admin_client() as a:  # the first daemon's admin endpoint still answers
+        assert a.load_model("tp").generation == 2
+    with daemon.client() as c:
+        assert len(c.generate("tp").images) == 1
+
+
+def test_stale_admin_socket_of_a_dead_daemon_is_taken_over(tmp_path):
+    (tmp_path / "dead").mkdir()
+    first = Daemon(tmp_path / "dead")
+    first.proc.kill()  # SIGKILL: its socket file stays behind
+    first.proc.wait(10)
+    path = first.admin[len("ipc://"):]
+    assert os.path.exists(path)
+    p = _second_daemon(tmp_path, first.admin, "successor")
+    try:
+        with Client(first.admin, timeout=10) as a:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    assert a.load_model("tp").generation == 2
+                    break
+                except CoalesceError:
+                    assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "successor.log").read_text()
+        assert "stale socket" in (tmp_path / "successor.log").read_text()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+
+
 # ---- scheduling ---------------------------------------------------------------------------
 
 def test_full_queue_answers_resource_exhausted_at_once(daemon_factory):
