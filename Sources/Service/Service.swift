@@ -170,8 +170,30 @@ public final class Service: @unchecked Sendable {
         flush(sockets)
         _ = scheduler.join(timeout: .seconds(2))
         flush(sockets)
-        logger.info("drained; exiting", metadata: ["replies_pending": "\(outbox.isEmpty ? 0 : 1)"])
+        let late = answerLateRequests(sockets, &items)
+        logger.info("drained; exiting", metadata: ["replies_pending": "\(outbox.isEmpty ? 0 : 1)", "late_requests": "\(late)"])
     }
+
+    /// Requests that reached the sockets while the last ones finished get a final reply too
+    /// (generate: UNAVAILABLE; health, list and metrics are answered) until the sockets have been
+    /// quiet for `lateQuiet`, at most `lateLimit` in all. Returns how many messages were read.
+    private func answerLateRequests(_ sockets: [UnsafeMutableRawPointer], _ items: inout [zmq_pollitem_t]) -> Int {
+        let start = ContinuousClock.now
+        var quietSince = start, count = 0
+        while ContinuousClock.now - quietSince < Self.lateQuiet && ContinuousClock.now - start < Self.lateLimit {
+            _ = zmq_poll(&items, Int32(sockets.count), 5)  // the sockets are the first items
+            var got = false
+            for (i, s) in sockets.enumerated() where (items[i].revents & Int16(ZMQ_POLLIN)) != 0 {
+                while receiveOne(socket: s, endpoint: i, sockets: sockets, draining: true) { count += 1; got = true }
+            }
+            flush(sockets)
+            if got { quietSince = .now }
+        }
+        return count
+    }
+
+    static let lateQuiet: Duration = .milliseconds(50)
+    static let lateLimit: Duration = .seconds(1)
 
     // MARK: - Receiving
 

@@ -743,6 +743,33 @@ def test_sigterm_under_load_loses_no_accepted_request(daemon_factory):
     assert "drained; exiting" in d.logs()
 
 
+def test_requests_arriving_around_exit_get_a_final_reply(daemon_factory):
+    """Requests sent during the 100 ms after SIGTERM (the daemon has nothing running, so it exits at
+    once): every one reaches the daemon before it closes its sockets and gets exactly one final
+    reply, images or UNAVAILABLE; none is left unanswered."""
+    d = daemon_factory()
+    with d.client() as c:
+        assert len(c.generate("tp").images) == 1
+        ids = []
+        d.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.1:
+            ids.append(c.send(make_generate("tp", seed=len(ids))))
+            time.sleep(0.0005)
+        got = {}
+        while len(got) < len(ids):
+            r = c.recv(3)
+            if r is None:
+                break
+            if r.WhichOneof("kind") != "progress":
+                assert r.id not in got, f"second final reply for {r.id}"
+                got[r.id] = r
+        assert d.proc.wait(20) == 0
+        missing = [i for i in ids if i not in got]
+        assert missing == [], f"{len(missing)} of {len(ids)} requests got no reply"
+        assert all(r.WhichOneof("kind") == "images" or r.error.code == pb.UNAVAILABLE for r in got.values())
+
+
 def test_draining_daemon_refuses_new_work(daemon_factory):
     d = daemon_factory("--workers", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 100}})
     with d.client() as c:
