@@ -69,3 +69,36 @@ final class EngineBatchInvarianceTests: XCTestCase {
 
     func testTestPattern() throws { try check("test-pattern") }
 }
+
+/// A model whose backend reports no revision gets one from its directory's contents.
+final class ModelRevisionTests: XCTestCase {
+    func testCoalescerHasAContentRevision() throws {
+        let repo = TestSupport.repoRoot + "/models"
+        guard FileManager.default.fileExists(atPath: repo + "/coalescer/coalescer.safetensors") else {
+            throw XCTSkip("no committed coalescer weights in \(repo)")
+        }
+        let engine = Engine(configuration: .init(pluginDirectory: TestSupport.pluginDirectory, modelRepository: repo))
+        defer { engine.shutdown() }
+        let status = try engine.load("coalescer")
+        XCTAssertTrue(status.revision.hasPrefix("content-") && status.revision.count == 24, status.revision)
+        XCTAssertEqual(try engine.generate(GenerateRequest(model: "coalescer", seed: 1)).revision, status.revision)
+        XCTAssertEqual(try engine.load("coalescer").revision, status.revision, "same files, same revision")
+    }
+
+    func testContentRevisionFollowsTheFiles() throws {
+        let config = #"{"backend": "test-pattern", "default_steps": 2}"#
+        let (engine, repo) = try TestSupport.engine(self, models: ["tp": config])
+        defer { engine.shutdown() }
+        let first = try engine.load("tp").revision
+        XCTAssertTrue(first.hasPrefix("content-"), first)
+        XCTAssertEqual(try engine.load("tp").revision, first)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: repo + "/tp/weights.bin"))
+        let second = try engine.load("tp").revision
+        XCTAssertNotEqual(second, first, "a new file changes the revision")
+        try Data([1, 2, 4]).write(to: URL(fileURLWithPath: repo + "/tp/weights.bin"))
+        XCTAssertNotEqual(try engine.load("tp").revision, second, "changed bytes change the revision")
+        // A revision in the config (reported by the backend) is kept as it is.
+        try TestSupport.writeModel(repo, "tp", TestSupport.testPatternConfig(revision: "r7"))
+        XCTAssertEqual(try engine.load("tp").revision, "r7")
+    }
+}

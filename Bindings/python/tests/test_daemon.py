@@ -598,6 +598,7 @@ def test_same_pixels_at_any_batch_size_and_thread_count(daemon_factory):
                     assert r is not None and r.WhichOneof("kind") == "images", r
                     got[r.id] = r
                 assert max(r.images.batch_requests for r in got.values()) > 1, "requests were not batched"
+                assert all(r.images.revision for r in got.values()), f"{model}: empty revision"
                 results[(model, threads, "dynamic")] = [got[rid].images.images[0] for rid in
                                                          sorted(ids, key=ids.get)]
     for model in models:
