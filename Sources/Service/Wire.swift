@@ -174,6 +174,15 @@ public enum Wire {
         }
     }
 
+    /// The id of an encoded Reply and whether it is final (any kind but progress); nil when the
+    /// bytes are not a Reply. The broker uses it to see when a daemon is done with a request.
+    public static func replyInfo(_ bytes: UnsafeRawBufferPointer) -> (id: String, isFinal: Bool)? {
+        guard let base = bytes.baseAddress, bytes.count > 0,
+              let r = coalesce__v1__reply__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else { return nil }
+        defer { coalesce__v1__reply__free_unpacked(r, nil) }
+        return (string(r.pointee.id), r.pointee.kind_case != COALESCE__V1__REPLY__KIND_PROGRESS)
+    }
+
     /// Encodes a Reply.
     public static func encodeReply(id: String, _ payload: WireReply) -> [UInt8] {
         let arena = Arena()
