@@ -42,11 +42,6 @@ public enum BLAS {
     /// Most parts a product is cut into.
     static let maxParts = 8
 
-    /// Rows per block for products whose rows are independent samples (a batch of inputs):
-    /// see `sgemm(rowBlock:)`. Eight rows keep every row of a block on the same OpenBLAS kernel
-    /// path (measured: at 16 rows and more, a row's result depends on where it sits in the block).
-    public static let sampleRowBlock = 8
-
     /// Row-major C = alpha * op(A) * op(B) + beta * C.
     ///
     /// OpenBLAS runs single-threaded; a product worth splitting is cut into 2, 4 or 8 blocks of
@@ -58,8 +53,10 @@ public enum BLAS {
     /// zero rows, one OpenBLAS call of shape (r, n, k) each; blocks run on `parallelFor` workers.
     /// A row's result then depends only on that row, op(B), alpha, beta and its row of C: not on
     /// m, on the other rows or on the thread count (OpenBLAS picks kernels and tail paths by m,
-    /// so a plain call gives a row different bits at different m). Callers pass
-    /// `sampleRowBlock` when rows are samples of a batch, or one image's rows (then no padding).
+    /// so a plain call gives a row different bits at different m). Convolutions pass one image's
+    /// rows (then no padding, and an image's bits depend on that image alone). Products whose rows
+    /// are single samples use `RowGEMM` instead: OpenBLAS gives a row different bits at different
+    /// places in a block of more than 8 rows, and blocks of 8 repack the weight every 8 rows.
     public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {

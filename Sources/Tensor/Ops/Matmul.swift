@@ -8,10 +8,14 @@ extension Tensor {
         let k2 = transB ? b.shape[1] : b.shape[0], n = transB ? b.shape[0] : b.shape[1]
         precondition(k == k2, "matmul: inner sizes differ, \(a.shape)\(transA ? "ᵀ" : "") @ \(b.shape)\(transB ? "ᵀ" : "")")
         let out = Tensor(uninitialized: [m, n])
-        // Inference: rows of A are samples, each computed the same whatever m (BLAS.sgemm(rowBlock:)).
-        let rowBlock = transA || recordsGradient([a, b]) ? nil : BLAS.sampleRowBlock
-        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: a.shape[1],
-                   b: b.data, ldb: b.shape[1], beta: 0, c: out.data, ldc: n, rowBlock: rowBlock)
+        if transA || recordsGradient([a, b]) {
+            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: a.shape[1],
+                       b: b.data, ldb: b.shape[1], beta: 0, c: out.data, ldc: n)
+        } else {
+            // Inference: rows of A are samples, each computed the same whatever m (RowGEMM).
+            RowGEMM.multiply(transB: transB, m: m, n: n, k: k, a: a.data, lda: a.shape[1], b: b.data,
+                             ldb: b.shape[1], accumulate: false, c: out.data, ldc: n)
+        }
         return out.recording([a, b]) { out in
             let g = out.grad!  // g: (M, N)
             if a.requiresGrad {
@@ -51,10 +55,14 @@ extension Tensor {
         }
         var inputs = [x, weight]
         if let bias { inputs.append(bias) }
-        // Inference: every row computed the same whatever the number of rows (BLAS.sgemm(rowBlock:)).
-        BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
-                   b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF,
-                   rowBlock: recordsGradient(inputs) ? nil : BLAS.sampleRowBlock)
+        if recordsGradient(inputs) {
+            BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
+                       b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
+        } else {
+            // Inference: every row computed the same whatever the number of rows (RowGEMM).
+            RowGEMM.multiply(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
+                             accumulate: bias != nil, c: out.data, ldc: outF)
+        }
         return out.recording(inputs) { out in
             let g = out.grad!  // g: (rows, Out)
             if x.requiresGrad {
