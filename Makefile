@@ -150,6 +150,7 @@ test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
 	$(SWIFT) build $(SWIFTFLAGS) --product TestPatternBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	COALESCED=$(BUILD)/coalesced COALESCE_CLI=$(BUILD)/coalesce COALESCE_PLUGIN_DIR=$(BUILD) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py
 # ==== end of coalesced section ================================================================

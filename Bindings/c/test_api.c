@@ -160,6 +160,19 @@ static void test_null_and_bad_input(void) {
     p.model = "tp";
     p.struct_size = 8;
     EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    /* Strings must be valid UTF-8: never repaired, never looked up. */
+    p = cz_generate_default_params();
+    p.model = "tp";
+    p.prompt = "ab\xff\xfe";
+    EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    CHECK(strstr(cz_engine_errmsg(eng), "prompt") != NULL, "message does not name the prompt: %s", cz_engine_errmsg(eng));
+    p.prompt = "\xc0\x80"; /* overlong NUL */
+    EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    p.prompt = NULL;
+    p.model = "tp\xff";
+    EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    CHECK(strstr(cz_engine_errmsg(eng), "model") != NULL, "message does not name the model: %s", cz_engine_errmsg(eng));
+    EXPECT_STATUS(cz_model_load(eng, "tp\xff", g_model_dir), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
 
     /* A good call, then bad accessors and PNG paths. */
     p = params_defaults();

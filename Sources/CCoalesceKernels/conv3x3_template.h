@@ -169,6 +169,114 @@ static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, i
     }
 }
 
+// One GEMM tile: PX rows of x x CB registers of output columns, each accumulator summed over
+// kk = 0, 1, ..., k-1 in that order (one FMA per step), whatever the tile: a row's result does not
+// depend on the rows computed beside it.
+static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_tile_, CCK_T)(
+    const float *x, int ldx, int k, const float *w, int ldw, float *y, int ldy, int n, int r, int cb0,
+    int accumulate, const int PX, const int CB) {
+    VF acc[CCK_PX][CCK_CBMAX];
+    for (int p = 0; p < PX; p++)
+        for (int c = 0; c < CB; c++) acc[p][c] = CCK_CAT(splat_, CCK_T)(0.0f);
+    const float *xr = x + (size_t)r * ldx;
+    for (int kk = 0; kk < k; kk++) {
+        VF wv[CCK_CBMAX];
+        for (int c = 0; c < CB; c++) wv[c] = *(const VF *)(w + (size_t)kk * ldw + (cb0 + c) * CCK_W);
+        for (int p = 0; p < PX; p++) {
+            const float s = xr[(size_t)p * ldx + kk];
+            for (int c = 0; c < CB; c++) acc[p][c] += s * wv[c];
+        }
+    }
+    for (int c = 0; c < CB; c++) {
+        const int co = (cb0 + c) * CCK_W;
+        for (int p = 0; p < PX; p++) {
+            float *dst = y + (size_t)(r + p) * ldy + co;
+            VF v = acc[p][c];
+            if (co + CCK_W <= n) {
+                if (accumulate) v += *(const VF *)dst;
+                *(VF *)dst = v;
+            } else {
+                for (int i = 0; i < n - co; i++) dst[i] = accumulate ? v[i] + dst[i] : v[i];
+            }
+        }
+    }
+}
+
+static CCK_TARGET void CCK_CAT(gemm_rows_, CCK_T)(const float *x, int ldx, int k, const float *w, int ldw, int n,
+                                                  float *y, int ldy, int accumulate, int row0, int row1) {
+    const int nb = (n + CCK_W - 1) / CCK_W;
+    for (int cb0 = 0; cb0 < nb; cb0 += CCK_CBMAX) {
+        const int cbn = nb - cb0 < CCK_CBMAX ? nb - cb0 : CCK_CBMAX;
+        int r = row0;
+#define CCK_TILE(PXN, CBN) CCK_CAT(gemm_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, n, r, cb0, accumulate, PXN, CBN)
+#define CCK_RUN(PXN, CBN)                                                                              \
+    for (; r + (PXN) <= row1; r += (PXN)) CCK_TILE(PXN, CBN);                                          \
+    if ((PXN) > 4 && r + 4 <= row1) { CCK_TILE(4, CBN); r += 4; }                                      \
+    if ((PXN) > 2 && r + 2 <= row1) { CCK_TILE(2, CBN); r += 2; }                                      \
+    for (; r < row1; r++) CCK_TILE(1, CBN);
+        switch (cbn) {
+        case 1: CCK_RUN(CCK_PX, 1) break;
+        case 2: CCK_RUN(CCK_PX / 2 + 2, 2) break;
+#if CCK_CBMAX >= 4
+        case 3: CCK_RUN(6, 3) break;
+        default: CCK_RUN(6, 4) break;
+#endif
+        }
+#undef CCK_RUN
+#undef CCK_TILE
+    }
+}
+
+// GEMM against a weight stored (n, k) (a Linear layer's): output (r, j) is the dot product of row
+// r of x and row j of w, summed lane-wise over k in whole registers in index order, then across
+// the lanes in lane order, then the k tail in index order: a fixed order that depends on k alone.
+// A tile is PX rows x NJ weight rows.
+static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_nt_tile_, CCK_T)(
+    const float *x, int ldx, int k, const float *w, int ldw, float *y, int ldy, int r, int j, int accumulate,
+    const int PX, const int NJ) {
+    VF acc[4][4];
+    for (int p = 0; p < PX; p++)
+        for (int q = 0; q < NJ; q++) acc[p][q] = CCK_CAT(splat_, CCK_T)(0.0f);
+    const int kv = k / CCK_W * CCK_W;
+    for (int kk = 0; kk < kv; kk += CCK_W) {
+        VF wv[4];
+        for (int q = 0; q < NJ; q++) wv[q] = *(const VF *)(w + (size_t)(j + q) * ldw + kk);
+        for (int p = 0; p < PX; p++) {
+            const VF xv = *(const VF *)(x + (size_t)(r + p) * ldx + kk);
+            for (int q = 0; q < NJ; q++) acc[p][q] += xv * wv[q];
+        }
+    }
+    for (int p = 0; p < PX; p++) {
+        const float *xr = x + (size_t)(r + p) * ldx;
+        for (int q = 0; q < NJ; q++) {
+            const float *wr = w + (size_t)(j + q) * ldw;
+            float s = CCK_CAT(hsum_, CCK_T)(acc[p][q]);
+            for (int kk = kv; kk < k; kk++) s += xr[kk] * wr[kk];
+            float *dst = y + (size_t)(r + p) * ldy + j + q;
+            *dst = accumulate ? s + *dst : s;
+        }
+    }
+}
+
+static CCK_TARGET void CCK_CAT(gemm_nt_rows_, CCK_T)(const float *x, int ldx, int k, const float *w, int ldw, int n,
+                                                     float *y, int ldy, int accumulate, int row0, int row1) {
+    enum { JB = 64 };  // weight rows per block: 64 x k floats stay in L2 while every row tile passes
+    for (int j0 = 0; j0 < n; j0 += JB) {
+        const int j1 = j0 + JB < n ? j0 + JB : n;
+        int r = row0;
+        for (; r + 2 <= row1; r += 2) {
+            int j = j0;
+            for (; j + 4 <= j1; j += 4) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 2, 4);
+            for (; j < j1; j++) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 2, 1);
+        }
+        for (; r < row1; r++) {
+            int j = j0;
+            for (; j + 4 <= j1; j += 4) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 1, 4);
+            for (; j < j1; j++) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 1, 1);
+        }
+    }
+}
+
 // y[i] = x[i] * sigmoid(x[i]) for i in [0, n).
 static CCK_TARGET void CCK_CAT(silu_, CCK_T)(const float *x, float *y, long n) {
     long i = 0;

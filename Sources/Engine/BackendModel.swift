@@ -23,7 +23,8 @@ public struct ModelInfo: Sendable, Equatable, Decodable {
     public var maxSteps: Int
     public var maxBatch: Int
     public var supportsGuidance: Bool
-    /// Free-form revision string from the model's config, if the backend reports one.
+    /// Free-form revision string from the model's config when the backend reports one, else
+    /// `ModelRepository.contentRevision(of:)` of the model directory (computed at load).
     public var revision: String
     public var classes: [String]
 
@@ -97,7 +98,10 @@ public final class BackendModel: @unchecked Sendable {
         }
         let json = describe(h).map { String(cString: $0) } ?? "{}"
         do {
-            info = try JSONDecoder().decode(ModelInfo.self, from: Data(json.utf8))
+            var decoded = try JSONDecoder().decode(ModelInfo.self, from: Data(json.utf8))
+            // A backend that reports no revision gets one from the model directory's contents.
+            if decoded.revision.isEmpty { decoded.revision = ModelRepository.contentRevision(of: directory) }
+            info = decoded
         } catch {
             library.vtable.pointee.destroy?(h)
             throw EngineError.internal("backend \(quoted(library.name)) returned an invalid describe() JSON \(quoted(json)): \(error)")

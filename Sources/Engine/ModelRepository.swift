@@ -194,6 +194,34 @@ func isDirectory(_ path: String) -> Bool {
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
 }
 
+extension ModelRepository {
+    /// A revision for a model whose backend reports none: "content-" and 16 hex digits of a
+    /// 64-bit FNV-1a hash over the names and bytes of the regular files directly in `directory`
+    /// (config and weights), in name order. Any change to those files changes it; the same files
+    /// give the same revision on every machine.
+    public static func contentRevision(of directory: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ bytes: UnsafeRawBufferPointer) {
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+        for name in names where isRegularFile(directory + "/" + name) {
+            let fd = open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { continue }
+            defer { close(fd) }
+            Array(name.utf8 + [0]).withUnsafeBytes(mix)
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                buffer.withUnsafeBytes { mix(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            }
+        }
+        let hex = String(h, radix: 16)
+        return "content-" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
 func isRegularFile(_ path: String) -> Bool {
     var st = stat()
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG

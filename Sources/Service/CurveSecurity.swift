@@ -9,6 +9,9 @@ public struct CurveConfiguration: Sendable, Equatable {
     public var serverSecretKey: String
     /// Allowed client public keys (Z85) -> whether the key may load/unload models.
     public var clients: [String: Bool]
+    /// The broker's public key (Z85) for endpoints the daemon connects to (`--connect`): there the
+    /// daemon is the CURVE client, with its own key pair (the secret key above); nil = none given.
+    public var brokerPublicKey: String?
 
     /// ZAP User-Id given to admin keys (checked on every message from them).
     static let adminUserID = "admin"
@@ -47,16 +50,24 @@ public struct CurveConfiguration: Sendable, Equatable {
         try zmqCall("zmq_curve_keypair") { zmq_curve_keypair(&pub, &sec) }
         return (String(cString: pub), String(cString: sec))
     }
+
+    /// The public key (Z85) of a secret key (Z85).
+    public static func publicKey(ofSecret secret: String) throws -> String {
+        var pub = [CChar](repeating: 0, count: 41)
+        try zmqCall("zmq_curve_public") { zmq_curve_public(&pub, secret) }
+        return String(cString: pub)
+    }
 }
 
-/// Answers ZAP requests on inproc://zeromq.zap.01 (polled by the Service's I/O thread).
-final class ZAPHandler {
-    let socket: UnsafeMutableRawPointer
+/// Answers ZAP requests on inproc://zeromq.zap.01 (polled by the Service's I/O thread, or the
+/// broker's loop).
+public final class ZAPHandler {
+    public let socket: UnsafeMutableRawPointer
     private let config: CurveConfiguration
     private var z85ToKey: [String: Bool] = [:]
     private(set) var denied: UInt64 = 0
 
-    init(context: UnsafeMutableRawPointer, config: CurveConfiguration) throws {
+    public init(context: UnsafeMutableRawPointer, config: CurveConfiguration) throws {
         guard zmq_has("curve") != 0 else {
             throw ServiceError.configuration("this libzmq was built without CURVE support")
         }
@@ -68,10 +79,10 @@ final class ZAPHandler {
         try zmqCall("zmq_bind(inproc://zeromq.zap.01)") { zmq_bind(s, "inproc://zeromq.zap.01") }
     }
 
-    func close() { zmq_close(socket) }
+    public func close() { zmq_close(socket) }
 
     /// Handles every waiting ZAP request. - Returns: the denied peers' addresses (for logging).
-    func handleAll() -> [String] {
+    public func handleAll() -> [String] {
         var deniedNow: [String] = []
         while true {
             var frames: [[UInt8]] = []

@@ -61,6 +61,16 @@ public final class Service: @unchecked Sendable {
         // The ZAP handler must be bound before any CURVE socket binds.
         let zap = try configuration.curve.map { try ZAPHandler(context: ctx, config: $0) }
         defer { zap?.close() }
+        // One daemon per ipc socket path: claimed (locked) for as long as this daemon serves.
+        var claims: [IPCEndpointClaim] = []
+        defer { for c in claims { c.release() } }
+        for ep in configuration.endpoints where ep.url.hasPrefix("ipc://") && !ep.connect {
+            let claim = try IPCEndpointClaim(url: ep.url)
+            if claim.removedStale {
+                logger.info("removed the stale socket of a daemon that is gone", metadata: ["endpoint": "\(ep.url)"])
+            }
+            claims.append(claim)
+        }
         for ep in configuration.endpoints {
             guard let s = zmq_socket(ctx, ZMQ_ROUTER) else {
                 throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno())
@@ -69,7 +79,24 @@ public final class Service: @unchecked Sendable {
             try setInt(s, ZMQ_LINGER, 2000, "ZMQ_LINGER")
             try setInt(s, ZMQ_SNDHWM, 0, "ZMQ_SNDHWM")   // never drop a reply to a slow reader
             try setInt(s, ZMQ_RCVHWM, 10000, "ZMQ_RCVHWM")
-            if let curve = configuration.curve, !ep.url.hasPrefix("ipc://") {
+            if ep.connect {
+                // Behind a broker (BrokerProtocol): name this daemon and the broker so both can address each other.
+                let routingID = Array("coalesced-\(getpid())-\(UInt32.random(in: 0...UInt32.max))".utf8)
+                try zmqCall("zmq_setsockopt(ZMQ_ROUTING_ID)") { zmq_setsockopt(s, ZMQ_ROUTING_ID, routingID, routingID.count) }
+                try zmqCall("zmq_setsockopt(ZMQ_CONNECT_ROUTING_ID)") {
+                    zmq_setsockopt(s, ZMQ_CONNECT_ROUTING_ID, BrokerProtocol.brokerRoutingID, BrokerProtocol.brokerRoutingID.count)
+                }
+            }
+            if let curve = configuration.curve, ep.connect, !ep.url.hasPrefix("ipc://") {
+                // The broker is the CURVE server; this daemon a client with its own key pair.
+                guard let brokerKey = curve.brokerPublicKey else {
+                    throw ServiceError.configuration("--connect \(ep.url) with CurveZMQ needs the broker's public key (--curve-broker-key)")
+                }
+                let publicKey = try CurveConfiguration.publicKey(ofSecret: curve.serverSecretKey)
+                try zmqCall("zmq_setsockopt(ZMQ_CURVE_SERVERKEY)") { zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, brokerKey, 41) }
+                try zmqCall("zmq_setsockopt(ZMQ_CURVE_PUBLICKEY)") { zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, publicKey, 41) }
+                try zmqCall("zmq_setsockopt(ZMQ_CURVE_SECRETKEY)") { zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve.serverSecretKey, 41) }
+            } else if let curve = configuration.curve, !ep.url.hasPrefix("ipc://") {
                 try setInt(s, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER")
                 try zmqCall("zmq_setsockopt(ZMQ_CURVE_SECRETKEY)") {
                     zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve.serverSecretKey, 41)
@@ -104,6 +131,7 @@ public final class Service: @unchecked Sendable {
         items.append(zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0))
         if let zap { items.append(zmq_pollitem_t(socket: zap.socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)) }
         var draining = false
+        var nextHeartbeat = ContinuousClock.now
         var drainDeadline = ContinuousClock.now
         var aborted = false
         var abortDeadline = ContinuousClock.now
@@ -127,12 +155,17 @@ public final class Service: @unchecked Sendable {
                 scheduler.finish(job, outcome: e.code, images: 0)
             }
 
+            if ContinuousClock.now >= nextHeartbeat {
+                sendHeartbeats(sockets, draining: draining)
+                nextHeartbeat = .now + BrokerProtocol.heartbeatInterval
+            }
             let (wantDrain, drainCalls) = stateLock.withLock { (drainRequested, drainRequests) }
             if draining && drainCalls >= 2 && !aborted { drainDeadline = .now }  // second request: stop waiting
             if wantDrain && !draining {
                 draining = true
                 drainDeadline = .now + configuration.drainTimeout
                 scheduler.beginDrain()
+                sendHeartbeats(sockets, draining: true)  // capacity 0: a broker sends nothing new
                 logger.info("draining", metadata: ["queued": "\(scheduler.depth)", "running": "\(scheduler.runningCount)",
                                                    "timeout_s": "\(seconds(configuration.drainTimeout))"])
             }
@@ -160,8 +193,41 @@ public final class Service: @unchecked Sendable {
         flush(sockets)
         _ = scheduler.join(timeout: .seconds(2))
         flush(sockets)
-        logger.info("drained; exiting", metadata: ["replies_pending": "\(outbox.isEmpty ? 0 : 1)"])
+        let late = answerLateRequests(sockets, &items)
+        logger.info("drained; exiting", metadata: ["replies_pending": "\(outbox.isEmpty ? 0 : 1)", "late_requests": "\(late)"])
     }
+
+    /// Requests that reached the sockets while the last ones finished get a final reply too
+    /// (generate: UNAVAILABLE; health, list and metrics are answered) until the sockets have been
+    /// quiet for `lateQuiet`, at most `lateLimit` in all. Returns how many messages were read.
+    private func answerLateRequests(_ sockets: [UnsafeMutableRawPointer], _ items: inout [zmq_pollitem_t]) -> Int {
+        let start = ContinuousClock.now
+        var quietSince = start, count = 0
+        while ContinuousClock.now - quietSince < Self.lateQuiet && ContinuousClock.now - start < Self.lateLimit {
+            _ = zmq_poll(&items, Int32(sockets.count), 5)  // the sockets are the first items
+            var got = false
+            for (i, s) in sockets.enumerated() where (items[i].revents & Int16(ZMQ_POLLIN)) != 0 {
+                while receiveOne(socket: s, endpoint: i, sockets: sockets, draining: true) { count += 1; got = true }
+            }
+            flush(sockets)
+            if got { quietSince = .now }
+        }
+        return count
+    }
+
+    /// Tells every broker this daemon is connected to that it is alive and how many requests it
+    /// wants in flight (workers x max batch; 0 while draining).
+    private func sendHeartbeats(_ sockets: [UnsafeMutableRawPointer], draining: Bool) {
+        let capacity = draining ? 0 : configuration.workers * configuration.maxBatch
+        let frames = BrokerProtocol.heartbeatFrames(capacity: capacity)
+        for (i, ep) in configuration.endpoints.enumerated() where ep.connect {
+            sendFrames(sockets, ReplyRoute(endpoint: i, envelope: [BrokerProtocol.brokerRoutingID] + frames.dropLast()),
+                       frames[frames.count - 1])
+        }
+    }
+
+    static let lateQuiet: Duration = .milliseconds(50)
+    static let lateLimit: Duration = .seconds(1)
 
     // MARK: - Receiving
 
@@ -205,6 +271,9 @@ public final class Service: @unchecked Sendable {
             metrics.recordMalformed()
             logger.debug("message without payload dropped", metadata: ["frames": "\(frameCount)"])
             return true
+        }
+        if configuration.endpoints[endpoint].connect, BrokerProtocol.parseHeartbeat(frames[1...]) != nil {
+            return true  // a broker control message: none needs an answer from a daemon
         }
         var envelope = Array(frames[0..<depth])
         var parts = Array(frames[depth...])

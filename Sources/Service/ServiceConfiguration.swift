@@ -11,8 +11,9 @@ public struct ServiceEndpoint: Sendable, Equatable {
     public var url: String
     /// Whether load/unload are accepted on this endpoint.
     public var admin: Bool
-    /// Connect to `url` (a broker's DEALER backend) instead of binding it. Messages then carry two
-    /// routing frames (broker, client) instead of one.
+    /// Connect to `url` (the backend of `coalesced broker`) instead of binding it. Messages then
+    /// carry two routing frames (broker, client) instead of one, and the daemon sends the broker
+    /// heartbeats (BrokerProtocol).
     public var connect: Bool
 
     public init(url: String, admin: Bool, connect: Bool = false) {

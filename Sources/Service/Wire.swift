@@ -84,10 +84,11 @@ public struct HealthPayload: Sendable {
 
 /// Decoding and encoding of protocol messages.
 public enum Wire {
-    /// Longest request id accepted.
+    /// Longest request id (and cancel target id) accepted, in bytes.
     public static let maxIDBytes = 128
-    /// Longest model name / cancel target accepted (longer ones are refused before the Engine).
-    public static let maxNameBytes = 256
+    /// Longest model name accepted in generate, load_model and unload_model, in bytes: the
+    /// repository's limit (`ModelRepository.maxNameLength`), so every request kind has the same.
+    public static let maxNameBytes = ModelRepository.maxNameLength
 
     /// A decode failure: the id if it could be read (else ""), and the error to send back.
     public struct DecodeFailure: Error, Sendable {
@@ -111,10 +112,12 @@ public enum Wire {
         }
         defer { coalesce__v1__request__free_unpacked(req, nil) }
         let r = req.pointee
-        let id = string(r.id)
-        guard id.utf8.count <= maxIDBytes else {
-            return .failure(DecodeFailure(id: "", error: .invalidArgument("request id is \(id.utf8.count) bytes; the limit is \(maxIDBytes)")))
+        // Strings are checked in the raw bytes: after this, every C string below holds exactly the
+        // bytes sent (no NUL inside, valid UTF-8), so the id is echoed byte for byte.
+        if let p = checkStrings(bytes) {
+            return .failure(DecodeFailure(id: p.isID ? "" : string(r.id), error: .invalidArgument(p.message)))
         }
+        let id = string(r.id)
         func fail(_ msg: String) -> Result<WireRequest, DecodeFailure> {
             .failure(DecodeFailure(id: id, error: .invalidArgument(msg)))
         }
@@ -124,12 +127,9 @@ public enum Wire {
         func checkSub(_ base: ProtobufCMessage, _ what: String) -> String? {
             base.n_unknown_fields > 0 ? "unknown field(s) in \(what): \(unknownTags(base))" : nil
         }
+        // Lengths, NUL bytes and UTF-8 were checked by checkStrings.
         func name(_ p: UnsafeMutablePointer<CChar>?, _ what: String) -> Result<String, DecodeFailure> {
-            let s = string(p)
-            if s.utf8.count > maxNameBytes {
-                return .failure(DecodeFailure(id: id, error: .invalidArgument("\(what) is \(s.utf8.count) bytes; the limit is \(maxNameBytes)")))
-            }
-            return .success(s)
+            .success(string(p))
         }
         switch r.kind_case {
         case COALESCE__V1__REQUEST__KIND_GENERATE:
@@ -172,6 +172,15 @@ public enum Wire {
         default:
             return fail("request has no operation (set one of generate, list_models, load_model, unload_model, health, metrics, cancel)")
         }
+    }
+
+    /// The id of an encoded Reply and whether it is final (any kind but progress); nil when the
+    /// bytes are not a Reply. The broker uses it to see when a daemon is done with a request.
+    public static func replyInfo(_ bytes: UnsafeRawBufferPointer) -> (id: String, isFinal: Bool)? {
+        guard let base = bytes.baseAddress, bytes.count > 0,
+              let r = coalesce__v1__reply__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else { return nil }
+        defer { coalesce__v1__reply__free_unpacked(r, nil) }
+        return (string(r.pointee.id), r.pointee.kind_case != COALESCE__V1__REPLY__KIND_PROGRESS)
     }
 
     /// Encodes a Reply.

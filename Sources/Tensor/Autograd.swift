@@ -24,6 +24,14 @@ public enum GradMode {
 }
 
 extension Tensor {
+    /// Whether an op on `inputs` records a backward graph (the condition `recording` checks).
+    /// Ops that record none are inference: their products take the batch-invariant paths
+    /// (`BLAS.sgemm(rowBlock:)`), so a sample's result does not depend on the batch around it.
+    @inline(__always)
+    static func recordsGradient(_ inputs: [Tensor]) -> Bool {
+        GradMode.isEnabled && inputs.contains(where: { $0.requiresGrad })
+    }
+
     /// Attaches `backward` to `self` (an op's output) if any input requires a gradient and
     /// recording is on. `backward` must add into the inputs' `gradBuffer()` and read
     /// `self.grad` (the output gradient). Returns self for chaining.

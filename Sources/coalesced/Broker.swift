@@ -1,16 +1,21 @@
-// `coalesced broker`: ZeroMQ's own proxy between clients and several daemons (scale-out).
-// Clients connect to the frontend (ROUTER) as they would to one daemon; daemons started with
-// `coalesced serve --connect <backend>` connect to the backend (DEALER), which spreads requests
-// over them. A killed daemon's requests get no reply: clients retry on timeout (lazy pirate,
-// coalesce_client.Client(retries=...)), and the broker sends the retry to a live daemon.
+// `coalesced broker`: one endpoint for clients in front of several daemons (scale-out). Clients
+// connect to the frontend as they would to one daemon; daemons started with
+// `coalesced serve --endpoint "" --connect <backend>` register with the backend and send
+// heartbeats. Routing, cancel and failure handling: BrokerLoop (protocol: Service's BrokerProtocol).
 import ArgumentParser
-import CZMQ
+import Dispatch
 import Foundation
+import Service
 
 struct Broker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "broker",
-        abstract: "Proxy clients (frontend ROUTER) to daemons (backend DEALER) with zmq_proxy.")
+        abstract: "Route clients (frontend) to daemons (backend) by free capacity; cancels reach the daemon running their target.",
+        discussion: """
+        Daemons connect with `coalesced serve --endpoint "" --connect <backend>`. A daemon that stops \
+        sending heartbeats is dropped and every request it held is answered UNAVAILABLE (clients with \
+        retries resend at once). SIGTERM/SIGINT: answer what the broker still holds UNAVAILABLE, exit 0.
+        """)
 
     @Option(help: "Endpoint clients connect to.")
     var frontend: String = "tcp://127.0.0.1:5555"
@@ -18,23 +23,41 @@ struct Broker: ParsableCommand {
     @Option(help: "Endpoint daemons connect to (coalesced serve --connect ...).")
     var backend: String = "tcp://127.0.0.1:5556"
 
+    @Option(help: "Most requests waiting in the broker while every daemon is full; then RESOURCE_EXHAUSTED.")
+    var maxQueue: Int = 10000
+
+    @Option(help: "Largest request accepted, in bytes (as coalesced serve --max-message-bytes).")
+    var maxMessageBytes: Int = 1 << 20
+
+    @Option(help: "CurveZMQ: file holding the broker's Z85 secret key (CURVE on both tcp endpoints; daemons pass its public key as --curve-broker-key).")
+    var curveSecretKeyFile: String?
+
+    @Option(help: "CurveZMQ: allow-list file, one \"<Z85 public key>\" per line: clients and daemons.")
+    var curveClients: String?
+
+    func validate() throws {
+        guard maxQueue >= 1, maxMessageBytes >= 64 else { throw ValidationError("--max-queue >= 1, --max-message-bytes >= 64") }
+        guard (curveSecretKeyFile == nil) == (curveClients == nil) else {
+            throw ValidationError("--curve-secret-key-file and --curve-clients go together")
+        }
+    }
+
     func run() throws {
-        guard let ctx = zmq_ctx_new(), let front = zmq_socket(ctx, ZMQ_ROUTER), let back = zmq_socket(ctx, ZMQ_DEALER) else {
-            throw ValidationError("zmq: cannot create sockets: \(String(cString: zmq_strerror(zmq_errno())))")
+        let curve = try curveSecretKeyFile.map { try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "") }
+        let log: (String) -> Void = { FileHandle.standardError.write(Data("coalesced broker: \($0)\n".utf8)) }
+        let loop = BrokerLoop(options: .init(frontend: frontend, backend: backend, curve: curve, maxQueue: maxQueue,
+                                             maxMessageBytes: maxMessageBytes), log: log)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler { loop.stop() }
+            src.resume()
+            sources.append(src)
         }
-        var zero: Int32 = 0
-        for s in [front, back] {
-            zmq_setsockopt(s, ZMQ_SNDHWM, &zero, 4)
-            zmq_setsockopt(s, ZMQ_RCVHWM, &zero, 4)
+        try loop.run {
+            log("frontend \(frontend), backend \(backend)\(curve == nil ? "" : ", CURVE on")")
         }
-        guard zmq_bind(front, frontend) == 0 else {
-            throw ValidationError("zmq_bind(\(frontend)): \(String(cString: zmq_strerror(zmq_errno())))")
-        }
-        guard zmq_bind(back, backend) == 0 else {
-            throw ValidationError("zmq_bind(\(backend)): \(String(cString: zmq_strerror(zmq_errno())))")
-        }
-        FileHandle.standardError.write(Data("coalesced broker: frontend \(frontend), backend \(backend)\n".utf8))
-        // Runs until the process is signalled (SIGTERM/SIGINT end it; the broker holds no work).
-        zmq_proxy(front, back, nil)
+        withExtendedLifetime(sources) {}
     }
 }

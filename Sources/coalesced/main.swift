@@ -83,6 +83,9 @@ struct Serve: ParsableCommand {
     @Option(help: "CurveZMQ: allow-list file, one \"<client Z85 public key> [admin]\" per line; admin keys may load/unload.")
     var curveClients: String?
 
+    @Option(help: "CurveZMQ with --connect: the broker's Z85 public key (the daemon is then a CURVE client of the broker, with the key pair of --curve-secret-key-file).")
+    var curveBrokerKey: String?
+
     @Option(help: "Poll the model repository every N seconds: reload changed models, load new ones, unload removed ones (0: off).")
     var pollS: Double = 0
 
@@ -134,7 +137,11 @@ struct Serve: ParsableCommand {
             maxDelay: .microseconds(Int64(maxDelayMs * 1000)), workers: workers, maxMessageBytes: maxMessageBytes,
             drainTimeout: .milliseconds(Int64(drainTimeoutS * 1000)),
             defaultTimeout: timeoutMs > 0 ? .milliseconds(Int64(timeoutMs)) : nil,
-            curve: try curveSecretKeyFile.map { try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "") })
+            curve: try curveSecretKeyFile.map {
+                var c = try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "")
+                c.brokerPublicKey = curveBrokerKey
+                return c
+            })
         let service = try Service(engine: engine, configuration: config)
 
         // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests.

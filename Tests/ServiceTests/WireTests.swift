@@ -37,6 +37,41 @@ final class WireTests: XCTestCase {
         }
     }
 
+    /// One length-delimited field (tag, one-byte length, bytes).
+    private func field(_ number: UInt8, _ bytes: [UInt8]) -> [UInt8] {
+        precondition(bytes.count < 16384)
+        let len: [UInt8] = bytes.count < 128 ? [UInt8(bytes.count)] : [UInt8(bytes.count & 0x7F) | 0x80, UInt8(bytes.count >> 7)]
+        return [number << 3 | 2] + len + bytes
+    }
+
+    func testStringsMustBeUTF8WithoutNULAndWithinTheirLimit() {
+        let generate = { (model: [UInt8], prompt: [UInt8]) in
+            self.field(1, Array("g".utf8)) + self.field(10, self.field(1, model) + self.field(2, prompt))
+        }
+        let cases: [(String, [UInt8], String, String)] = [
+            ("NUL in model", generate(Array("tp".utf8) + [0] + Array("../x".utf8), Array("p".utf8)), "generate.model", "g"),
+            ("bad UTF-8 prompt", generate(Array("tp".utf8), [0x61, 0xFF, 0xFE]), "generate.prompt", "g"),
+            ("overlong NUL", generate(Array("tp".utf8), [0xC0, 0x80]), "generate.prompt", "g"),
+            ("long name", field(1, Array("l".utf8)) + field(12, field(1, [UInt8](repeating: 0x6D, count: 129))), "load_model.name", "l"),
+            ("bad id", field(1, [0x69, 0xFF]) + field(14, []), "id", ""),
+            ("bad id and model", field(1, [0x69, 0]) + field(10, field(1, [0xFF])), "id", ""),
+        ]
+        for (name, bytes, what, id) in cases {
+            switch decode(bytes) {
+            case .success(let r): XCTFail("\(name) decoded as \(r)")
+            case .failure(let f):
+                XCTAssertEqual(f.error.code, .invalidArgument, name)
+                XCTAssertTrue(f.error.message.hasPrefix(what + " "), "\(name): \(f.error.message)")
+                XCTAssertEqual(f.id, id, name)
+            }
+        }
+        // Valid UTF-8 round-trips byte for byte.
+        let id = "ид ✓ 😀"
+        let ok = try? decode(field(1, Array(id.utf8)) + field(10, field(1, Array("tp".utf8)) + field(2, Array("é".utf8)))).get()
+        XCTAssertEqual(ok?.id, id)
+        if case .generate(let g)? = ok?.op { XCTAssertEqual(g.prompt, "é") } else { XCTFail("not generate") }
+    }
+
     func testUnknownFieldsAreRefusedWithTheID() {
         let bytes = ServiceTestSupport.pack(id: "u") { _, _ in } + [0xA8, 0x06, 0x01]  // field 101 varint
         guard case .failure(let f) = decode(bytes) else { return XCTFail("accepted an unknown field") }
@@ -50,7 +85,8 @@ final class WireTests: XCTestCase {
         XCTAssertTrue(f.error.message.contains("limit is 4"))
         let longID = ServiceTestSupport.generate(id: String(repeating: "i", count: 200), model: "tp")
         guard case .failure(let g) = decode(longID) else { return XCTFail("long id accepted") }
-        XCTAssertTrue(g.error.message.contains("request id"))
+        XCTAssertTrue(g.error.message.hasPrefix("id is 200 bytes"), g.error.message)
+        XCTAssertEqual(g.id, "")
     }
 
     func testEncodedErrorReplyDecodes() throws {

@@ -161,7 +161,8 @@ class Client:
     def call(self, request: pb.Request, on_progress: Optional[Callable[[int, int], None]] = None,
              timeout: Optional[float] = None) -> pb.Reply:
         """Sends `request` and returns its final reply (progress replies go to on_progress).
-        Raises CoalesceError for an error reply, or after the timeout and `retries` resends."""
+        Raises CoalesceError for an error reply, or after the timeout and `retries` resends
+        (an UNAVAILABLE reply is resent at once while resends are left)."""
         t = self.timeout if timeout is None else timeout
         for attempt in range(self.retries + 1):
             rid = self.send(request)
@@ -179,6 +180,8 @@ class Client:
                         on_progress(reply.progress.step, reply.progress.total)
                     continue
                 if kind == "error":
+                    if reply.error.code == pb.UNAVAILABLE and attempt < self.retries:
+                        break  # the daemon went away (a broker says so at once) or is draining: resend now
                     raise CoalesceError(reply.error.code, reply.error.message, rid)
                 return reply
             if attempt < self.retries:

@@ -51,6 +51,22 @@ int cck_padded_cout(int cout);
 /// upsampling; scale 1 is a plain copy).
 void cck_pad_nhwc(const float *src, int n, int h, int w, int c, int scale, float *dst);
 
+/// Row-stable matrix product for inference: for rows r in [row0, row1),
+/// y[r][j] = (y[r][j] +) sum over kk = 0..k-1 of x[r][kk] * w[kk][j], j < n, each sum taken in
+/// that order with one fused multiply-add per term (plain multiply and add on the baseline ISA),
+/// so a row's result depends only on that row and w: not on the other rows, the row range or the
+/// thread that computes it. x: rows of k floats, stride ldx; w: k rows, stride ldw, each with at
+/// least n rounded up to CCK_COUT_BLOCK readable floats (lanes past n are computed, never stored);
+/// y: stride ldy; accumulate: 0 writes y, 1 adds into it.
+void cck_gemm_rows(const float *x, int ldx, int k, const float *w, int ldw, int n, float *y, int ldy,
+                   int accumulate, int row0, int row1, int isa);
+
+/// The same for a weight stored transposed, w: (n, k) with stride ldw (a Linear layer's weight):
+/// y[r][j] = (y[r][j] +) dot(x[r], w[j]), summed lane-wise over k in whole registers in index
+/// order, then across lanes in lane order, then the k % lanes tail in index order. No packing.
+void cck_gemm_rows_nt(const float *x, int ldx, int k, const float *w, int ldw, int n, float *y, int ldy,
+                      int accumulate, int row0, int row1, int isa);
+
 /// y = x * sigmoid(x) over n values (y may alias x).
 void cck_silu(const float *x, float *y, long n, int isa);
 /// gx += gy * d silu(x) / dx over n values.

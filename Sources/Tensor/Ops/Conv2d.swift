@@ -45,13 +45,16 @@ extension Tensor {
         if g.isDirect3x3 { return directConv2d(x, weight: weight, bias: bias, g) }
 
         let out = Tensor(uninitialized: [g.batch, g.cout, g.ho, g.wo])  // out: (B, Cout, Ho, Wo)
+        let inference = !recordsGradient(bias.map { [x, weight, $0] } ?? [x, weight])
         let wp = g.permutedWeight(weight.data)                            // wp: (Cout, K*K*Cin)
         let biasPointer = bias.map { UnsafePointer($0.data) }
         g.forEachChunk { b0, cg in
             let cols = cg.columns(x.data + b0 * g.inputImage)              // cols: (n*P, K*K*Cin)
             let rows = Scratch.take(cg.rows * g.cout)                       // rows: (n*P, Cout)
+            // Inference: one sgemm per image, so an image's pixels do not depend on its chunk.
             BLAS.sgemm(transA: false, transB: true, m: cg.rows, n: g.cout, k: g.kc, a: cols.pointer, lda: g.kc,
-                       b: wp.pointer, ldb: g.kc, beta: 0, c: rows.pointer, ldc: g.cout)
+                       b: wp.pointer, ldb: g.kc, beta: 0, c: rows.pointer, ldc: g.cout,
+                       rowBlock: inference ? g.p : nil)
             Scratch.give(cols)
             Layout.transpose(rows.pointer, batch: cg.batch, rows: g.p, cols: g.cout,
                              into: out.data + b0 * g.outputImage, bias: biasPointer)

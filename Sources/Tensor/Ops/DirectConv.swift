@@ -108,17 +108,27 @@ extension Tensor {
                               activation: FusedActivation = .none, isa: Int32? = nil,
                               into out: UnsafeMutablePointer<Float>) {
         if b == 0 { return }
-        let rows = b * h
         let isaCode = isa ?? Int32(CCK_ISA_BEST)
         let (wt, bs) = (UnsafePointer(conv.weight), UnsafePointer(conv.bias))
         let act = activation.code
-        // cost: multiply-adds per row / 64, so a batch-1 layer (tens of µs) stays on one thread:
+        // Work units: runs of `unitRows` output rows of one image, fixed by (h, w) alone, so the
+        // kernel's tiles cover the same positions of an image whatever the batch and the thread
+        // count (an output value never depends on which tile computed it).
+        let unitRows = directConvUnitRows(w: w), perImage = (h + unitRows - 1) / unitRows
+        // cost: multiply-adds per unit / 64, so a batch-1 layer (tens of µs) stays on one thread:
         // waking a second thread costs about as much as it saves there (measured).
-        Runtime.parallelFor(rows, cost: w * conv.cin * 9 * conv.cout / 64) { lo, hi in
-            cck_conv3x3_nhwc(pin, Int32(b), Int32(h), Int32(w), Int32(conv.cin), wt, bs, Int32(conv.cout),
-                             out, act, Int32(lo), Int32(hi), isaCode)
+        Runtime.parallelFor(b * perImage, cost: unitRows * w * conv.cin * 9 * conv.cout / 64) { lo, hi in
+            for u in lo..<hi {
+                let image = u / perImage, r0 = image * h + (u % perImage) * unitRows
+                let r1 = min(r0 + unitRows, (image + 1) * h)
+                cck_conv3x3_nhwc(pin, Int32(b), Int32(h), Int32(w), Int32(conv.cin), wt, bs, Int32(conv.cout),
+                                 out, act, Int32(r0), Int32(r1), isaCode)
+            }
         }
     }
+
+    /// Output rows per work unit of the direct convolution: at least 64 positions (whole rows).
+    static func directConvUnitRows(w: Int) -> Int { max(1, (64 + w - 1) / w) }
 
     /// (B, C, H, W) -> (B, H, W, C) copy. Inference helper for `conv3x3NHWC`; records no gradient.
     public func nchwToNHWC() -> Tensor {

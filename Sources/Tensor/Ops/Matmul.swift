@@ -8,8 +8,14 @@ extension Tensor {
         let k2 = transB ? b.shape[1] : b.shape[0], n = transB ? b.shape[0] : b.shape[1]
         precondition(k == k2, "matmul: inner sizes differ, \(a.shape)\(transA ? "ᵀ" : "") @ \(b.shape)\(transB ? "ᵀ" : "")")
         let out = Tensor(uninitialized: [m, n])
-        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: a.shape[1],
-                   b: b.data, ldb: b.shape[1], beta: 0, c: out.data, ldc: n)
+        if transA || recordsGradient([a, b]) {
+            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: a.shape[1],
+                       b: b.data, ldb: b.shape[1], beta: 0, c: out.data, ldc: n)
+        } else {
+            // Inference: rows of A are samples, each computed the same whatever m (RowGEMM).
+            RowGEMM.multiply(transB: transB, m: m, n: n, k: k, a: a.data, lda: a.shape[1], b: b.data,
+                             ldb: b.shape[1], accumulate: false, c: out.data, ldc: n)
+        }
         return out.recording([a, b]) { out in
             let g = out.grad!  // g: (M, N)
             if a.requiresGrad {
@@ -47,10 +53,16 @@ extension Tensor {
         if let bias {
             for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }
         }
-        BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
-                   b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
         var inputs = [x, weight]
         if let bias { inputs.append(bias) }
+        if recordsGradient(inputs) {
+            BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
+                       b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
+        } else {
+            // Inference: every row computed the same whatever the number of rows (RowGEMM).
+            RowGEMM.multiply(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
+                             accumulate: bias != nil, c: out.data, ldc: outF)
+        }
         return out.recording(inputs) { out in
             let g = out.grad!  // g: (rows, Out)
             if x.requiresGrad {

@@ -1,0 +1,65 @@
+import CCoalesceKernels
+
+// Matrix products whose rows are samples (a batch of inputs), for inference: every row's result
+// depends only on that row and the weights, never on how many rows share the product, where a row
+// sits among them or how many threads run it. OpenBLAS cannot promise that (it picks kernels and
+// tail paths by the product's shape: the same row multiplied in products of 1 and of 8 rows came
+// out a few ulps apart). `cck_gemm_rows` (B (k, n)) sums each output over k in index order, one
+// FMA per term; `cck_gemm_rows_nt` (B (n, k), a Linear weight) takes dot products in an order set
+// by k alone; in both, the register tiles' shape changes nothing about the sums.
+
+enum RowGEMM {
+    /// Below this k a transposed B is packed for `cck_gemm_rows` (measured: 64 -> 512 ran 1.4x
+    /// faster packed); from it on, `cck_gemm_rows_nt` reads B as it is (512 -> 512 at one row: 6x
+    /// faster than OpenBLAS, which packs the weight on every call). Chosen from k alone.
+    static let dotMinK = 128
+
+    /// C (m, n) = A (m, k) @ op(B) (+ C when `accumulate`): A row-major with stride lda; B (k, n)
+    /// with stride ldb, or (n, k) when `transB`.
+    static func multiply(transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                         b: UnsafePointer<Float>, ldb: Int, accumulate: Bool,
+                         c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m <= 0 || n <= 0 { return }
+        let isa = Int32(CCK_ISA_BEST)
+        if transB && k >= dotMinK {
+            // B (n, k) as it is: dot products of rows, no packing.
+            Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
+                cck_gemm_rows_nt(a, Int32(lda), Int32(k), b, Int32(ldb), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
+                                 Int32(lo), Int32(hi), isa)
+            }
+            return
+        }
+        // The kernel reads w (k, ldw) in whole registers: n rounded up to CCK_COUT_BLOCK columns.
+        let block = Int(CCK_COUT_BLOCK), np = (n + block - 1) / block * block
+        var packed: Scratch.Buffer?
+        let w: UnsafePointer<Float>, ldw: Int
+        if transB {
+            let buf = Scratch.take(k * np)                               // w: (k, np) = Bᵀ, zero columns past n
+            let p = buf.pointer
+            for kk in 0..<k {
+                let row = p + kk * np
+                for j in 0..<n { row[j] = b[j * ldb + kk] }
+                for j in n..<np { row[j] = 0 }
+            }
+            packed = buf
+            (w, ldw) = (UnsafePointer(p), np)
+        } else if n == np {
+            (w, ldw) = (b, ldb)                                          // B as it is
+        } else {
+            let buf = Scratch.take(k * np)                               // w: (k, np), zero columns past n
+            let p = buf.pointer
+            for kk in 0..<k {
+                let row = p + kk * np
+                for j in 0..<n { row[j] = b[kk * ldb + j] }
+                for j in n..<np { row[j] = 0 }
+            }
+            packed = buf
+            (w, ldw) = (UnsafePointer(p), np)
+        }
+        Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
+            cck_gemm_rows(a, Int32(lda), Int32(k), w, Int32(ldw), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
+                          Int32(lo), Int32(hi), isa)
+        }
+        if let packed { Scratch.give(packed) }
+    }
+}
