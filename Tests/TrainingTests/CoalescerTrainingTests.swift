@@ -109,6 +109,9 @@ final class CoalescerPipelineTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + f), f)
         }
         let loaded = try CoalescerModel.load(path: dir + "/coalescer.safetensors")
+        loaded.prepareForInference()  // as the pipeline's model after writing its sample grid
+        XCTAssertNotNil(r.model.autoencoder.inferenceDecoder)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/samples.png"))
         XCTAssertEqual(loaded.config.net.latentDim, 12)
         let a = try CoalescerSampler(model: loaded).generate(prompt: "ankle boot", seed: 3, count: 2, steps: .fixed(2))
         let b = try CoalescerSampler(model: r.model).generate(prompt: "ankle boot", seed: 3, count: 2, steps: .fixed(2))
