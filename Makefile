@@ -37,9 +37,10 @@ demo: deps
 	$(BUILD)/coalesce generate --model coalescer --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes.png
 	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --steps 2 --seed 1 --count 16 \
 	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
-	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes) and $(DEMO_OUT)/ankle-boot.png"
+	$(BUILD)/coalesce generate --model coalescer-v2 --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v2.png
+	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png and $(DEMO_OUT)/ankle-boot.png"
 
-# Retrain the committed coalescer weights from scratch (recorded seeds; see models/README.md).
+# Retrain the committed default models from scratch (recorded seeds; see models/README.md).
 models: deps
 	bash scripts/train-models.sh
 

@@ -70,38 +70,16 @@ public enum ImageFolder {
     /// missing or corrupt image.
     public static func load(directory: String) throws -> CaptionedImages {
         let captionsPath = FileIO.join(directory, captionsFileName)
-        let text = try FileIO.readAll(path: captionsPath)
-        let decoder = JSONDecoder()
         var files = [String](), captions = [String](), labels = [Int?]()
         var pixels = [UInt8]()
         var size: (width: Int, height: Int, file: String)?
         var cache = [String: GrayImage]()
-
-        var lineNumber = 0
-        for rawLine in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let line = rawLine.last == UInt8(ascii: "\r") ? rawLine.dropLast() : rawLine
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            let entry: Line
-            do {
-                entry = try decoder.decode(Line.self, from: Data(line))
-            } catch let error as DecodingError {
-                throw ImageIOError.captions(path: captionsPath, line: lineNumber, message: explain(error))
-            } catch {
-                throw ImageIOError.captions(path: captionsPath, line: lineNumber, message: "not valid JSON")
-            }
-            guard !entry.file.isEmpty else {
-                throw ImageIOError.captions(path: captionsPath, line: lineNumber, message: "\"file\" is empty")
-            }
+        for entry in try readLines(directory: directory) {
             let imagePath = FileIO.join(directory, entry.file)
             let image: GrayImage
             if let cached = cache[entry.file] {
                 image = cached
             } else {
-                guard FileIO.isFile(imagePath) else {
-                    throw ImageIOError.captions(path: captionsPath, line: lineNumber,
-                                                message: "image file \(imagePath) does not exist")
-                }
                 image = try PNG.read(path: imagePath)
                 cache[entry.file] = image
             }

@@ -96,6 +96,9 @@ enum EvalText {
         }
         lines.append(row(r.model, r.generated))
         if let ref = r.referenceTrain { lines.append(row("real train (ref)", ref)) }
+        lines.append(String(format: "distinct training images nearest to the %d generated: %d in pixels, %d in features",
+                            r.settings.count, r.generated.memorisation.pixels.distinctNearest,
+                            r.generated.memorisation.features.distinctNearest))
         lines.append(String(format: "near-copy: nearest-training distance below percentile %g of the test images' (px %.3f, feat %.3f)",
                             r.generated.memorisation.percentile, r.generated.memorisation.pixels.threshold,
                             r.generated.memorisation.features.threshold))
