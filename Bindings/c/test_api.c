@@ -161,7 +161,7 @@ static void test_null_and_bad_input(void) {
     p.struct_size = 8;
     EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
     /* Strings must be valid UTF-8: never repaired, never looked up. */
-    p = cz_generate_default_params();
+    p = params_defaults();
     p.model = "tp";
     p.prompt = "ab\xff\xfe";
     EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
