@@ -53,14 +53,7 @@ public enum ImageDataset {
             guard FileIO.isFile(path) else {
                 throw ImageIOError.imageFolder(path: path, message: "image file does not exist")
             }
-            let bytes = try FileIO.readAll(path: path)
-            do {
-                decoded.append(try PNG.decodePlanar(bytes))
-            } catch let ImageIOError.png(m) {
-                throw ImageIOError.png("\(path): \(m)")
-            } catch let ImageIOError.invalidImage(m) {
-                throw ImageIOError.invalidImage("\(path): \(m)")
-            }
+            decoded.append(try PNG.readPlanar(path: path))
             cache[f] = decoded.count - 1
             order.append(decoded.count - 1)
         }

@@ -64,10 +64,18 @@ public enum PNG {
     /// Throws `ImageIOError.png` for bytes that are not a complete, valid PNG and
     /// `ImageIOError.invalidImage` for sides larger than `GrayImage.maxSide`.
     public static func decode(_ bytes: [UInt8]) throws -> GrayImage {
+        let d = try decodeInterleaved(bytes, keepColour: false)
+        return GrayImage(width: d.width, height: d.height, pixels: d.pixels)
+    }
+
+    /// The one libpng read path: 8-bit gray, or RGB when `keepColour` and the PNG has colour
+    /// (interleaved, row-major), alpha composited onto black.
+    static func decodeInterleaved(_ bytes: [UInt8], keepColour: Bool) throws
+        -> (pixels: [UInt8], width: Int, height: Int, channels: Int) {
         guard !bytes.isEmpty else { throw ImageIOError.png("no data (0 bytes)") }
         // libpng reads `bytes` lazily until png_image_finish_read, so both calls run while the
         // buffer pointer is valid.
-        return try bytes.withUnsafeBytes { buf -> GrayImage in
+        return try bytes.withUnsafeBytes { buf in
             var png = png_image()
             png.version = png_uint_32(PNG_IMAGE_VERSION)
             guard png_image_begin_read_from_memory(&png, buf.baseAddress, buf.count) != 0 else {
@@ -79,27 +87,34 @@ public enum PNG {
                 throw ImageIOError.invalidImage(
                     "PNG size \(width)x\(height) is outside 1...\(GrayImage.maxSide) on a side")
             }
-            png.format = png_uint_32(PNG_FORMAT_GRAY)
-            var pixels = [UInt8](repeating: 0, count: width * height)
+            let colour = keepColour && (png.format & UInt32(PNG_FORMAT_FLAG_COLOR)) != 0
+            let channels = colour ? 3 : 1
+            png.format = colour ? UInt32(PNG_FORMAT_FLAG_COLOR) : png_uint_32(PNG_FORMAT_GRAY)  // RGB or GRAY
+            var pixels = [UInt8](repeating: 0, count: width * height * channels)
             var black = png_color(red: 0, green: 0, blue: 0)
             let ok = pixels.withUnsafeMutableBytes { out in
-                png_image_finish_read(&png, &black, out.baseAddress, Int32(width), nil)
+                png_image_finish_read(&png, &black, out.baseAddress, Int32(width * channels), nil)
             }
             guard ok != 0 else { throw ImageIOError.png(message(of: &png, call: "png_image_finish_read")) }
-            return GrayImage(width: width, height: height, pixels: pixels)
+            return (pixels, width, height, channels)
         }
     }
 
-    /// Reads and decodes the PNG file at `path`.
-    public static func read(path: String) throws -> GrayImage {
+    /// Runs `body` on the bytes of the file at `path`; a decoding error names the file.
+    static func withFile<T>(_ path: String, _ body: ([UInt8]) throws -> T) throws -> T {
         let bytes = try FileIO.readAll(path: path)
         do {
-            return try decode(bytes)
+            return try body(bytes)
         } catch let ImageIOError.png(message) {
             throw ImageIOError.png("\(path): \(message)")
         } catch let ImageIOError.invalidImage(message) {
             throw ImageIOError.invalidImage("\(path): \(message)")
         }
+    }
+
+    /// Reads and decodes the PNG file at `path`.
+    public static func read(path: String) throws -> GrayImage {
+        try withFile(path, decode)
     }
 
     // MARK: Helpers

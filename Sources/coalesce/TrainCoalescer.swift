@@ -76,7 +76,6 @@ struct TrainCoalescer: ParsableCommand {
             throw ValidationError("--coupling must be nearest or matched, got '\(coupling)'")
         }
         o.coalescer.coupling = cp
-        if cp == .matched { o.coalescer.hubCap = nil }
         o.coalescer.candidates = candidates
         o.coalescer.adversarialSteps = adversarialSteps
         o.coalescer.adversarialWeight = adversarialWeight
