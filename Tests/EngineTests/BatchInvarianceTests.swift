@@ -67,6 +67,15 @@ final class EngineBatchInvarianceTests: XCTestCase {
 
     func testCoalescerPlugin() throws { try check("coalescer") }
 
+    /// The residual net told the noise level, with a re-noised second step from each image's own
+    /// generator.
+    func testCoalescerV2() throws {
+        guard FileManager.default.fileExists(atPath: TestSupport.repoRoot + "/models/coalescer-v2/coalescer.safetensors") else {
+            throw XCTSkip("no committed coalescer-v2 weights")
+        }
+        try check("coalescer-v2")
+    }
+
     func testTestPattern() throws { try check("test-pattern") }
 }
 
