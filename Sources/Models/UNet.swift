@@ -16,13 +16,30 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public var condDim: Int = 0
     /// Width of cross-attention context tokens (0 = no cross-attention).
     public var contextDim: Int = 0
+    /// Self-attention between the two middle residual blocks.
+    public var midAttention: Bool = true
 
     public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = UNetConfig()
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
+        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? d.outChannels
+        channels = try c.decodeIfPresent([Int].self, forKey: .channels) ?? d.channels
+        layersPerLevel = try c.decodeIfPresent(Int.self, forKey: .layersPerLevel) ?? d.layersPerLevel
+        attentionLevels = try c.decodeIfPresent([Bool].self, forKey: .attentionLevels) ?? d.attentionLevels
+        heads = try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads
+        groups = try c.decodeIfPresent(Int.self, forKey: .groups) ?? d.groups
+        condDim = try c.decodeIfPresent(Int.self, forKey: .condDim) ?? d.condDim
+        contextDim = try c.decodeIfPresent(Int.self, forKey: .contextDim) ?? d.contextDim
+        midAttention = try c.decodeIfPresent(Bool.self, forKey: .midAttention) ?? d.midAttention
+    }
 
     enum CodingKeys: String, CodingKey {
         case inChannels = "in_channels", outChannels = "out_channels", channels
         case layersPerLevel = "layers_per_level", attentionLevels = "attention_levels", heads, groups
-        case condDim = "cond_dim", contextDim = "context_dim"
+        case condDim = "cond_dim", contextDim = "context_dim", midAttention = "mid_attention"
     }
 
     /// Checks sizes; the message names the bad field.
@@ -45,6 +62,9 @@ public struct UNetConfig: Codable, Equatable, Sendable {
 /// with nearest upsampling + conv; GroupNorm, SiLU, conv_out. Time (and an optional condition
 /// vector) enter every residual block through a shared embedding MLP; optional cross-attention
 /// to context tokens follows self-attention.
+///
+/// Any H and W work: a level of odd size is downsampled to the ceiling of half, and the
+/// upsampled result is cropped back to the skip's size (7 -> 4 -> 8 -> 7 on a 7x7 latent).
 public final class UNet: Layer {
     public let config: UNetConfig
     public let convIn: Conv2d
@@ -52,11 +72,15 @@ public final class UNet: Layer {
     public let condProj: Linear?
     public let down: [[ResBlock]], downAttn: [[SpatialSelfAttention]], downCross: [[CrossAttention]]
     public let downsample: [Conv2d]
-    public let mid1: ResBlock, midAttn: SpatialSelfAttention, mid2: ResBlock
+    public let mid1: ResBlock, midAttn: SpatialSelfAttention?, mid2: ResBlock
     public let up: [[ResBlock]], upAttn: [[SpatialSelfAttention]], upCross: [[CrossAttention]]
     public let upsample: [Conv2d]
     public let normOut: GroupNorm, convOut: Conv2d
     public let timeDim: Int
+    /// Blocks to bypass (a residual block keeps only its skip path, an attention block is the
+    /// identity), by the names of `blockNames`. For measuring what each block contributes
+    /// (SnapFusion's architecture evolution); empty in normal use. Not thread-safe to change.
+    public var disabledBlocks: Set<String> = []
 
     public init(_ config: UNetConfig, rng: inout RandomGenerator) throws {
         try config.validate()
@@ -88,7 +112,7 @@ public final class UNet: Layer {
         }
         let cm = ch[ch.count - 1]
         mid1 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
-        midAttn = SpatialSelfAttention(channels: cm, heads: config.heads, groups: g, rng: &rng)
+        midAttn = config.midAttention ? SpatialSelfAttention(channels: cm, heads: config.heads, groups: g, rng: &rng) : nil
         mid2 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
         var up: [[ResBlock]] = [], upAttn: [[SpatialSelfAttention]] = [], upCross: [[CrossAttention]] = []
         var upsample: [Conv2d] = []
@@ -123,7 +147,9 @@ public final class UNet: Layer {
             p += nest("down.\(i).res", down[i]) + nest("down.\(i).attn", downAttn[i]) + nest("down.\(i).cross", downCross[i])
             if i < downsample.count { p += nest("down.\(i).downsample", downsample[i]) }
         }
-        p += nest("mid.res1", mid1) + nest("mid.attn", midAttn) + nest("mid.res2", mid2)
+        p += nest("mid.res1", mid1)
+        if let midAttn { p += nest("mid.attn", midAttn) }
+        p += nest("mid.res2", mid2)
         for i in up.indices {
             p += nest("up.\(i).res", up[i]) + nest("up.\(i).attn", upAttn[i]) + nest("up.\(i).cross", upCross[i])
             if i < upsample.count { p += nest("up.\(i).upsample", upsample[i]) }
@@ -131,34 +157,71 @@ public final class UNet: Layer {
         return p + nest("norm_out", normOut) + nest("conv_out", convOut)
     }
 
-    /// x: (B, inChannels, H, W), H and W divisible by 2^(levels-1); t: B noise levels (any
+    /// Names of the blocks `disabledBlocks` can bypass, input to output.
+    public var blockNames: [String] {
+        var names: [String] = []
+        for i in down.indices {
+            for j in down[i].indices {
+                names.append("down.\(i).res.\(j)")
+                if j < downAttn[i].count { names.append("down.\(i).attn.\(j)") }
+                if j < downCross[i].count { names.append("down.\(i).cross.\(j)") }
+            }
+        }
+        names.append("mid.res1")
+        if midAttn != nil { names.append("mid.attn") }
+        names.append("mid.res2")
+        for i in up.indices {
+            for j in up[i].indices {
+                names.append("up.\(i).res.\(j)")
+                if j < upAttn[i].count { names.append("up.\(i).attn.\(j)") }
+                if j < upCross[i].count { names.append("up.\(i).cross.\(j)") }
+            }
+        }
+        return names
+    }
+
+    /// x: (B, inChannels, H, W), any H and W; t: B noise levels (any
     /// scale the caller's schedule uses, e.g. 0...1000); cond: (B, condDim) or nil;
     /// context: (B, T, contextDim) or nil. Returns (B, outChannels, H, W).
     public func callAsFunction(_ x: Tensor, t: [Float], cond: Tensor? = nil, context: Tensor? = nil) -> Tensor {
         var temb = time2(time1(Tensor.timestepEmbedding(t, dim: config.channels[0])).silu())
         if let condProj, let cond { temb = temb + condProj(cond) }
         let te = temb.silu()
+        let off = disabledBlocks
+        func res(_ name: String, _ block: ResBlock, _ h: Tensor) -> Tensor {
+            off.contains(name) ? (block.skip.map { $0(h) } ?? h) : block(h, te)
+        }
         var h = convIn(x)
         var skips: [Tensor] = []
         for i in down.indices {
             for (j, block) in down[i].enumerated() {
-                h = block(h, te)
-                if j < downAttn[i].count { h = downAttn[i][j](h) }
-                if j < downCross[i].count, let context { h = downCross[i][j](h, context: context) }
+                h = res("down.\(i).res.\(j)", block, h)
+                if j < downAttn[i].count, !off.contains("down.\(i).attn.\(j)") { h = downAttn[i][j](h) }
+                if j < downCross[i].count, let context, !off.contains("down.\(i).cross.\(j)") {
+                    h = downCross[i][j](h, context: context)
+                }
             }
             skips.append(h)
             if i < downsample.count { h = downsample[i](h) }
         }
-        h = mid2(midAttn(mid1(h, te)), te)
+        h = res("mid.res1", mid1, h)
+        if let midAttn, !off.contains("mid.attn") { h = midAttn(h) }
+        h = res("mid.res2", mid2, h)
         for i in up.indices {
             let level = down.count - 1 - i
             for (j, block) in up[i].enumerated() {
                 if j == 0 { h = Tensor.concat([h, skips[level]], axis: 1) }
-                h = block(h, te)
-                if j < upAttn[i].count { h = upAttn[i][j](h) }
-                if j < upCross[i].count, let context { h = upCross[i][j](h, context: context) }
+                h = res("up.\(i).res.\(j)", block, h)
+                if j < upAttn[i].count, !off.contains("up.\(i).attn.\(j)") { h = upAttn[i][j](h) }
+                if j < upCross[i].count, let context, !off.contains("up.\(i).cross.\(j)") {
+                    h = upCross[i][j](h, context: context)
+                }
             }
-            if i < upsample.count { h = upsample[i](Tensor.upsampleNearest2d(h, scale: 2)) }
+            if i < upsample.count {
+                let next = skips[level - 1]
+                h = Tensor.upsampleNearest2d(h, scale: 2).cropSpatial(height: next.shape[2], width: next.shape[3])
+                h = upsample[i](h)
+            }
         }
         return convOut(normOut(h).silu())
     }

@@ -82,9 +82,12 @@ struct TrainAutoencoder: ParsableCommand {
     }
 }
 
-/// "a,b,c" -> [a, b, c], three positive sizes.
-func parseSizes(_ s: String, name: String) throws -> [Int] {
-    let v = s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-    guard v.count == 3, v.allSatisfy({ $0 > 0 }) else { throw ValidationError("\(name) needs three positive sizes, got '\(s)'") }
+/// "a,b,c" -> [a, b, c]: `count` positive sizes (nil: one or more).
+func parseSizes(_ s: String, name: String, count: Int? = 3) throws -> [Int] {
+    let parts = s.split(separator: ",", omittingEmptySubsequences: false)
+    let v = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard v.count == parts.count, !v.isEmpty, count == nil || v.count == count, v.allSatisfy({ $0 > 0 }) else {
+        throw ValidationError("\(name) needs \(count.map { "\($0)" } ?? "one or more") positive sizes, got '\(s)'")
+    }
     return v
 }

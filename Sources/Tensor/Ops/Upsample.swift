@@ -36,3 +36,29 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// The top-left (height, width) window of x (B, C, H, W): joins an upsampled odd-sized
+    /// level back to its skip (7 -> 4 -> 8 -> crop to 7). Gradients scatter back; the cropped
+    /// border gets none.
+    public func cropSpatial(height ho: Int, width wo: Int) -> Tensor {
+        precondition(rank == 4 && ho <= shape[2] && wo <= shape[3] && ho >= 1 && wo >= 1,
+                     "cropSpatial(\(ho), \(wo)) of \(shape)")
+        let (b, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        if ho == h && wo == w { return self }
+        let out = Tensor(uninitialized: [b, c, ho, wo])
+        let (px, py) = (data, out.data)
+        for plane in 0..<(b * c) {
+            for y in 0..<ho { (py + (plane * ho + y) * wo).update(from: px + (plane * h + y) * w, count: wo) }
+        }
+        return out.recording([self]) { [self] out in
+            let g = out.grad!, gx = self.gradBuffer()
+            for plane in 0..<(b * c) {
+                for y in 0..<ho {
+                    let src = g + (plane * ho + y) * wo, dst = gx + (plane * h + y) * w
+                    for x in 0..<wo { dst[x] += src[x] }
+                }
+            }
+        }
+    }
+}

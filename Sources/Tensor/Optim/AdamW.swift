@@ -51,6 +51,29 @@ public final class AdamW {
 
     /// Zeroes every parameter's gradient.
     public func zeroGrad() { parameters.forEach { $0.zeroGrad() } }
+
+    /// The optimiser's state for a checkpoint: the step count and the first and second moments
+    /// of every parameter, in parameter order.
+    public func exportState() -> (step: Int, m: [Tensor], v: [Tensor]) {
+        func copy(_ b: UnsafeMutablePointer<Float>, _ p: Tensor) -> Tensor {
+            Tensor(Array(UnsafeBufferPointer(start: b, count: p.count)), shape: p.shape)
+        }
+        return (step, zip(m, parameters).map { copy($0, $1) }, zip(v, parameters).map { copy($0, $1) })
+    }
+
+    /// Restores `exportState()` output (shapes must match the parameters).
+    public func restoreState(step: Int, m newM: [Tensor], v newV: [Tensor]) throws {
+        guard newM.count == parameters.count, newV.count == parameters.count,
+              zip(newM, parameters).allSatisfy({ $0.count == $1.count }),
+              zip(newV, parameters).allSatisfy({ $0.count == $1.count }) else {
+            throw TensorError.invalidShape(op: "AdamW.restoreState", message: "state does not match the parameters")
+        }
+        self.step = step
+        for i in parameters.indices {
+            m[i].update(from: newM[i].data, count: newM[i].count)
+            v[i].update(from: newV[i].data, count: newV[i].count)
+        }
+    }
 }
 
 /// Scales all gradients so their global L2 norm is at most `maxNorm` (as

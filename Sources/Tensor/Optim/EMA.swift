@@ -29,6 +29,10 @@ public final class EMA {
     }
 
     /// Writes the averaged values into `parameters` (e.g. before saving or sampling).
+    /// Sets the update count (when the shadow weights come from a checkpoint), so the warmup
+    /// decay continues where it stopped.
+    public func restoreUpdates(_ n: Int) { updates = max(0, n) }
+
     public func copy(into parameters: [Tensor]) {
         for (s, p) in zip(shadow, parameters) { p.copyValues(from: s) }
     }

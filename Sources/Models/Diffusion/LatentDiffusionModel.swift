@@ -1,0 +1,70 @@
+import Foundation
+import Tensor
+
+/// A latent diffusion model: the shared image autoencoder (frozen), the text encoder (frozen,
+/// taken from a trained coalescer), and a UNet denoiser on the autoencoder's latent grid that
+/// predicts v, conditioned on the description embedding through the time embedding and
+/// cross-attention. The zero embedding is "no condition" (empty prompt, and the unconditional
+/// half of classifier-free guidance).
+///
+/// Checkpoint: one safetensors file with keys `autoencoder.*`, `text_encoder.*`, `unet.*` and
+/// the `LatentDiffusionConfig` JSON in the metadata under "config".
+public final class LatentDiffusionModel: Layer {
+    public var config: LatentDiffusionConfig
+    public let autoencoder: ImageAutoencoder
+    public let textEncoder: TextEncoder
+    public let unet: UNet
+    public let schedule: DiffusionSchedule
+
+    public init(config: LatentDiffusionConfig, rng: inout RandomGenerator) throws {
+        try config.validate()
+        self.config = config
+        autoencoder = try ImageAutoencoder(config: config.autoencoder, rng: &rng)
+        textEncoder = try TextEncoder(config: config.textEncoder, rng: &rng)
+        unet = try UNet(config.unet, rng: &rng)
+        schedule = config.schedule
+    }
+
+    public var namedParameters: [(String, Tensor)] {
+        nest("autoencoder", autoencoder) + nest("text_encoder", textEncoder) + nest("unet", unet)
+    }
+
+    public static func load(path: String) throws -> LatentDiffusionModel {
+        let st = try SafeTensors.read(path: path)
+        guard let json = st.config else { throw ModelError.invalidConfig("\(path) has no \"config\" metadata") }
+        let config = try LatentDiffusionConfig.from(json: json)
+        var rng = RandomGenerator(seed: 0)
+        let model = try LatentDiffusionModel(config: config, rng: &rng)
+        var tensors: [String: Tensor] = [:]
+        for name in st.names { tensors[name] = try st.tensor(name) }
+        try model.load(from: tensors)
+        return model
+    }
+
+    public func save(path: String) throws {
+        try SafeTensors(tensors: stateDict(), metadata: [SafeTensors.configKey: try config.json()]).write(path: path)
+    }
+
+    public func prepareForInference() { autoencoder.prepareForInference() }
+
+    /// Latent grid shape (C, S, S).
+    public var latentShape: (channels: Int, side: Int) { (config.autoencoder.latentChannels, config.autoencoder.latentSide) }
+
+    /// Description embeddings (B, dim); the empty prompt (after trimming whitespace) is the zero vector.
+    public func conditions(_ prompts: [String]) -> Tensor {
+        let dim = config.textEncoder.dim
+        let out = Tensor(zeros: [prompts.count, dim])
+        let nonEmpty = prompts.indices.filter { !prompts[$0].trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
+        if nonEmpty.isEmpty { return out }
+        let e = GradMode.withDisabled { textEncoder.embed(nonEmpty.map { prompts[$0] }) }
+        for (r, i) in nonEmpty.enumerated() { (out.data + i * dim).update(from: e.data + r * dim, count: dim) }
+        return out
+    }
+
+    /// v = unet(x_t, t, cond): x (B, C, S, S), t per row, cond (B, dim).
+    public func predictV(_ x: Tensor, t: [Float], cond: Tensor) -> Tensor {
+        let b = cond.shape[0]
+        let context = config.unet.contextDim > 0 ? cond.reshaped([b, 1, cond.shape[1]]) : nil
+        return unet(x, t: t, cond: cond, context: context)
+    }
+}

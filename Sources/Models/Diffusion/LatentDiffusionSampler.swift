@@ -1,0 +1,110 @@
+import Foundation
+import Tensor
+
+/// DDIM sampling (η = 0) of a `LatentDiffusionModel` with classifier-free guidance, for a batch
+/// mixing requests with different prompts, seeds and guidance scales (one step count per call).
+///
+/// Image j of a request starts from x_T ~ N(0, I) drawn by its own generator seeded
+/// `seed + j`, and every op on the way is row-invariant, so an image does not depend on the
+/// batch around it. Per step, each row's v is v_c (guidance 1), v_u (guidance 0) or
+/// v_u + g (v_c − v_u); the unconditional rows are evaluated only when a row needs them.
+/// Thread-safe: it only reads the model.
+public struct LatentDiffusionSampler {
+    public let model: LatentDiffusionModel
+
+    public init(model: LatentDiffusionModel) { self.model = model }
+
+    public struct Request: Sendable {
+        public var prompt: String, seed: UInt64, count: Int, guidance: Float
+        public init(prompt: String, seed: UInt64, count: Int, guidance: Float) {
+            self.prompt = prompt; self.seed = seed; self.count = count; self.guidance = guidance
+        }
+    }
+
+    /// Images (count * C*H*W planar floats in [0, 1]) of all requests in order. `progress(step,
+    /// steps)` after each step; returning false cancels (throws `ModelError.invalidInput("cancelled")`).
+    public func generate(_ requests: [Request], steps: Int,
+                         progress: ((Int, Int) -> Bool)? = nil) throws -> [Float] {
+        let x = try latents(requests, steps: steps, progress: progress)
+        return try GradMode.withDisabled { try model.autoencoder.decode(x).array }
+    }
+
+    /// The final latents (B, latentDim) before decoding.
+    public func latents(_ requests: [Request], steps: Int,
+                        progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
+        let cfg = model.config
+        guard steps >= 1, steps <= cfg.maxSteps else {
+            throw ModelError.invalidInput("steps \(steps) must be in 1...\(cfg.maxSteps)")
+        }
+        var prompts: [String] = [], guidance: [Float] = [], seeds: [UInt64] = []
+        for r in requests {
+            guard r.guidance.isFinite, r.guidance >= 0, r.guidance <= 100 else {
+                throw ModelError.invalidInput("guidance \(r.guidance) must be a finite number in 0...100")
+            }
+            for j in 0..<r.count { prompts.append(r.prompt); guidance.append(r.guidance); seeds.append(r.seed &+ UInt64(j)) }
+        }
+        let b = prompts.count
+        guard b > 0 else { throw ModelError.invalidInput("no images requested") }
+        let (c, s) = model.latentShape
+        let per = c * s * s
+        var x = [Float](repeating: 0, count: b * per)
+        for i in 0..<b {
+            var rng = RandomGenerator(seed: seeds[i])
+            for k in 0..<per { x[i * per + k] = rng.nextNormal() }
+        }
+        let cond = model.conditions(prompts)
+        // Rows needing the unconditional prediction, and rows needing the conditional one.
+        let uncondRows = (0..<b).filter { guidance[$0] != 1 }
+        let condRows = (0..<b).filter { guidance[$0] != 0 }
+        let zeroCond = Tensor(zeros: [uncondRows.count, cond.shape[1]])
+        let condSub = condRows.count == b ? cond : cond.gatherRowsValues(condRows)
+        let updates = model.schedule.updates(steps, spacing: cfg.spacing)
+        try GradMode.withDisabled {
+            for (k, u) in updates.enumerated() {
+                var v = [Float](repeating: 0, count: b * per)
+                var vc: [Float] = [], vu: [Float] = []
+                if !condRows.isEmpty {
+                    let xt = Tensor(Self.rows(x, condRows, per), shape: [condRows.count, c, s, s])
+                    vc = model.predictV(xt, t: [Float](repeating: Float(u.t), count: condRows.count), cond: condSub).array
+                }
+                if !uncondRows.isEmpty {
+                    let xt = Tensor(Self.rows(x, uncondRows, per), shape: [uncondRows.count, c, s, s])
+                    vu = model.predictV(xt, t: [Float](repeating: Float(u.t), count: uncondRows.count), cond: zeroCond).array
+                }
+                var ci = 0, ui = 0
+                for i in 0..<b {
+                    let g = guidance[i]
+                    let o = i * per
+                    if g == 1 {
+                        for j in 0..<per { v[o + j] = vc[ci * per + j] }
+                    } else if g == 0 {
+                        for j in 0..<per { v[o + j] = vu[ui * per + j] }
+                    } else {
+                        for j in 0..<per { v[o + j] = vu[ui * per + j] + g * (vc[ci * per + j] - vu[ui * per + j]) }
+                    }
+                    if g != 0 { ci += 1 }
+                    if g != 1 { ui += 1 }
+                }
+                model.schedule.ddimStep(&x, v: v, t: u.t, prev: u.prev)
+                if let progress, !progress(k + 1, steps) { throw ModelError.invalidInput("cancelled") }
+            }
+        }
+        return Tensor(x, shape: [b, per])
+    }
+
+    static func rows(_ x: [Float], _ idx: [Int], _ per: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: idx.count * per)
+        for (r, i) in idx.enumerated() { for j in 0..<per { out[r * per + j] = x[i * per + j] } }
+        return out
+    }
+}
+
+extension Tensor {
+    /// Rows of a (N, D) tensor as a new tensor, without autograd.
+    func gatherRowsValues(_ idx: [Int]) -> Tensor {
+        let d = shape[1]
+        let out = Tensor(zeros: [idx.count, d])
+        for (r, i) in idx.enumerated() { (out.data + r * d).update(from: data + i * d, count: d) }
+        return out
+    }
+}

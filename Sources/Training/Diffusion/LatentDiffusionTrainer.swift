@@ -1,0 +1,190 @@
+import Foundation
+import ImageIO
+import Models
+import Tensor
+
+/// Settings of `coalesce train latent-diffusion` (the many-step teacher).
+public struct LatentDiffusionTrainingOptions: Sendable {
+    public var data = TrainingData.fashionMNIST
+    public var size: Int? = nil
+    /// The shared autoencoder (`models/autoencoder`).
+    public var autoencoderPath = "models/autoencoder"
+    public var outputDirectory = "models/latent-diffusion"
+    public var unet: UNetConfig = {
+        var u = UNetConfig()
+        u.channels = [64, 128]
+        u.attentionLevels = [false, true]
+        u.layersPerLevel = 2
+        u.heads = 4
+        u.groups = 8
+        return u
+    }()
+    public var textEncoder = TextEncoderConfig()
+    public var textEncoderSteps = 600
+    public var steps = 3000
+    public var batchSize = 128
+    public var learningRate: Float = 1e-3
+    public var warmupSteps = 100
+    /// Fraction of training rows whose condition is dropped (classifier-free guidance).
+    public var conditionDropout: Float = 0.1
+    public var emaDecay: Float = 0.999
+    public var defaultGuidance: Float = 3
+    public var checkpointEvery = 250
+    public var sampleEvery = 1000
+    public var trainLimit: Int? = nil
+    public var seed: UInt64 = 1
+    public var progress = true
+
+    public init() {}
+}
+
+public struct DiffusionTrainingReport: Sendable, CustomStringConvertible {
+    public var steps: Int
+    public var resumedFrom: Int
+    public var seconds: Double
+    public var finalLoss: Float
+    public var parameters: Int
+    public var description: String {
+        String(format: "%d steps (resumed from %d) in %.0fs, final loss %.4f, %d network parameters",
+               steps, resumedFrom, seconds, finalLoss, parameters)
+    }
+}
+
+public enum LatentDiffusionTrainer {
+    /// Trains the teacher; writes `<out>/latent-diffusion.safetensors` (EMA weights), `config.json`,
+    /// `samples-NNNNN.png` grids, `training-report.txt`, and `checkpoint.safetensors` while running.
+    public static func train(_ o: LatentDiffusionTrainingOptions, log: (String) -> Void = { print($0) }) throws -> LatentDiffusionModel {
+        var lines: [String] = []
+        func say(_ s: String) { lines.append(s); log(s) }
+        let t0 = Date()
+        try FileManager.default.createDirectory(atPath: o.outputDirectory, withIntermediateDirectories: true)
+        let loaded = try TrainingData.load(o.data, size: o.size)
+        var train = loaded.train
+        if let lim = o.trainLimit { train = train.slice(0..<min(lim, train.count)) }
+        say("data: \(o.data): \(train.count) training images of \(train.width)x\(train.height)x\(train.channels); seed \(o.seed)")
+        let ae = try AutoencoderArtifact.load(path: o.autoencoderPath)
+        guard ae.config.imageSize == train.width, ae.config.imageChannels == train.channels else {
+            throw TrainingError.invalidData("the autoencoder takes \(ae.config.imageSize)x\(ae.config.imageSize)x\(ae.config.imageChannels) images but the data is \(train.width)x\(train.height)x\(train.channels)")
+        }
+        var config = LatentDiffusionConfig()
+        config.autoencoder = ae.config
+        config.textEncoder = o.textEncoder
+        config.unet = o.unet
+        config.unet.inChannels = ae.config.latentChannels
+        config.unet.outChannels = ae.config.latentChannels
+        config.unet.condDim = o.textEncoder.dim
+        config.unet.contextDim = o.textEncoder.dim
+        config.defaultGuidance = o.defaultGuidance
+        var rng = RandomGenerator(seed: o.seed)
+        let model = try LatentDiffusionModel(config: config, rng: &rng)
+        try model.autoencoder.load(from: ae.stateDict())
+
+        // Text encoder: trained here on the data's captions (seconds), frozen afterwards.
+        let captions = try CaptionPlan(train: train, fashionMNIST: o.data == TrainingData.fashionMNIST)
+        model.config.classNames = captions.classNames
+        var teOpt = TextEncoderTrainingOptions()
+        teOpt.seed = o.seed &+ 20; teOpt.progress = o.progress; teOpt.steps = o.textEncoderSteps
+        let te = try TextEncoderTrainer.train(model.textEncoder, classes: captions.classNames.count, pairs: captions.pairs,
+                                              heldOut: captions.heldOut, options: teOpt)
+        say(te.description)
+        let data = try LatentDiffusionData(train: train, fashionMNIST: o.data == TrainingData.fashionMNIST,
+                                           autoencoder: model.autoencoder, textEncoder: model.textEncoder)
+        say("latents: \(data.count) x \(data.latentSize); UNet \(model.unet.parameterCount) parameters, channels \(config.unet.channels), attention \(config.unet.attentionLevels)")
+
+        let report = try runDenoiserTraining(model: model, data: data, options: o, say: say)
+        model.config.classNames = data.classNames
+        try model.save(path: o.outputDirectory + "/latent-diffusion.safetensors")
+        try writeModelConfig(o.outputDirectory, backend: "latent-diffusion", weights: "latent-diffusion.safetensors")
+        try writeSampleGrid(model: model, steps: 50, guidance: o.defaultGuidance, path: o.outputDirectory + "/samples.png")
+        say("teacher: \(report); total \(Int(Date().timeIntervalSince(t0)))s")
+        say("wrote \(o.outputDirectory)/latent-diffusion.safetensors, config.json, samples.png (50 steps, guidance \(o.defaultGuidance))")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
+        return model
+    }
+
+    /// The denoising loop: v-prediction loss at uniform t, condition dropout, AdamW with warmup
+    /// and cosine decay, EMA, checkpoints (resumable) and sample grids. Leaves the EMA weights
+    /// in the model.
+    static func runDenoiserTraining(model: LatentDiffusionModel, data: LatentDiffusionData,
+                                    options o: LatentDiffusionTrainingOptions, say: (String) -> Void) throws -> DiffusionTrainingReport {
+        let params = model.unet.parameters
+        let opt = AdamW(parameters: params, learningRate: o.learningRate, weightDecay: 0.01)
+        let ema = EMA(parameters: params, decay: o.emaDecay)
+        let ckpt = o.outputDirectory + "/checkpoint.safetensors"
+        var start = 0
+        if let (step, _) = try DiffusionCheckpoint.load(path: ckpt, net: model.unet, ema: ema, optimizer: opt) {
+            start = step
+            say("resuming from \(ckpt) at step \(step)")
+        }
+        let sched = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps)
+        let schedule = model.schedule
+        let (c, s) = model.latentShape
+        let per = c * s * s, b = o.batchSize, dim = data.dim
+        let progress = ProgressReporter(label: "train latent-diffusion", total: o.steps, itemsPerStep: b, interval: 10, enabled: o.progress)
+        let t0 = Date()
+        var lossAvg: Float = 0
+        var step = start
+        while step < o.steps {
+            var rng = RandomGenerator(seed: o.seed &+ 1_000_003 &* UInt64(step + 1))
+            let idx = (0..<b).map { _ in rng.nextInt(below: data.count) }
+            let (x0, cond) = data.batch(idx, dropout: o.conditionDropout, rng: &rng)
+            var xt = [Float](repeating: 0, count: b * per), vt = xt
+            var ts = [Float](repeating: 0, count: b)
+            for r in 0..<b {
+                let t = rng.nextInt(below: schedule.trainSteps)
+                ts[r] = Float(t)
+                let (a, sg) = schedule.scales(t)
+                for k in 0..<per {
+                    let e = rng.nextNormal(), x = x0[r * per + k]
+                    xt[r * per + k] = a * x + sg * e
+                    vt[r * per + k] = a * e - sg * x
+                }
+            }
+            opt.learningRate = sched.rate(at: step)
+            let pred = model.predictV(Tensor(xt, shape: [b, c, s, s]), t: ts, cond: Tensor(cond, shape: [b, dim]))
+            let loss = Tensor.mseLoss(pred, Tensor(vt, shape: [b, c, s, s]))
+            opt.zeroGrad()
+            loss.backward()
+            clipGradNorm(params, maxNorm: 1)
+            opt.update()
+            ema.update(params)
+            let l = loss.item
+            lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
+            step += 1
+            progress.update(step: step, loss: lossAvg)
+            if step % o.checkpointEvery == 0 || step == o.steps {
+                try DiffusionCheckpoint.save(path: ckpt, net: model.unet, ema: ema, optimizer: opt, step: step, phase: "teacher")
+            }
+            if o.sampleEvery > 0, step % o.sampleEvery == 0 {
+                try ema.withAveraged(params) {
+                    try writeSampleGrid(model: model, steps: 20, guidance: o.defaultGuidance,
+                                        path: o.outputDirectory + String(format: "/samples-%05d.png", step))
+                }
+                say(String(format: "step %d: loss %.4f, %.0fs", step, lossAvg, Date().timeIntervalSince(t0)))
+            }
+        }
+        ema.copy(into: params)
+        return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: Date().timeIntervalSince(t0),
+                                       finalLoss: lossAvg, parameters: model.unet.parameterCount)
+    }
+
+    /// `config.json` of a servable model directory.
+    static func writeModelConfig(_ dir: String, backend: String, weights: String) throws {
+        try "{\"backend\": \"\(backend)\", \"weights\": \"\(weights)\"}\n".write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+    }
+
+    /// One row of 8 images (seeds 1...8) per class (at most 10 classes).
+    public static func writeSampleGrid(model: LatentDiffusionModel, steps: Int, guidance: Float, path: String) throws {
+        model.prepareForInference()
+        let sampler = LatentDiffusionSampler(model: model)
+        let ae = model.config.autoencoder
+        let names = model.config.classNames
+        let rows = min(10, max(1, names.count))
+        let reqs = (0..<rows).map { LatentDiffusionSampler.Request(prompt: names.isEmpty ? "" : names[$0], seed: 1, count: 8, guidance: guidance) }
+        let px = try sampler.generate(reqs, steps: min(steps, model.config.maxSteps))
+        let images = LabeledImages(count: rows * 8, width: ae.imageSize, height: ae.imageSize, channels: ae.imageChannels,
+                                   pixels: px.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) },
+                                   labels: [Int](repeating: 0, count: rows * 8))
+        try ImageGrid.write(images, columns: 8, scale: 2, to: path)
+    }
+}
