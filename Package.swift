@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "CoalesceLib", type: .dynamic, targets: ["CoalesceC"]),  // installed as libcoalesce.so
         .library(name: "CoalescerBackend", type: .dynamic, targets: ["CoalescerBackend"]),
         .library(name: "TestPatternBackend", type: .dynamic, targets: ["TestPatternBackend"]),
+        .library(name: "LatentDiffusionBackend", type: .dynamic, targets: ["LatentDiffusionBackend"]),
+        .library(name: "DistilledUNetBackend", type: .dynamic, targets: ["DistilledUNetBackend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -75,7 +77,13 @@ let package = Package(
 
         // ---- Backends (each its own shared library, loaded with dlopen) ---------------------
         // A plugin exports only cz_backend_entry (linker version script Plugins/exports.map).
-        .target(name: "CoalescerBackend", dependencies: ["CCoalesceABI", "Models"], path: "Plugins/Coalescer",
+        // BackendKit: what every Swift plugin needs (vtable, validation, batching, describe).
+        .target(name: "BackendKit", dependencies: ["CCoalesceABI", "Models", "Tensor"]),
+        .target(name: "CoalescerBackend", dependencies: ["BackendKit", "CCoalesceABI", "Models"], path: "Plugins/Coalescer",
+                linkerSettings: [pluginExports]),
+        .target(name: "LatentDiffusionBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/LatentDiffusion",
+                linkerSettings: [pluginExports]),
+        .target(name: "DistilledUNetBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/DistilledUNet",
                 linkerSettings: [pluginExports]),
         .target(name: "TestPatternBackend", dependencies: ["CCoalesceABI"], path: "Plugins/TestPattern",
                 linkerSettings: [pluginExports]),

@@ -110,8 +110,8 @@ extension Engine {
         guard !r.prompt.utf8.contains(0) else {
             throw EngineError.invalidArgument("prompt contains a NUL byte")
         }
-        guard r.guidance.isFinite else {
-            throw EngineError.invalidArgument("guidance must be a finite number, got \(r.guidance)")
+        guard r.guidance.isFinite, r.guidance >= 0 else {
+            throw EngineError.invalidArgument("guidance must be a finite number >= 0 (0 = the model's default), got \(r.guidance)")
         }
     }
 

@@ -15,7 +15,8 @@ struct Eval: ParsableCommand {
         abstract: "Score a generator: FID, class accuracy, precision/recall, memorisation (vs. real training images).")
 
     @Option(help: "Generator name (see --list).") var model = "real-train"
-    @Option(help: "Network evaluations per image.") var steps = 1
+    @Option(help: "Network evaluations per image (sampling steps; 0 = the model's default).") var steps = 1
+    @Option(help: "Classifier-free guidance scale for models that support it (0 = the model's default).") var guidance: Float = 0
     @Option(help: "Images to generate, spread over the 10 class prompts.") var count = 1000
     @Option(help: "Base seed of the generation requests.") var seed: UInt64 = 2026
     @Option(help: "Images per generator call.") var batch = 50
@@ -30,6 +31,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         BLAS.load()
         GeneratorRegistration.registerAll(modelsDirectory: modelsDir)
+        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number >= 0") }
+        EngineGenerator.guidance = guidance
         if list { print(GeneratorRegistry.names.joined(separator: "\n")); return }
         let train = try FashionMNIST.load(split: .train)
         let test = try FashionMNIST.load(split: .test)
@@ -82,6 +85,7 @@ enum EvalText {
         var lines = [String(format: "model %@, %d steps, %d images (seed %llu); classifier test accuracy %.2f%% on %d images",
                             r.model, r.settings.steps, r.settings.count, r.settings.seed,
                             r.classifierTestAccuracy * 100, r.testImages)]
+        if EngineGenerator.guidance != 0 { lines.append(String(format: "guidance %g", EngineGenerator.guidance)) }
         lines.append(String(format: "generation: %.2f s in the generator, %.1f images/s", r.generationSeconds, r.imagesPerSecond))
         lines.append("                    FID     class acc  precision  recall  density  coverage  near-copies px / feat (test)  NN dist px / feat (test)")
         func row(_ name: String, _ s: SetScores) -> String {
@@ -136,6 +140,8 @@ enum GeneratorRegistration {
 
 /// A model served by an Engine backend plugin, seen through the evaluation `Generator` protocol.
 final class EngineGenerator: Generator {
+    /// Guidance scale of every request (`--guidance`; 0 = the model's default).
+    nonisolated(unsafe) static var guidance: Float = 0
     let name: String
     let imageSide: Int
     private let engine: Engine
@@ -158,7 +164,8 @@ final class EngineGenerator: Generator {
 
     func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
         let batch = try engine.generate(GenerateRequest(model: name, prompt: prompt, seed: seed,
-                                                        steps: Int32(clamping: steps), count: Int32(clamping: count)))
+                                                        steps: Int32(clamping: steps), count: Int32(clamping: count),
+                                                        guidance: Self.guidance))
         guard batch.width == imageSide, batch.height == imageSide, batch.channels == 1, batch.count == count else {
             throw TrainingError.generation("\(name) returned \(batch.count) images of \(batch.width)x\(batch.height)x\(batch.channels), expected \(count) of \(imageSide)x\(imageSide)x1")
         }

@@ -15,7 +15,8 @@ struct Generate: ParsableCommand {
 
     @Option(help: "Model (backend) name.") var model = "coalescer"
     @Option(help: "Text prompt (empty = unconditional).") var prompt = ""
-    @Option(help: "Steps: a number, or 'auto' (from the predicted direction and distance).") var steps = "2"
+    @Option(help: "Steps: a number, 'default' (the model's), or 'auto' (coalescer: from the predicted direction and distance).") var steps = "default"
+    @Option(help: "Classifier-free guidance scale for models that support it (0 = the model's default).") var guidance: Float = 0
     @Option(help: "Seed; image i uses seed + i.") var seed: UInt64 = 1
     @Option(help: "Number of images.") var count = 16
     @Option(help: "Output directory for one PNG per image.") var out = "generated"
@@ -42,7 +43,7 @@ struct Generate: ParsableCommand {
         defer { engine.shutdown() }
         let status = try engine.load(model)
         func fetch(_ prompt: String, _ seed: UInt64) throws -> ImageBatch {
-            try engine.generate(GenerateRequest(model: model, prompt: prompt, seed: seed, steps: stepCount, count: Int32(count)))
+            try engine.generate(GenerateRequest(model: model, prompt: prompt, seed: seed, steps: stepCount, count: Int32(count), guidance: guidance))
         }
         if let classGrid {
             let classes = status.info.classes.isEmpty ? Captions.classPhrases.map { $0[0] } : status.info.classes
@@ -60,8 +61,10 @@ struct Generate: ParsableCommand {
     /// --steps as the wire's number: n, or -1 for auto.
     private func parsedSteps() throws -> Int32 {
         if steps == "auto" { return -1 }
+        if steps == "default" { return 0 }
+        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number >= 0, got \(guidance)") }
         guard let n = Int32(steps), n >= 1, n <= 10_000 else {
-            throw ValidationError("--steps must be a positive number or 'auto', got '\(steps)'")
+            throw ValidationError("--steps must be a positive number, 'default' or 'auto', got '\(steps)'")
         }
         return n
     }
@@ -114,7 +117,7 @@ struct Generate: ParsableCommand {
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         let client = try ServiceClient(endpoint: endpoint, timeout: .milliseconds(Int(timeout * 1000)))
         func fetch(_ prompt: String, _ seed: UInt64) throws -> ImageBatch {
-            try client.generate(GenerateRequest(model: model, prompt: prompt, seed: seed, steps: stepCount, count: Int32(count)))
+            try client.generate(GenerateRequest(model: model, prompt: prompt, seed: seed, steps: stepCount, count: Int32(count), guidance: guidance))
         }
         if let classGrid {
             try writeClassGrid(classes: Captions.classPhrases.map { $0[0] }, to: classGrid) { try fetch($0, $1) }

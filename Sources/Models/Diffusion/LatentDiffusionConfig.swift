@@ -19,8 +19,8 @@ public struct LatentDiffusionConfig: Codable, Equatable, Sendable {
     public var spacing: DiffusionSchedule.Spacing = .trailing
     /// Steps used when the caller does not say (50 for the teacher, 8 for the student).
     public var defaultSteps = 50
-    /// Largest step count a request may ask for.
-    public var maxSteps = 250
+    /// Largest step count a request may ask for (64: the limit of every face, CZ_MAX_STEPS).
+    public var maxSteps = 64
     /// Classifier-free guidance scale used when the caller does not say (chosen by measurement;
     /// models/README.md). 1 = the conditional prediction alone, 0 = unconditional.
     public var defaultGuidance: Float = 3
