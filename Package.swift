@@ -91,7 +91,7 @@ let package = Package(
         // ---- Tests -------------------------------------------------------------------------
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CCoalesceKernels"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Engine"]),
     ]
