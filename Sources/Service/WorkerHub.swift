@@ -305,6 +305,9 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
             guard frames.count == 2 else { continue }
             let token = String(decoding: frames[0], as: UTF8.self)
             let event = frames[1].withUnsafeBytes { WorkerProtocol.decodeFromWorker($0) }
+            // An instance retained here is released after the lock: its deinit takes the lock.
+            var owner: WorkerInstance?
+            defer { withExtendedLifetime(owner) {} }
             cond.lock()
             defer { cond.unlock() }
             guard let p = processes[token] else { continue }  // not one of ours (or already gone)
@@ -312,7 +315,8 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
             switch event {
             case .ready(let json, let backend, let version, _):
                 p.ready = WorkerReady(describeJSON: json, backend: backend, version: version)
-                p.owner?.workerReady(p)
+                owner = p.owner
+                owner?.workerReady(p)
             case .loadFailed(let e): p.loadError = e
             case .progress(let call, let step, let total): p.calls[call]?.append(.progress(step, total))
             case .pixels(let call, let px): p.calls[call]?.append(.pixels(px))

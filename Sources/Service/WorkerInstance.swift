@@ -98,9 +98,11 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
             // A worker that never reports Ready is killed; its death counts as a load failure.
             let timeout = hub.configuration.loadTimeout
             DispatchQueue.global().asyncAfter(deadline: .now() + seconds(timeout)) { [weak self, hub] in
+                let strong = self  // released after the lock: deinit takes it
                 hub.cond.lock()
-                let stuck = self?.current === p && p.ready == nil && p.status == nil
+                let stuck = strong?.current === p && p.ready == nil && p.status == nil
                 hub.cond.unlock()
+                withExtendedLifetime(strong) {}
                 if stuck { hub.kill(p, reason: "did not report ready within \(seconds(timeout)) s") }
             }
         } catch {
