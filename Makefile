@@ -146,12 +146,14 @@ build-daemon: deps
 serve: build-daemon
 	$(BUILD)/coalesced --models models --plugins $(BUILD) $(SERVE_ARGS)
 
-# End-to-end tests against a real coalesced process and the test-pattern backend (~20 s).
+# End-to-end tests against a real coalesced process and the test-pattern backend (~60 s), and of
+# backend isolation (worker processes: crashes, hangs, code hot swap, memory; ~25 s).
 test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
 	$(SWIFT) build $(SWIFTFLAGS) --product TestPatternBackend
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	COALESCED=$(BUILD)/coalesced COALESCE_CLI=$(BUILD)/coalesce COALESCE_PLUGIN_DIR=$(BUILD) \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py
+	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py \
+	    Bindings/python/tests/test_isolation.py
 # ==== end of coalesced section ================================================================

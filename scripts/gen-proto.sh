@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates the protocol code from proto/coalesce.proto:
-#   C (protobuf-c, Debian protobuf-c-compiler) -> Sources/CCoalesceProto/{coalesce.pb-c.c,include/coalesce.pb-c.h}
+# Regenerates the protocol code from proto/coalesce.proto and proto/worker.proto:
+#   C (protobuf-c, Debian protobuf-c-compiler) -> Sources/CCoalesceProto/{coalesce,worker}.pb-c.c and include/*.pb-c.h
+#   (worker.proto is the daemon's internal protocol with its backend worker processes: C only)
 #   Python (_pb2)                              -> Bindings/python/coalesce_client/coalesce_pb2.py
 # The Python generator is `protoc --python_out` if a protoc is on PATH, else grpcio-tools'
 # bundled protoc (`pip install grpcio-tools`, or point GRPC_TOOLS_PATH at a `pip install --target`
@@ -11,9 +12,11 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-protoc-c --proto_path=proto --c_out="$tmp" coalesce.proto
-mv "$tmp/coalesce.pb-c.h" Sources/CCoalesceProto/include/coalesce.pb-c.h
-mv "$tmp/coalesce.pb-c.c" Sources/CCoalesceProto/coalesce.pb-c.c
+for p in coalesce worker; do
+    protoc-c --proto_path=proto --c_out="$tmp" "$p.proto"
+    mv "$tmp/$p.pb-c.h" Sources/CCoalesceProto/include/$p.pb-c.h
+    mv "$tmp/$p.pb-c.c" Sources/CCoalesceProto/$p.pb-c.c
+done
 echo "gen-proto: C -> Sources/CCoalesceProto"
 
 py_out=Bindings/python/coalesce_client

@@ -8,7 +8,14 @@
  *   "default_steps": N     steps used when the request says 0 or -1 (default 4)
  *   "require_threads": N   generate() fails unless the request's threads (ABI 1.2) is N (tests
  *                          that the host passes its thread count as a value)
+ *   "chaos": true          magic prompts misbehave, to test backend isolation: "chaos:segv" writes
+ *                          through a NULL pointer (SIGSEGV), "chaos:abort" calls abort(), "chaos:hang" sleeps forever without
+ *                          reporting progress (a hung backend). Never set this for an in-process host.
+ *   "crash_on_create": true  create() writes through a NULL pointer (a backend that crashes at load)
  * Every key present is checked for type and range; a bad one fails create() naming the key.
+ *
+ * Build-time variants (a plugin "rebuilt" for hot-swap tests): -DTP_VERSION='"2.0.0"' sets the
+ * version string, -DTP_SALT=N changes every image (N = 0 is the default pattern).
  *
  * Images: 28x28x1 uint8. Image i of a request is a pattern (horizontal stripes, vertical
  * stripes or a checkerboard) whose period, phase and two intensities come from a 64-bit hash of
@@ -37,6 +44,13 @@
 
 /* Build with -DTP_ABI_MINOR=0 to get a plugin without generate_batch (tests the host's
  * per-request fallback). */
+#ifndef TP_VERSION
+#define TP_VERSION "1.0.0"
+#endif
+#ifndef TP_SALT
+#define TP_SALT 0
+#endif
+
 #ifndef TP_ABI_MINOR
 #define TP_ABI_MINOR CZ_BACKEND_ABI_MINOR
 #endif
@@ -45,9 +59,13 @@ struct cz_backend_model {
     int default_steps;
     int require_threads; /* -1 = any */
     int step_delay_ms;
+    int chaos;
     char revision[128];
     char describe_json[1024];
 };
+
+/* A NULL the compiler cannot see through (the chaos crashes write through it). */
+static volatile int *volatile tp_null = NULL;
 
 static void tp_err(char *err, size_t cap, const char *fmt, ...) {
     if (err == NULL || cap == 0) return;
@@ -140,10 +158,13 @@ static cz_backend_model *tp_create(const char *model_dir, char *err, size_t err_
     fclose(f);
     json[n] = '\0';
 
-    int fail = 0;
+    int fail = 0, chaos = 0, crash_on_create = 0;
     long steps = 4, delay = 0, threads = -1;
     const char *bad = NULL;
     if (tp_json_bool(json, "fail", &fail) != 0) bad = "\"fail\" must be true or false";
+    else if (tp_json_bool(json, "chaos", &chaos) != 0) bad = "\"chaos\" must be true or false";
+    else if (tp_json_bool(json, "crash_on_create", &crash_on_create) != 0)
+        bad = "\"crash_on_create\" must be true or false";
     else if (tp_json_int(json, "default_steps", 1, TP_MAX_STEPS, &steps) != 0)
         bad = "\"default_steps\" must be an integer in 1...64";
     else if (tp_json_int(json, "step_delay_ms", 0, 10000, &delay) != 0)
@@ -162,6 +183,10 @@ static cz_backend_model *tp_create(const char *model_dir, char *err, size_t err_
         tp_err(err, err_cap, "test-pattern: config.json asks create() to fail (\"fail\": true)");
         return NULL;
     }
+    if (crash_on_create) {
+        free(json);
+        *(volatile int *)tp_null = 1;
+    }
     cz_backend_model *m = calloc(1, sizeof *m);
     if (m == NULL) {
         free(json);
@@ -171,6 +196,7 @@ static cz_backend_model *tp_create(const char *model_dir, char *err, size_t err_
     m->require_threads = (int)threads;
     m->default_steps = (int)steps;
     m->step_delay_ms = (int)delay;
+    m->chaos = chaos;
     tp_json_string(json, "revision", m->revision, sizeof m->revision);
     free(json);
     snprintf(m->describe_json, sizeof m->describe_json,
@@ -203,7 +229,7 @@ static uint64_t tp_fnv1a(const char *s) {
 
 /* Draws one 28x28 image for (seed, prompt hash) into out. */
 static void tp_draw(uint8_t *out, uint64_t seed, uint64_t prompt_hash) {
-    uint64_t h = tp_splitmix64(seed ^ tp_splitmix64(prompt_hash));
+    uint64_t h = tp_splitmix64(seed ^ tp_splitmix64(prompt_hash) ^ (uint64_t)TP_SALT);
     int kind = (int)(h % 3);                 /* 0 rows, 1 columns, 2 checker */
     int period = 2 + (int)((h >> 8) % 6);    /* 2..7 pixels per band */
     int phase = (int)((h >> 16) % (uint64_t)period);
@@ -295,6 +321,13 @@ static int tp_generate_batch(cz_backend_model *model, const cz_backend_request *
         tp_err(err, err_cap, "test-pattern: pixels_cap %zu < %zu needed", pixels_cap, total * image_bytes);
         return CZ_BACKEND_INVALID_ARGUMENT;
     }
+    if (model->chaos) {
+        for (int32_t k = 0; k < n_reqs; k++) {
+            if (strcmp(reqs[k].prompt, "chaos:segv") == 0) *(volatile int *)tp_null = 1;
+            if (strcmp(reqs[k].prompt, "chaos:abort") == 0) abort();
+            if (strcmp(reqs[k].prompt, "chaos:hang") == 0) for (;;) tp_sleep_ms(1000);
+        }
+    }
     for (int s = 1; s <= steps; s++) {
         tp_sleep_ms(model->step_delay_ms);
         if (progress != NULL && progress(s, steps, user_data) == 0) {
@@ -332,7 +365,7 @@ static const cz_backend_vtable tp_vtable = {
     .abi_major = CZ_BACKEND_ABI_MAJOR,
     .abi_minor = TP_ABI_MINOR,
     .name = "test-pattern",
-    .version = "1.0.0",
+    .version = TP_VERSION,
     .create = tp_create,
     .describe = tp_describe,
     .generate = tp_generate,

@@ -637,6 +637,51 @@ void   coalesce__v1__health__free_unpacked
   assert(message->base.descriptor == &coalesce__v1__health__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   coalesce__v1__model_failure__init
+                     (Coalesce__V1__ModelFailure         *message)
+{
+  static const Coalesce__V1__ModelFailure init_value = COALESCE__V1__MODEL_FAILURE__INIT;
+  *message = init_value;
+}
+size_t coalesce__v1__model_failure__get_packed_size
+                     (const Coalesce__V1__ModelFailure *message)
+{
+  assert(message->base.descriptor == &coalesce__v1__model_failure__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t coalesce__v1__model_failure__pack
+                     (const Coalesce__V1__ModelFailure *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &coalesce__v1__model_failure__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t coalesce__v1__model_failure__pack_to_buffer
+                     (const Coalesce__V1__ModelFailure *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &coalesce__v1__model_failure__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Coalesce__V1__ModelFailure *
+       coalesce__v1__model_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Coalesce__V1__ModelFailure *)
+     protobuf_c_message_unpack (&coalesce__v1__model_failure__descriptor,
+                                allocator, len, data);
+}
+void   coalesce__v1__model_failure__free_unpacked
+                     (Coalesce__V1__ModelFailure *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &coalesce__v1__model_failure__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   coalesce__v1__outcome_count__init
                      (Coalesce__V1__OutcomeCount         *message)
 {
@@ -815,6 +860,51 @@ void   coalesce__v1__metrics__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &coalesce__v1__metrics__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   coalesce__v1__worker_process__init
+                     (Coalesce__V1__WorkerProcess         *message)
+{
+  static const Coalesce__V1__WorkerProcess init_value = COALESCE__V1__WORKER_PROCESS__INIT;
+  *message = init_value;
+}
+size_t coalesce__v1__worker_process__get_packed_size
+                     (const Coalesce__V1__WorkerProcess *message)
+{
+  assert(message->base.descriptor == &coalesce__v1__worker_process__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t coalesce__v1__worker_process__pack
+                     (const Coalesce__V1__WorkerProcess *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &coalesce__v1__worker_process__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t coalesce__v1__worker_process__pack_to_buffer
+                     (const Coalesce__V1__WorkerProcess *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &coalesce__v1__worker_process__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Coalesce__V1__WorkerProcess *
+       coalesce__v1__worker_process__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Coalesce__V1__WorkerProcess *)
+     protobuf_c_message_unpack (&coalesce__v1__worker_process__descriptor,
+                                allocator, len, data);
+}
+void   coalesce__v1__worker_process__free_unpacked
+                     (Coalesce__V1__WorkerProcess *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &coalesce__v1__worker_process__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   coalesce__v1__ack__init
@@ -1630,7 +1720,7 @@ const ProtobufCMessageDescriptor coalesce__v1__error__descriptor =
   (ProtobufCMessageInit) coalesce__v1__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor coalesce__v1__model_info__field_descriptors[13] =
+static const ProtobufCFieldDescriptor coalesce__v1__model_info__field_descriptors[18] =
 {
   {
     "name",
@@ -1788,12 +1878,73 @@ static const ProtobufCFieldDescriptor coalesce__v1__model_info__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "state",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__ModelInfo, state),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failure",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__ModelInfo, failure),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "worker_pid",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__ModelInfo, worker_pid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "worker_rss_bytes",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__ModelInfo, worker_rss_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "worker_restarts",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__ModelInfo, worker_restarts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned coalesce__v1__model_info__field_indices_by_name[] = {
   1,   /* field[1] = backend */
   2,   /* field[2] = backend_version */
   7,   /* field[7] = channels */
   8,   /* field[8] = default_steps */
+  14,   /* field[14] = failure */
   4,   /* field[4] = generation */
   6,   /* field[6] = height */
   12,   /* field[12] = in_flight */
@@ -1801,13 +1952,17 @@ static const unsigned coalesce__v1__model_info__field_indices_by_name[] = {
   9,   /* field[9] = max_steps */
   0,   /* field[0] = name */
   3,   /* field[3] = revision */
+  13,   /* field[13] = state */
   11,   /* field[11] = supports_guidance */
   5,   /* field[5] = width */
+  15,   /* field[15] = worker_pid */
+  17,   /* field[17] = worker_restarts */
+  16,   /* field[16] = worker_rss_bytes */
 };
 static const ProtobufCIntRange coalesce__v1__model_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor coalesce__v1__model_info__descriptor =
 {
@@ -1817,7 +1972,7 @@ const ProtobufCMessageDescriptor coalesce__v1__model_info__descriptor =
   "Coalesce__V1__ModelInfo",
   "coalesce.v1",
   sizeof(Coalesce__V1__ModelInfo),
-  13,
+  18,
   coalesce__v1__model_info__field_descriptors,
   coalesce__v1__model_info__field_indices_by_name,
   1,  coalesce__v1__model_info__number_ranges,
@@ -1875,7 +2030,7 @@ const ProtobufCMessageDescriptor coalesce__v1__model_list__descriptor =
   (ProtobufCMessageInit) coalesce__v1__model_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor coalesce__v1__health__field_descriptors[6] =
+static const ProtobufCFieldDescriptor coalesce__v1__health__field_descriptors[7] =
 {
   {
     "live",
@@ -1949,9 +2104,22 @@ static const ProtobufCFieldDescriptor coalesce__v1__health__field_descriptors[6]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "failed",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Coalesce__V1__Health, n_failed),
+    offsetof(Coalesce__V1__Health, failed),
+    &coalesce__v1__model_failure__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned coalesce__v1__health__field_indices_by_name[] = {
   2,   /* field[2] = draining */
+  6,   /* field[6] = failed */
   0,   /* field[0] = live */
   4,   /* field[4] = models_loaded */
   3,   /* field[3] = queue_depth */
@@ -1961,7 +2129,7 @@ static const unsigned coalesce__v1__health__field_indices_by_name[] = {
 static const ProtobufCIntRange coalesce__v1__health__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor coalesce__v1__health__descriptor =
 {
@@ -1971,11 +2139,62 @@ const ProtobufCMessageDescriptor coalesce__v1__health__descriptor =
   "Coalesce__V1__Health",
   "coalesce.v1",
   sizeof(Coalesce__V1__Health),
-  6,
+  7,
   coalesce__v1__health__field_descriptors,
   coalesce__v1__health__field_indices_by_name,
   1,  coalesce__v1__health__number_ranges,
   (ProtobufCMessageInit) coalesce__v1__health__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor coalesce__v1__model_failure__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__ModelFailure, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__ModelFailure, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned coalesce__v1__model_failure__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = reason */
+};
+static const ProtobufCIntRange coalesce__v1__model_failure__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor coalesce__v1__model_failure__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "coalesce.v1.ModelFailure",
+  "ModelFailure",
+  "Coalesce__V1__ModelFailure",
+  "coalesce.v1",
+  sizeof(Coalesce__V1__ModelFailure),
+  2,
+  coalesce__v1__model_failure__field_descriptors,
+  coalesce__v1__model_failure__field_indices_by_name,
+  1,  coalesce__v1__model_failure__number_ranges,
+  (ProtobufCMessageInit) coalesce__v1__model_failure__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor coalesce__v1__outcome_count__field_descriptors[2] =
@@ -2157,7 +2376,7 @@ const ProtobufCMessageDescriptor coalesce__v1__model_counts__descriptor =
   (ProtobufCMessageInit) coalesce__v1__model_counts__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor coalesce__v1__metrics__field_descriptors[11] =
+static const ProtobufCFieldDescriptor coalesce__v1__metrics__field_descriptors[13] =
 {
   {
     "queue_depth",
@@ -2291,10 +2510,35 @@ static const ProtobufCFieldDescriptor coalesce__v1__metrics__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "workers",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Coalesce__V1__Metrics, n_workers),
+    offsetof(Coalesce__V1__Metrics, workers),
+    &coalesce__v1__worker_process__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "daemon_rss_bytes",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__Metrics, daemon_rss_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned coalesce__v1__metrics__field_indices_by_name[] = {
   9,   /* field[9] = batched_requests */
   8,   /* field[8] = batches */
+  12,   /* field[12] = daemon_rss_bytes */
   2,   /* field[2] = in_flight */
   4,   /* field[4] = latency */
   5,   /* field[5] = latency_count */
@@ -2304,11 +2548,12 @@ static const unsigned coalesce__v1__metrics__field_indices_by_name[] = {
   1,   /* field[1] = queue_capacity */
   0,   /* field[0] = queue_depth */
   3,   /* field[3] = requests_by_outcome */
+  11,   /* field[11] = workers */
 };
 static const ProtobufCIntRange coalesce__v1__metrics__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor coalesce__v1__metrics__descriptor =
 {
@@ -2318,11 +2563,88 @@ const ProtobufCMessageDescriptor coalesce__v1__metrics__descriptor =
   "Coalesce__V1__Metrics",
   "coalesce.v1",
   sizeof(Coalesce__V1__Metrics),
-  11,
+  13,
   coalesce__v1__metrics__field_descriptors,
   coalesce__v1__metrics__field_indices_by_name,
   1,  coalesce__v1__metrics__number_ranges,
   (ProtobufCMessageInit) coalesce__v1__metrics__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor coalesce__v1__worker_process__field_descriptors[4] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__WorkerProcess, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pid",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__WorkerProcess, pid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rss_bytes",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__WorkerProcess, rss_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__V1__WorkerProcess, state),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned coalesce__v1__worker_process__field_indices_by_name[] = {
+  0,   /* field[0] = model */
+  1,   /* field[1] = pid */
+  2,   /* field[2] = rss_bytes */
+  3,   /* field[3] = state */
+};
+static const ProtobufCIntRange coalesce__v1__worker_process__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor coalesce__v1__worker_process__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "coalesce.v1.WorkerProcess",
+  "WorkerProcess",
+  "Coalesce__V1__WorkerProcess",
+  "coalesce.v1",
+  sizeof(Coalesce__V1__WorkerProcess),
+  4,
+  coalesce__v1__worker_process__field_descriptors,
+  coalesce__v1__worker_process__field_indices_by_name,
+  1,  coalesce__v1__worker_process__number_ranges,
+  (ProtobufCMessageInit) coalesce__v1__worker_process__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor coalesce__v1__ack__field_descriptors[1] =

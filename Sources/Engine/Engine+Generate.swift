@@ -140,53 +140,38 @@ extension Engine {
             return BackendRequest(prompt: r.prompt, seed: r.seed, steps: r.steps, count: r.count,
                                   guidance: model.info.supportsGuidance ? r.guidance : 0)
         }
+        // The latest deadline of the chunk, when every request has one (an instance that cannot
+        // interrupt its backend gives up some time after it).
+        let deadlines = chunk.compactMap { items[$0].request.deadline }
+        let deadline = deadlines.count == chunk.count ? deadlines.max() : nil
         model.enter()
         defer { model.leave() }
-        let outcome: Result<[UInt8], EngineError>
-        do {
-            outcome = .success(try model.run(reqs, progress: fanOut))
-        } catch let e as EngineError {
-            outcome = .failure(e)
-        } catch {
-            outcome = .failure(.internal("\(error)"))
-        }
-        var offset = 0
+        let outcomes = model.run(reqs, deadline: deadline, progress: fanOut)
         for (k, i) in chunk.enumerated() {
             let r = items[i].request
-            let bytes = Int(r.count) * model.info.imageBytes
-            defer { offset += bytes }
             if let e = stopped[k] {
                 results[i] = .failure(e)
                 continue
             }
-            switch outcome {
+            switch outcomes[k] {
             case .failure(let e):
                 results[i] = .failure(e)
             case .success(let pixels):
                 results[i] = .success(ImageBatch(
-                    model: model.name, backend: model.library.name, backendVersion: model.library.version,
+                    model: model.name, backend: model.instance.backendName, backendVersion: model.instance.backendVersion,
                     revision: model.info.revision, generation: model.generation,
                     width: model.info.width, height: model.info.height, channels: model.info.channels,
-                    count: Int(r.count), pixels: Array(pixels[offset..<(offset + bytes)])))
+                    count: Int(r.count), pixels: pixels))
             }
         }
         logger.debug("batch generated", metadata: [
             "model": "\(model.name)", "generation": "\(model.generation)", "requests": "\(chunk.count)",
             "images": "\(reqs.reduce(0) { $0 + Int($1.count) })", "ms": "\(milliseconds(since: start))",
-            "outcome": "\(outcome.map { _ in "ok" }.mapError { $0 }.description)"])
+            "failed": "\(outcomes.filter { if case .failure = $0 { return true } else { return false } }.count)"])
     }
 }
 
 private struct GroupKey: Hashable {
     var steps: Int32
     var guidance: Float
-}
-
-extension Result where Success == String, Failure == EngineError {
-    var description: String {
-        switch self {
-        case .success(let s): return s
-        case .failure(let e): return "\(e.code)"
-        }
-    }
 }

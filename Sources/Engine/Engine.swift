@@ -13,6 +13,8 @@ public struct ModelStatus: Sendable, Equatable {
     /// Requests running on the current instance.
     public var inFlight: Int
     public var info: ModelInfo
+    /// Serving, restarting or failed, and the worker process behind it (if any).
+    public var runtime: InstanceRuntime
 }
 
 /// The engine: loads models from a repository through backend plugins found by name in a plugin
@@ -36,13 +38,17 @@ public final class Engine: @unchecked Sendable {
         /// Compute threads per backend call, passed to the backend with every request
         /// (`cz_backend_request.threads`, backend ABI 1.2); 0 = the backend's default.
         public var threads: Int
+        /// Where model instances run: in this process (default), or in worker processes
+        /// (the daemon's `Service.WorkerHub`).
+        public var launcher: BackendLauncher
 
         public init(pluginDirectory: String, modelRepository: String, limits: EngineLimits = EngineLimits(),
-                    threads: Int = 0) {
+                    threads: Int = 0, launcher: BackendLauncher = InProcessLauncher()) {
             self.pluginDirectory = pluginDirectory
             self.modelRepository = modelRepository
             self.limits = limits
             self.threads = threads
+            self.launcher = launcher
         }
     }
 
@@ -77,10 +83,11 @@ public final class Engine: @unchecked Sendable {
                 let config = try repository.config(for: name)
                 let dir = try repository.directory(for: name)
                 try WeightsCheck.checkDirectory(dir)
-                let library = try BackendLibrary.load(name: config.backend, directory: configuration.pluginDirectory)
+                let instance = try configuration.launcher.launch(backend: config.backend, model: name, directory: dir,
+                                                                 pluginDirectory: configuration.pluginDirectory)
                 let generation = lock.withLock { () -> Int in loadCounter += 1; return loadCounter }
                 let log = logger
-                let model = try BackendModel(library: library, name: name, directory: dir, generation: generation,
+                let model = try BackendModel(instance: instance, name: name, directory: dir, generation: generation,
                                              threads: configuration.threads,
                                              onRelease: { name, gen in
                                                  log.info("model instance released", metadata: [
@@ -92,7 +99,8 @@ public final class Engine: @unchecked Sendable {
                     return old
                 }
                 logger.info(old == nil ? "model loaded" : "model hot-swapped", metadata: [
-                    "model": "\(name)", "backend": "\(library.name)", "backend_version": "\(library.version)",
+                    "model": "\(name)", "backend": "\(instance.backendName)", "backend_version": "\(instance.backendVersion)",
+                    "worker_pid": "\(instance.runtime.workerPID.map { String($0) } ?? "-")",
                     "revision": "\(model.info.revision)", "generation": "\(generation)",
                     "replaced_generation": "\(old.map { String($0.generation) } ?? "-")",
                     "old_in_flight": "\(old?.inFlight ?? 0)",
@@ -173,8 +181,9 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func status(of m: BackendModel) -> ModelStatus {
-        ModelStatus(name: m.name, backend: m.library.name, backendVersion: m.library.version,
-                    revision: m.info.revision, generation: m.generation, inFlight: m.inFlight, info: m.info)
+        ModelStatus(name: m.name, backend: m.instance.backendName, backendVersion: m.instance.backendVersion,
+                    revision: m.info.revision, generation: m.generation, inFlight: m.inFlight, info: m.info,
+                    runtime: m.instance.runtime)
     }
 }
 

@@ -24,6 +24,10 @@ public struct MetricsSnapshot: Sendable {
     public var batches: UInt64
     public var batchedRequests: UInt64
     public var malformed: UInt64
+    /// Backend worker processes (empty in process).
+    public var workers: [WorkerStat] = []
+    /// The daemon's own resident memory.
+    public var daemonRSSBytes: UInt64 = 0
 }
 
 /// Thread-safe metric counters.

@@ -13,6 +13,8 @@ public final class Service: @unchecked Sendable {
 
     public let engine: Engine
     public let configuration: ServiceConfiguration
+    /// The backend worker processes' supervisor (nil: backends run in process).
+    public let workers: WorkerHub?
     private let logger: Logger
     private let metrics = Metrics()
     private let outbox: Outbox
@@ -24,8 +26,9 @@ public final class Service: @unchecked Sendable {
     private var adminInFlight = 0
     private var boundURLs: [String] = []
 
-    public init(engine: Engine, configuration: ServiceConfiguration,
+    public init(engine: Engine, configuration: ServiceConfiguration, workers: WorkerHub? = nil,
                 logger: Logger = Logger(label: "coalesce.service")) throws {
+        self.workers = workers
         guard !configuration.endpoints.isEmpty else { throw ServiceError.configuration("no endpoints") }
         guard configuration.maxQueue >= 1, configuration.maxBatch >= 1, configuration.workers >= 1 else {
             throw ServiceError.configuration("max queue, max batch and workers must be >= 1")
@@ -333,12 +336,20 @@ public final class Service: @unchecked Sendable {
         case .listModels:
             reply(.models(loaded: engine.loadedModels(), available: engine.repository.modelNames()))
         case .health:
-            let loaded = engine.loadedModels().count
-            reply(.health(HealthPayload(live: true, ready: !draining && loaded > 0, draining: draining,
-                                        queueDepth: scheduler.depth, modelsLoaded: loaded, version: Service.version)))
+            let models = engine.loadedModels()
+            let failed = models.compactMap { m -> (String, String)? in
+                if case .failed(let why) = m.runtime.state { return (m.name, why) }
+                return nil
+            }
+            reply(.health(HealthPayload(live: true, ready: !draining && models.count > failed.count, draining: draining,
+                                        queueDepth: scheduler.depth, modelsLoaded: models.count, version: Service.version,
+                                        failed: failed)))
         case .metrics:
-            reply(.metrics(metrics.snapshot(queueDepth: scheduler.depth, queueCapacity: configuration.maxQueue,
-                                            inFlight: scheduler.runningCount)))
+            var snapshot = metrics.snapshot(queueDepth: scheduler.depth, queueCapacity: configuration.maxQueue,
+                                            inFlight: scheduler.runningCount)
+            snapshot.workers = workers?.stats() ?? []
+            snapshot.daemonRSSBytes = residentBytes(pid: getpid())
+            reply(.metrics(snapshot))
         case .cancel(let target):
             switch scheduler.cancel(envelope: route.envelope, id: target) {
             case .removedFromQueue(let job):

@@ -80,6 +80,8 @@ public struct HealthPayload: Sendable {
     public var queueDepth: Int
     public var modelsLoaded: Int
     public var version: String
+    /// Loaded models that cannot serve: (name, reason).
+    public var failed: [(String, String)] = []
 }
 
 /// Decoding and encoding of protocol messages.
@@ -245,6 +247,14 @@ public enum Wire {
             m.queue_depth = UInt32(clamping: h.queueDepth)
             m.models_loaded = UInt32(clamping: h.modelsLoaded)
             m.version = arena.string(h.version)
+            m.n_failed = h.failed.count
+            m.failed = arena.array(h.failed.map { (name, reason) -> UnsafeMutablePointer<Coalesce__V1__ModelFailure>? in
+                var f = Coalesce__V1__ModelFailure()
+                coalesce__v1__model_failure__init(&f)
+                f.name = arena.string(name)
+                f.reason = arena.string(reason)
+                return arena.box(f)
+            })
             reply.kind_case = COALESCE__V1__REPLY__KIND_HEALTH
             reply.health = arena.box(m)
         case .metrics(let s):
@@ -281,6 +291,11 @@ public enum Wire {
         m.max_batch = Int32(clamping: s.info.maxBatch)
         m.supports_guidance = s.info.supportsGuidance ? 1 : 0
         m.in_flight = UInt32(clamping: s.inFlight)
+        m.state = arena.string(s.runtime.state.name)
+        m.failure = arena.string(s.runtime.state.reason)
+        m.worker_pid = UInt32(clamping: s.runtime.workerPID ?? 0)
+        m.worker_rss_bytes = s.runtime.workerRSSBytes
+        m.worker_restarts = UInt32(clamping: s.runtime.restarts)
         return m
     }
 
@@ -321,6 +336,17 @@ public enum Wire {
         m.batches = s.batches
         m.batched_requests = s.batchedRequests
         m.malformed = s.malformed
+        m.n_workers = s.workers.count
+        m.workers = arena.array(s.workers.map { w -> UnsafeMutablePointer<Coalesce__V1__WorkerProcess>? in
+            var x = Coalesce__V1__WorkerProcess()
+            coalesce__v1__worker_process__init(&x)
+            x.model = arena.string(w.model)
+            x.pid = UInt32(clamping: w.pid)
+            x.rss_bytes = w.rssBytes
+            x.state = arena.string(w.state)
+            return arena.box(x)
+        })
+        m.daemon_rss_bytes = s.daemonRSSBytes
         return m
     }
 

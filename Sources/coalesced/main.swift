@@ -11,7 +11,7 @@ struct Coalesced: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coalesced",
         abstract: "The Coalesce daemon: serve generation over ZeroMQ, or broker between clients and daemons.",
-        subcommands: [Serve.self, Broker.self, Keygen.self],
+        subcommands: [Serve.self, Broker.self, Keygen.self, Worker.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -89,12 +89,27 @@ struct Serve: ParsableCommand {
     @Option(help: "Poll the model repository every N seconds: reload changed models, load new ones, unload removed ones (0: off).")
     var pollS: Double = 0
 
+    @Option(help: "Where backends run: process (each model instance in its own `coalesced worker` child process) or in-process (dlopen into the daemon).")
+    var isolation: Isolation = .process
+
+    @Option(help: "With --isolation process: a worker that answers no heartbeat for this many seconds is killed and restarted.")
+    var workerHeartbeatS: Double = 3
+
+    @Option(help: "With --isolation process: a request still running this many seconds after its deadline (it is cancelled at the deadline) is answered DEADLINE_EXCEEDED and its worker killed and restarted.")
+    var workerHangGraceS: Double = 2
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    enum Isolation: String, ExpressibleByArgument {
+        case process
+        case inProcess = "in-process"
+    }
+
     func validate() throws {
         guard maxQueue >= 1, maxBatch >= 1, workers >= 1, maxCount >= 1, maxSteps >= 1, maxPromptBytes >= 0,
-              maxMessageBytes >= 64, maxDelayMs >= 0, drainTimeoutS >= 0, timeoutMs >= 0, pollS >= 0 else {
+              maxMessageBytes >= 64, maxDelayMs >= 0, drainTimeoutS >= 0, timeoutMs >= 0, pollS >= 0,
+              workerHeartbeatS > 0, workerHangGraceS >= 0 else {
             throw ValidationError("limits must be positive (max-queue, max-batch, workers, max-count, max-steps >= 1)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -113,9 +128,15 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "coalesced")
         let pluginDir = plugins ?? Self.defaultPluginDirectory()
         let models = self.models ?? Self.defaultModelDirectory()
+        let hub = isolation == .process
+            ? try WorkerHub(configuration: .init(heartbeatTimeout: .milliseconds(Int64(workerHeartbeatS * 1000)),
+                                                 hangGrace: .milliseconds(Int64(workerHangGraceS * 1000))))
+            : nil
+        defer { hub?.stop() }
         let engine = Engine(configuration: .init(
             pluginDirectory: pluginDir, modelRepository: models,
-            limits: EngineLimits(maxCount: maxCount, maxSteps: maxSteps, maxPromptBytes: maxPromptBytes)))
+            limits: EngineLimits(maxCount: maxCount, maxSteps: maxSteps, maxPromptBytes: maxPromptBytes),
+            launcher: hub ?? InProcessLauncher()))
         if load.isEmpty {
             for (name, error) in engine.loadAll().sorted(by: { $0.key < $1.key }) {
                 logger.error("model not loaded", metadata: ["model": "\(name)", "error": "\(error)"])
@@ -142,7 +163,7 @@ struct Serve: ParsableCommand {
                 c.brokerPublicKey = curveBrokerKey
                 return c
             })
-        let service = try Service(engine: engine, configuration: config)
+        let service = try Service(engine: engine, configuration: config, workers: hub)
 
         // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests.
         var sources: [DispatchSourceSignal] = []
@@ -161,6 +182,7 @@ struct Serve: ParsableCommand {
         defer { poller?.stop() }
         try service.run {
             logger.info("ready", metadata: ["endpoints": "\(service.boundEndpoints.joined(separator: " "))",
+                                            "isolation": "\(isolation.rawValue)",
                                             "plugins": "\(pluginDir)", "models": "\(models)"])
         }
         withExtendedLifetime(sources) {}
@@ -182,6 +204,27 @@ struct Serve: ParsableCommand {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: installed, isDirectory: &isDir), isDir.boolValue { return installed }
         return exe.path
+    }
+}
+
+/// `coalesced worker`: one backend worker process, started by a serving daemon (not by hand).
+struct Worker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Run one model instance's backend for a parent coalesced (started by the daemon).",
+        shouldDisplay: false)
+
+    @Option var endpoint: String
+    @Option var token: String
+    @Option var backend: String
+    @Option var model: String
+    @Option var modelDir: String
+    @Option var plugins: String
+    @Option var parent: Int32
+
+    func run() throws {
+        let status = BackendWorker.run(.init(endpoint: endpoint, token: token, backend: backend, model: model,
+                                             modelDirectory: modelDir, pluginDirectory: plugins, parent: parent))
+        if status != 0 { throw ExitCode(status) }
     }
 }
 

@@ -1,1 +1,2 @@
 #include "coalesce.pb-c.h"
+#include "worker.pb-c.h"

@@ -29,10 +29,12 @@ typedef struct Coalesce__V1__Error Coalesce__V1__Error;
 typedef struct Coalesce__V1__ModelInfo Coalesce__V1__ModelInfo;
 typedef struct Coalesce__V1__ModelList Coalesce__V1__ModelList;
 typedef struct Coalesce__V1__Health Coalesce__V1__Health;
+typedef struct Coalesce__V1__ModelFailure Coalesce__V1__ModelFailure;
 typedef struct Coalesce__V1__OutcomeCount Coalesce__V1__OutcomeCount;
 typedef struct Coalesce__V1__HistogramBucket Coalesce__V1__HistogramBucket;
 typedef struct Coalesce__V1__ModelCounts Coalesce__V1__ModelCounts;
 typedef struct Coalesce__V1__Metrics Coalesce__V1__Metrics;
+typedef struct Coalesce__V1__WorkerProcess Coalesce__V1__WorkerProcess;
 typedef struct Coalesce__V1__Ack Coalesce__V1__Ack;
 typedef struct Coalesce__V1__Reply Coalesce__V1__Reply;
 
@@ -92,11 +94,11 @@ struct  Coalesce__V1__GenerateRequest
 {
   ProtobufCMessage base;
   /*
-   * registry name (a directory in the model repository)
+   * registry name (a directory in the model repository), at most 128 bytes
    */
   char *model;
   /*
-   * UTF-8; "" = unconditional
+   * "" = unconditional; at most the daemon's --max-prompt-bytes (default 1024)
    */
   char *prompt;
   /*
@@ -203,7 +205,7 @@ struct  Coalesce__V1__Request
 {
   ProtobufCMessage base;
   /*
-   * chosen by the client, echoed in every reply (at most 128 bytes)
+   * chosen by the client, echoed byte for byte in every reply (at most 128 bytes)
    */
   char *id;
   Coalesce__V1__Request__KindCase kind_case;
@@ -239,7 +241,7 @@ struct  Coalesce__V1__Images
   char *model;
   char *backend;
   /*
-   * model revision (config) that produced the images
+   * model revision that produced the images: the config's, else "content-" + a hash of the model's files
    */
   char *revision;
   /*
@@ -300,10 +302,30 @@ struct  Coalesce__V1__ModelInfo
   int32_t max_batch;
   protobuf_c_boolean supports_guidance;
   uint32_t in_flight;
+  /*
+   * "serving", "restarting" (its worker died; a new one starts) or "failed"
+   */
+  char *state;
+  /*
+   * why it failed (state "failed"); load it again to retry
+   */
+  char *failure;
+  /*
+   * the worker process serving it (0: in process, or none right now)
+   */
+  uint32_t worker_pid;
+  /*
+   * that worker's resident memory
+   */
+  uint64_t worker_rss_bytes;
+  /*
+   * workers started after the first (crashes, hangs)
+   */
+  uint32_t worker_restarts;
 };
 #define COALESCE__V1__MODEL_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&coalesce__v1__model_info__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 struct  Coalesce__V1__ModelList
@@ -327,17 +349,33 @@ struct  Coalesce__V1__Health
   ProtobufCMessage base;
   protobuf_c_boolean live;
   /*
-   * at least one model loaded and not draining
+   * at least one model loaded and serving (not failed), and not draining
    */
   protobuf_c_boolean ready;
   protobuf_c_boolean draining;
   uint32_t queue_depth;
   uint32_t models_loaded;
   char *version;
+  /*
+   * loaded models that cannot serve (their workers keep dying at load)
+   */
+  size_t n_failed;
+  Coalesce__V1__ModelFailure **failed;
 };
 #define COALESCE__V1__HEALTH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&coalesce__v1__health__descriptor) \
-    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Coalesce__V1__ModelFailure
+{
+  ProtobufCMessage base;
+  char *name;
+  char *reason;
+};
+#define COALESCE__V1__MODEL_FAILURE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&coalesce__v1__model_failure__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Coalesce__V1__OutcomeCount
@@ -410,10 +448,35 @@ struct  Coalesce__V1__Metrics
    * messages that could not be decoded
    */
   uint64_t malformed;
+  /*
+   * backend worker processes (--isolation process)
+   */
+  size_t n_workers;
+  Coalesce__V1__WorkerProcess **workers;
+  /*
+   * the daemon's own resident memory
+   */
+  uint64_t daemon_rss_bytes;
 };
 #define COALESCE__V1__METRICS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&coalesce__v1__metrics__descriptor) \
-    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0, 0, 0 }
+    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0, 0, 0, 0,NULL, 0 }
+
+
+struct  Coalesce__V1__WorkerProcess
+{
+  ProtobufCMessage base;
+  char *model;
+  uint32_t pid;
+  uint64_t rss_bytes;
+  /*
+   * "starting", "serving" or "draining" (replaced or unloaded; exits when idle)
+   */
+  char *state;
+};
+#define COALESCE__V1__WORKER_PROCESS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&coalesce__v1__worker_process__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Coalesce__V1__Ack
@@ -735,6 +798,25 @@ Coalesce__V1__Health *
 void   coalesce__v1__health__free_unpacked
                      (Coalesce__V1__Health *message,
                       ProtobufCAllocator *allocator);
+/* Coalesce__V1__ModelFailure methods */
+void   coalesce__v1__model_failure__init
+                     (Coalesce__V1__ModelFailure         *message);
+size_t coalesce__v1__model_failure__get_packed_size
+                     (const Coalesce__V1__ModelFailure   *message);
+size_t coalesce__v1__model_failure__pack
+                     (const Coalesce__V1__ModelFailure   *message,
+                      uint8_t             *out);
+size_t coalesce__v1__model_failure__pack_to_buffer
+                     (const Coalesce__V1__ModelFailure   *message,
+                      ProtobufCBuffer     *buffer);
+Coalesce__V1__ModelFailure *
+       coalesce__v1__model_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   coalesce__v1__model_failure__free_unpacked
+                     (Coalesce__V1__ModelFailure *message,
+                      ProtobufCAllocator *allocator);
 /* Coalesce__V1__OutcomeCount methods */
 void   coalesce__v1__outcome_count__init
                      (Coalesce__V1__OutcomeCount         *message);
@@ -810,6 +892,25 @@ Coalesce__V1__Metrics *
                       const uint8_t       *data);
 void   coalesce__v1__metrics__free_unpacked
                      (Coalesce__V1__Metrics *message,
+                      ProtobufCAllocator *allocator);
+/* Coalesce__V1__WorkerProcess methods */
+void   coalesce__v1__worker_process__init
+                     (Coalesce__V1__WorkerProcess         *message);
+size_t coalesce__v1__worker_process__get_packed_size
+                     (const Coalesce__V1__WorkerProcess   *message);
+size_t coalesce__v1__worker_process__pack
+                     (const Coalesce__V1__WorkerProcess   *message,
+                      uint8_t             *out);
+size_t coalesce__v1__worker_process__pack_to_buffer
+                     (const Coalesce__V1__WorkerProcess   *message,
+                      ProtobufCBuffer     *buffer);
+Coalesce__V1__WorkerProcess *
+       coalesce__v1__worker_process__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   coalesce__v1__worker_process__free_unpacked
+                     (Coalesce__V1__WorkerProcess *message,
                       ProtobufCAllocator *allocator);
 /* Coalesce__V1__Ack methods */
 void   coalesce__v1__ack__init
@@ -893,6 +994,9 @@ typedef void (*Coalesce__V1__ModelList_Closure)
 typedef void (*Coalesce__V1__Health_Closure)
                  (const Coalesce__V1__Health *message,
                   void *closure_data);
+typedef void (*Coalesce__V1__ModelFailure_Closure)
+                 (const Coalesce__V1__ModelFailure *message,
+                  void *closure_data);
 typedef void (*Coalesce__V1__OutcomeCount_Closure)
                  (const Coalesce__V1__OutcomeCount *message,
                   void *closure_data);
@@ -904,6 +1008,9 @@ typedef void (*Coalesce__V1__ModelCounts_Closure)
                   void *closure_data);
 typedef void (*Coalesce__V1__Metrics_Closure)
                  (const Coalesce__V1__Metrics *message,
+                  void *closure_data);
+typedef void (*Coalesce__V1__WorkerProcess_Closure)
+                 (const Coalesce__V1__WorkerProcess *message,
                   void *closure_data);
 typedef void (*Coalesce__V1__Ack_Closure)
                  (const Coalesce__V1__Ack *message,
@@ -933,10 +1040,12 @@ extern const ProtobufCMessageDescriptor coalesce__v1__error__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__model_info__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__model_list__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__health__descriptor;
+extern const ProtobufCMessageDescriptor coalesce__v1__model_failure__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__outcome_count__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__histogram_bucket__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__model_counts__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__metrics__descriptor;
+extern const ProtobufCMessageDescriptor coalesce__v1__worker_process__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__ack__descriptor;
 extern const ProtobufCMessageDescriptor coalesce__v1__reply__descriptor;
 

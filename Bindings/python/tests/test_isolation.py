@@ -1,0 +1,263 @@
+"""End-to-end tests of backend isolation (`coalesced --isolation process`, the default): real
+daemon and worker processes, the test-pattern plugin with its chaos prompts ("chaos:segv",
+"chaos:abort", "chaos:hang"), and test-pattern plugins rebuilt with another version and pattern
+for code hot swap. Helpers and fixtures come from test_daemon.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from test_daemon import (COALESCER_WEIGHTS, PLUGINS, REPO, Client, CoalesceError, daemon_factory,  # noqa: F401
+                         pb, write_model)
+
+pytestmark = pytest.mark.skipif(not (PLUGINS / "libTestPatternBackend.so").exists(),
+                                reason="build coalesced and TestPatternBackend first")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def model(c: Client, name: str) -> pb.ModelInfo:
+    return next(m for m in c.list_models().loaded if m.name == name)
+
+
+def wait_for(pred, what: str, timeout: float = 15):
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def load_clients(d, n: int, models: list[str], stop: threading.Event, stats: list[dict]):
+    """n closed-loop clients generating on `models` (client k on models[k % len]) until stop."""
+    def run(k):
+        st = stats[k]
+        with d.client(timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                st["sent"] += 1
+                try:
+                    r = c.generate(models[k % len(models)], seed=k * 100000 + i, count=1)
+                    assert len(r.images) == 1
+                    st["ok"] += 1
+                    st.setdefault("versions", set()).add(r.backend)
+                except Exception as e:  # noqa: BLE001 - every failure is recorded and asserted on
+                    st["failed"].append(repr(e))
+                i += 1
+    for k in range(n):
+        stats.append(dict(sent=0, ok=0, failed=[]))
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_crashing_request_fails_alone_and_the_model_serves_again(daemon_factory):
+    """8 clients generate on a model whose backend segfaults (or aborts) on a magic prompt; the
+    magic requests are answered INTERNAL naming the model and the signal, every other request
+    succeeds (sent == replied), the worker is restarted and the model serves again."""
+    d = daemon_factory(models={"tp": {"chaos": True, "step_delay_ms": 2}, "other": {}})
+    with d.client() as c:
+        first_pid = model(c, "tp").worker_pid
+        assert first_pid > 0 and model(c, "other").worker_pid not in (0, first_pid)
+    stop, stats = threading.Event(), []
+    threads = load_clients(d, 8, ["tp", "tp", "tp", "other"], stop, stats)
+    crashes = []
+    with d.client(timeout=30) as c:
+        for prompt, sig in [("chaos:segv", "SIGSEGV"), ("chaos:abort", "SIGABRT"), ("chaos:segv", "SIGSEGV")]:
+            time.sleep(0.5)
+            with pytest.raises(CoalesceError) as e:
+                c.generate("tp", prompt=prompt, seed=1)
+            crashes.append(e.value)
+            assert e.value.code == pb.INTERNAL, e.value
+            assert '"tp"' in e.value.message and sig in e.value.message, e.value.message
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    failed = [f for s in stats for f in s["failed"]]
+    sent, ok = sum(s["sent"] for s in stats), sum(s["ok"] for s in stats)
+    print(f"crashes: {len(crashes)} magic requests INTERNAL; {sent} other requests, {ok} succeeded")
+    assert failed == [] and sent == ok and sent > 50
+    with d.client() as c:
+        m = model(c, "tp")
+        assert m.state == "serving" and m.worker_restarts >= 3 and m.worker_pid != first_pid
+        assert len(c.generate("tp", seed=3).images) == 1
+        assert c.health().ready and not c.health().failed
+    assert not pid_alive(first_pid)
+
+
+def test_hung_backend_is_cancelled_then_killed_and_restarted(daemon_factory):
+    d = daemon_factory("--worker-hang-grace-s", "0.5", models={"tp": {"chaos": True}})
+    with d.client() as c:
+        pid = model(c, "tp").worker_pid
+        t0 = time.monotonic()
+        with pytest.raises(CoalesceError) as e:
+            c.generate("tp", prompt="chaos:hang", seed=1, timeout_ms=300)
+        took = time.monotonic() - t0
+        assert e.value.code == pb.DEADLINE_EXCEEDED and "killed" in e.value.message, e.value
+        assert took < 5, took
+        assert len(c.generate("tp", seed=2).images) == 1  # served by the restarted worker
+        m = model(c, "tp")
+        assert m.worker_pid != pid and m.worker_restarts == 1
+    wait_for(lambda: not pid_alive(pid), "the hung worker to be gone")
+
+
+def test_worker_that_stops_answering_heartbeats_is_replaced(daemon_factory):
+    d = daemon_factory("--worker-heartbeat-s", "1", models={"tp": {}})
+    with d.client(timeout=30) as c:
+        pid = model(c, "tp").worker_pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # Sent to the frozen worker: it dies with it and is retried on the new one.
+            assert len(c.generate("tp", seed=5).images) == 1
+            new = wait_for(lambda: model(c, "tp").worker_pid not in (0, pid) and model(c, "tp"), "a new worker")
+            assert new.state == "serving" and new.worker_restarts == 1
+        finally:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGCONT)
+    assert "did not answer heartbeats" in d.logs()
+
+
+def test_model_crashing_at_load_is_marked_failed_and_others_serve(daemon_factory):
+    d = daemon_factory(models={"tp": {"chaos": True}, "other": {}})
+    with d.admin_client() as a, d.client(timeout=30) as c:
+        # A first load that crashes fails with the signal; the daemon lives on.
+        write_model(d.repo, "boom", crash_on_create=True)
+        with pytest.raises(CoalesceError) as e:
+            a.load_model("boom")
+        assert e.value.code == pb.INTERNAL and "SIGSEGV" in e.value.message, e.value
+        # tp crashes under a request; every restart then crashes at load.
+        write_model(d.repo, "tp", chaos=True, crash_on_create=True)
+        with pytest.raises(CoalesceError):
+            c.generate("tp", prompt="chaos:segv", seed=1, timeout_ms=20000)
+        m = wait_for(lambda: model(c, "tp").state == "failed" and model(c, "tp"), "tp to be marked failed")
+        assert "SIGSEGV" in m.failure and "while loading" in m.failure, m.failure
+        h = c.health()
+        assert h.ready and [(f.name, "SIGSEGV" in f.reason) for f in h.failed] == [("tp", True)]
+        with pytest.raises(CoalesceError) as e:
+            c.generate("tp", seed=1)
+        assert e.value.code == pb.UNAVAILABLE and "failed" in e.value.message
+        assert len(c.generate("other", seed=1).images) == 1
+        # A fixed model loads again.
+        write_model(d.repo, "tp", chaos=True)
+        assert a.load_model("tp").state == "serving"
+        assert len(c.generate("tp", seed=1).images) == 1
+        assert not c.health().failed
+
+
+def build_variant(out: Path, version: str, salt: int) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    so = out / "libTestPatternBackend.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", f'-DTP_VERSION="{version}"', f"-DTP_SALT={salt}",
+                    str(REPO / "Plugins/TestPattern/test_pattern.c"), "-o", str(so)], check=True)
+    return so
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_hot_swap_of_backend_code_under_load(daemon_factory, tmp_path):
+    """8 clients generate while a rebuilt plugin (another version string and pattern) is swapped
+    in every second (COALESCE_CODE_SWAP_SECONDS, default 6; 30 for the issue's full run):
+    0 failed requests, replies switch to the new code's pixels, old workers exit."""
+    variants = {"1.0.0": build_variant(tmp_path / "v1", "1.0.0", 0),
+                "2.0.0": build_variant(tmp_path / "v2", "2.0.0", 1)}
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    live = plugins / "libTestPatternBackend.so"
+
+    def install(version):  # a new file under the plugin's name, as `make install` would leave it
+        shutil.copy(variants[version], plugins / "incoming.so")
+        os.replace(plugins / "incoming.so", live)
+
+    install("1.0.0")
+    d = daemon_factory("--plugins", str(plugins), models={"tp": {"step_delay_ms": 2}})
+    duration = float(os.environ.get("COALESCE_CODE_SWAP_SECONDS", "6"))
+    stop, stats = threading.Event(), []
+    threads = load_clients(d, 8, ["tp"], stop, stats)
+    reference, pids, swaps = {}, set(), 0
+    with d.admin_client() as a, d.client() as c:
+        reference["1.0.0"] = c.generate("tp", seed=7).images[0]
+        pids.add(model(c, "tp").worker_pid)
+        t_end = time.monotonic() + duration
+        while time.monotonic() < t_end:
+            time.sleep(1.0)
+            version = "2.0.0" if swaps % 2 == 0 else "1.0.0"
+            install(version)
+            info = a.load_model("tp")
+            swaps += 1
+            assert info.backend_version == version and info.worker_pid not in pids
+            pids.add(info.worker_pid)
+            probe = c.generate("tp", seed=7).images[0]
+            reference.setdefault(version, probe)
+            assert probe == reference[version]
+    stop.set()
+    for t in threads:
+        t.join(60)
+    failed = [f for s in stats for f in s["failed"]]
+    sent, ok = sum(s["sent"] for s in stats), sum(s["ok"] for s in stats)
+    print(f"code hot swap: {sent} requests, {ok} replies, {swaps} swaps, {len(pids)} workers")
+    assert failed == [] and sent == ok and sent > 100
+    assert swaps >= duration - 1 and reference["1.0.0"] != reference["2.0.0"]
+    with d.client() as c:
+        current = model(c, "tp").worker_pid
+        wait_for(lambda: [w.pid for w in c.metrics().workers] == [current], "only the current worker to remain")
+    assert [p for p in pids if p != current and pid_alive(p)] == []
+
+
+def rss_mib(c: Client) -> tuple[float, float]:
+    m = c.metrics()
+    return m.daemon_rss_bytes / 2**20, sum(w.rss_bytes for w in m.workers) / 2**20
+
+
+@pytest.mark.skipif(not COALESCER_WEIGHTS.exists() or not (PLUGINS / "libCoalescerBackend.so").exists(),
+                    reason="needs the coalescer plugin and the committed weights")
+def test_unload_returns_the_worker_memory(daemon_factory):
+    """Daemon RSS and the sum of worker RSS before load, after load (and a request), after unload."""
+    d = daemon_factory(models={"coalescer": {"backend": "coalescer"}})
+    with d.admin_client() as a, d.client(timeout=60) as c:
+        first = model(c, "coalescer").worker_pid
+        a.unload_model("coalescer")  # start from a daemon with no model loaded
+        wait_for(lambda: not c.metrics().workers and not pid_alive(first), "the first worker to exit")
+        before = rss_mib(c)
+        a.load_model("coalescer")
+        c.generate("coalescer", prompt="ankle boot", seed=1, count=8)
+        pid = model(c, "coalescer").worker_pid
+        loaded = rss_mib(c)
+        a.unload_model("coalescer")
+        wait_for(lambda: not c.metrics().workers and not pid_alive(pid), "the worker to exit")
+        after = rss_mib(c)
+    print(f"RSS MiB (daemon, workers): before load {before[0]:.1f}, {before[1]:.1f}; "
+          f"after load {loaded[0]:.1f}, {loaded[1]:.1f}; after unload {after[0]:.1f}, {after[1]:.1f}")
+    assert before[1] == 0 and loaded[1] > 0 and after[1] == 0
+    assert after[0] < loaded[0] + 16  # the daemon did not take the model's memory
+
+
+@pytest.mark.skipif(not COALESCER_WEIGHTS.exists() or not (PLUGINS / "libCoalescerBackend.so").exists(),
+                    reason="needs the coalescer plugin and the committed weights")
+def test_same_bytes_in_process_and_in_a_worker(daemon_factory):
+    models = {"tp": {}, "coalescer": {"backend": "coalescer"}}
+    inproc = daemon_factory("--isolation", "in-process", models=models)
+    worker = daemon_factory(models=models)
+    with inproc.client(timeout=60) as a, worker.client(timeout=60) as b:
+        assert model(a, "tp").worker_pid == 0 and model(b, "tp").worker_pid > 0
+        for name, prompt in [("tp", "a shirt"), ("coalescer", "ankle boot"), ("coalescer", "")]:
+            for steps in (0, 1):
+                x = a.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
+                y = b.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
+                assert list(x.images) == list(y.images), (name, prompt, steps)

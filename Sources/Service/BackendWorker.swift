@@ -1,0 +1,138 @@
+// BackendWorker: the body of `coalesced worker`, a child process the daemon starts for one model
+// instance. It dlopens the plugin, creates the model, reports Ready, then runs the Generate calls
+// the daemon sends (each on its own thread) and answers heartbeats from its I/O thread.
+import CZMQ
+import Engine
+import Foundation
+
+/// One worker process: connects to the daemon's worker socket, loads, serves, exits.
+public enum BackendWorker {
+    public struct Options: Sendable {
+        public var endpoint: String
+        public var token: String
+        public var backend: String
+        public var model: String
+        public var modelDirectory: String
+        public var pluginDirectory: String
+        /// The daemon's pid: the worker exits when its parent changes (the daemon died).
+        public var parent: Int32
+
+        public init(endpoint: String, token: String, backend: String, model: String, modelDirectory: String,
+                    pluginDirectory: String, parent: Int32) {
+            self.endpoint = endpoint
+            self.token = token
+            self.backend = backend
+            self.model = model
+            self.modelDirectory = modelDirectory
+            self.pluginDirectory = pluginDirectory
+            self.parent = parent
+        }
+    }
+
+    /// A worker that hears nothing from the daemon for this long exits.
+    static let silenceLimit: Duration = .seconds(10)
+
+    /// Runs the worker. - Returns: the process exit status (0 after a shutdown, 1 on load failure
+    /// or a lost daemon).
+    public static func run(_ o: Options) -> Int32 {
+        guard let ctx = zmq_ctx_new() else { return 1 }
+        defer { zmq_ctx_term(ctx) }
+        guard let socket = zmq_socket(ctx, ZMQ_DEALER) else { return 1 }
+        var linger: Int32 = 2000
+        zmq_setsockopt(socket, ZMQ_LINGER, &linger, 4)
+        var hwm: Int32 = 0
+        zmq_setsockopt(socket, ZMQ_SNDHWM, &hwm, 4)
+        zmq_setsockopt(socket, ZMQ_RCVHWM, &hwm, 4)
+        let id = Array(o.token.utf8)
+        zmq_setsockopt(socket, ZMQ_ROUTING_ID, id, id.count)
+        defer { zmq_close(socket) }
+        guard zmq_connect(socket, o.endpoint) == 0 else { return 1 }
+        func send(_ m: FromWorker) {
+            let bytes = WorkerProtocol.encode(m)
+            _ = bytes.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, 0) }
+        }
+
+        let instance: InProcessInstance
+        let info: ModelInfo
+        do {
+            let launched = try InProcessLauncher().launch(backend: o.backend, model: o.model, directory: o.modelDirectory,
+                                                          pluginDirectory: o.pluginDirectory)
+            guard let i = launched as? InProcessInstance else { throw EngineError.internal("unexpected instance kind") }
+            instance = i
+            info = try JSONDecoder().decode(ModelInfo.self, from: Data(instance.describeJSON.utf8))
+        } catch let e as EngineError {
+            send(.loadFailed(e))
+            return 1
+        } catch {
+            send(.loadFailed(.internal("backend \(quoted(o.backend)) returned an invalid describe() JSON: \(error)")))
+            return 1
+        }
+        send(.ready(describeJSON: instance.describeJSON, backend: instance.backendName,
+                    version: instance.backendVersion, pid: getpid()))
+
+        // Calls run on their own threads; their messages reach the socket through the outbox.
+        let outbox: Outbox
+        do { outbox = try Outbox() } catch { return 1 }
+        let state = CallState()
+        var items = [zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
+                     zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0)]
+        var lastHeard = ContinuousClock.now
+        var shuttingDown = false
+        let route = ReplyRoute(endpoint: 0, envelope: [])
+        while true {
+            _ = zmq_poll(&items, 2, 100)
+            while true {
+                var msg = zmq_msg_t()
+                zmq_msg_init(&msg)
+                defer { zmq_msg_close(&msg) }
+                guard zmq_msg_recv(&msg, socket, ZMQ_DONTWAIT) >= 0 else { break }
+                lastHeard = .now
+                let bytes = zmq_msg_data(&msg).map { Array(UnsafeRawBufferPointer(start: $0, count: zmq_msg_size(&msg))) } ?? []
+                switch WorkerProtocol.decodeToWorker(bytes) {
+                case .generate(let call, let requests, let imageBytes, let threads):
+                    state.begin(call)
+                    let t = Thread {
+                        let results = instance.generate(requests, imageBytes: imageBytes > 0 ? imageBytes : info.imageBytes,
+                                                        threads: threads, deadline: nil) { step, total in
+                            outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))
+                            return !state.isCancelled(call)
+                        }
+                        var pixels: [UInt8] = []
+                        var failure: EngineError?
+                        for r in results {
+                            switch r {
+                            case .success(let px): pixels += px
+                            case .failure(let e): failure = failure ?? e
+                            }
+                        }
+                        outbox.push(route, WorkerProtocol.encode(failure.map { .error(call: call, $0) } ?? .pixels(call: call, pixels)))
+                        state.end(call)
+                    }
+                    t.name = "coalesced-worker-call"
+                    t.start()
+                case .cancel(let call): state.cancel(call)
+                case .ping: send(.pong)
+                case .shutdown: shuttingDown = true
+                case nil: break  // not from our daemon's code: ignore
+                }
+            }
+            for (_, bytes) in outbox.takeAll() {
+                _ = bytes.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, 0) }
+            }
+            if shuttingDown && state.running == 0 && outbox.isEmpty { return 0 }
+            if getppid() != o.parent || ContinuousClock.now - lastHeard > silenceLimit { return 1 }
+        }
+    }
+}
+
+/// Running calls and their cancel flags, shared by the I/O thread and the call threads.
+private final class CallState: @unchecked Sendable {
+    private let lock = Lock()
+    private var calls: [UInt64: Bool] = [:]   // call -> cancelled
+
+    func begin(_ call: UInt64) { lock.withLock { calls[call] = false } }
+    func end(_ call: UInt64) { lock.withLock { _ = calls.removeValue(forKey: call) } }
+    func cancel(_ call: UInt64) { lock.withLock { if calls[call] != nil { calls[call] = true } } }
+    func isCancelled(_ call: UInt64) -> Bool { lock.withLock { calls[call] ?? true } }
+    var running: Int { lock.withLock { calls.count } }
+}

@@ -1,0 +1,417 @@
+// WorkerHub: the daemon's side of backend isolation. It starts `coalesced worker` processes,
+// owns the private ZeroMQ socket they connect to, answers for their heartbeats, reaps them and
+// restarts the ones that die. A `BackendLauncher`: the Engine asks it for model instances.
+import CZMQ
+import Engine
+import Foundation
+import Logging
+
+/// Starts and supervises backend worker processes (one per model instance).
+///
+/// One I/O thread owns the ROUTER socket (ipc, in a private 0700 directory); workers connect
+/// with a DEALER named by a random token, and messages from any other name are dropped. Calls
+/// (`WorkerInstance.generate`) hand messages to the I/O thread through an outbox and wait for
+/// their events under `cond`.
+public final class WorkerHub: BackendLauncher, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// The `coalesced` binary to run as `coalesced worker ...` (default: this executable).
+        public var executable: String
+        /// How often the hub pings each ready worker.
+        public var heartbeatInterval: Duration
+        /// A ready worker silent this long is killed (SIGKILL) and restarted.
+        public var heartbeatTimeout: Duration
+        /// Longest a worker may take from start to Ready.
+        public var loadTimeout: Duration
+        /// A call still running this long after its deadline (it was cancelled at the deadline) is
+        /// abandoned and its worker killed and restarted.
+        public var hangGrace: Duration
+        /// Workers that die before Ready this many times in a row mark the model failed.
+        public var maxLoadFailures: Int
+        /// Restart delay after a crash: doubles per crash in the last minute, up to the max.
+        public var restartBackoff: Duration
+        public var restartBackoffMax: Duration
+        /// Compute threads hint passed with every call (Engine's `threads`); unused here.
+        public init(executable: String = WorkerHub.currentExecutable(), heartbeatInterval: Duration = .milliseconds(250),
+                    heartbeatTimeout: Duration = .seconds(3), loadTimeout: Duration = .seconds(120),
+                    hangGrace: Duration = .seconds(2), maxLoadFailures: Int = 3,
+                    restartBackoff: Duration = .milliseconds(100), restartBackoffMax: Duration = .seconds(5)) {
+            self.executable = executable
+            self.heartbeatInterval = heartbeatInterval
+            self.heartbeatTimeout = heartbeatTimeout
+            self.loadTimeout = loadTimeout
+            self.hangGrace = hangGrace
+            self.maxLoadFailures = maxLoadFailures
+            self.restartBackoff = restartBackoff
+            self.restartBackoffMax = restartBackoffMax
+        }
+    }
+
+    public let configuration: Configuration
+    let logger: Logger
+    /// Guards every process's and instance's mutable state; waiters wait on it.
+    let cond = NSCondition()
+    private let outbox: Outbox
+    private let directory: String
+    let endpoint: String
+    private var context: UnsafeMutableRawPointer?
+    private var socket: UnsafeMutableRawPointer?
+    private var thread: Thread?
+    private var stopping = false                    // guarded by cond
+    private var processes: [String: WorkerProcess] = [:]  // token -> live process, guarded by cond
+    private var restarts: [(at: ContinuousClock.Instant, instance: Weak)] = []  // guarded by cond
+    private var nextCall: UInt64 = 0
+
+    /// The path of this executable (/proc/self/exe resolved).
+    public static func currentExecutable() -> String {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    }
+
+    /// Binds the worker socket and starts the I/O thread.
+    public init(configuration: Configuration = Configuration(), logger: Logger = Logger(label: "coalesced.workers")) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.outbox = try Outbox()
+        var template = Array("/tmp/coalesced-workers-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { throw ServiceError.system(call: "mkdtemp", errno: errno) }
+        directory = String(cString: dir)
+        endpoint = "ipc://\(directory)/workers.ipc"
+        guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
+        context = ctx
+        guard let s = zmq_socket(ctx, ZMQ_ROUTER) else { throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno()) }
+        socket = s
+        var zero: Int32 = 0, one: Int32 = 1
+        zmq_setsockopt(s, ZMQ_LINGER, &zero, 4)
+        zmq_setsockopt(s, ZMQ_SNDHWM, &zero, 4)
+        zmq_setsockopt(s, ZMQ_RCVHWM, &zero, 4)
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, 4)
+        try zmqCall("zmq_bind(\(endpoint))") { zmq_bind(s, endpoint) }
+        let t = Thread { [self] in ioLoop() }
+        t.name = "coalesced-workers-io"
+        thread = t
+        t.start()
+    }
+
+    /// Stops every worker (shutdown, then SIGKILL after `grace`) and the I/O thread.
+    public func stop(grace: Duration = .seconds(2)) {
+        cond.lock()
+        let live = Array(processes.values)
+        for p in live { retire(p) }
+        cond.unlock()
+        let until = ContinuousClock.now + grace
+        while ContinuousClock.now < until {
+            cond.lock()
+            let n = processes.count
+            cond.unlock()
+            if n == 0 { break }
+            usleep(10_000)
+        }
+        cond.lock()
+        for p in processes.values { Glibc.kill(p.pid, SIGKILL) }
+        stopping = true
+        cond.unlock()
+        outbox.wake()
+        while thread?.isFinished == false { usleep(5_000) }
+        for p in live where p.status == nil { var st: Int32 = 0; waitpid(p.pid, &st, 0) }
+        if let socket { zmq_close(socket) }
+        if let context { zmq_ctx_term(context) }
+        socket = nil
+        context = nil
+        unlink(directory + "/workers.ipc")
+        rmdir(directory)
+    }
+
+    // MARK: - BackendLauncher
+
+    public func launch(backend: String, model: String, directory: String, pluginDirectory: String) throws -> BackendInstance {
+        let spec = WorkerSpec(backend: backend, model: model, directory: directory, pluginDirectory: pluginDirectory)
+        let p = try spawn(spec)
+        cond.lock()
+        let until = ContinuousClock.now + configuration.loadTimeout
+        while p.ready == nil && p.loadError == nil && p.status == nil && ContinuousClock.now < until {
+            _ = cond.wait(until: Date().addingTimeInterval(0.05))
+        }
+        let ready = p.ready, loadError = p.loadError, death = p.deathReason
+        cond.unlock()
+        guard let ready else {
+            Glibc.kill(p.pid, SIGKILL)
+            if let loadError { throw loadError }
+            throw EngineError.internal("model \(quoted(model)): worker " + (death ?? "(pid \(p.pid)) did not report ready within \(seconds(configuration.loadTimeout)) s"))
+        }
+        let instance = WorkerInstance(hub: self, spec: spec, process: p, ready: ready)
+        cond.lock()
+        p.owner = instance
+        cond.unlock()
+        return instance
+    }
+
+    // MARK: - Used by WorkerInstance
+
+    /// Starts a worker process for `spec` (not yet owned).
+    func spawn(_ spec: WorkerSpec) throws -> WorkerProcess {
+        let token = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let args = [configuration.executable, "worker", "--endpoint", endpoint, "--token", token,
+                    "--backend", spec.backend, "--model", spec.model, "--model-dir", spec.directory,
+                    "--plugins", spec.pluginDirectory, "--parent", String(getpid())]
+        var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { for a in cArgs { free(a) } }
+        // The daemon ignores SIGTERM/SIGINT (it handles them with Dispatch); a worker starts with
+        // every signal at its default and none blocked.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var all = sigset_t(), none = sigset_t()
+        sigfillset(&all)
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, configuration.executable, nil, &attr, &cArgs, environ)
+        guard rc == 0 else {
+            throw EngineError.internal("model \(quoted(spec.model)): cannot start a worker (posix_spawn \(quoted(configuration.executable)): \(String(cString: strerror(rc))))")
+        }
+        let p = WorkerProcess(pid: pid, token: token, spec: spec)
+        cond.lock()
+        processes[token] = p
+        cond.unlock()
+        logger.info("worker started", metadata: ["model": "\(spec.model)", "pid": "\(pid)"])
+        return p
+    }
+
+    func send(_ p: WorkerProcess, _ m: ToWorker) {
+        outbox.push(ReplyRoute(endpoint: 0, envelope: [Array(p.token.utf8)]), WorkerProtocol.encode(m))
+    }
+
+    func newCallID() -> UInt64 {
+        // Under cond.
+        nextCall &+= 1
+        return nextCall
+    }
+
+    /// Schedules `instance.respawn()` at `at` (under cond).
+    func scheduleRestart(_ instance: WorkerInstance, at: ContinuousClock.Instant) {
+        restarts.append((at, Weak(instance)))
+        outbox.wake()
+    }
+
+    /// Kills a worker (SIGKILL); its death is handled like a crash, with `reason`.
+    func kill(_ p: WorkerProcess, reason: String) {
+        cond.lock()
+        if p.killReason == nil { p.killReason = reason }
+        cond.unlock()
+        logger.warning("killing worker", metadata: ["model": "\(p.spec.model)", "pid": "\(p.pid)", "reason": "\(reason)"])
+        Glibc.kill(p.pid, SIGKILL)
+    }
+
+    /// Asks a worker to exit once its calls are done; SIGKILL after 10 s (under cond or not).
+    func retire(_ p: WorkerProcess) {
+        send(p, .shutdown)
+        p.retireDeadline = .now + .seconds(10)
+    }
+
+    /// Every live worker process, for Metrics.
+    public func stats() -> [WorkerStat] {
+        cond.lock()
+        let live = Array(processes.values)
+        cond.unlock()
+        return live.map { p in
+            WorkerStat(model: p.spec.model, pid: p.pid, rssBytes: residentBytes(pid: p.pid),
+                       state: p.retireDeadline != nil ? "draining" : p.ready == nil ? "starting" : "serving")
+        }.sorted { ($0.model, $0.pid) < ($1.model, $1.pid) }
+    }
+
+    // MARK: - I/O thread
+
+    private func ioLoop() {
+        guard let socket else { return }
+        var items = [zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
+                     zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0)]
+        var nextPing = ContinuousClock.now
+        while true {
+            _ = zmq_poll(&items, 2, 20)
+            receiveAll(socket)
+            for (route, bytes) in outbox.takeAll() {
+                guard let token = route.envelope.first else { continue }
+                let ok = token.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) } >= 0
+                if ok { _ = bytes.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, ZMQ_DONTWAIT) } }
+            }
+            let now = ContinuousClock.now
+            var keep: [WorkerInstance] = []   // released after the lock, never under it
+            cond.lock()
+            if stopping { cond.unlock(); return }
+            if now >= nextPing {
+                nextPing = now + configuration.heartbeatInterval
+                for p in processes.values where p.ready != nil && p.status == nil {
+                    send(p, .ping)
+                    if now - p.lastPong > configuration.heartbeatTimeout && p.killReason == nil && p.retireDeadline == nil {
+                        p.killReason = "did not answer heartbeats for \(seconds(now - p.lastPong)) s"
+                        logger.warning("killing worker", metadata: ["model": "\(p.spec.model)", "pid": "\(p.pid)",
+                                                                    "reason": "\(p.killReason ?? "")"])
+                        Glibc.kill(p.pid, SIGKILL)
+                    }
+                }
+            }
+            for p in Array(processes.values) {
+                if let d = p.retireDeadline, now > d, p.status == nil { Glibc.kill(p.pid, SIGKILL) }
+                var st: Int32 = 0
+                let r = waitpid(p.pid, &st, WNOHANG)
+                guard r == p.pid || (r < 0 && errno == ECHILD) else { continue }
+                p.status = r == p.pid ? st : 0
+                processes.removeValue(forKey: p.token)
+                let reason = describeExit(p, status: p.status ?? 0)
+                p.deathReason = reason
+                for call in p.calls.keys { p.calls[call, default: []].append(.died(reason)) }
+                if p.retireDeadline != nil {
+                    logger.info("worker exited", metadata: ["model": "\(p.spec.model)", "pid": "\(p.pid)", "how": "\(reason)"])
+                } else {
+                    logger.error("worker died", metadata: ["model": "\(p.spec.model)", "pid": "\(p.pid)", "how": "\(reason)"])
+                    if let owner = p.owner { keep.append(owner); owner.workerDied(p, reason: reason) }
+                }
+                cond.broadcast()
+            }
+            var due: [WorkerInstance] = []
+            restarts.removeAll { entry in
+                guard entry.at <= now else { return false }
+                if let i = entry.instance.value { due.append(i) }
+                return true
+            }
+            cond.unlock()
+            for i in due { i.respawn() }
+            keep.removeAll()
+            due.removeAll()
+        }
+    }
+
+    private func receiveAll(_ socket: UnsafeMutableRawPointer) {
+        while true {
+            var frames: [[UInt8]] = []
+            var more = true
+            while more {
+                var msg = zmq_msg_t()
+                zmq_msg_init(&msg)
+                if zmq_msg_recv(&msg, socket, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
+                    zmq_msg_close(&msg)
+                    if frames.isEmpty { return }
+                    break
+                }
+                if frames.count < 3, let d = zmq_msg_data(&msg) {
+                    frames.append(Array(UnsafeRawBufferPointer(start: d, count: zmq_msg_size(&msg))))
+                } else if frames.count < 3 {
+                    frames.append([])
+                }
+                more = zmq_msg_more(&msg) != 0
+                zmq_msg_close(&msg)
+            }
+            guard frames.count == 2 else { continue }
+            let token = String(decoding: frames[0], as: UTF8.self)
+            let event = frames[1].withUnsafeBytes { WorkerProtocol.decodeFromWorker($0) }
+            // An instance retained here is released after the lock: its deinit takes the lock.
+            var owner: WorkerInstance?
+            defer { withExtendedLifetime(owner) {} }
+            cond.lock()
+            defer { cond.unlock() }
+            guard let p = processes[token] else { continue }  // not one of ours (or already gone)
+            p.lastPong = .now
+            switch event {
+            case .ready(let json, let backend, let version, _):
+                p.ready = WorkerReady(describeJSON: json, backend: backend, version: version)
+                owner = p.owner
+                owner?.workerReady(p)
+            case .loadFailed(let e): p.loadError = e
+            case .progress(let call, let step, let total): p.calls[call]?.append(.progress(step, total))
+            case .pixels(let call, let px): p.calls[call]?.append(.pixels(px))
+            case .error(let call, let e): p.calls[call]?.append(.error(e))
+            case .pong: break
+            case nil:
+                logger.error("worker sent an undecodable message; killing it", metadata: ["pid": "\(p.pid)"])
+                p.killReason = "sent an undecodable message"
+                Glibc.kill(p.pid, SIGKILL)
+            }
+            cond.broadcast()
+        }
+    }
+
+    private func describeExit(_ p: WorkerProcess, status st: Int32) -> String {
+        let how: String
+        if st & 0x7f == 0 {
+            how = "exited with status \((st >> 8) & 0xff)"
+        } else {
+            let sig = st & 0x7f
+            how = "was killed by signal \(sig) (\(signalName(sig)))"
+        }
+        return "(pid \(p.pid)) \(how)" + (p.killReason.map { " after it \($0)" } ?? "")
+    }
+}
+
+/// One live worker process as the hub sees it.
+public struct WorkerStat: Sendable, Equatable {
+    public var model: String
+    public var pid: Int32
+    public var rssBytes: UInt64
+    /// "starting", "serving" or "draining" (replaced or unloaded; exits when its calls end).
+    public var state: String
+}
+
+/// What a worker was asked to load.
+struct WorkerSpec: Sendable {
+    var backend: String
+    var model: String
+    var directory: String
+    var pluginDirectory: String
+}
+
+struct WorkerReady: Sendable {
+    var describeJSON: String
+    var backend: String
+    var version: String
+}
+
+/// An event for a waiting call.
+enum CallEvent {
+    case progress(Int, Int)
+    case pixels([UInt8])
+    case error(EngineError)
+    case died(String)
+}
+
+/// A worker process. Mutable state is guarded by the hub's `cond`.
+final class WorkerProcess: @unchecked Sendable {
+    let pid: pid_t
+    let token: String
+    let spec: WorkerSpec
+    weak var owner: WorkerInstance?
+    var ready: WorkerReady?
+    var loadError: EngineError?
+    var status: Int32?            // wait status once reaped
+    var deathReason: String?
+    var killReason: String?
+    var retireDeadline: ContinuousClock.Instant?
+    var lastPong = ContinuousClock.now
+    var calls: [UInt64: [CallEvent]] = [:]
+
+    init(pid: pid_t, token: String, spec: WorkerSpec) {
+        self.pid = pid
+        self.token = token
+        self.spec = spec
+    }
+}
+
+final class Weak: @unchecked Sendable {
+    weak var value: WorkerInstance?
+    init(_ v: WorkerInstance) { value = v }
+}
+
+/// Resident memory of a process in bytes (/proc/<pid>/statm), 0 when unreadable.
+public func residentBytes(pid: Int32) -> UInt64 {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8) else { return 0 }
+    let fields = s.split(separator: " ")
+    guard fields.count > 1, let pages = UInt64(fields[1]) else { return 0 }
+    return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+func signalName(_ s: Int32) -> String {
+    let names: [Int32: String] = [SIGSEGV: "SIGSEGV", SIGABRT: "SIGABRT", SIGKILL: "SIGKILL", SIGBUS: "SIGBUS",
+                                  SIGFPE: "SIGFPE", SIGILL: "SIGILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT",
+                                  SIGTRAP: "SIGTRAP", SIGPIPE: "SIGPIPE"]
+    return names[s] ?? "signal \(s)"
+}
