@@ -176,9 +176,8 @@ public enum DistillationTrainer {
             let w = guided ? o.guidanceRange.lowerBound + rng.nextFloat() * (o.guidanceRange.upperBound - o.guidanceRange.lowerBound) : 1
             let k = rng.nextInt(below: phase.student)
             let (t, t2) = studentGrid[k]
-            let (tMid, tEnd) = teacherGrid[2 * k]
-            precondition(tMid == teacherGrid[2 * k + 1].t && teacherGrid[2 * k].t == t && tEnd == teacherGrid[2 * k].prev
-                         && teacherGrid[2 * k + 1].prev == t2, "grids do not nest")
+            let (tStart, tMid) = teacherGrid[2 * k]
+            precondition(tStart == t && teacherGrid[2 * k + 1].t == tMid && teacherGrid[2 * k + 1].prev == t2, "grids do not nest")
             let (a, sg) = schedule.scales(t)
             var xt = [Float](repeating: 0, count: b * per)
             for i in 0..<(b * per) { xt[i] = a * x0[i] + sg * rng.nextNormal() }
