@@ -116,13 +116,15 @@ test-python-binding: install-test-prefix
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product LatentDiffusionBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product DistilledUnetBackend
 	rm -rf $(CZ_TEST_DIR)/py
 	$(PYTHON) -m pip install -q --no-deps --target $(CZ_TEST_DIR)/py ./Bindings/python
 	rm -rf Bindings/python/build
 	PYTHONPATH=$(CZ_TEST_DIR)/py COALESCE_PREFIX=$(CZ_TEST_PREFIX) COALESCED=$(CURDIR)/$(BUILD)/coalesced \
 	    COALESCE_CLI=$(CURDIR)/$(BUILD)/coalesce \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py \
-	    Bindings/python/tests/test_data_path.py
+	    Bindings/python/tests/test_data_path.py Bindings/python/tests/test_diffusion_backends.py
 
 # Many create/load/generate/free cycles under valgrind: no invalid access, nothing lost.
 test-leaks: install-test-prefix

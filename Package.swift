@@ -18,7 +18,7 @@ let package = Package(
         .library(name: "CoalescerBackend", type: .dynamic, targets: ["CoalescerBackend"]),
         .library(name: "TestPatternBackend", type: .dynamic, targets: ["TestPatternBackend"]),
         .library(name: "LatentDiffusionBackend", type: .dynamic, targets: ["LatentDiffusionBackend"]),
-        .library(name: "DistilledUNetBackend", type: .dynamic, targets: ["DistilledUNetBackend"]),
+        .library(name: "DistilledUnetBackend", type: .dynamic, targets: ["DistilledUnetBackend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -83,7 +83,7 @@ let package = Package(
                 linkerSettings: [pluginExports]),
         .target(name: "LatentDiffusionBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/LatentDiffusion",
                 linkerSettings: [pluginExports]),
-        .target(name: "DistilledUNetBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/DistilledUNet",
+        .target(name: "DistilledUnetBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/DistilledUNet",
                 linkerSettings: [pluginExports]),
         .target(name: "TestPatternBackend", dependencies: ["CCoalesceABI"], path: "Plugins/TestPattern",
                 linkerSettings: [pluginExports]),

@@ -17,6 +17,9 @@ public final class LatentDiffusionBackendModel: SwiftBackendModel {
         }
         if let s = try config.int("default_steps", in: 1...model.config.maxSteps) { model.config.defaultSteps = s }
         if let g = try config.number("default_guidance", in: 0...100) { model.config.defaultGuidance = Float(g) }
+        // Every face caps steps at 64 (CZ_MAX_STEPS); report what can actually be asked for.
+        model.config.maxSteps = min(model.config.maxSteps, 64)
+        model.config.defaultSteps = min(model.config.defaultSteps, model.config.maxSteps)
         model.prepareForInference()
         self.model = model
         let c = model.config

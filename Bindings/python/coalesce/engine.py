@@ -207,7 +207,7 @@ class Engine:
 
     # ---- generation ---------------------------------------------------------------------
     def generate(self, model: str, prompt: str = "", seed: int = 0, steps: int = 0,
-                 count: int = 1, guidance: float = 1.0,
+                 count: int = 1, guidance: float = 0.0,
                  progress: Optional[ProgressFn] = None, timeout_ms: int = 0) -> np.ndarray:
         """Generates ``count`` images; returns uint8 pixels shaped (count, H, W) for
         grayscale or (count, H, W, C). Image i uses seed + i.
@@ -281,7 +281,7 @@ def write_png_native(engine: Engine, path: str | os.PathLike, model: str, index:
     p.seed = int(kwargs.get("seed", 0))
     p.steps = int(kwargs.get("steps", 0))
     p.count = int(kwargs.get("count", 1))
-    p.guidance = float(kwargs.get("guidance", 1.0))
+    p.guidance = float(kwargs.get("guidance", 0.0))
     batch = ctypes.c_void_p()
     with engine._call() as h:
         engine._check(h, lib.cz_generate(h, ctypes.byref(p), ctypes.byref(batch)))

@@ -1,0 +1,152 @@
+"""The latent-diffusion teacher and the distilled-unet student through every face: the same
+request gives the same pixels from the CLI (in process), the daemon (ZeroMQ, worker process) and
+libcoalesce (Python binding); bad requests get INVALID_ARGUMENT with a message in each.
+
+Runs on the committed models (models/latent-diffusion, models/distilled-unet) with the plugins
+of the everyday build (`make test-python` sets COALESCE_CLI and COALESCED)."""
+import math
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import coalesce
+
+REPO = Path(__file__).resolve().parents[3]
+CLI = os.environ.get("COALESCE_CLI")
+COALESCED = os.environ.get("COALESCED")
+MODELS = ["latent-diffusion", "distilled-unet"]
+MODELS_ROOT = Path(os.environ.get("COALESCE_DIFFUSION_MODELS", REPO / "models"))
+
+pytestmark = pytest.mark.skipif(not CLI or not COALESCED, reason="needs COALESCE_CLI and COALESCED (`make test-python`)")
+
+
+def plugin_dir() -> Path:
+    return Path(CLI).parent
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A models directory with links to the committed diffusion models."""
+    r = tmp_path_factory.mktemp("models")
+    for m in MODELS:
+        src = MODELS_ROOT / m
+        if not (src / "config.json").exists():
+            pytest.skip(f"{src} is not a trained model")
+        (r / m).symlink_to(src)
+    return r
+
+
+@pytest.fixture(scope="module")
+def daemon(repo, tmp_path_factory):
+    from coalesce_client import Client, CoalesceError
+    tmp = tmp_path_factory.mktemp("daemon")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    log = open(tmp / "coalesced.log", "w+")
+    proc = subprocess.Popen([COALESCED, "--models", str(repo), "--plugins", str(plugin_dir()), "--endpoint", endpoint,
+                             "--admin-endpoint", f"ipc://{tmp}/admin.ipc"], stdout=log, stderr=subprocess.STDOUT)
+    client = Client(endpoint, timeout=60)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if client.health().ready:
+                break
+        except CoalesceError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "coalesced did not start"
+        time.sleep(0.2)
+    yield client
+    client.close()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def engine(repo):
+    with coalesce.Engine(plugin_dir=str(plugin_dir())) as eng:
+        for m in MODELS:
+            eng.load_model(m, repo / m)
+        yield eng
+
+
+def cli_generate(repo, tmp_path, model, prompt, seed, steps, count, guidance):
+    out = tmp_path / f"cli-{model}-{seed}-{steps}"
+    subprocess.run([CLI, "generate", "--model", model, "--models-dir", str(repo), "--prompt", prompt, "--seed", str(seed),
+                    "--steps", "default" if steps == 0 else str(steps), "--guidance", str(guidance),
+                    "--count", str(count), "--out", str(out)], check=True, capture_output=True)
+    return np.stack([coalesce.read_png(out / f"{i:05d}.png") for i in range(count)])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_same_pixels_from_cli_daemon_and_library(model, repo, engine, daemon, tmp_path):
+    cases = [("ankle boot", 42, 4, 3, 0.0), ("", 7, 2, 2, 0.0), ("a pair of trousers", 2**63 + 5, 3, 2, 2.5)]
+    if model == "distilled-unet":
+        cases.append(("sneaker", 11, 0, 2, 0.0))  # its default: 8 steps
+    for prompt, seed, steps, count, guidance in cases:
+        lib = engine.generate(model, prompt=prompt, seed=seed, steps=steps, count=count, guidance=guidance)
+        remote = daemon.generate(model, prompt=prompt, seed=seed, steps=steps, count=count, guidance=guidance,
+                                 format="raw").array()
+        cli = cli_generate(repo, tmp_path, model, prompt, seed, steps, count, guidance)
+        np.testing.assert_array_equal(remote, lib)
+        np.testing.assert_array_equal(cli, lib)
+        # Batch independence: the second image alone equals the second of the batch.
+        one = engine.generate(model, prompt=prompt, seed=seed + 1, steps=steps, count=1, guidance=guidance)
+        np.testing.assert_array_equal(one[0], lib[1])
+
+
+def test_describe_reports_guidance_and_steps(engine):
+    teacher = engine.model_info("latent-diffusion")
+    student = engine.model_info("distilled-unet")
+    assert teacher.supports_guidance and student.supports_guidance
+    assert teacher.default_steps == 50 and student.default_steps == 8
+    assert teacher.max_steps == 64
+
+
+BAD = [
+    (dict(steps=65), "steps"),
+    (dict(guidance=-1.0), "guidance"),
+    (dict(guidance=float("nan")), "guidance"),
+    (dict(guidance=1000.0), "guidance"),
+    (dict(count=10**6), "count"),
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("kwargs, pattern", BAD)
+def test_bad_requests_are_invalid_argument_everywhere(model, kwargs, pattern, engine, daemon, repo, tmp_path):
+    from coalesce_client import CoalesceError
+    with pytest.raises(coalesce.InvalidArgumentError, match=pattern):
+        engine.generate(model, **{"steps": 2, **kwargs})
+    with pytest.raises(CoalesceError, match=pattern) as e:
+        daemon.generate(model, **{"steps": 2, **kwargs})
+    assert e.value.name == "INVALID_ARGUMENT", e.value
+    args = [CLI, "generate", "--model", model, "--models-dir", str(repo), "--out", str(tmp_path / "bad"),
+            "--steps", str(kwargs.get("steps", 2)), "--count", str(kwargs.get("count", 1))]
+    if "guidance" in kwargs:
+        args += [f"--guidance={kwargs['guidance']}"]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode != 0 and pattern in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+
+
+def test_cancel_at_the_next_step(engine):
+    seen = []
+
+    def progress(step, total):
+        seen.append((step, total))
+        return step < 3
+
+    with pytest.raises(coalesce.CancelledError):
+        engine.generate("latent-diffusion", prompt="bag", steps=20, count=2, progress=progress)
+    assert seen[-1][0] == 3 and seen[0] == (1, 20)
