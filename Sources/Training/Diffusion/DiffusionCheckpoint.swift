@@ -8,7 +8,8 @@ import Tensor
 /// same command continues from the last checkpoint; per-step randomness is derived from
 /// (seed, step), so the continued run draws what the uninterrupted one would have.
 public struct DiffusionCheckpoint {
-    public static func save(path: String, net: Layer, ema: EMA, optimizer: AdamW, step: Int, phase: String) throws {
+    /// `elapsed`: training seconds so far (a resumed run adds its own to it).
+    public static func save(path: String, net: Layer, ema: EMA, optimizer: AdamW, step: Int, phase: String, elapsed: Double = 0) throws {
         var tensors: [String: Tensor] = [:]
         for (k, p) in net.namedParameters { tensors["net." + k] = p }
         for ((k, _), s) in zip(net.namedParameters, ema.shadow) { tensors["ema." + k] = s }
@@ -16,15 +17,16 @@ public struct DiffusionCheckpoint {
         for (i, (m, v)) in zip(st.m, st.v).enumerated() {
             tensors["adam.m.\(i)"] = m; tensors["adam.v.\(i)"] = v
         }
-        let meta = ["step": String(step), "adam_step": String(st.step), "phase": phase, "ema_updates": String(ema.updates)]
+        let meta = ["step": String(step), "adam_step": String(st.step), "phase": phase, "ema_updates": String(ema.updates),
+                    "elapsed_seconds": String(format: "%.1f", elapsed)]
         let tmp = path + ".tmp"
         try SafeTensors(tensors: tensors, metadata: meta).write(path: tmp)
         guard rename(tmp, path) == 0 else { throw TrainingError.invalidData("cannot rename \(tmp) to \(path)") }
     }
 
-    /// Loads a checkpoint into `net`, `ema` and `optimizer`; returns (step, phase), or nil if
-    /// there is no file at `path`.
-    public static func load(path: String, net: Layer, ema: EMA, optimizer: AdamW) throws -> (step: Int, phase: String)? {
+    /// Loads a checkpoint into `net`, `ema` and `optimizer`; returns (step, phase, elapsed
+    /// seconds), or nil if there is no file at `path`.
+    public static func load(path: String, net: Layer, ema: EMA, optimizer: AdamW) throws -> (step: Int, phase: String, elapsed: Double)? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         let st = try SafeTensors.read(path: path)
         var all: [String: Tensor] = [:]
@@ -46,7 +48,7 @@ public struct DiffusionCheckpoint {
         }
         try optimizer.restoreState(step: adamStep, m: m, v: v)
         ema.restoreUpdates(meta["ema_updates"].flatMap(Int.init) ?? step)
-        return (step, meta["phase"] ?? "")
+        return (step, meta["phase"] ?? "", meta["elapsed_seconds"].flatMap(Double.init) ?? 0)
     }
 }
 

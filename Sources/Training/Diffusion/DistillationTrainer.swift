@@ -94,6 +94,7 @@ public enum DistillationTrainer {
                    phases.map { "\($0.teacher)->\($0.student)" }.joined(separator: ", "), o.stepsPerPhase, o.batchSize,
                    o.learningRate, o.guidedFraction, o.guidanceRange.lowerBound, o.guidanceRange.upperBound))
 
+        let prep = Date().timeIntervalSince(t0)
         // Resume: a finished phase leaves its student in phase-N.safetensors.
         func phaseFile(_ i: Int) -> String { o.outputDirectory + "/phase-\(i).safetensors" }
         var firstPhase = 0
@@ -112,11 +113,14 @@ public enum DistillationTrainer {
             return copy
         }
         var teacher = firstPhase == 0 ? original : try frozenCopy()
+        var phaseSeconds = firstPhase == 0 ? 0.0
+            : (try SafeTensors.read(path: phaseFile(firstPhase - 1)).metadata["seconds"]).flatMap(Double.init) ?? 0
         for pi in firstPhase..<phases.count {
             let phase = phases[pi]
             let report = try runPhase(teacher: teacher, student: student, data: data, phase: phase, index: pi, options: o, say: say)
             say("phase \(pi + 1) (\(phase.teacher) -> \(phase.student) steps): \(report)")
-            try SafeTensors(tensors: student.unet.stateDict()).write(path: phaseFile(pi))
+            phaseSeconds += report.seconds
+            try SafeTensors(tensors: student.unet.stateDict(), metadata: ["seconds": String(format: "%.1f", phaseSeconds)]).write(path: phaseFile(pi))
             try LatentDiffusionTrainer.writeSampleGrid(model: student, steps: phase.student, guidance: config.defaultGuidance,
                                                        path: o.outputDirectory + "/samples-\(phase.student)-steps.png")
             // The next phase's teacher is a frozen copy of this student.
@@ -126,7 +130,12 @@ public enum DistillationTrainer {
         try LatentDiffusionTrainer.writeModelConfig(o.outputDirectory, backend: "distilled-unet", weights: "distilled-unet.safetensors")
         try? FileManager.default.removeItem(atPath: o.outputDirectory + "/checkpoint.safetensors")
         for pi in phases.indices { try? FileManager.default.removeItem(atPath: phaseFile(pi)) }
-        say("distilled-unet: total \(Int(Date().timeIntervalSince(t0)))s; wrote \(o.outputDirectory)/distilled-unet.safetensors, config.json")
+        // Training time: this run's data preparation and every phase's steps (resumed phases
+        // count the time before them).
+        let total = prep + phaseSeconds
+        try LatentDiffusionTrainer.writeTrainingJSON(o.outputDirectory, seconds: total, steps: phases.count * o.stepsPerPhase)
+        say("distilled-unet: wrote \(o.outputDirectory)/distilled-unet.safetensors, config.json")
+        say("total \(Int(total))s")
         try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
         return student
     }
@@ -149,10 +158,12 @@ public enum DistillationTrainer {
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         let phaseName = "phase-\(index)"
         var start = 0
+        var before = 0.0
         if FileManager.default.fileExists(atPath: ckpt) {
             let meta = try SafeTensors.read(path: ckpt).metadata
-            if meta["phase"] == phaseName, let (step, _) = try DiffusionCheckpoint.load(path: ckpt, net: student.unet, ema: ema, optimizer: opt) {
+            if meta["phase"] == phaseName, let (step, _, elapsed) = try DiffusionCheckpoint.load(path: ckpt, net: student.unet, ema: ema, optimizer: opt) {
                 start = step
+                before = elapsed
                 say("resuming \(phaseName) from \(ckpt) at step \(step)")
             }
         }
@@ -224,11 +235,12 @@ public enum DistillationTrainer {
             step += 1
             progress.update(step: step, loss: lossAvg)
             if step % o.checkpointEvery == 0 && step < o.stepsPerPhase {
-                try DiffusionCheckpoint.save(path: ckpt, net: student.unet, ema: ema, optimizer: opt, step: step, phase: phaseName)
+                try DiffusionCheckpoint.save(path: ckpt, net: student.unet, ema: ema, optimizer: opt, step: step, phase: phaseName,
+                                             elapsed: before + Date().timeIntervalSince(t0))
             }
         }
         ema.copy(into: params)
-        return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: Date().timeIntervalSince(t0),
+        return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: before + Date().timeIntervalSince(t0),
                                        finalLoss: lossAvg, parameters: student.unet.parameterCount)
     }
 }

@@ -91,12 +91,18 @@ public enum LatentDiffusionTrainer {
                                            autoencoder: model.autoencoder, textEncoder: model.textEncoder)
         say("latents: \(data.count) x \(data.latentSize); UNet \(model.unet.parameterCount) parameters, channels \(config.unet.channels), attention \(config.unet.attentionLevels)")
 
+        let prep = Date().timeIntervalSince(t0)
         let report = try runDenoiserTraining(model: model, data: data, options: o, say: say)
         model.config.classNames = data.classNames
         try model.save(path: o.outputDirectory + "/latent-diffusion.safetensors")
         try writeModelConfig(o.outputDirectory, backend: "latent-diffusion", weights: "latent-diffusion.safetensors")
         try writeSampleGrid(model: model, steps: 50, guidance: o.defaultGuidance, path: o.outputDirectory + "/samples.png")
-        say("teacher: \(report); total \(Int(Date().timeIntervalSince(t0)))s")
+        say("teacher: \(report)")
+        // Training time: data preparation of this run + every run's denoiser steps (a resumed
+        // run counts the time before it from the checkpoint).
+        let total = prep + report.seconds
+        say("total \(Int(total))s")
+        try writeTrainingJSON(o.outputDirectory, seconds: total, steps: report.steps)
         say("wrote \(o.outputDirectory)/latent-diffusion.safetensors, config.json, samples.png (50 steps, guidance \(o.defaultGuidance))")
         try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
         return model
@@ -112,9 +118,11 @@ public enum LatentDiffusionTrainer {
         let ema = EMA(parameters: params, decay: o.emaDecay)
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         var start = 0
-        if let (step, _) = try DiffusionCheckpoint.load(path: ckpt, net: model.unet, ema: ema, optimizer: opt) {
+        var before = 0.0
+        if let (step, _, elapsed) = try DiffusionCheckpoint.load(path: ckpt, net: model.unet, ema: ema, optimizer: opt) {
             start = step
-            say("resuming from \(ckpt) at step \(step)")
+            before = elapsed
+            say("resuming from \(ckpt) at step \(step) (\(Int(elapsed))s of training before)")
         }
         let sched = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps)
         let schedule = model.schedule
@@ -153,7 +161,8 @@ public enum LatentDiffusionTrainer {
             step += 1
             progress.update(step: step, loss: lossAvg)
             if step % o.checkpointEvery == 0 || step == o.steps {
-                try DiffusionCheckpoint.save(path: ckpt, net: model.unet, ema: ema, optimizer: opt, step: step, phase: "teacher")
+                try DiffusionCheckpoint.save(path: ckpt, net: model.unet, ema: ema, optimizer: opt, step: step, phase: "teacher",
+                                             elapsed: before + Date().timeIntervalSince(t0))
             }
             if o.sampleEvery > 0, step % o.sampleEvery == 0 {
                 try ema.withAveraged(params) {
@@ -164,8 +173,14 @@ public enum LatentDiffusionTrainer {
             }
         }
         ema.copy(into: params)
-        return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: Date().timeIntervalSince(t0),
+        return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: before + Date().timeIntervalSince(t0),
                                        finalLoss: lossAvg, parameters: model.unet.parameterCount)
+    }
+
+    /// `training.json`: {"seconds": wall-clock training time, "steps": optimiser steps}.
+    static func writeTrainingJSON(_ dir: String, seconds: Double, steps: Int) throws {
+        try String(format: "{\"seconds\": %.0f, \"steps\": %d}\n", seconds, steps)
+            .write(toFile: dir + "/training.json", atomically: true, encoding: .utf8)
     }
 
     /// `config.json` of a servable model directory.
