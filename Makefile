@@ -32,13 +32,18 @@ DEMO_OUT ?= out/demo
 demo: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product LatentDiffusionBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product DistilledUnetBackend
 	$(BUILD)/coalesce info
 	mkdir -p $(DEMO_OUT)
 	$(BUILD)/coalesce generate --model coalescer --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes.png
 	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --steps 2 --seed 1 --count 16 \
 	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
 	$(BUILD)/coalesce generate --model coalescer-v2 --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v2.png
-	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png and $(DEMO_OUT)/ankle-boot.png"
+	$(BUILD)/coalesce generate --model distilled-unet --steps 8 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
+	$(BUILD)/coalesce generate --model latent-diffusion --steps 50 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-latent-diffusion.png
+	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png, $(DEMO_OUT)/ankle-boot.png,"
+	@echo "      $(DEMO_OUT)/classes-distilled-unet.png (8 steps) and $(DEMO_OUT)/classes-latent-diffusion.png (the 50-step teacher)"
 
 # Retrain the committed default models from scratch (recorded seeds; see models/README.md).
 models: deps

@@ -4,13 +4,17 @@
 #   2. models/autoencoder: the shared image autoencoder (encoder + decoder, then the decoder alone
 #      against a patch discriminator);
 #   3. models/coalescer-v2 on it: the residual net by regression on searched targets, then
-#      adversarial fine-tuning of the same net with a latent discriminator and classifier.
-# About 70-90 minutes on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
+#      adversarial fine-tuning of the same net with a latent discriminator and classifier;
+#   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG);
+#   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 steps into a smaller UNet.
+# About 3 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M="${1:-models}"
 swift build -c release --product coalesce
 swift build -c release --product CoalescerBackend
+swift build -c release --product LatentDiffusionBackend
+swift build -c release --product DistilledUnetBackend
 C=.build/release/coalesce
 LOG="${LOG:-/tmp/train-models.log}"
 start=$(date +%s)
@@ -24,5 +28,8 @@ $C train coalescer "${V2[@]}" --renoise 0.5 --steps 3000 --out "$M/coalescer-v2-
 $C train coalescer "${V2[@]}" --renoise 0.8 --init-net "$M/coalescer-v2-regression/coalescer.safetensors" --steps 0 \
     --adversarial-steps 1500 --second-step-level 0.5 --classifier-weight 0.3 --out "$M/coalescer-v2"
 rm -rf "$M/coalescer-v2-regression"
+$C train latent-diffusion --autoencoder "$M/autoencoder" --steps 2600 --seed 1 --out "$M/latent-diffusion"
+rm -f "$M/latent-diffusion/checkpoint.safetensors"
+$C train distilled-unet --teacher "$M/latent-diffusion" DISTILL_ARGS --seed 3 --out "$M/distilled-unet"
 } 2>&1 | tee "$LOG"
-echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2}"
+echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2,latent-diffusion,distilled-unet}"
