@@ -56,21 +56,22 @@ public struct LatentDiffusionSampler {
         // Rows needing the unconditional prediction, and rows needing the conditional one.
         let uncondRows = (0..<b).filter { guidance[$0] != 1 }
         let condRows = (0..<b).filter { guidance[$0] != 0 }
-        let zeroCond = Tensor(zeros: [uncondRows.count, cond.shape[1]])
-        let condSub = condRows.count == b ? cond : cond.gatherRowsValues(condRows)
+        // Condition rows of the joint call: the conditional rows' embeddings, then zeros.
+        let condAll = Tensor(zeros: [condRows.count + uncondRows.count, cond.shape[1]])
+        for (r, i) in condRows.enumerated() {
+            (condAll.data + r * cond.shape[1]).update(from: cond.data + i * cond.shape[1], count: cond.shape[1])
+        }
         let updates = model.schedule.updates(steps, spacing: cfg.spacing)
         try GradMode.withDisabled {
             for (k, u) in updates.enumerated() {
                 var v = [Float](repeating: 0, count: b * per)
-                var vc: [Float] = [], vu: [Float] = []
-                if !condRows.isEmpty {
-                    let xt = Tensor(Self.rows(x, condRows, per), shape: [condRows.count, c, s, s])
-                    vc = model.predictV(xt, t: [Float](repeating: Float(u.t), count: condRows.count), cond: condSub).array
-                }
-                if !uncondRows.isEmpty {
-                    let xt = Tensor(Self.rows(x, uncondRows, per), shape: [uncondRows.count, c, s, s])
-                    vu = model.predictV(xt, t: [Float](repeating: Float(u.t), count: uncondRows.count), cond: zeroCond).array
-                }
+                // One network call for the conditional and the unconditional rows together
+                // (row-invariant kernels: the same values as two calls, at larger GEMMs).
+                let rowsIn = condRows + uncondRows
+                let xt = Tensor(Self.rows(x, rowsIn, per), shape: [rowsIn.count, c, s, s])
+                let out = model.predictV(xt, t: [Float](repeating: Float(u.t), count: rowsIn.count), cond: condAll).array
+                let vc = out[0..<(condRows.count * per)], vu = out[(condRows.count * per)...]
+                let vuBase = condRows.count * per
                 var ci = 0, ui = 0
                 for i in 0..<b {
                     let g = guidance[i]
@@ -78,9 +79,12 @@ public struct LatentDiffusionSampler {
                     if g == 1 {
                         for j in 0..<per { v[o + j] = vc[ci * per + j] }
                     } else if g == 0 {
-                        for j in 0..<per { v[o + j] = vu[ui * per + j] }
+                        for j in 0..<per { v[o + j] = vu[vuBase + ui * per + j] }
                     } else {
-                        for j in 0..<per { v[o + j] = vu[ui * per + j] + g * (vc[ci * per + j] - vu[ui * per + j]) }
+                        for j in 0..<per {
+                            let u0 = vu[vuBase + ui * per + j]
+                            v[o + j] = u0 + g * (vc[ci * per + j] - u0)
+                        }
                     }
                     if g != 0 { ci += 1 }
                     if g != 1 { ui += 1 }
@@ -95,16 +99,6 @@ public struct LatentDiffusionSampler {
     static func rows(_ x: [Float], _ idx: [Int], _ per: Int) -> [Float] {
         var out = [Float](repeating: 0, count: idx.count * per)
         for (r, i) in idx.enumerated() { for j in 0..<per { out[r * per + j] = x[i * per + j] } }
-        return out
-    }
-}
-
-extension Tensor {
-    /// Rows of a (N, D) tensor as a new tensor, without autograd.
-    func gatherRowsValues(_ idx: [Int]) -> Tensor {
-        let d = shape[1]
-        let out = Tensor(zeros: [idx.count, d])
-        for (r, i) in idx.enumerated() { (out.data + r * d).update(from: data + i * d, count: d) }
         return out
     }
 }
