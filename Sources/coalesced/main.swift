@@ -6,6 +6,7 @@ import Engine
 import Foundation
 import Logging
 import Service
+import StatusHTTP
 
 struct Coalesced: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -89,6 +90,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Poll the model repository every N seconds: reload changed models, load new ones, unload removed ones (0: off).")
     var pollS: Double = 0
 
+    @Option(help: "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT, e.g. 127.0.0.1:9464 (a bare PORT binds 127.0.0.1); off when not given. Read-only.")
+    var http: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -143,6 +147,9 @@ struct Serve: ParsableCommand {
                 return c
             })
         let service = try Service(engine: engine, configuration: config)
+        let status = try http.map { try StatusServer(address: $0, source: StatusSource(service: service)) }
+        defer { status?.close() }
+        if let status { logger.info("http status server listening", metadata: ["http": "\(status.boundAddress)"]) }
 
         // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests.
         var sources: [DispatchSourceSignal] = []
@@ -151,6 +158,7 @@ struct Serve: ParsableCommand {
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             src.setEventHandler {
                 logger.info("signal received; draining", metadata: ["signal": "\(sig)"])
+                SystemdNotify.send("STOPPING=1")
                 service.requestDrain()
             }
             src.resume()
@@ -162,6 +170,7 @@ struct Serve: ParsableCommand {
         try service.run {
             logger.info("ready", metadata: ["endpoints": "\(service.boundEndpoints.joined(separator: " "))",
                                             "plugins": "\(pluginDir)", "models": "\(models)"])
+            SystemdNotify.send("READY=1")  // Type=notify units (docs/coalesced.service)
         }
         withExtendedLifetime(sources) {}
     }
