@@ -123,6 +123,7 @@ test-python-binding: install-test-prefix
 	    COALESCE_CLI=$(CURDIR)/$(BUILD)/coalesce \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py \
 	    Bindings/python/tests/test_data_path.py
+	cd Bindings/python && $(PYTHON) -m mypy  # the shipped type hints (py.typed) hold
 
 # Many create/load/generate/free cycles under valgrind: no invalid access, nothing lost.
 test-leaks: install-test-prefix
@@ -146,12 +147,14 @@ build-daemon: deps
 serve: build-daemon
 	$(BUILD)/coalesced --models models --plugins $(BUILD) $(SERVE_ARGS)
 
-# End-to-end tests against a real coalesced process and the test-pattern backend (~20 s).
+# End-to-end tests against a real coalesced process and the test-pattern backend (~30 s): the
+# protocol, the asyncio client, and the --http status endpoint.
 test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
 	$(SWIFT) build $(SWIFTFLAGS) --product TestPatternBackend
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	COALESCED=$(BUILD)/coalesced COALESCE_CLI=$(BUILD)/coalesce COALESCE_PLUGIN_DIR=$(BUILD) \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py
+	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py \
+	    Bindings/python/tests/test_client_aio.py Bindings/python/tests/test_http_status.py
 # ==== end of coalesced section ================================================================
