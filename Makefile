@@ -22,7 +22,7 @@ info: build
 # public API, so testability is not needed.
 test-swift: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
-	$(SWIFT) test $(SWIFTFLAGS) --skip-build
+	COALESCE_REQUIRE_MINILM=1 $(SWIFT) test $(SWIFTFLAGS) --skip-build
 
 test: test-swift test-c test-python test-leaks test-daemon
 

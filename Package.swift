@@ -92,6 +92,7 @@ let package = Package(
         // ---- Tests -------------------------------------------------------------------------
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CCoalesceKernels"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Engine"]),

