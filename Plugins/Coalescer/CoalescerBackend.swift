@@ -85,7 +85,10 @@ enum CoalescerPlugin {
         }
         do {
             _ = BLAS.load()
-            let model = try CoalescerModel.load(path: path + "/" + weights)
+            // A MiniLM text encoder is read from "minilm_dir" (relative to the model directory),
+            // by default the repository's minilm directory beside the model's (models/minilm).
+            let minilmDir = (obj["minilm_dir"] as? String).map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }
+            let model = try CoalescerModel.load(path: path + "/" + weights, minilmDirectory: minilmDir)
             model.prepareForInference()
             if let steps = defaultSteps { model.config.defaultSteps = steps }
             // Sampler settings may be overridden per model directory (no retraining needed).

@@ -99,3 +99,44 @@ final class MiniLMTests: XCTestCase {
         XCTAssertGreaterThan(dot(0, 1), dot(0, 2))
     }
 }
+
+extension MiniLMTests {
+    /// The same prompt gives the same bits whatever ran before it (long batches of prompts of
+    /// every length, as distillation embeds them).
+    func testEmbeddingsAreReproducibleAcrossCalls() throws {
+        let (model, _) = try loaded()
+        let captions = Captions.all(templates: Captions.trainTemplates).map(\.0)
+        let first = model.embed(Array(captions.prefix(5))).array
+        let all = model.embed(captions + captions.map { "qzxv " + $0 + " and more words after it" }).array
+        let again = model.embed(Array(captions.prefix(5))).array
+        XCTAssertEqual(first, again)
+        XCTAssertEqual(Array(all.prefix(5 * 384)), first)
+    }
+}
+
+extension MiniLMTests {
+    /// A `minilm` text encoder on prompts from outside: other scripts, emoji, control characters,
+    /// 10,000 characters. Every embedding is finite and unit length; prompts without word pieces
+    /// are unconditional (the empty prompt's embedding); long prompts are cut after 254 word pieces.
+    func testWeirdPromptsThroughAMiniLMTextEncoder() throws {
+        let (model, _) = try loaded()
+        var cfg = TextEncoderConfig()
+        cfg.kind = .minilm
+        var rng = RandomGenerator(seed: 3)
+        let enc = try TextEncoder(config: cfg, rng: &rng, minilm: model)
+        let long = String(repeating: "summer footwear with straps ", count: 400).prefix(10_000)
+        let prompts = ["", "   \t\n", "\u{7}\u{200B}", "👟🩴🏖️", "运动鞋和凉鞋", "حذاء رياضي", "кроссовки", "जूते",
+                       String(long), String(long.prefix(2000)), String(repeating: "z", count: 10_000)]
+        let e = GradMode.withDisabled { enc.embed(prompts).array }   // generation runs without gradients
+        let d = cfg.dim
+        func row(_ i: Int) -> [Float] { Array(e[(i * d)..<((i + 1) * d)]) }
+        for i in prompts.indices {
+            XCTAssertTrue(row(i).allSatisfy(\.isFinite), "\(prompts[i].prefix(20))")
+            XCTAssertEqual(row(i).reduce(0) { $0 + $1 * $1 }, 1, accuracy: 1e-4)
+        }
+        XCTAssertEqual(row(1), row(0)); XCTAssertEqual(row(2), row(0))  // unconditional
+        XCTAssertNotEqual(row(3), row(0))                                // emoji: [UNK], not empty
+        XCTAssertEqual(row(8), row(9))                                   // truncated at 254 word pieces
+        XCTAssertEqual(GradMode.withDisabled { enc.embed([prompts[4]]).array }, row(4))  // cached, alone: the same bits
+    }
+}

@@ -51,6 +51,28 @@ public final class MiniLM: Layer {
     public static let weightsFile = "minilm.safetensors"
     public static let vocabFile = "vocab.txt"
 
+    /// `minilm` beside the directory holding `modelFile` (models/coalescer/coalescer.safetensors ->
+    /// models/minilm; the install layout's share/coalesce/models/minilm the same way).
+    public static func directory(besideModelFile modelFile: String) -> String {
+        let modelDir = (modelFile as NSString).deletingLastPathComponent
+        let parent = ((modelDir.isEmpty ? "." : modelDir) as NSString).deletingLastPathComponent
+        return ((parent.isEmpty ? "." : parent) as NSString).appendingPathComponent("minilm")
+    }
+
+    private static let cacheLock = NSLock()
+    nonisolated(unsafe) private static var cache: [String: MiniLM] = [:]
+
+    /// One loaded instance per directory for the whole process (the weights are read-only after
+    /// loading, and every coalescer that uses MiniLM shares them).
+    public static func shared(directory: String) throws -> MiniLM {
+        let key = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath().path
+        cacheLock.lock(); defer { cacheLock.unlock() }
+        if let m = cache[key] { return m }
+        let m = try MiniLM(directory: directory)
+        cache[key] = m
+        return m
+    }
+
     /// Loads `directory`/minilm.safetensors and `directory`/vocab.txt (made by
     /// scripts/fetch-minilm.sh).
     public convenience init(directory: String) throws {
@@ -124,8 +146,10 @@ public final class MiniLM: Layer {
             let tokens = tokenEmbeddings(prompt)                                                 // (T, H)
             let n = tokens.shape[0]
             let row = out.data + b * h
-            for t in 0..<n {
-                for j in 0..<h { row[j] += tokens.data[t * h + j] }
+            withExtendedLifetime(tokens) {
+                for t in 0..<n {
+                    for j in 0..<h { row[j] += tokens.data[t * h + j] }
+                }
             }
             var norm: Float = 0
             for j in 0..<h { row[j] /= Float(n); norm += row[j] * row[j] }
