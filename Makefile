@@ -27,7 +27,8 @@ test-swift: deps
 test: test-swift test-c test-python test-leaks test-daemon
 
 # The main job on the bundled models: BLAS core and models found, then images from the bundled
-# coalescer (one row per class, 2 network evaluations each) and one prompt's images as PNGs.
+# coalescer (one row per class, 2 network evaluations each), one prompt's images as PNGs, and a
+# plain-language prompt through the MiniLM and the trigram text encoders.
 DEMO_OUT ?= out/demo
 demo: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
@@ -38,7 +39,12 @@ demo: deps
 	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --steps 2 --seed 1 --count 16 \
 	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
 	$(BUILD)/coalesce generate --model coalescer-v2 --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v2.png
-	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png and $(DEMO_OUT)/ankle-boot.png"
+	$(BUILD)/coalesce generate --model coalescer-v2-minilm --prompt "something to wear on your feet at the beach" \
+	    --steps 2 --seed 1 --count 16 --grid $(DEMO_OUT)/beach-footwear-minilm.png
+	$(BUILD)/coalesce generate --model coalescer-v2 --prompt "something to wear on your feet at the beach" \
+	    --steps 2 --seed 1 --count 16 --grid $(DEMO_OUT)/beach-footwear-trigram.png
+	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png, $(DEMO_OUT)/ankle-boot.png"
+	@echo "      and a paraphrase through the MiniLM and the trigram text encoders: $(DEMO_OUT)/beach-footwear-{minilm,trigram}.png"
 
 # Retrain the committed default models from scratch (recorded seeds; see models/README.md).
 models: deps
