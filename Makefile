@@ -154,7 +154,7 @@ serve: build-daemon
 	$(BUILD)/coalesced --models models --plugins $(BUILD) $(SERVE_ARGS)
 
 # End-to-end tests against a real coalesced process and the test-pattern backend (~30 s): the
-# protocol, the asyncio client, and the --http status endpoint.
+# protocol, the asyncio client, the --http status endpoint, odd prompts through the MiniLM model.
 test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
@@ -162,5 +162,6 @@ test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	COALESCED=$(BUILD)/coalesced COALESCE_CLI=$(BUILD)/coalesce COALESCE_PLUGIN_DIR=$(BUILD) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py \
-	    Bindings/python/tests/test_client_aio.py Bindings/python/tests/test_http_status.py
+	    Bindings/python/tests/test_client_aio.py Bindings/python/tests/test_http_status.py \
+	    Bindings/python/tests/test_prompts_minilm.py
 # ==== end of coalesced section ================================================================
