@@ -7,4 +7,11 @@ public struct ServiceStatus: Sendable, Equatable {
     public var draining: Bool
     public var modelsLoaded: Int
     public var queueDepth: Int
+
+    public init(ready: Bool, draining: Bool, modelsLoaded: Int, queueDepth: Int) {
+        self.ready = ready
+        self.draining = draining
+        self.modelsLoaded = modelsLoaded
+        self.queueDepth = queueDepth
+    }
 }
