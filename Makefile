@@ -22,12 +22,13 @@ info: build
 # public API, so testability is not needed.
 test-swift: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
-	$(SWIFT) test $(SWIFTFLAGS) --skip-build
+	COALESCE_REQUIRE_MINILM=1 $(SWIFT) test $(SWIFTFLAGS) --skip-build
 
 test: test-swift test-c test-python test-leaks test-daemon
 
 # The main job on the bundled models: BLAS core and models found, then images from the bundled
-# coalescer (one row per class, 2 network evaluations each) and one prompt's images as PNGs.
+# coalescer (one row per class, 2 network evaluations each), one prompt's images as PNGs, and a
+# plain-language prompt through the MiniLM and the trigram text encoders.
 DEMO_OUT ?= out/demo
 demo: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
@@ -42,8 +43,13 @@ demo: deps
 	$(BUILD)/coalesce generate --model coalescer-v2 --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v2.png
 	$(BUILD)/coalesce generate --model distilled-unet --steps 8 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
 	$(BUILD)/coalesce generate --model latent-diffusion --steps 50 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-latent-diffusion.png
+	$(BUILD)/coalesce generate --model coalescer-v2-minilm --prompt "something to wear on your feet at the beach" \
+	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-minilm --grid $(DEMO_OUT)/beach-footwear-minilm.png
+	$(BUILD)/coalesce generate --model coalescer-v2 --prompt "something to wear on your feet at the beach" \
+	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-trigram --grid $(DEMO_OUT)/beach-footwear-trigram.png
 	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png, $(DEMO_OUT)/ankle-boot.png,"
-	@echo "      $(DEMO_OUT)/classes-distilled-unet.png (8 steps) and $(DEMO_OUT)/classes-latent-diffusion.png (the 50-step teacher)"
+	@echo "      $(DEMO_OUT)/classes-distilled-unet.png (8 steps), $(DEMO_OUT)/classes-latent-diffusion.png (the 50-step teacher)"
+	@echo "      and a paraphrase through the MiniLM and the trigram text encoders: $(DEMO_OUT)/beach-footwear-{minilm,trigram}.png"
 
 # Retrain the committed default models from scratch (recorded seeds; see models/README.md).
 models: deps
@@ -130,6 +136,7 @@ test-python-binding: install-test-prefix
 	    COALESCE_CLI=$(CURDIR)/$(BUILD)/coalesce \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py \
 	    Bindings/python/tests/test_data_path.py Bindings/python/tests/test_diffusion_backends.py
+	cd Bindings/python && $(PYTHON) -m mypy  # the shipped type hints (py.typed) hold
 
 # Many create/load/generate/free cycles under valgrind: no invalid access, nothing lost.
 test-leaks: install-test-prefix
@@ -153,8 +160,9 @@ build-daemon: deps
 serve: build-daemon
 	$(BUILD)/coalesced --models models --plugins $(BUILD) $(SERVE_ARGS)
 
-# End-to-end tests against a real coalesced process and the test-pattern backend (~60 s), and of
-# backend isolation (worker processes: crashes, hangs, code hot swap, memory; ~25 s).
+# End-to-end tests against a real coalesced process and the test-pattern backend, of backend
+# isolation (worker processes: crashes, hangs, code hot swap, memory), the asyncio client, the
+# --http status endpoint, and odd prompts through the MiniLM model (~90 s).
 test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesced
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
@@ -162,5 +170,7 @@ test-daemon: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	COALESCED=$(BUILD)/coalesced COALESCE_CLI=$(BUILD)/coalesce COALESCE_PLUGIN_DIR=$(BUILD) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_daemon.py \
-	    Bindings/python/tests/test_isolation.py
+	    Bindings/python/tests/test_isolation.py \
+	    Bindings/python/tests/test_client_aio.py Bindings/python/tests/test_http_status.py \
+	    Bindings/python/tests/test_prompts_minilm.py
 # ==== end of coalesced section ================================================================

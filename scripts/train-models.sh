@@ -28,8 +28,11 @@ $C train coalescer "${V2[@]}" --renoise 0.5 --steps 3000 --out "$M/coalescer-v2-
 $C train coalescer "${V2[@]}" --renoise 0.8 --init-net "$M/coalescer-v2-regression/coalescer.safetensors" --steps 0 \
     --adversarial-steps 1500 --second-step-level 0.5 --classifier-weight 0.3 --out "$M/coalescer-v2"
 rm -rf "$M/coalescer-v2-regression"
+# The MiniLM text encoder (models/minilm, made by scripts/fetch-minilm.sh) for both: projections only.
+$C train text-encoder --from "$M/coalescer" --out "$M/coalescer-minilm" --minilm "$M/minilm"
+$C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm"
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 2600 --seed 1 --out "$M/latent-diffusion"
 rm -f "$M/latent-diffusion/checkpoint.safetensors"
 $C train distilled-unet --teacher "$M/latent-diffusion" DISTILL_ARGS --seed 3 --out "$M/distilled-unet"
 } 2>&1 | tee "$LOG"
-echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2,latent-diffusion,distilled-unet}"
+echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2,coalescer-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet}"

@@ -23,7 +23,10 @@ struct CoalescerBackend: SwiftBackend {
             }
             renoise = levels.map { Float($0) }
         }
-        let model = try CoalescerModel.load(path: directory + "/" + weights)
+        // A MiniLM text encoder is read from "minilm_dir" (relative to the model directory),
+        // by default the repository's minilm directory beside the model's (models/minilm).
+        let minilmDir = (config.object["minilm_dir"] as? String).map { $0.hasPrefix("/") ? $0 : directory + "/" + $0 }
+        let model = try CoalescerModel.load(path: directory + "/" + weights, minilmDirectory: minilmDir)
         model.prepareForInference()
         if let defaultSteps { model.config.defaultSteps = defaultSteps }
         if let renoise { model.config.renoiseLevels = renoise }

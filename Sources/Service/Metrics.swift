@@ -1,4 +1,5 @@
-// Metrics: counters and a latency histogram for the daemon, read over the protocol.
+// Metrics: counters and a latency histogram for the daemon, read over the protocol (and, through
+// PrometheusExport, over HTTP).
 import Engine
 
 /// Per-model request counts.
@@ -44,6 +45,8 @@ final class Metrics: @unchecked Sendable {
     private var batches: UInt64 = 0
     private var batchedRequests: UInt64 = 0
     private var malformed: UInt64 = 0
+    /// The same counters in the Prometheus registry (`coalesced --http`'s /metrics).
+    let prometheus = PrometheusExport(latencyBoundsMs: Metrics.bounds)
 
     /// Records the final outcome of one generate request.
     func recordGenerate(model: String, outcome: StatusCode, images: Int, latencyMs: Double) {
@@ -55,7 +58,10 @@ final class Metrics: @unchecked Sendable {
             latencySum += latencyMs
             // Count per model only for names that reached a loaded model, so random names sent by
             // clients cannot grow this table without bound.
-            if outcome == .ok || perModel[model] != nil {
+            let countModel = outcome == .ok || perModel[model] != nil
+            prometheus.recordGenerate(model: model, outcome: outcome, images: images, latencyMs: latencyMs,
+                                      perModel: countModel)
+            if countModel {
                 var c = perModel[model] ?? ModelCountsSnapshot(model: model, requests: 0, images: 0, errors: 0)
                 c.requests += 1
                 c.images += UInt64(images)
@@ -69,11 +75,15 @@ final class Metrics: @unchecked Sendable {
         lock.withLock {
             batches += 1
             batchedRequests += UInt64(requests)
+            prometheus.recordBatch(requests: requests)
         }
     }
 
     func recordMalformed() {
-        lock.withLock { malformed += 1 }
+        lock.withLock {
+            malformed += 1
+            prometheus.recordMalformed()
+        }
     }
 
     func snapshot(queueDepth: Int, queueCapacity: Int, inFlight: Int) -> MetricsSnapshot {

@@ -46,6 +46,23 @@ public final class Service: @unchecked Sendable {
     /// Endpoints actually bound (tcp port 0 resolved), available once `run()` has bound them.
     public var boundEndpoints: [String] { stateLock.withLock { boundURLs } }
 
+    /// What /healthz and /readyz report: live while the process serves; ready while at least one
+    /// model is loaded and no drain was requested (the health reply's rule).
+    public var status: ServiceStatus {
+        let draining = stateLock.withLock { drainRequested }
+        let loaded = engine.loadedModels().count
+        return ServiceStatus(ready: !draining && loaded > 0, draining: draining, modelsLoaded: loaded,
+                             queueDepth: scheduler.depth)
+    }
+
+    /// The metrics in the Prometheus text exposition format (the counters of the Metrics reply).
+    public func prometheusText() -> String {
+        let s = status
+        return metrics.prometheus.emit(queueDepth: s.queueDepth, queueCapacity: configuration.maxQueue,
+                                       inFlight: scheduler.runningCount, modelsLoaded: s.modelsLoaded,
+                                       ready: s.ready, draining: s.draining)
+    }
+
     /// Asks `run()` to drain and return. Thread-safe; a second call aborts the wait.
     public func requestDrain() {
         stateLock.withLock {

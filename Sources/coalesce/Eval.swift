@@ -18,6 +18,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Network evaluations per image (sampling steps; 0 = the model's default).") var steps = 1
     @Option(help: "Classifier-free guidance scale for models that support it (0 = the model's default).") var guidance: Float = 0
     @Option(help: "Images to generate, spread over the 10 class prompts.") var count = 1000
+    @Option(help: "Generate for these prompts instead of the 10 class prompts: a file of class<TAB>prompt lines (e.g. eval/paraphrases.tsv); --count is spread over them.")
+    var prompts: String?
     @Option(help: "Base seed of the generation requests.") var seed: UInt64 = 2026
     @Option(help: "Images per generator call.") var batch = 50
     @Option(help: "Classifier checkpoint.") var classifier = "models/classifier/model.safetensors"
@@ -42,6 +44,7 @@ struct Eval: ParsableCommand {
         settings.count = count
         settings.seed = seed
         settings.batch = batch
+        settings.prompts = try prompts.map { try LabeledPrompt.read(path: $0) }
         let evaluator = try Evaluator(classifier: clf, train: train, test: test, settings: settings)
         let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train))
         let report = try evaluator.evaluate(generator, withReference: !noReference)

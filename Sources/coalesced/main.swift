@@ -6,6 +6,7 @@ import Engine
 import Foundation
 import Logging
 import Service
+import StatusHTTP
 
 struct Coalesced: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -97,6 +98,8 @@ struct Serve: ParsableCommand {
 
     @Option(help: "With --isolation process: a request still running this many seconds after its deadline (it is cancelled at the deadline) is answered DEADLINE_EXCEEDED and its worker killed and restarted.")
     var workerHangGraceS: Double = 2
+    @Option(help: "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT, e.g. 127.0.0.1:9464 (a bare PORT binds 127.0.0.1); off when not given. Read-only.")
+    var http: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -164,6 +167,9 @@ struct Serve: ParsableCommand {
                 return c
             })
         let service = try Service(engine: engine, configuration: config, workers: hub)
+        let status = try http.map { try StatusServer(address: $0, source: StatusSource(service: service)) }
+        defer { status?.close() }
+        if let status { logger.info("http status server listening", metadata: ["http": "\(status.boundAddress)"]) }
 
         // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests.
         var sources: [DispatchSourceSignal] = []
@@ -172,6 +178,7 @@ struct Serve: ParsableCommand {
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             src.setEventHandler {
                 logger.info("signal received; draining", metadata: ["signal": "\(sig)"])
+                SystemdNotify.send("STOPPING=1")
                 service.requestDrain()
             }
             src.resume()
@@ -184,6 +191,7 @@ struct Serve: ParsableCommand {
             logger.info("ready", metadata: ["endpoints": "\(service.boundEndpoints.joined(separator: " "))",
                                             "isolation": "\(isolation.rawValue)",
                                             "plugins": "\(pluginDir)", "models": "\(models)"])
+            SystemdNotify.send("READY=1")  // Type=notify units (docs/coalesced.service)
         }
         withExtendedLifetime(sources) {}
     }

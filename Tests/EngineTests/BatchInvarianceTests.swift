@@ -76,6 +76,14 @@ final class EngineBatchInvarianceTests: XCTestCase {
         try check("coalescer-v2")
     }
 
+    /// The MiniLM text encoder (models/minilm, made at set-up): each prompt is embedded on its own.
+    func testCoalescerV2MiniLM() throws {
+        guard FileManager.default.fileExists(atPath: TestSupport.repoRoot + "/models/minilm/minilm.safetensors") else {
+            throw XCTSkip("models/minilm not set up (scripts/fetch-minilm.sh)")
+        }
+        try check("coalescer-v2-minilm")
+    }
+
     func testTestPattern() throws { try check("test-pattern") }
 }
 

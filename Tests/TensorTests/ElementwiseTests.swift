@@ -39,6 +39,7 @@ final class ElementwiseTests: XCTestCase {
         GradCheck.check("negate", inputs: [x]) { -x }
         GradCheck.check("silu", inputs: [x]) { x.silu() }
         GradCheck.check("gelu", inputs: [x]) { x.gelu() }
+        GradCheck.check("geluErf", inputs: [x]) { x.geluErf() }
         GradCheck.check("relu", inputs: [away]) { away.relu() }
         GradCheck.check("sigmoid", inputs: [x]) { x.sigmoid() }
         GradCheck.check("tanh", inputs: [x]) { x.tanh() }
@@ -59,6 +60,11 @@ final class ElementwiseTests: XCTestCase {
             let g = 0.5 * v * (1 + Foundation.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
             XCTAssertEqual(Double(gelu[i]), g, accuracy: 1e-6)
             XCTAssertEqual(Double(silu[i]), v / (1 + Foundation.exp(-v)), accuracy: 1e-6)
+        }
+        // Exact GELU against float64 x Φ(x) (PyTorch gelu(-2, -0.5, 0.5, 2) = -0.0455, -0.1543, 0.3457, 1.9545).
+        let exact = x.geluErf().array
+        for (i, v) in [-2.0, -0.5, 0, 0.5, 2].enumerated() {
+            XCTAssertEqual(Double(exact[i]), 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot())), accuracy: 1e-6)
         }
         XCTAssertEqual(x.relu().array, [0, 0, 0, 0.5, 2])
         XCTAssertEqual(x.pow(2).array, [0, 0, 0, 0.25, 4])  // negatives clamp to 0

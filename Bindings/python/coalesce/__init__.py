@@ -4,7 +4,8 @@
     with coalesce.Engine() as eng:
         eng.load_model("test-pattern", "models/test-pattern")
         images = eng.generate("test-pattern", prompt="a sneaker", seed=42, count=4)  # (4, 28, 28) uint8
-        coalesce.save_png(images[0], "sneaker.png")
+        images.to_pil(0).save("sneaker.png")                   # PIL (Pillow) image
+        coalesce.save_png(images[1], "sneaker-1.png")         # or straight from numpy
 
 The library is found through $COALESCE_LIB (path to libcoalesce.so), $COALESCE_PREFIX (install
 prefix), pkg-config, the linker path, then /usr/local/lib. The daemon client is the separate
@@ -14,11 +15,11 @@ from .engine import Engine, ModelInfo, blas_core, status_string, version, write_
 from .errors import (CancelledError, CoalesceError, DeadlineExceededError, InternalError,
                      InvalidArgumentError, NotFoundError, ResourceExhaustedError,
                      UnavailableError)
-from .png import encode_png, read_png, save_png
+from .images import ImageBatch, encode_png, read_png, save_png, to_pil
 
 __all__ = [
     "Engine", "ModelInfo", "version", "blas_core", "status_string", "write_png_native",
-    "save_png", "encode_png", "read_png",
+    "ImageBatch", "to_pil", "save_png", "encode_png", "read_png",
     "CoalesceError", "InvalidArgumentError", "NotFoundError", "ResourceExhaustedError",
     "CancelledError", "DeadlineExceededError", "InternalError", "UnavailableError",
 ]

@@ -7,12 +7,13 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from . import _native
 from .errors import CancelledError, CoalesceError, InvalidArgumentError, error_for
+from .images import ImageBatch
 
 #: progress(step, total) -> bool; return False to cancel the generation.
 ProgressFn = Callable[[int, int], bool]
@@ -40,7 +41,7 @@ class ModelInfo:
     revision: str
 
 
-def _engine_options(lib) -> "_native.EngineOptions":
+def _engine_options(lib: Any) -> "_native.EngineOptions":
     opts = _native.EngineOptions()
     status = lib.cz_engine_options_init(ctypes.byref(opts), ctypes.sizeof(opts))
     if status != 0:
@@ -48,7 +49,7 @@ def _engine_options(lib) -> "_native.EngineOptions":
     return opts
 
 
-def _generate_params(lib) -> "_native.GenerateParams":
+def _generate_params(lib: Any) -> "_native.GenerateParams":
     p = _native.GenerateParams()
     status = lib.cz_generate_params_init(ctypes.byref(p), ctypes.sizeof(p))
     if status != 0:
@@ -89,7 +90,7 @@ class Engine:
         opts = _engine_options(self._lib)
         self._log_cb = None
         if log is not None:
-            def log_trampoline(level: int, line: bytes, _ud) -> None:
+            def log_trampoline(level: int, line: bytes, _ud: Any) -> None:
                 try:
                     log(level, line.decode(errors="replace"))
                 except BaseException:  # never let an exception cross the C boundary
@@ -129,7 +130,7 @@ class Engine:
         self._lib.cz_engine_free(handle)
 
     @contextlib.contextmanager
-    def _call(self):
+    def _call(self) -> Iterator[ctypes.c_void_p]:
         """Yields the live handle for one library call; raises if the engine is closed."""
         with self._cv:
             if self._closed:
@@ -145,7 +146,7 @@ class Engine:
     def __enter__(self) -> "Engine":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -195,22 +196,26 @@ class Engine:
         finally:
             self._lib.cz_string_list_free(names)
 
-    def describe(self, name: str) -> dict:
+    def describe(self, name: str) -> Dict[str, Any]:
         """The backend's description of a loaded model (height, width, channels, ...)."""
         out = ctypes.c_void_p()
         with self._call() as h:
             self._check(h, self._lib.cz_model_describe(h, _b(name), ctypes.byref(out)))
         try:
-            return json.loads(ctypes.string_at(out.value).decode())
+            if not out.value:
+                raise CoalesceError("library returned no description", 6)
+            described: Dict[str, Any] = json.loads(ctypes.string_at(out.value).decode())
+            return described
         finally:
             self._lib.cz_string_free(out)
 
     # ---- generation ---------------------------------------------------------------------
     def generate(self, model: str, prompt: str = "", seed: int = 0, steps: int = 0,
                  count: int = 1, guidance: float = 0.0,
-                 progress: Optional[ProgressFn] = None, timeout_ms: int = 0) -> np.ndarray:
+                 progress: Optional[ProgressFn] = None, timeout_ms: int = 0) -> ImageBatch:
         """Generates ``count`` images; returns uint8 pixels shaped (count, H, W) for
-        grayscale or (count, H, W, C). Image i uses seed + i.
+        grayscale or (count, H, W, C), as an :class:`ImageBatch` (a numpy array with
+        ``to_pil()``). Image i uses seed + i.
 
         ``progress(step, total)`` is called on this thread at each network evaluation; return
         False to cancel (raises :class:`CancelledError`). Exceptions it raises cancel the call
@@ -236,7 +241,7 @@ class Engine:
         raised: list = []
         cb = None
         if progress is not None:
-            def trampoline(step: int, total: int, _ud) -> int:
+            def trampoline(step: int, total: int, _ud: Any) -> int:
                 try:
                     return 1 if progress(step, total) is not False else 0
                 except BaseException as e:  # never let an exception cross the C boundary
@@ -258,7 +263,7 @@ class Engine:
             self._lib.cz_image_batch_free(batch)
 
 
-def _batch_to_array(lib, batch: ctypes.c_void_p) -> np.ndarray:
+def _batch_to_array(lib: Any, batch: ctypes.c_void_p) -> ImageBatch:
     n = lib.cz_image_batch_count(batch)
     h, w, c = (lib.cz_image_batch_height(batch), lib.cz_image_batch_width(batch),
                lib.cz_image_batch_channels(batch))
@@ -267,11 +272,11 @@ def _batch_to_array(lib, batch: ctypes.c_void_p) -> np.ndarray:
     if total <= 0 or not ptr:
         raise CoalesceError(f"library returned an empty batch ({n}x{h}x{w}x{c})", 6)
     arr = np.ctypeslib.as_array(ptr, shape=(total,)).copy()  # copy: the batch is freed next
-    return arr.reshape((n, h, w)) if c == 1 else arr.reshape((n, h, w, c))
+    return ImageBatch(arr.reshape((n, h, w)) if c == 1 else arr.reshape((n, h, w, c)))
 
 
 def write_png_native(engine: Engine, path: str | os.PathLike, model: str, index: int = 0,
-                     **kwargs) -> None:
+                     **kwargs: Any) -> None:
     """Generates and writes image ``index`` through the library's cz_image_write_png (libpng),
     so tests can compare the C encoder with :func:`coalesce.save_png`."""
     lib = engine._lib

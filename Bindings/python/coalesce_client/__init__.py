@@ -4,10 +4,14 @@
     with Client("tcp://127.0.0.1:5555") as c:
         result = c.generate("test-pattern", prompt="a shirt", seed=42, count=4)
         result.array()          # numpy uint8 array (count, height, width[, channels])
+        result.to_pil(0)        # a PIL image (Pillow)
         result.save_png(0, "out.png")
+        c.health().ready        # list_models(), health(), metrics(): dataclasses
+
+``coalesce_client.aio.Client`` has the same methods as coroutines, for asyncio programs.
 
 Every request gets zero or more progress replies and exactly one final reply; failures raise
-CoalesceError with the wire's code (coalesce_pb2.INVALID_ARGUMENT, ...) and message. On a timeout the
+CoalesceError with the wire's code (ErrorCode.INVALID_ARGUMENT, ...) and message. On a timeout the
 client drops its socket, reconnects and resends (the ZeroMQ guide's lazy-pirate pattern) up to
 `retries` times: generation is deterministic, so a resent request gives the same images.
 """
@@ -16,79 +20,19 @@ from __future__ import annotations
 import itertools
 import os
 import time
-import zlib
-import struct
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, Optional
 
 import zmq
 
-from . import coalesce_pb2 as pb
+from ._types import (pb, ERROR_NAMES, CoalesceError, ErrorCode, GenerateResult, Health, HistogramBucket, Metrics,
+                     ModelCounts, ModelInfo, ModelList, OutcomeCount, generate_request, generate_result,
+                     reply_field, simple_request)
 
-__all__ = ["Client", "CoalesceError", "GenerateResult", "pb", "ERROR_NAMES"]
+__all__ = ["Client", "CoalesceError", "ErrorCode", "GenerateResult", "ModelInfo", "ModelList", "Health",
+           "Metrics", "OutcomeCount", "HistogramBucket", "ModelCounts", "pb", "ERROR_NAMES"]
 
-ERROR_NAMES = {v: k for k, v in pb.ErrorCode.items()}
-
-
-class CoalesceError(Exception):
-    """A final error reply (or a client-side timeout, code DEADLINE_EXCEEDED/UNAVAILABLE)."""
-
-    def __init__(self, code: int, message: str, request_id: str = ""):
-        super().__init__(f"{ERROR_NAMES.get(code, code)}: {message}")
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-
-    @property
-    def name(self) -> str:
-        return ERROR_NAMES.get(self.code, str(self.code))
-
-
-@dataclass
-class GenerateResult:
-    images: List[bytes]
-    width: int
-    height: int
-    channels: int
-    format: int
-    model: str = ""
-    backend: str = ""
-    revision: str = ""
-    generation: int = 0
-    queue_ms: int = 0
-    run_ms: int = 0
-    batch_requests: int = 0
-    progress: List[tuple] = field(default_factory=list)
-
-    def array(self):
-        """The images as a numpy uint8 array (count, height, width) or (count, height, width, channels)."""
-        import numpy as np
-        if self.format != pb.RAW:
-            raise ValueError("array() needs format='raw' images")
-        a = np.frombuffer(b"".join(self.images), dtype=np.uint8)
-        shape = (len(self.images), self.height, self.width) + ((self.channels,) if self.channels > 1 else ())
-        return a.reshape(shape)
-
-    def png(self, index: int) -> bytes:
-        """Image `index` as PNG bytes (encoded here when the reply carried raw pixels)."""
-        if self.format == pb.PNG:
-            return self.images[index]
-        return _png(self.images[index], self.width, self.height, self.channels)
-
-    def save_png(self, index: int, path: str) -> None:
-        with open(path, "wb") as f:
-            f.write(self.png(index))
-
-
-def _png(raw: bytes, w: int, h: int, c: int) -> bytes:
-    color = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = b"".join(b"\x00" + raw[y * w * c:(y + 1) * w * c] for y in range(h))
-
-    def chunk(t: bytes, d: bytes) -> bytes:
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+#: on_progress(step, total) for progress replies.
+ProgressFn = Callable[[int, int], None]
 
 
 class Client:
@@ -97,7 +41,7 @@ class Client:
     _ids = itertools.count(1)
 
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", timeout: float = 30.0, retries: int = 0,
-                 context: Optional[zmq.Context] = None, server_key: Optional[str] = None,
+                 context: Optional[zmq.Context[Any]] = None, server_key: Optional[str] = None,
                  public_key: Optional[str] = None, secret_key: Optional[str] = None):
         """server_key/public_key/secret_key (Z85 strings) enable CurveZMQ; a daemon with an
         allow-list silently refuses unknown keys (calls then time out)."""
@@ -107,30 +51,31 @@ class Client:
         self._curve = (server_key, public_key, secret_key) if server_key else None
         self._ctx = context or zmq.Context.instance()
         self._prefix = f"{os.getpid()}-{id(self):x}-"
-        self._sock = None
+        self._sock: Optional[zmq.Socket[bytes]] = None
         self._connect()
 
     def _connect(self) -> None:
         if self._sock is not None:
             self._sock.close(linger=0)
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
+        sock: zmq.Socket[bytes] = self._ctx.socket(zmq.DEALER)
+        self._sock = sock
+        sock.setsockopt(zmq.LINGER, 0)
         if self._curve:
             server, public, secret = self._curve
-            self._sock.curve_serverkey = server.encode()
-            self._sock.curve_publickey = public.encode()
-            self._sock.curve_secretkey = secret.encode()
-        self._sock.connect(self.endpoint)
+            sock.curve_serverkey = server.encode()
+            sock.curve_publickey = (public or "").encode()
+            sock.curve_secretkey = (secret or "").encode()
+        sock.connect(self.endpoint)
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
 
-    def __enter__(self):
+    def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ---- low level -------------------------------------------------------------------------
@@ -138,28 +83,34 @@ class Client:
     def new_id(self) -> str:
         return self._prefix + str(next(self._ids))
 
-    def send(self, request: pb.Request) -> str:
+    def _socket(self) -> "zmq.Socket[bytes]":
+        if self._sock is None:
+            raise CoalesceError(pb.UNAVAILABLE, "client is closed")
+        return self._sock
+
+    def send(self, request: Any) -> str:
         """Sends a Request (an id is assigned when empty); returns its id."""
         if not request.id:
             request.id = self.new_id()
-        self._sock.send(request.SerializeToString())
+        self._socket().send(request.SerializeToString())
         return request.id
 
     def send_raw(self, data: bytes) -> None:
         """Sends arbitrary bytes as one frame (for tests of malformed input)."""
-        self._sock.send(data)
+        self._socket().send(data)
 
-    def recv(self, timeout: Optional[float] = None) -> Optional[pb.Reply]:
+    def recv(self, timeout: Optional[float] = None) -> Any:
         """The next reply of any id, or None after `timeout` seconds."""
         t = self.timeout if timeout is None else timeout
-        if not self._sock.poll(int(t * 1000)):
+        sock = self._socket()
+        if not sock.poll(int(t * 1000)):
             return None
         reply = pb.Reply()
-        reply.ParseFromString(self._sock.recv())
+        reply.ParseFromString(sock.recv())
         return reply
 
-    def call(self, request: pb.Request, on_progress: Optional[Callable[[int, int], None]] = None,
-             timeout: Optional[float] = None) -> pb.Reply:
+    def call(self, request: Any, on_progress: Optional[ProgressFn] = None,
+             timeout: Optional[float] = None) -> Any:
         """Sends `request` and returns its final reply (progress replies go to on_progress).
         Raises CoalesceError for an error reply, or after the timeout and `retries` resends
         (an UNAVAILABLE reply is resent at once while resends are left)."""
@@ -193,55 +144,34 @@ class Client:
 
     def generate(self, model: str, prompt: str = "", seed: int = 0, steps: int = 0, count: int = 1,
                  guidance: float = 0.0, format: str = "raw", timeout_ms: int = 0,
-                 on_progress: Optional[Callable[[int, int], None]] = None) -> GenerateResult:
-        req = pb.Request()
-        g = req.generate
-        g.model, g.prompt, g.seed, g.steps, g.count, g.guidance = model, prompt, seed, steps, count, guidance
-        g.format = pb.PNG if format == "png" else pb.RAW
-        g.timeout_ms = timeout_ms
-        seen = []
+                 on_progress: Optional[ProgressFn] = None) -> GenerateResult:
+        """Generates ``count`` images (image i uses seed + i); ``format`` "raw" or "png"."""
+        req = generate_request(model, prompt, seed, steps, count, guidance, format, timeout_ms,
+                               want_progress=on_progress is not None)
+        seen: list[tuple[int, int]] = []
 
-        def progress(step, total):
+        def progress(step: int, total: int) -> None:
             seen.append((step, total))
             if on_progress:
                 on_progress(step, total)
 
-        g.want_progress = on_progress is not None
-        reply = self.call(req, progress)
-        if reply.WhichOneof("kind") != "images":
-            raise CoalesceError(pb.INTERNAL, f"unexpected reply kind {reply.WhichOneof('kind')}")
-        im = reply.images
-        return GenerateResult(images=list(im.images), width=im.width, height=im.height, channels=im.channels,
-                              format=im.format, model=im.model, backend=im.backend, revision=im.revision,
-                              generation=im.generation, queue_ms=im.queue_ms, run_ms=im.run_ms,
-                              batch_requests=im.batch_requests, progress=seen)
+        return generate_result(self.call(req, progress), seen)
 
-    def list_models(self) -> pb.ModelList:
-        req = pb.Request()
-        req.list_models.SetInParent()
-        return self.call(req).models
+    def list_models(self) -> ModelList:
+        return ModelList.from_pb(reply_field(self.call(simple_request("list_models")), "models"))
 
-    def load_model(self, name: str) -> pb.ModelInfo:
-        req = pb.Request()
-        req.load_model.name = name
-        return self.call(req).model
+    def load_model(self, name: str) -> ModelInfo:
+        """Loads (or hot-swaps) a model; an admin operation (admin endpoint or admin CURVE key)."""
+        return ModelInfo.from_pb(reply_field(self.call(simple_request("load_model", name=name)), "model"))
 
     def unload_model(self, name: str) -> str:
-        req = pb.Request()
-        req.unload_model.name = name
-        return self.call(req).ack.message
+        return str(reply_field(self.call(simple_request("unload_model", name=name)), "ack").message)
 
-    def health(self) -> pb.Health:
-        req = pb.Request()
-        req.health.SetInParent()
-        return self.call(req).health
+    def health(self) -> Health:
+        return Health.from_pb(reply_field(self.call(simple_request("health")), "health"))
 
-    def metrics(self) -> pb.Metrics:
-        req = pb.Request()
-        req.metrics.SetInParent()
-        return self.call(req).metrics
+    def metrics(self) -> Metrics:
+        return Metrics.from_pb(reply_field(self.call(simple_request("metrics")), "metrics"))
 
     def cancel(self, target_id: str) -> str:
-        req = pb.Request()
-        req.cancel.target_id = target_id
-        return self.call(req).ack.message
+        return str(reply_field(self.call(simple_request("cancel", target_id=target_id)), "ack").message)

@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import time
+from typing import Any, Dict, List
 
 
-def _client(endpoint, model, steps, count, seconds, warmup, seed0, out):
+def _client(endpoint: str, model: str, steps: int, count: int, seconds: float, warmup: float, seed0: int,
+            out: Any) -> None:
     from coalesce_client import Client
-    lat, batch = [], []
+    lat: List[float] = []
+    batch: List[int] = []
     with Client(endpoint, timeout=30) as c:
         end_warm = time.monotonic() + warmup
         while time.monotonic() < end_warm:
@@ -33,14 +36,16 @@ def _client(endpoint, model, steps, count, seconds, warmup, seed0, out):
     out.put((lat, batch))
 
 
-def run(endpoint, model, clients, seconds, warmup=0.5, steps=0, count=1):
+def run(endpoint: str, model: str, clients: int, seconds: float, warmup: float = 0.5, steps: int = 0,
+        count: int = 1) -> Dict[str, Any]:
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     procs = [ctx.Process(target=_client, args=(endpoint, model, steps, count, seconds, warmup, k * 1_000_000, q))
              for k in range(clients)]
     for p in procs:
         p.start()
-    lat, batch = [], []
+    lat: List[float] = []
+    batch: List[int] = []
     for _ in procs:
         l, b = q.get()
         lat += l
@@ -49,14 +54,14 @@ def run(endpoint, model, clients, seconds, warmup=0.5, steps=0, count=1):
         p.join()
     lat.sort()
 
-    def pct(p):
+    def pct(p: float) -> float:
         return lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
 
     return dict(clients=clients, requests=len(lat), rps=len(lat) / seconds, p50=pct(50), p90=pct(90), p99=pct(99),
                 max=lat[-1], mean_batch=sum(batch) / max(len(batch), 1))
 
 
-def main():
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
     ap.add_argument("--model", default="test-pattern")

@@ -510,6 +510,29 @@ def test_png_python_and_library_encoders_agree(engine, tmp_path):
         coalesce.save_png(np.zeros((4, 4), dtype=np.float32), tmp_path / "f.png")
 
 
+def test_pil_round_trip_equals_the_numpy_pixels(engine, tmp_path):
+    from PIL import Image
+    images = engine.generate("tp", prompt="a sandal", seed=3, count=4)
+    assert isinstance(images, coalesce.ImageBatch) and isinstance(images, np.ndarray)
+    pils = images.to_pil()
+    assert len(pils) == 4 and all(p.mode == "L" and p.size == (28, 28) for p in pils)
+    for i, p in enumerate(pils):
+        np.testing.assert_array_equal(np.asarray(p), images[i])
+        p.save(tmp_path / f"{i}.png")  # through Pillow's PNG writer and back
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"{i}.png")), images[i])
+    np.testing.assert_array_equal(np.asarray(coalesce.to_pil(images[2])), images[2])
+    assert type(images[0]) is np.ndarray and isinstance(images[1:3], coalesce.ImageBatch)
+    # colour and alpha: the same rule for (count, H, W, C)
+    rng = np.random.default_rng(0)
+    for c, mode in ((3, "RGB"), (4, "RGBA")):
+        rgb = coalesce.ImageBatch(rng.integers(0, 256, size=(2, 5, 7, c), dtype=np.uint8))
+        p = rgb.to_pil(1)
+        assert p.mode == mode and p.size == (7, 5)
+        np.testing.assert_array_equal(np.asarray(p), rgb[1])
+        coalesce.save_png(rgb[1], tmp_path / f"c{c}.png")
+        np.testing.assert_array_equal(coalesce.read_png(tmp_path / f"c{c}.png"), rgb[1])
+
+
 # ---- Identity across faces ---------------------------------------------------------------------
 
 @pytest.mark.skipif(not PREFIX, reason="needs COALESCE_PREFIX (an installed Coalesce) to build the C example")

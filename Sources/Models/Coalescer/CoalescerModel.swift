@@ -39,8 +39,10 @@ public final class CoalescerModel: Layer {
             + nest("projection", projection) + nest("net", net)
     }
 
-    /// Loads `coalescer.safetensors` (or any file written by `save`).
-    public static func load(path: String) throws -> CoalescerModel {
+    /// Loads `coalescer.safetensors` (or any file written by `save`). A model whose text encoder is
+    /// `minilm` also loads the MiniLM sentence encoder from `minilmDirectory`, by default
+    /// `models/minilm` beside the model's directory (`MiniLM.directory(besideModelFile:)`).
+    public static func load(path: String, minilmDirectory: String? = nil) throws -> CoalescerModel {
         let st = try SafeTensors.read(path: path)
         guard let json = st.config else {
             throw ModelError.invalidConfig("\(path) has no \"config\" metadata")
@@ -51,6 +53,9 @@ public final class CoalescerModel: Layer {
         var tensors: [String: Tensor] = [:]
         for name in st.names { tensors[name] = try st.tensor(name) }
         try model.load(from: tensors)
+        if config.textEncoder.kind == .minilm {
+            try model.textEncoder.attach(try MiniLM.shared(directory: minilmDirectory ?? MiniLM.directory(besideModelFile: path)))
+        }
         return model
     }
 

@@ -1,32 +1,71 @@
 import Foundation
 import Tensor
 
-/// Configuration of `TextEncoder`. JSON keys are snake_case.
+/// Which features a `TextEncoder` puts through its MLP.
+public enum TextEncoderKind: String, Codable, Sendable {
+    /// Hashed words and character trigrams (small, trained with the model; the default).
+    case trigram
+    /// The pretrained all-MiniLM-L6-v2 sentence embedding (`MiniLM`, frozen, loaded from
+    /// models/minilm; not stored in the model's checkpoint).
+    case minilm
+}
+
+/// Configuration of `TextEncoder`. JSON keys are snake_case; a config without `kind` is a
+/// trigram encoder (every model trained before MiniLM).
 public struct TextEncoderConfig: Codable, Equatable, Sendable {
-    /// Hash buckets for word and character-trigram features.
+    /// The encoder's input features.
+    public var kind: TextEncoderKind = .trigram
+    /// Hash buckets for word and character-trigram features (trigram).
     public var buckets: Int = 2048
+    /// Width of the MiniLM sentence embedding (minilm).
+    public var minilmWidth: Int = 384
     /// Hidden width of the MLP.
     public var hidden: Int = 128
     /// Output (description-embedding) dimension; embeddings are L2-normalised.
     public var dim: Int = 16
-    /// Only the first this-many words of a prompt are used (bounds the cost of huge prompts).
+    /// Only the first this-many words of a prompt are used (trigram; bounds the cost of huge
+    /// prompts). MiniLM reads the first 254 word pieces (`WordPieceTokenizer`).
     public var maxWords: Int = 256
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case buckets, hidden, dim, maxWords = "max_words"
+        case kind, buckets, minilmWidth = "minilm_width", hidden, dim, maxWords = "max_words"
     }
 
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TextEncoderConfig()
+        kind = try c.decodeIfPresent(TextEncoderKind.self, forKey: .kind) ?? .trigram
+        buckets = try c.decodeIfPresent(Int.self, forKey: .buckets) ?? d.buckets
+        minilmWidth = try c.decodeIfPresent(Int.self, forKey: .minilmWidth) ?? d.minilmWidth
+        hidden = try c.decodeIfPresent(Int.self, forKey: .hidden) ?? d.hidden
+        dim = try c.decodeIfPresent(Int.self, forKey: .dim) ?? d.dim
+        maxWords = try c.decodeIfPresent(Int.self, forKey: .maxWords) ?? d.maxWords
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if kind != .trigram { try c.encode(kind, forKey: .kind); try c.encode(minilmWidth, forKey: .minilmWidth) }
+        try c.encode(buckets, forKey: .buckets)
+        try c.encode(hidden, forKey: .hidden)
+        try c.encode(dim, forKey: .dim)
+        try c.encode(maxWords, forKey: .maxWords)
+    }
+
+    /// Width of the features the MLP reads.
+    public var inputWidth: Int { kind == .minilm ? minilmWidth : buckets }
+
     public func validate() throws {
-        guard buckets >= 16, hidden > 0, dim > 0, maxWords > 0 else {
-            throw ModelError.invalidConfig("text encoder: buckets >= 16, hidden, dim, max_words > 0 (got \(self))")
+        guard buckets >= 16, hidden > 0, dim > 0, maxWords > 0, minilmWidth > 0 else {
+            throw ModelError.invalidConfig("text encoder: buckets >= 16, hidden, dim, max_words, minilm_width > 0 (got \(self))")
         }
     }
 }
 
 /// Prompt -> description embedding, for any UTF-8 string.
 ///
+/// kind `trigram`:
 /// Features: the prompt is lower-cased, every character that is not a letter or digit becomes a
 /// word break, and each word contributes one whole-word feature and its character trigrams with
 /// boundary marks (`#ankle#` -> `#an`, `ank`, ...), each hashed (FNV-1a) into `buckets`. The
@@ -34,16 +73,36 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
 /// L2-normalised. Unknown words still hit trigram buckets shared with known words; an empty
 /// prompt gives the zero bag, whose embedding (the network's bias path) stands for
 /// "unconditional". The first layer starts at zero, so buckets never seen in training add nothing.
+///
+/// kind `minilm`: the features are the prompt's MiniLM sentence embedding (384 wide, unit length),
+/// through the same MLP (a projection trained against a trigram encoder's embeddings, so the
+/// coalescer net keeps its description space). A prompt with no word pieces (empty, white space,
+/// control characters only) gives the zero vector, i.e. "unconditional" as above. Other scripts and
+/// emoji become word pieces or [UNK]; prompts past 254 word pieces are truncated.
 public final class TextEncoder: Layer {
     public let config: TextEncoderConfig
     let fc1: Linear, fc2: Linear
+    /// The sentence encoder of a `minilm` encoder (shared, frozen; not among the parameters).
+    public private(set) var minilm: MiniLM?
+    /// Recent prompts' MiniLM embeddings (minilm).
+    let minilmCache = PromptEmbeddingCache(capacity: 1024)
 
-    public init(config: TextEncoderConfig, rng: inout RandomGenerator) throws {
+    public init(config: TextEncoderConfig, rng: inout RandomGenerator, minilm: MiniLM? = nil) throws {
         try config.validate()
         self.config = config
-        fc1 = Linear(config.buckets, config.hidden, rng: &rng)
-        fc1.zeroInit()
+        fc1 = Linear(config.inputWidth, config.hidden, rng: &rng)
+        if config.kind == .trigram { fc1.zeroInit() }
         fc2 = Linear(config.hidden, config.dim, rng: &rng)
+        if let minilm { try attach(minilm) }
+    }
+
+    /// Gives a `minilm` encoder its sentence encoder (loading does, from models/minilm).
+    public func attach(_ minilm: MiniLM) throws {
+        guard config.kind == .minilm else { throw ModelError.invalidConfig("a \(config.kind) text encoder takes no MiniLM") }
+        guard minilm.config.hidden == config.minilmWidth else {
+            throw ModelError.invalidConfig("MiniLM width \(minilm.config.hidden) != text_encoder.minilm_width \(config.minilmWidth)")
+        }
+        self.minilm = minilm
     }
 
     public var namedParameters: [(String, Tensor)] { nest("fc1", fc1) + nest("fc2", fc2) }
@@ -82,8 +141,21 @@ public final class TextEncoder: Layer {
         return Int(h % UInt64(buckets))
     }
 
-    /// Dense feature bags (B, buckets) for a batch of prompts.
+    /// Input features (B, inputWidth) for a batch of prompts: dense feature bags (trigram) or
+    /// MiniLM sentence embeddings (minilm; zero rows for prompts without word pieces).
     public func featureMatrix(_ prompts: [String]) -> Tensor {
+        if config.kind == .minilm {
+            guard let minilm else { preconditionFailure("minilm text encoder used before attach(_:)") }
+            let w = config.minilmWidth
+            let t = Tensor(zeros: [prompts.count, w])
+            for (i, p) in prompts.enumerated() {
+                let e = minilmCache.embedding(p) {
+                    minilm.tokenizer.encode(p).count > 2 ? minilm.embed([p]).array : [Float](repeating: 0, count: w)
+                }
+                e.withUnsafeBufferPointer { (t.data + i * w).update(from: $0.baseAddress!, count: w) }
+            }
+            return t
+        }
         let t = Tensor(zeros: [prompts.count, config.buckets])
         for (i, p) in prompts.enumerated() {
             for (k, v) in features(p) { t.data[i * config.buckets + k] = v }

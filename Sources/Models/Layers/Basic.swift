@@ -19,6 +19,14 @@ public final class Linear: Layer {
         self.bias = bias ? defaultInit([outFeatures], fanIn: inFeatures, rng: &rng) : nil
     }
 
+    /// From given parameters (a pretrained checkpoint): weight (out, in), bias (out).
+    public init(weight: Tensor, bias: Tensor?) {
+        precondition(weight.rank == 2 && (bias == nil || bias!.count == weight.shape[0]),
+                     "Linear: weight \(weight.shape), bias \(bias?.shape ?? [])")
+        self.weight = weight
+        self.bias = bias
+    }
+
     /// Zero-initialised (for residual/adapter outputs that should start as the identity).
     public func zeroInit() {
         weight.data.update(repeating: 0, count: weight.count)
@@ -83,15 +91,26 @@ public final class GroupNorm: Layer {
 /// Layer normalisation over the last dimension.
 public final class LayerNorm: Layer {
     public let weight: Tensor, bias: Tensor
+    /// Added to the variance (1e-5 as PyTorch's default; BERT checkpoints use 1e-12).
+    public let eps: Float
 
-    public init(_ dim: Int) {
+    public init(_ dim: Int, eps: Float = 1e-5) {
         weight = Tensor(filled: 1, shape: [dim], requiresGrad: true)
         bias = Tensor(zeros: [dim], requiresGrad: true)
+        self.eps = eps
+    }
+
+    /// From given parameters (a pretrained checkpoint), weight and bias (D).
+    public init(weight: Tensor, bias: Tensor, eps: Float) {
+        precondition(weight.rank == 1 && bias.shape == weight.shape, "LayerNorm: weight \(weight.shape), bias \(bias.shape)")
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
     }
 
     public var namedParameters: [(String, Tensor)] { [("weight", weight), ("bias", bias)] }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.layerNorm(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.layerNorm(x, weight: weight, bias: bias, eps: eps) }
 }
 
 /// A lookup table: indices -> rows of weight (vocab, dim).

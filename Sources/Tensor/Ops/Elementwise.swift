@@ -90,6 +90,13 @@ struct GELUFn: UnaryFunction {
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELUFn.c * (1 + 3 * 0.044715 * x * x)
     }
 }
+/// Exact GELU, x Φ(x) = x (1 + erf(x / √2)) / 2 (BERT's "gelu"; PyTorch's default).
+struct ErfGELUFn: UnaryFunction {
+    @inline(__always) func f(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.70710678118654752)) }
+    @inline(__always) func df(_ x: Float, _ y: Float) -> Float {
+        0.5 * (1 + erf(x * 0.70710678118654752)) + x * 0.39894228040143268 * Foundation.exp(-0.5 * x * x)
+    }
+}
 struct ReLUFn: UnaryFunction {
     @inline(__always) func f(_ x: Float) -> Float { max(x, 0) }
     @inline(__always) func df(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : 0 }
@@ -224,6 +231,8 @@ extension Tensor {
     }
     /// GELU, tanh approximation (Hendrycks & Gimpel; as PyTorch `approximate="tanh"`).
     public func gelu() -> Tensor { unary(GELUFn()) }
+    /// GELU, exact (erf) form, as BERT and PyTorch's default `gelu`.
+    public func geluErf() -> Tensor { unary(ErfGELUFn()) }
     public func relu() -> Tensor { unary(ReLUFn()) }
     public func sigmoid() -> Tensor { unary(SigmoidFn()) }
     public func tanh() -> Tensor { unary(TanhFn()) }

@@ -19,12 +19,49 @@ public struct EvaluationSettings: Codable, Equatable, Sendable {
     public var percentile: Double = 1
     /// Test images used as memorisation baseline queries (their nearest-training distances).
     public var memorisationTestCount: Int = 2000
+    /// The prompts to generate for, each with the class its images should show; nil: the 10
+    /// class prompts. `count` images are spread evenly over them.
+    public var prompts: [LabeledPrompt]? = nil
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case steps, count, seed, batch, k, percentile
+        case steps, count, seed, batch, k, percentile, prompts
         case memorisationTestCount = "memorisation_test_count"
+    }
+}
+
+/// A prompt and the class its images should show.
+public struct LabeledPrompt: Codable, Equatable, Sendable {
+    public var label: Int
+    public var prompt: String
+
+    public init(label: Int, prompt: String) {
+        self.label = label
+        self.prompt = prompt
+    }
+
+    /// Reads "class<TAB>prompt" lines (class: 0-9 or a class prompt such as "ankle boot"); blank
+    /// lines and lines starting with "#" are skipped.
+    public static func read(path: String) throws -> [LabeledPrompt] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw TrainingError.invalidData("\(path): cannot read")
+        }
+        var out: [LabeledPrompt] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let l = line.trimmingCharacters(in: .whitespaces)
+            if l.isEmpty || l.hasPrefix("#") { continue }
+            let parts = l.split(separator: "\t", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let classes = EvaluationPrompts.classPrompts.count
+            guard parts.count == 2, !parts[1].isEmpty,
+                  let label = Int(parts[0]).flatMap({ (0..<classes).contains($0) ? $0 : nil })
+                    ?? EvaluationPrompts.classIndex(of: parts[0]) else {
+                throw TrainingError.invalidData("\(path):\(n + 1): expected \"class<TAB>prompt\" with a class 0-\(classes - 1) or a class name")
+            }
+            out.append(LabeledPrompt(label: label, prompt: parts[1]))
+        }
+        guard !out.isEmpty else { throw TrainingError.invalidData("\(path): no prompts") }
+        return out
     }
 }
 
@@ -125,15 +162,16 @@ public final class Evaluator {
 
     /// The requests of a run: `count` images over the class prompts (class c gets count/10, the
     /// first count%10 classes one more), in chunks of `batch`, each chunk with its own seed.
+    /// With `settings.prompts`, the same over those prompts (prompt i in the place of class c).
     public func requests() -> [EvaluationRequest] {
-        let classes = EvaluationPrompts.classPrompts.count
+        let prompts = settings.prompts ?? EvaluationPrompts.classPrompts.enumerated().map { LabeledPrompt(label: $0, prompt: $1) }
         var out: [EvaluationRequest] = []
-        for c in 0..<classes {
-            var left = settings.count / classes + (c < settings.count % classes ? 1 : 0)
+        for (c, p) in prompts.enumerated() {
+            var left = settings.count / prompts.count + (c < settings.count % prompts.count ? 1 : 0)
             var chunk: UInt64 = 0
             while left > 0 {
                 let n = min(left, settings.batch)
-                out.append(EvaluationRequest(label: c, prompt: EvaluationPrompts.classPrompts[c],
+                out.append(EvaluationRequest(label: p.label, prompt: p.prompt,
                                              seed: settings.seed &+ (UInt64(c) << 32) &+ chunk, count: n))
                 left -= n
                 chunk += 1

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Models
+import Tensor
+import Training
+
+/// `coalesce train text-encoder`: gives a trained coalescer a MiniLM text encoder (a projection of
+/// the frozen sentence embedding trained against the model's own trigram embeddings); the
+/// autoencoder, projection and net are copied unchanged.
+struct TrainTextEncoder: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "text-encoder",
+        abstract: "Give a trained coalescer the MiniLM sentence encoder (projection trained in seconds; the net is kept).")
+
+    @Option(help: "The trained coalescer's directory (trigram text encoder).") var from = "models/coalescer"
+    @Option(help: "Output model directory (its name is the model's name).") var out = "models/coalescer-minilm"
+    @Option(help: "The MiniLM directory (scripts/fetch-minilm.sh).") var minilm = "models/minilm"
+    @Option(help: "Optimiser steps.") var steps = 1500
+    @Option(help: "Hidden width of the projection MLP.") var hidden = 256
+    @Option(help: "Seed.") var seed: UInt64 = 16
+    @Option(help: "Weight decay of the projection.") var weightDecay: Float = 1e-3
+    @Flag(help: "Aim every caption at its class's mean trigram embedding instead of its own.") var classMeanTargets = false
+
+    func run() throws {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        _ = BLAS.load()
+        let configPath = from + "/config.json"
+        guard let data = FileManager.default.contents(atPath: configPath),
+              var modelConfig = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ValidationError("\(configPath): cannot read a JSON object")
+        }
+        let weights = (modelConfig["weights"] as? String) ?? "coalescer.safetensors"
+        let source = try CoalescerModel.load(path: from + "/" + weights)
+        guard source.config.textEncoder.kind == .trigram else {
+            throw ValidationError("\(from) already has a \(source.config.textEncoder.kind) text encoder")
+        }
+        let sentence = try MiniLM.shared(directory: minilm)
+        var options = TextEncoderDistillOptions()
+        options.steps = steps
+        options.hidden = hidden
+        options.seed = seed
+        options.weightDecay = weightDecay
+        options.classMeanTargets = classMeanTargets
+        let train = Captions.all(templates: Captions.trainTemplates)
+        let (student, report) = try TextEncoderDistiller.distill(
+            teacher: source.textEncoder, minilm: sentence,
+            captions: train.map(\.0), classes: train.map(\.1),
+            heldOut: Captions.all(templates: Captions.heldOutTemplates).map(\.0), options: options)
+        print(report)
+        var config = source.config
+        config.textEncoder = student.config
+        let model = try CoalescerModel(config: config, autoencoder: source.autoencoder, textEncoder: student,
+                                       projection: source.projection, net: source.net)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try model.save(path: out + "/coalescer.safetensors")
+        modelConfig["weights"] = "coalescer.safetensors"
+        let json = try JSONSerialization.data(withJSONObject: modelConfig, options: [.sortedKeys])
+        try json.write(to: URL(fileURLWithPath: out + "/config.json"))
+        let text = """
+            \(out): \(from) with the MiniLM text encoder (coalesce train text-encoder --from \(from) --out \(out) \
+            --steps \(steps) --hidden \(hidden) --seed \(seed) --weight-decay \(weightDecay)\(classMeanTargets ? " --class-mean-targets" : ""))
+            autoencoder, latent projection and net copied from \(from)/\(weights); text encoder: all-MiniLM-L6-v2 \
+            (frozen, \(minilm)) -> MLP \(student.config.minilmWidth)-\(hidden)-\(student.config.dim), \(student.parameterCount) parameters
+            \(report)
+
+            """
+        try text.write(toFile: out + "/training-report.txt", atomically: true, encoding: .utf8)
+        print("wrote \(out)/coalescer.safetensors, config.json, training-report.txt")
+    }
+}
