@@ -33,6 +33,6 @@ $C train text-encoder --from "$M/coalescer" --out "$M/coalescer-minilm" --minilm
 $C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm"
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 2600 --seed 1 --out "$M/latent-diffusion"
 rm -f "$M/latent-diffusion/checkpoint.safetensors"
-$C train distilled-unet --teacher "$M/latent-diffusion" DISTILL_ARGS --seed 3 --out "$M/distilled-unet"
+$C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 8 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
 } 2>&1 | tee "$LOG"
 echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2,coalescer-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet}"

@@ -21,6 +21,7 @@ struct BenchBlocks: ParsableCommand {
     @Option(help: "Timed forwards per latency measurement (median taken).") var repeats = 15
     @Option(help: "Classifier checkpoint.") var classifier = "models/classifier/model.safetensors"
     @Option(help: "Only these blocks (comma-separated names; default all).") var only: String?
+    @Flag(help: "Measure time only (no images, no scores).") var timeOnly = false
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -39,16 +40,24 @@ struct BenchBlocks: ParsableCommand {
         let cond = m.conditions([String](repeating: "ankle boot", count: batch))
         let ts = [Float](repeating: 500, count: batch)
         func forwardMs() -> Double {
-            var times: [Double] = []
-            GradMode.withDisabled {
-                _ = m.predictV(x, t: ts, cond: cond)
-                for _ in 0..<repeats {
-                    let t0 = DispatchTime.now()
-                    _ = m.predictV(x, t: ts, cond: cond)
-                    times.append(Double(DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1e6)
-                }
+            let t0 = DispatchTime.now()
+            _ = GradMode.withDisabled { m.predictV(x, t: ts, cond: cond) }
+            return Double(DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1e6
+        }
+        /// Time saved by bypassing `name`: forwards with and without it alternate, so a machine
+        /// whose load drifts affects both alike; the median of the paired differences.
+        func savedMs(_ name: String) -> (full: Double, saved: Double) {
+            var diffs: [Double] = [], fulls: [Double] = []
+            _ = forwardMs()
+            for _ in 0..<repeats {
+                m.unet.disabledBlocks = []
+                let a = forwardMs()
+                m.unet.disabledBlocks = [name]
+                let b = forwardMs()
+                m.unet.disabledBlocks = []
+                diffs.append(a - b); fulls.append(a)
             }
-            return times.sorted()[times.count / 2]
+            return (fulls.sorted()[fulls.count / 2], diffs.sorted()[diffs.count / 2])
         }
         func score() throws -> (Double, Double) {
             let r = try evaluator.evaluate(gen, withReference: false)
@@ -59,20 +68,24 @@ struct BenchBlocks: ParsableCommand {
         func blockParams(_ name: String) -> Int {
             params.filter { $0.key.hasPrefix(name + ".") }.reduce(0) { $0 + $1.value }
         }
-        let fullMs = forwardMs()
-        let (fid0, acc0) = try score()
-        print(String(format: "model %@: %d UNet parameters; %d steps, guidance %g, %d images per row; UNet forward at batch %d: %.2f ms",
-                     file, m.unet.parameterCount, steps, g, count, batch, fullMs))
-        print("| block | parameters | time saved (ms, batch \(batch)) | share of forward | FID without | class acc without |")
+        var fullMs = 0.0
+        for _ in 0..<repeats { fullMs += forwardMs() / Double(repeats) }
+        let (fid0, acc0) = timeOnly ? (Double.nan, Double.nan) : try score()
+        print(String(format: "model %@: %d UNet parameters; %d steps, guidance %g, %d images per row; UNet forward at batch %d: %.2f ms (mean of %d)",
+                     file, m.unet.parameterCount, steps, g, count, batch, fullMs, repeats))
+        print("| block | parameters | time saved (ms, batch \(batch), median of \(repeats) paired runs) | share of forward | FID without | class acc without |")
         print("|---|---:|---:|---:|---:|---:|")
         print(String(format: "| (none removed) | %d | 0 | 0%% | %.1f | %.1f%% |", m.unet.parameterCount, fid0, acc0 * 100))
         for name in names {
-            m.unet.disabledBlocks = [name]
-            let ms = forwardMs()
-            let (fid, acc) = try score()
-            m.unet.disabledBlocks = []
-            print(String(format: "| %@ | %d | %.2f | %.0f%% | %.1f | %.1f%% |", name, blockParams(name), fullMs - ms,
-                         (fullMs - ms) / fullMs * 100, fid, acc * 100))
+            let (full, saved) = savedMs(name)
+            var fid = Double.nan, acc = Double.nan
+            if !timeOnly {
+                m.unet.disabledBlocks = [name]
+                (fid, acc) = try score()
+                m.unet.disabledBlocks = []
+            }
+            print(String(format: "| %@ | %d | %.2f | %.0f%% | %.1f | %.1f%% |", name, blockParams(name), saved,
+                         saved / full * 100, fid, acc * 100))
         }
     }
 }
