@@ -25,11 +25,13 @@ from typing import Any, Callable, Optional
 import zmq
 
 from ._types import (pb, ERROR_NAMES, CoalesceError, ErrorCode, GenerateResult, Health, HistogramBucket, Metrics,
-                     ModelCounts, ModelInfo, ModelList, OutcomeCount, generate_request, generate_result,
+                     ModelCounts, ModelFailure, ModelInfo, ModelList, OutcomeCount, WorkerProcess,
+                     generate_request, generate_result,
                      reply_field, simple_request)
 
 __all__ = ["Client", "CoalesceError", "ErrorCode", "GenerateResult", "ModelInfo", "ModelList", "Health",
-           "Metrics", "OutcomeCount", "HistogramBucket", "ModelCounts", "pb", "ERROR_NAMES"]
+           "Metrics", "OutcomeCount", "HistogramBucket", "ModelCounts", "ModelFailure", "WorkerProcess", "pb",
+           "ERROR_NAMES"]
 
 #: on_progress(step, total) for progress replies.
 ProgressFn = Callable[[int, int], None]

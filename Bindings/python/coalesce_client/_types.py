@@ -130,13 +130,20 @@ class ModelInfo:
     max_batch: int
     supports_guidance: bool
     in_flight: int
+    state: str = ""            # "serving", "restarting" or "failed"
+    failure: str = ""          # why it failed (state "failed")
+    worker_pid: int = 0        # its worker process (0: in process, or none right now)
+    worker_rss_bytes: int = 0  # that worker's resident memory
+    worker_restarts: int = 0   # workers started after the first
 
     @classmethod
     def from_pb(cls, m: Any) -> "ModelInfo":
         return cls(name=m.name, backend=m.backend, backend_version=m.backend_version, revision=m.revision,
                    generation=m.generation, width=m.width, height=m.height, channels=m.channels,
                    default_steps=m.default_steps, max_steps=m.max_steps, max_batch=m.max_batch,
-                   supports_guidance=m.supports_guidance, in_flight=m.in_flight)
+                   supports_guidance=m.supports_guidance, in_flight=m.in_flight, state=m.state,
+                   failure=m.failure, worker_pid=m.worker_pid, worker_rss_bytes=m.worker_rss_bytes,
+                   worker_restarts=m.worker_restarts)
 
 
 @dataclass(frozen=True)
@@ -151,19 +158,28 @@ class ModelList:
 
 
 @dataclass(frozen=True)
+class ModelFailure:
+    """A loaded model that cannot serve (its workers keep dying at load)."""
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Health:
-    """Liveness and readiness (ready: a model loaded and not draining)."""
+    """Liveness and readiness (ready: a model loaded and serving, and not draining)."""
     live: bool
     ready: bool
     draining: bool
     queue_depth: int
     models_loaded: int
     version: str
+    failed: List[ModelFailure] = field(default_factory=list)
 
     @classmethod
     def from_pb(cls, h: Any) -> "Health":
         return cls(live=h.live, ready=h.ready, draining=h.draining, queue_depth=h.queue_depth,
-                   models_loaded=h.models_loaded, version=h.version)
+                   models_loaded=h.models_loaded, version=h.version,
+                   failed=[ModelFailure(f.name, f.reason) for f in h.failed])
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,15 @@ class ModelCounts:
 
 
 @dataclass(frozen=True)
+class WorkerProcess:
+    """A backend worker process of the daemon (--isolation process)."""
+    model: str
+    pid: int
+    rss_bytes: int
+    state: str
+
+
+@dataclass(frozen=True)
 class Metrics:
     """The daemon's counters (coalesce.v1.Metrics; the same numbers as /metrics over HTTP)."""
     queue_depth: int
@@ -200,6 +225,8 @@ class Metrics:
     batches: int
     batched_requests: int
     malformed: int
+    workers: List[WorkerProcess] = field(default_factory=list)
+    daemon_rss_bytes: int = 0
 
     @property
     def outcomes(self) -> Dict[str, int]:
@@ -213,7 +240,9 @@ class Metrics:
                    latency=[HistogramBucket(b.le_ms, b.count) for b in m.latency],
                    latency_count=m.latency_count, latency_sum_ms=m.latency_sum_ms,
                    per_model=[ModelCounts(p.model, p.requests, p.images, p.errors) for p in m.per_model],
-                   batches=m.batches, batched_requests=m.batched_requests, malformed=m.malformed)
+                   batches=m.batches, batched_requests=m.batched_requests, malformed=m.malformed,
+                   workers=[WorkerProcess(w.model, w.pid, w.rss_bytes, w.state) for w in m.workers],
+                   daemon_rss_bytes=m.daemon_rss_bytes)
 
 
 # ---- requests and replies (shared by both clients) ---------------------------------------------
