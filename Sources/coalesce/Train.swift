@@ -4,5 +4,6 @@ import ArgumentParser
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model (the evaluation classifier, autoencoders, generators).",
-        subcommands: [TrainClassifier.self, TrainAutoencoder.self, TrainCoalescer.self, TrainLatentDiffusion.self, TrainDistilledUNet.self])
+        subcommands: [TrainClassifier.self, TrainAutoencoder.self, TrainCoalescer.self, TrainLatentDiffusion.self, TrainDistilledUNet.self,
+                      TrainNestedUNet.self])
 }
