@@ -70,7 +70,8 @@ public enum NestedUNetTrainer {
 
     /// Trains the model (phase 1, then phase 2; or the plain UNet) and writes
     /// `<out>/nested-unet.safetensors` (EMA weights), `config.json`, `samples.png` (and
-    /// `samples-phase1.png`), `loss.tsv` (phase, step, CPU and wall seconds, smoothed loss),
+    /// `samples-phase1.png`), `loss.tsv` (phase, step, CPU and wall seconds, smoothed loss and
+    /// mse per resolution),
     /// `training.json`, `training-report.txt`; while running `checkpoint-<phase>.safetensors`,
     /// `text-encoder.safetensors` and, after phase 1, `phase1/` (the inner network alone as a
     /// servable low-resolution model). Started again with the same options it resumes.
@@ -266,6 +267,7 @@ public enum NestedUNetTrainer {
         var cpu = cpuBefore
         var nextSnapshot = o.snapshotEvery > 0 ? (floor(cpuBefore / o.snapshotEvery) + 1) * o.snapshotEvery : .infinity
         var lossAvg: Float = 0
+        var termAvg: [Float] = []
         var step = start
         func wall() -> Double { wallBefore + Date().timeIntervalSince(t0) }
         func save() throws {
@@ -298,8 +300,12 @@ public enum NestedUNetTrainer {
             opt.learningRate = sched.rate(at: max(step, Int(fraction * Double(steps))))
             let preds = model.predictV(inputs, t: ts, cond: Tensor(cond, shape: [b, dim]))
             var loss: Tensor? = nil
-            for l in res.indices where weights[l] > 0 {
-                let term = Tensor.mseLoss(preds[l], targets[l]).scaled(weights[l])
+            var terms: [Float] = []
+            for l in res.indices {
+                let mse = Tensor.mseLoss(preds[l], targets[l])
+                terms.append(mse.item)
+                guard weights[l] > 0 else { continue }
+                let term = mse.scaled(weights[l])
                 loss = loss.map { $0 + term } ?? term
             }
             opt.zeroGrad()
@@ -309,10 +315,11 @@ public enum NestedUNetTrainer {
             ema.update(params)
             let l = loss!.item
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
+            termAvg = step == start ? terms : zip(termAvg, terms).map { 0.98 * $0 + 0.02 * $1 }
             step += 1
             cpu += processCPUSeconds() - c0
             progress.update(step: step, loss: lossAvg)
-            if step % 10 == 0 { lossLog.append(phase: phase, step: step, cpu: cpu, wall: wall(), loss: lossAvg) }
+            if step % 10 == 0 { lossLog.append(phase: phase, step: step, cpu: cpu, wall: wall(), loss: lossAvg, terms: termAvg, sides: res) }
             let last = step == steps || cpu >= (seconds ?? .infinity)
             if step % o.checkpointEvery == 0 || last { try save() }
             if o.sampleEvery > 0, step % o.sampleEvery == 0, !last {
@@ -356,19 +363,21 @@ public enum NestedUNetTrainer {
     }
 }
 
-/// `loss.tsv`: phase, step, CPU seconds, wall seconds, smoothed loss; appended as training runs.
+/// `loss.tsv`: phase, step, CPU seconds, wall seconds, smoothed loss, and the smoothed mse of
+/// each resolution as "side:mse" (highest first); appended as training runs.
 final class LossLog {
     let handle: FileHandle
     init(path: String) throws {
         if !FileManager.default.fileExists(atPath: path) {
-            try "phase\tstep\tcpu_seconds\twall_seconds\tloss\n".write(toFile: path, atomically: true, encoding: .utf8)
+            try "phase\tstep\tcpu_seconds\twall_seconds\tloss\tmse_per_side\n".write(toFile: path, atomically: true, encoding: .utf8)
         }
         guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError.invalidData("cannot open \(path)") }
         h.seekToEndOfFile()
         handle = h
     }
     deinit { try? handle.close() }
-    func append(phase: String, step: Int, cpu: Double, wall: Double, loss: Float) {
-        handle.write(Data(String(format: "%@\t%d\t%.1f\t%.1f\t%.5f\n", phase, step, cpu, wall, loss).utf8))
+    func append(phase: String, step: Int, cpu: Double, wall: Double, loss: Float, terms: [Float], sides: [Int]) {
+        let per = zip(sides, terms).map { String(format: "%d:%.5f", $0, $1) }.joined(separator: " ")
+        handle.write(Data(String(format: "%@\t%d\t%.1f\t%.1f\t%.5f\t%@\n", phase, step, cpu, wall, loss, per).utf8))
     }
 }
