@@ -250,10 +250,13 @@ public enum NestedUNetTrainer {
         let ema = EMA(parameters: params, decay: o.emaDecay)
         let ckpt = out + "/checkpoint-\(phase).safetensors"
         var start = 0, wallBefore = 0.0, cpuBefore = 0.0
+        var resumedLoss: Float = 0
         if let (step, _, elapsed) = try DiffusionCheckpoint.load(path: ckpt, net: model.net, ema: ema, optimizer: opt) {
             start = step
             wallBefore = elapsed
-            cpuBefore = Double(try SafeTensors.read(path: ckpt).metadata["cpu_seconds"] ?? "") ?? elapsed
+            let meta = try SafeTensors.read(path: ckpt).metadata
+            cpuBefore = Double(meta["cpu_seconds"] ?? "") ?? elapsed
+            resumedLoss = Float(meta["loss"] ?? "") ?? 0
             say(String(format: "%@: resuming from %@ at step %d (%.0fs CPU before)", phase, ckpt, step, cpuBefore))
         }
         let sched = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: steps)
@@ -266,13 +269,14 @@ public enum NestedUNetTrainer {
         let t0 = Date()
         var cpu = cpuBefore
         var nextSnapshot = o.snapshotEvery > 0 ? (floor(cpuBefore / o.snapshotEvery) + 1) * o.snapshotEvery : .infinity
-        var lossAvg: Float = 0
+        var lossAvg: Float = resumedLoss
         var termAvg: [Float] = []
         var step = start
         func wall() -> Double { wallBefore + Date().timeIntervalSince(t0) }
         func save() throws {
             try DiffusionCheckpoint.save(path: ckpt, net: model.net, ema: ema, optimizer: opt, step: step, phase: phase,
-                                         elapsed: wall(), extra: ["cpu_seconds": String(format: "%.1f", cpu)])
+                                         elapsed: wall(), extra: ["cpu_seconds": String(format: "%.1f", cpu),
+                                                                         "loss": String(format: "%.6f", lossAvg)])
         }
         while step < steps, cpu < (seconds ?? .infinity) {
             let c0 = processCPUSeconds()
@@ -314,8 +318,8 @@ public enum NestedUNetTrainer {
             opt.update()
             ema.update(params)
             let l = loss!.item
-            lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
-            termAvg = step == start ? terms : zip(termAvg, terms).map { 0.98 * $0 + 0.02 * $1 }
+            lossAvg = step == start && start == 0 ? l : 0.98 * lossAvg + 0.02 * l
+            termAvg = termAvg.count != terms.count ? terms : zip(termAvg, terms).map { 0.98 * $0 + 0.02 * $1 }
             step += 1
             cpu += processCPUSeconds() - c0
             progress.update(step: step, loss: lossAvg)
