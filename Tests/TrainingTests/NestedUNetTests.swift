@@ -268,6 +268,21 @@ final class NestedUNetTests: XCTestCase {
         XCTAssertThrowsError(try NestedUNetSampler(model: m).generate([], steps: 2))
     }
 
+    /// Sizes and channels come from the config: RGB at 12x12 nests a 6x6 inner network.
+    func testRGBAndOtherSizes() throws {
+        var c = tinyConfig(size: 12)
+        c.imageChannels = 3
+        for u in [\NestedUNetConfig.outer, \NestedUNetConfig.inner!] { c[keyPath: u].inChannels = 3; c[keyPath: u].outChannels = 3 }
+        var rng = RandomGenerator(seed: 2)
+        let m = try NestedUNetModel(config: c, rng: &rng)
+        XCTAssertEqual(c.resolutions, [12, 6])
+        XCTAssertEqual(m.sizes, [3 * 144, 3 * 36])
+        let px = try NestedUNetSampler(model: m).generate([.init(prompt: "a", seed: 1, count: 2, guidance: 2)], steps: 2)
+        XCTAssertEqual(px.count, 2 * 3 * 144)
+        c.inner!.inChannels = 1
+        XCTAssertThrowsError(try c.validate())
+    }
+
     func testSaveLoadRoundTripAndPooling() throws {
         let m = try tinyModel()
         let path = NSTemporaryDirectory() + "/nested-\(getpid()).safetensors"
