@@ -154,6 +154,7 @@ public enum NestedUNetTrainer {
             c1.outer.midBlock = true
             c1.inner = nil
             c1.lossWeights = [1]
+            c1.classNames = captions.classNames
             var rng1 = RandomGenerator(seed: o.seed &+ 7)
             let m1 = try NestedUNetModel(config: c1, rng: &rng1)
             try m1.textEncoder.load(from: model.textEncoder.stateDict())
