@@ -18,14 +18,14 @@ struct TrainNestedUNet: ParsableCommand {
     @Option(help: "Phase 2 optimiser steps (nested; with --plain: the plain UNet's steps).") var phase2Steps = 1500
     @Option(help: "Phase 1 limit in CPU seconds of training steps (0 = steps only).") var phase1Seconds: Double = 0
     @Option(help: "Phase 2 limit in CPU seconds of training steps (0 = steps only).") var phase2Seconds: Double = 0
-    @Option(help: "Batch size.") var batchSize = 64
+    @Option(help: "Batch size.") var batchSize = 32
     @Option(help: "Peak learning rate (AdamW, warmup then cosine).") var lr: Float = 1e-3
     @Option(help: "Outer (high-resolution) UNet channels per level; its last level is the low resolution.") var outerChannels = "32,64"
     @Option(help: "Outer self/cross-attention per level: 0/1 list.") var outerAttention = "0,0"
     @Option(help: "Outer residual blocks per level.") var outerLayers = 1
     @Option(help: "Inner (low-resolution) UNet channels per level.") var innerChannels = "64,128"
     @Option(help: "Inner self/cross-attention per level: 0/1 list.") var innerAttention = "0,1"
-    @Option(help: "Inner residual blocks per level.") var innerLayers = 2
+    @Option(help: "Inner residual blocks per level.") var innerLayers = 1
     @Flag(help: "Train a plain single-resolution UNet (the outer settings, with a middle block) instead: the baseline.") var plain = false
     @Option(help: "Schedule shift exponent p: SNR / (r / r_lowest)^p.") var shiftPower: Double = 1
     @Option(help: "Loss weights, highest resolution first.") var lossWeights = "1,1"

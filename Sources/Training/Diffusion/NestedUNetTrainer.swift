@@ -24,7 +24,7 @@ public struct NestedUNetTrainingOptions: Sendable {
         var u = UNetConfig()
         u.channels = [64, 128]
         u.attentionLevels = [false, true]
-        u.layersPerLevel = 2
+        u.layersPerLevel = 1
         u.heads = 4
         u.groups = 8
         return u
@@ -43,7 +43,7 @@ public struct NestedUNetTrainingOptions: Sendable {
     /// comes first; the learning-rate schedule follows whichever is further along.
     public var phase1Seconds: Double? = nil
     public var phase2Seconds: Double? = nil
-    public var batchSize = 64
+    public var batchSize = 32
     public var learningRate: Float = 1e-3
     public var warmupSteps = 100
     public var conditionDropout: Float = 0.1
