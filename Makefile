@@ -129,6 +129,7 @@ test-python-binding: install-test-prefix
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	$(SWIFT) build $(SWIFTFLAGS) --product LatentDiffusionBackend
 	$(SWIFT) build $(SWIFTFLAGS) --product DistilledUnetBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product NestedUnetBackend
 	rm -rf $(CZ_TEST_DIR)/py
 	$(PYTHON) -m pip install -q --no-deps --target $(CZ_TEST_DIR)/py ./Bindings/python
 	rm -rf Bindings/python/build

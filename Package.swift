@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "TestPatternBackend", type: .dynamic, targets: ["TestPatternBackend"]),
         .library(name: "LatentDiffusionBackend", type: .dynamic, targets: ["LatentDiffusionBackend"]),
         .library(name: "DistilledUnetBackend", type: .dynamic, targets: ["DistilledUnetBackend"]),
+        .library(name: "NestedUnetBackend", type: .dynamic, targets: ["NestedUnetBackend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -93,6 +94,8 @@ let package = Package(
         .target(name: "LatentDiffusionBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/LatentDiffusion",
                 linkerSettings: [pluginExports]),
         .target(name: "DistilledUnetBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/DistilledUNet",
+                linkerSettings: [pluginExports]),
+        .target(name: "NestedUnetBackend", dependencies: ["BackendKit", "CCoalesceABI"], path: "Plugins/NestedUNet",
                 linkerSettings: [pluginExports]),
         .target(name: "TestPatternBackend", dependencies: ["CCoalesceABI"], path: "Plugins/TestPattern",
                 linkerSettings: [pluginExports]),

@@ -18,6 +18,9 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public var contextDim: Int = 0
     /// Self-attention between the two middle residual blocks.
     public var midAttention: Bool = true
+    /// The middle block (res, attention, res). False for the outer network of a `NestedUNet`,
+    /// whose middle is the inner network.
+    public var midBlock: Bool = true
 
     public init() {}
 
@@ -34,12 +37,29 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         condDim = try c.decodeIfPresent(Int.self, forKey: .condDim) ?? d.condDim
         contextDim = try c.decodeIfPresent(Int.self, forKey: .contextDim) ?? d.contextDim
         midAttention = try c.decodeIfPresent(Bool.self, forKey: .midAttention) ?? d.midAttention
+        midBlock = try c.decodeIfPresent(Bool.self, forKey: .midBlock) ?? d.midBlock
     }
 
     enum CodingKeys: String, CodingKey {
         case inChannels = "in_channels", outChannels = "out_channels", channels
         case layersPerLevel = "layers_per_level", attentionLevels = "attention_levels", heads, groups
-        case condDim = "cond_dim", contextDim = "context_dim", midAttention = "mid_attention"
+        case condDim = "cond_dim", contextDim = "context_dim", midAttention = "mid_attention", midBlock = "mid_block"
+    }
+
+    /// Writes `mid_block` only when false, so configs of networks with a middle read as before.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(inChannels, forKey: .inChannels)
+        try c.encode(outChannels, forKey: .outChannels)
+        try c.encode(channels, forKey: .channels)
+        try c.encode(layersPerLevel, forKey: .layersPerLevel)
+        try c.encode(attentionLevels, forKey: .attentionLevels)
+        try c.encode(heads, forKey: .heads)
+        try c.encode(groups, forKey: .groups)
+        try c.encode(condDim, forKey: .condDim)
+        try c.encode(contextDim, forKey: .contextDim)
+        try c.encode(midAttention, forKey: .midAttention)
+        if !midBlock { try c.encode(midBlock, forKey: .midBlock) }
     }
 
     /// Checks sizes; the message names the bad field.
@@ -72,7 +92,8 @@ public final class UNet: Layer {
     public let condProj: Linear?
     public let down: [[ResBlock]], downAttn: [[SpatialSelfAttention]], downCross: [[CrossAttention]]
     public let downsample: [Conv2d]
-    public let mid1: ResBlock, midAttn: SpatialSelfAttention?, mid2: ResBlock
+    /// The middle block; nil when `config.midBlock` is false.
+    public let mid1: ResBlock?, midAttn: SpatialSelfAttention?, mid2: ResBlock?
     public let up: [[ResBlock]], upAttn: [[SpatialSelfAttention]], upCross: [[CrossAttention]]
     public let upsample: [Conv2d]
     public let normOut: GroupNorm, convOut: Conv2d
@@ -111,9 +132,13 @@ public final class UNet: Layer {
             if i < ch.count - 1 { downsample.append(Conv2d(c, c, kernel: 3, stride: 2, rng: &rng)) }
         }
         let cm = ch[ch.count - 1]
-        mid1 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
-        midAttn = config.midAttention ? SpatialSelfAttention(channels: cm, heads: config.heads, groups: g, rng: &rng) : nil
-        mid2 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
+        if config.midBlock {
+            mid1 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
+            midAttn = config.midAttention ? SpatialSelfAttention(channels: cm, heads: config.heads, groups: g, rng: &rng) : nil
+            mid2 = ResBlock(cm, cm, timeDim: timeDim, groups: g, rng: &rng)
+        } else {
+            mid1 = nil; midAttn = nil; mid2 = nil
+        }
         var up: [[ResBlock]] = [], upAttn: [[SpatialSelfAttention]] = [], upCross: [[CrossAttention]] = []
         var upsample: [Conv2d] = []
         cin = cm
@@ -147,9 +172,9 @@ public final class UNet: Layer {
             p += nest("down.\(i).res", down[i]) + nest("down.\(i).attn", downAttn[i]) + nest("down.\(i).cross", downCross[i])
             if i < downsample.count { p += nest("down.\(i).downsample", downsample[i]) }
         }
-        p += nest("mid.res1", mid1)
+        if let mid1 { p += nest("mid.res1", mid1) }
         if let midAttn { p += nest("mid.attn", midAttn) }
-        p += nest("mid.res2", mid2)
+        if let mid2 { p += nest("mid.res2", mid2) }
         for i in up.indices {
             p += nest("up.\(i).res", up[i]) + nest("up.\(i).attn", upAttn[i]) + nest("up.\(i).cross", upCross[i])
             if i < upsample.count { p += nest("up.\(i).upsample", upsample[i]) }
@@ -167,9 +192,9 @@ public final class UNet: Layer {
                 if j < downCross[i].count { names.append("down.\(i).cross.\(j)") }
             }
         }
-        names.append("mid.res1")
+        if mid1 != nil { names.append("mid.res1") }
         if midAttn != nil { names.append("mid.attn") }
-        names.append("mid.res2")
+        if mid2 != nil { names.append("mid.res2") }
         for i in up.indices {
             for j in up[i].indices {
                 names.append("up.\(i).res.\(j)")
@@ -184,6 +209,15 @@ public final class UNet: Layer {
     /// scale the caller's schedule uses, e.g. 0...1000); cond: (B, condDim) or nil;
     /// context: (B, T, contextDim) or nil. Returns (B, outChannels, H, W).
     public func callAsFunction(_ x: Tensor, t: [Float], cond: Tensor? = nil, context: Tensor? = nil) -> Tensor {
+        forward(x, t: t, cond: cond, context: context).output
+    }
+
+    /// The forward pass with the hooks a `NestedUNet` needs: `inject` (B, channels[0], H, W) is
+    /// added to conv_in's output; `middle`, when given, replaces the middle block (it maps the
+    /// bottleneck features to features of the same shape). Returns the output and the features
+    /// of the last up level before norm_out (B, channels[0], H, W).
+    public func forward(_ x: Tensor, t: [Float], cond: Tensor? = nil, context: Tensor? = nil, inject: Tensor? = nil,
+                        middle: ((Tensor) -> Tensor)? = nil) -> (output: Tensor, features: Tensor) {
         var temb = time2(time1(Tensor.timestepEmbedding(t, dim: config.channels[0])).silu())
         if let condProj, let cond { temb = temb + condProj(cond) }
         let te = temb.silu()
@@ -192,6 +226,7 @@ public final class UNet: Layer {
             off.contains(name) ? (block.skip.map { $0(h) } ?? h) : block(h, te)
         }
         var h = convIn(x)
+        if let inject { h = h + inject }
         var skips: [Tensor] = []
         for i in down.indices {
             for (j, block) in down[i].enumerated() {
@@ -204,9 +239,13 @@ public final class UNet: Layer {
             skips.append(h)
             if i < downsample.count { h = downsample[i](h) }
         }
-        h = res("mid.res1", mid1, h)
-        if let midAttn, !off.contains("mid.attn") { h = midAttn(h) }
-        h = res("mid.res2", mid2, h)
+        if let middle {
+            h = middle(h)
+        } else {
+            if let mid1 { h = res("mid.res1", mid1, h) }
+            if let midAttn, !off.contains("mid.attn") { h = midAttn(h) }
+            if let mid2 { h = res("mid.res2", mid2, h) }
+        }
         for i in up.indices {
             let level = down.count - 1 - i
             for (j, block) in up[i].enumerated() {
@@ -223,6 +262,6 @@ public final class UNet: Layer {
                 h = upsample[i](h)
             }
         }
-        return convOut(normOut(h).silu())
+        return (convOut(normOut(h).silu()), h)
     }
 }

@@ -1,9 +1,11 @@
-"""The latent-diffusion teacher and the distilled-unet student through every face: the same
-request gives the same pixels from the CLI (in process), the daemon (ZeroMQ, worker process) and
-libcoalesce (Python binding); bad requests get INVALID_ARGUMENT with a message in each.
+"""The diffusion backends (the latent-diffusion teacher, the distilled-unet student, the
+nested-unet pixel model) through every face: the same request gives the same pixels from the CLI
+(in process), the daemon (ZeroMQ, worker process) and libcoalesce (Python binding); bad requests
+get INVALID_ARGUMENT with a message in each.
 
-Runs on the committed models (models/latent-diffusion, models/distilled-unet) with the plugins
-of the everyday build (`make test-python` sets COALESCE_CLI and COALESCED)."""
+Runs on the committed models (models/latent-diffusion, models/distilled-unet, models/nested-unet;
+a model that is not there is skipped) with the plugins of the everyday build (`make test-python`
+sets COALESCE_CLI and COALESCED)."""
 import math
 import os
 import signal
@@ -20,7 +22,7 @@ import coalesce
 REPO = Path(__file__).resolve().parents[3]
 CLI = os.environ.get("COALESCE_CLI")
 COALESCED = os.environ.get("COALESCED")
-MODELS = ["latent-diffusion", "distilled-unet"]
+MODELS = ["latent-diffusion", "distilled-unet", "nested-unet"]
 MODELS_ROOT = Path(os.environ.get("COALESCE_DIFFUSION_MODELS", REPO / "models"))
 
 pytestmark = pytest.mark.skipif(not CLI or not COALESCED, reason="needs COALESCE_CLI and COALESCED (`make test-python`)")
@@ -36,10 +38,17 @@ def repo(tmp_path_factory) -> Path:
     r = tmp_path_factory.mktemp("models")
     for m in MODELS:
         src = MODELS_ROOT / m
-        if not (src / "config.json").exists():
-            pytest.skip(f"{src} is not a trained model")
-        (r / m).symlink_to(src)
+        if (src / "config.json").exists():
+            (r / m).symlink_to(src)
+    if not any((r / m).exists() for m in MODELS):
+        pytest.skip(f"no trained diffusion model under {MODELS_ROOT}")
     return r
+
+
+def need(repo, *models):
+    for m in models:
+        if not (repo / m).exists():
+            pytest.skip(f"{MODELS_ROOT / m} is not a trained model")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +86,8 @@ def daemon(repo, tmp_path_factory):
 def engine(repo):
     with coalesce.Engine(plugin_dir=str(plugin_dir())) as eng:
         for m in MODELS:
-            eng.load_model(m, repo / m)
+            if (repo / m).exists():
+                eng.load_model(m, repo / m)
         yield eng
 
 
@@ -91,6 +101,7 @@ def cli_generate(repo, tmp_path, model, prompt, seed, steps, count, guidance):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_same_pixels_from_cli_daemon_and_library(model, repo, engine, daemon, tmp_path):
+    need(repo, model)
     cases = [("ankle boot", 42, 4, 3, 0.0), ("", 7, 2, 2, 0.0), ("a pair of trousers", 2**63 + 5, 3, 2, 2.5)]
     if model == "distilled-unet":
         cases.append(("sneaker", 11, 0, 2, 0.0))  # its default: 8 steps
@@ -106,12 +117,20 @@ def test_same_pixels_from_cli_daemon_and_library(model, repo, engine, daemon, tm
         np.testing.assert_array_equal(one[0], lib[1])
 
 
-def test_describe_reports_guidance_and_steps(engine):
+def test_describe_reports_guidance_and_steps(engine, repo):
+    need(repo, "latent-diffusion", "distilled-unet")
     teacher = engine.model_info("latent-diffusion")
     student = engine.model_info("distilled-unet")
     assert teacher.supports_guidance and student.supports_guidance
     assert teacher.default_steps == 50 and student.default_steps == 8
     assert teacher.max_steps == 64
+
+
+def test_nested_unet_describe(engine, repo):
+    need(repo, "nested-unet")
+    info = engine.model_info("nested-unet")
+    assert info.supports_guidance and info.default_steps == 50 and info.max_steps == 64
+    assert (info.width, info.height, info.channels) == (28, 28, 1)
 
 
 BAD = [
@@ -126,6 +145,7 @@ BAD = [
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("kwargs, pattern", BAD)
 def test_bad_requests_are_invalid_argument_everywhere(model, kwargs, pattern, engine, daemon, repo, tmp_path):
+    need(repo, model)
     from coalesce_client import CoalesceError
     with pytest.raises(coalesce.InvalidArgumentError, match=pattern):
         engine.generate(model, **{"steps": 2, **kwargs})
@@ -140,7 +160,9 @@ def test_bad_requests_are_invalid_argument_everywhere(model, kwargs, pattern, en
     assert r.returncode != 0 and pattern in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
 
 
-def test_cancel_at_the_next_step(engine):
+@pytest.mark.parametrize("model", ["latent-diffusion", "nested-unet"])
+def test_cancel_at_the_next_step(model, engine, repo):
+    need(repo, model)
     seen = []
 
     def progress(step, total):
@@ -148,5 +170,5 @@ def test_cancel_at_the_next_step(engine):
         return step < 3
 
     with pytest.raises(coalesce.CancelledError):
-        engine.generate("latent-diffusion", prompt="bag", steps=20, count=2, progress=progress)
+        engine.generate(model, prompt="bag", steps=20, count=2, progress=progress)
     assert seen[-1][0] == 3 and seen[0] == (1, 20)

@@ -90,10 +90,20 @@ public struct DiffusionSchedule: Equatable, Sendable {
 
     /// One deterministic DDIM step (η = 0) from x_t at step t to step `prev` given the
     /// network's v: x̂0 = α_t x_t − σ_t v, ε̂ = σ_t x_t + α_t v, x_prev = α_prev x̂0 + σ_prev ε̂.
-    /// Element-wise over equal-length arrays; writes x_prev into `x`.
-    public func ddimStep(_ x: inout [Float], v: [Float], t: Int, prev: Int) {
+    /// Element-wise over equal-length arrays; writes x_prev into `x`. With `clip`, x̂0 is
+    /// clamped to [−clip, clip] before the update and ε̂ kept (diffusers' `clip_sample` with
+    /// `use_clipped_model_output` false).
+    public func ddimStep(_ x: inout [Float], v: [Float], t: Int, prev: Int, clip: Float? = nil) {
         precondition(x.count == v.count, "ddimStep: x and v differ in length")
         let (a, s) = scales(t), (ap, sp) = scales(prev)
+        if let clip {
+            for i in x.indices {
+                let x0 = min(clip, max(-clip, a * x[i] - s * v[i]))
+                let eps = s * x[i] + a * v[i]
+                x[i] = ap * x0 + sp * eps
+            }
+            return
+        }
         for i in x.indices {
             let x0 = a * x[i] - s * v[i]
             let eps = s * x[i] + a * v[i]

@@ -8,8 +8,10 @@ import Tensor
 /// same command continues from the last checkpoint; per-step randomness is derived from
 /// (seed, step), so the continued run draws what the uninterrupted one would have.
 public struct DiffusionCheckpoint {
-    /// `elapsed`: training seconds so far (a resumed run adds its own to it).
-    public static func save(path: String, net: Layer, ema: EMA, optimizer: AdamW, step: Int, phase: String, elapsed: Double = 0) throws {
+    /// `elapsed`: training seconds so far (a resumed run adds its own to it); `extra`: more
+    /// metadata entries for the caller.
+    public static func save(path: String, net: Layer, ema: EMA, optimizer: AdamW, step: Int, phase: String, elapsed: Double = 0,
+                            extra: [String: String] = [:]) throws {
         var tensors: [String: Tensor] = [:]
         for (k, p) in net.namedParameters { tensors["net." + k] = p }
         for ((k, _), s) in zip(net.namedParameters, ema.shadow) { tensors["ema." + k] = s }
@@ -18,7 +20,7 @@ public struct DiffusionCheckpoint {
             tensors["adam.m.\(i)"] = m; tensors["adam.v.\(i)"] = v
         }
         let meta = ["step": String(step), "adam_step": String(st.step), "phase": phase, "ema_updates": String(ema.updates),
-                    "elapsed_seconds": String(format: "%.1f", elapsed)]
+                    "elapsed_seconds": String(format: "%.1f", elapsed)].merging(extra) { a, _ in a }
         let tmp = path + ".tmp"
         try SafeTensors(tensors: tensors, metadata: meta).write(path: tmp)
         guard rename(tmp, path) == 0 else { throw TrainingError.invalidData("cannot rename \(tmp) to \(path)") }

@@ -1,0 +1,91 @@
+import Foundation
+import Tensor
+
+/// Joint DDIM sampling (η = 0) of every resolution of a `NestedUNetModel` with classifier-free
+/// guidance, for a batch mixing requests with different prompts, seeds and guidance scales
+/// (one step count per call). The output is the highest resolution.
+///
+/// Image j of a request starts from noise drawn by its own generator seeded `seed + j`: the
+/// highest resolution first, then the lower one. Per step all resolutions share the timestep;
+/// each takes a DDIM step on its own (shifted) schedule with its guided v, x̂0 clipped to
+/// [−1, 1] when the config says so. Every op on the way is row-invariant, so an image does not
+/// depend on the batch around it. Thread-safe: it only reads the model.
+public struct NestedUNetSampler {
+    public let model: NestedUNetModel
+
+    public init(model: NestedUNetModel) { self.model = model }
+
+    public typealias Request = LatentDiffusionSampler.Request
+
+    /// Images (count * C*S*S planar floats in [0, 1]) of all requests in order. `progress(step,
+    /// steps)` after each step; returning false cancels (throws `ModelError.invalidInput("cancelled")`).
+    public func generate(_ requests: [Request], steps: Int,
+                         progress: ((Int, Int) -> Bool)? = nil) throws -> [Float] {
+        let xs = try sample(requests, steps: steps, progress: progress)
+        return xs[0].map { min(1, max(0, ($0 + 1) / 2)) }
+    }
+
+    /// The final samples in [−1, 1] of every resolution, highest first (B * C*r*r each).
+    public func sample(_ requests: [Request], steps: Int,
+                       progress: ((Int, Int) -> Bool)? = nil) throws -> [[Float]] {
+        let cfg = model.config
+        guard steps >= 1, steps <= cfg.maxSteps else {
+            throw ModelError.invalidInput("steps \(steps) must be in 1...\(cfg.maxSteps)")
+        }
+        var prompts: [String] = [], guidance: [Float] = [], seeds: [UInt64] = []
+        for r in requests {
+            guard r.guidance.isFinite, r.guidance >= 0, r.guidance <= 100 else {
+                throw ModelError.invalidInput("guidance \(r.guidance) must be a finite number in 0...100")
+            }
+            for j in 0..<r.count { prompts.append(r.prompt); guidance.append(r.guidance); seeds.append(r.seed &+ UInt64(j)) }
+        }
+        let b = prompts.count
+        guard b > 0 else { throw ModelError.invalidInput("no images requested") }
+        let res = cfg.resolutions, sizes = model.sizes, c = cfg.imageChannels
+        var xs = sizes.map { [Float](repeating: 0, count: b * $0) }
+        for i in 0..<b {
+            var rng = RandomGenerator(seed: seeds[i])
+            for (l, per) in sizes.enumerated() { for k in 0..<per { xs[l][i * per + k] = rng.nextNormal() } }
+        }
+        let cond = model.conditions(prompts)
+        let uncondRows = (0..<b).filter { guidance[$0] != 1 }
+        let condRows = (0..<b).filter { guidance[$0] != 0 }
+        let zeroCond = Tensor(zeros: [uncondRows.count, cond.shape[1]])
+        let condSub = condRows.count == b ? cond : cond.gatherRowsValues(condRows)
+        // The schedules share the training steps, so one timestep grid serves every resolution.
+        let updates = model.schedules[0].updates(steps, spacing: cfg.spacing)
+        let clip: Float? = cfg.clipSample ? 1 : nil
+        try GradMode.withDisabled {
+            for (k, u) in updates.enumerated() {
+                func predict(_ rows: [Int], _ cond: Tensor) -> [[Float]] {
+                    let inputs = res.indices.map { l in
+                        Tensor(LatentDiffusionSampler.rows(xs[l], rows, sizes[l]), shape: [rows.count, c, res[l], res[l]])
+                    }
+                    return model.predictV(inputs, t: [Float](repeating: Float(u.t), count: rows.count), cond: cond).map(\.array)
+                }
+                let vc = condRows.isEmpty ? [] : predict(condRows, condSub)
+                let vu = uncondRows.isEmpty ? [] : predict(uncondRows, zeroCond)
+                for l in res.indices {
+                    let per = sizes[l]
+                    var v = [Float](repeating: 0, count: b * per)
+                    var ci = 0, ui = 0
+                    for i in 0..<b {
+                        let g = guidance[i], o = i * per
+                        if g == 1 {
+                            for j in 0..<per { v[o + j] = vc[l][ci * per + j] }
+                        } else if g == 0 {
+                            for j in 0..<per { v[o + j] = vu[l][ui * per + j] }
+                        } else {
+                            for j in 0..<per { v[o + j] = vu[l][ui * per + j] + g * (vc[l][ci * per + j] - vu[l][ui * per + j]) }
+                        }
+                        if g != 0 { ci += 1 }
+                        if g != 1 { ui += 1 }
+                    }
+                    model.schedules[l].ddimStep(&xs[l], v: v, t: u.t, prev: u.prev, clip: clip)
+                }
+                if let progress, !progress(k + 1, steps) { throw ModelError.invalidInput("cancelled") }
+            }
+        }
+        return xs
+    }
+}
