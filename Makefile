@@ -35,6 +35,7 @@ demo: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
 	$(SWIFT) build $(SWIFTFLAGS) --product LatentDiffusionBackend
 	$(SWIFT) build $(SWIFTFLAGS) --product DistilledUnetBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product NestedUnetBackend
 	$(BUILD)/coalesce info
 	mkdir -p $(DEMO_OUT)
 	$(BUILD)/coalesce generate --model coalescer --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes.png
@@ -43,12 +44,14 @@ demo: deps
 	$(BUILD)/coalesce generate --model coalescer-v2 --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v2.png
 	$(BUILD)/coalesce generate --model distilled-unet --steps 8 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
 	$(BUILD)/coalesce generate --model latent-diffusion --steps 50 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-latent-diffusion.png
+	$(BUILD)/coalesce generate --model nested-unet --steps 16 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-nested-unet.png
 	$(BUILD)/coalesce generate --model coalescer-v2-minilm --prompt "something to wear on your feet at the beach" \
 	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-minilm --grid $(DEMO_OUT)/beach-footwear-minilm.png
 	$(BUILD)/coalesce generate --model coalescer-v2 --prompt "something to wear on your feet at the beach" \
 	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-trigram --grid $(DEMO_OUT)/beach-footwear-trigram.png
 	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png, $(DEMO_OUT)/ankle-boot.png,"
-	@echo "      $(DEMO_OUT)/classes-distilled-unet.png (8 steps), $(DEMO_OUT)/classes-latent-diffusion.png (the 50-step teacher)"
+	@echo "      $(DEMO_OUT)/classes-distilled-unet.png (8 steps), $(DEMO_OUT)/classes-latent-diffusion.png (the 50-step teacher),"
+	@echo "      $(DEMO_OUT)/classes-nested-unet.png (pixel-space Matryoshka diffusion, 16 steps)"
 	@echo "      and a paraphrase through the MiniLM and the trigram text encoders: $(DEMO_OUT)/beach-footwear-{minilm,trigram}.png"
 
 # Retrain the committed default models from scratch (recorded seeds; see models/README.md).
