@@ -102,13 +102,3 @@ public struct LatentDiffusionSampler {
         return out
     }
 }
-
-extension Tensor {
-    /// Rows of a (N, D) tensor as a new tensor, without autograd.
-    func gatherRowsValues(_ idx: [Int]) -> Tensor {
-        let d = shape[1]
-        let out = Tensor(zeros: [idx.count, d])
-        for (r, i) in idx.enumerated() { (out.data + r * d).update(from: data + i * d, count: d) }
-        return out
-    }
-}

@@ -51,7 +51,7 @@ public struct NestedUNetSampler {
         let uncondRows = (0..<b).filter { guidance[$0] != 1 }
         let condRows = (0..<b).filter { guidance[$0] != 0 }
         let zeroCond = Tensor(zeros: [uncondRows.count, cond.shape[1]])
-        let condSub = condRows.count == b ? cond : cond.gatherRowsValues(condRows)
+        let condSub = condRows.count == b ? cond : cond.gatherRows(condRows)
         // The schedules share the training steps, so one timestep grid serves every resolution.
         let updates = model.schedules[0].updates(steps, spacing: cfg.spacing)
         let clip: Float? = cfg.clipSample ? 1 : nil

@@ -1,0 +1,23 @@
+import Models
+
+/// The sampling settings a diffusion model's config carries, which a model directory's
+/// config.json may override ("default_steps", "default_guidance") and every face caps.
+public protocol DiffusionSamplingSettings {
+    var defaultSteps: Int { get set }
+    var maxSteps: Int { get set }
+    var defaultGuidance: Float { get set }
+}
+
+extension LatentDiffusionConfig: DiffusionSamplingSettings {}
+extension NestedUNetConfig: DiffusionSamplingSettings {}
+
+extension ModelDirectoryConfig {
+    /// Applies the directory's overrides to `settings`, then caps steps at 64 (CZ_MAX_STEPS, the
+    /// limit of every face), so that `describe` reports what can actually be asked for.
+    public func apply<S: DiffusionSamplingSettings>(to settings: inout S) throws {
+        if let s = try int("default_steps", in: 1...settings.maxSteps) { settings.defaultSteps = s }
+        if let g = try number("default_guidance", in: 0...100) { settings.defaultGuidance = Float(g) }
+        settings.maxSteps = min(settings.maxSteps, 64)
+        settings.defaultSteps = min(settings.defaultSteps, settings.maxSteps)
+    }
+}
