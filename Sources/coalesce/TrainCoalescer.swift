@@ -50,6 +50,8 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "Also train the 2-step output adversarially, re-noising the first step to this level (0 = 1-step only).") var secondStepLevel: Float = 0
     @Option(help: "Weight of an auxiliary latent classifier's cross-entropy on the adversarial outputs (0 = none).") var classifierWeight: Float = 0
     @Option(help: "Samples per class for the latent probe after training (0 = skip).") var probePerClass = 100
+    @Option(help: "Teacher coupling: prior starts take their targets from these noise-to-latent pairs (`coalesce train teacher-pairs`) instead of the search.")
+    var teacherPairs: String?
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)  // report lines reach a redirected log as they happen
@@ -65,6 +67,7 @@ struct TrainCoalescer: ParsableCommand {
         o.maxSteps = maxSteps > 0 ? maxSteps : nil
         o.netBlocks = blocks
         o.initNet = initNet
+        o.teacherPairs = teacherPairs
         o.levelInput = levelInput
         o.renoiseLevels = try renoise.split(separator: ",").map {
             guard let v = Float($0.trimmingCharacters(in: .whitespaces)), v >= 0, v < 1 else {

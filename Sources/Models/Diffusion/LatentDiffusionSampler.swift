@@ -29,8 +29,9 @@ public struct LatentDiffusionSampler {
         return try GradMode.withDisabled { try model.autoencoder.decode(x).array }
     }
 
-    /// The final latents (B, latentDim) before decoding.
-    public func latents(_ requests: [Request], steps: Int,
+    /// The final latents (B, latentDim) before decoding. `initialNoise` (B * latentDim values)
+    /// replaces the seeded x_T draws (a teacher's noise-to-latent pairs for distillation).
+    public func latents(_ requests: [Request], steps: Int, initialNoise: [Float]? = nil,
                         progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let cfg = model.config
         guard steps >= 1, steps <= cfg.maxSteps else {
@@ -48,9 +49,16 @@ public struct LatentDiffusionSampler {
         let (c, s) = model.latentShape
         let per = c * s * s
         var x = [Float](repeating: 0, count: b * per)
-        for i in 0..<b {
-            var rng = RandomGenerator(seed: seeds[i])
-            for k in 0..<per { x[i * per + k] = rng.nextNormal() }
+        if let initialNoise {
+            guard initialNoise.count == b * per else {
+                throw ModelError.invalidInput("initial noise has \(initialNoise.count) values, \(b) images need \(b * per)")
+            }
+            x = initialNoise
+        } else {
+            for i in 0..<b {
+                var rng = RandomGenerator(seed: seeds[i])
+                for k in 0..<per { x[i * per + k] = rng.nextNormal() }
+            }
         }
         let cond = model.conditions(prompts)
         // Rows needing the unconditional prediction, and rows needing the conditional one.

@@ -29,6 +29,9 @@ public struct CoalescerPipelineOptions: Sendable {
     /// Start the net (and take the latent projection) from this coalescer.safetensors, trained
     /// on the same autoencoder: to continue a run, or to fine-tune a trained net adversarially.
     public var initNet: String? = nil
+    /// Teacher coupling: prior starts take their targets from these noise-to-latent pairs of a
+    /// latent diffusion model (`TeacherPairs`, `coalesce train teacher-pairs`) instead of the search.
+    public var teacherPairs: String? = nil
     public var seed: UInt64 = 1
     public var pcaDim = 48
     /// Search in the first this-many whitened coordinates (nil = all pcaDim).
@@ -172,6 +175,28 @@ public enum CoalescerPipeline {
                                  classDescriptions: classDescriptions, unconditional: uncond,
                                  dim: pcaDim, descDim: dd)
         data.searchDim = min(pcaDim, max(1, o.searchDim ?? pcaDim))
+        if let path = o.teacherPairs {
+            let pairs = try TeacherPairs.load(path: path)
+            guard pairs.latentDim == latentDim, pairs.settings.autoencoderHash == TeacherPairs.hash(ae) else {
+                throw TrainingError.invalidData("teacher pairs \(path) were made with another autoencoder (latent \(pairs.latentDim) values, "
+                    + "weights hash \(pairs.settings.autoencoderHash)) than this run's (\(latentDim), \(TeacherPairs.hash(ae)))")
+            }
+            guard pairs.settings.prompts.count == captions.classNames.count else {
+                throw TrainingError.invalidData("teacher pairs \(path) have \(pairs.settings.prompts.count) class prompts, the data \(captions.classNames.count) classes")
+            }
+            GradMode.withDisabled {
+                // R = V x_T (the rotation into the principal directions, unwhitened: N(0, I) stays N(0, I)).
+                let z = Tensor(pairs.noise, shape: [pairs.count, latentDim])
+                data.teacherStarts = Tensor.matmul(z, projection.components, transB: true).array
+                data.teacherTargets = projection.project(Tensor(pairs.latents, shape: [pairs.count, latentDim])).array
+            }
+            data.teacherLabels = pairs.labels
+            var sq = 0.0
+            for i in 0..<(pairs.count * pcaDim) { let e = Double(data.teacherTargets[i] - data.teacherStarts[i]); sq += e * e }
+            say(String(format: "teacher coupling: %d pairs (%d for the empty prompt) from %@ at %d steps, guidance %.2f; mean |target - start|^2 %.1f in %d dims",
+                       pairs.count, pairs.labels.filter { $0 < 0 }.count, pairs.settings.teacher, pairs.settings.steps,
+                       pairs.settings.guidance, sq / Double(max(1, pairs.count)), pcaDim))
+        }
         say("the net moves in \(pcaDim) whitened PCA coordinates; the search uses the first \(data.searchDim)")
 
         // 5. desc_scale from the measured spreads, then the net.
@@ -197,7 +222,7 @@ public enum CoalescerPipeline {
         }
         copt.batchSize = min(copt.batchSize, max(1, train.count))
         say("net: \(netConfig.blocks > 0 ? "residual MLP, \(netConfig.blocks) blocks" : "MLP, \(netConfig.depth) layers") of \(netConfig.hidden), "
-            + "\(net.parameterCount) parameters\(netConfig.levelInput ? ", told the start's noise level" : ""); coupling \(copt.coupling.rawValue)"
+            + "\(net.parameterCount) parameters\(netConfig.levelInput ? ", told the start's noise level" : ""); coupling \(o.teacherPairs == nil ? copt.coupling.rawValue : "teacher pairs (prior starts), " + copt.coupling.rawValue + " (near-data starts)")"
             + (copt.hubCap.map { String(format: " (hub cap %.1f)", $0) } ?? "")
             + (copt.adversarialSteps > 0 ? String(format: "; then %d adversarial steps (weight %.2f, lr %.0e, second-step level %.2f, latent classifier weight %.2f)", copt.adversarialSteps, copt.adversarialWeight, copt.adversarialLearningRate, copt.secondStepLevel, copt.classifierWeight) : ""))
         let trainer = try CoalescerTrainer(data: data, options: copt, descScale: descScale, makeIndex: makeIndex)

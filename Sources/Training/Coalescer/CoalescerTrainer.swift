@@ -77,6 +77,12 @@ public struct CoalescerData {
     /// The search runs in the first `searchDim` coordinates (<= dim); the net moves in all `dim`.
     public var searchDim: Int
     public var count: Int { labels.count }
+    /// Teacher coupling (`TeacherPairs`), empty when not used: starts and the teacher's targets
+    /// (M, dim each) in the same whitened coordinates, and their classes (M; -1 = empty prompt).
+    /// Prior starts then take a pair's start and its target instead of searching the index.
+    public var teacherStarts: [Float] = []
+    public var teacherTargets: [Float] = []
+    public var teacherLabels: [Int] = []
 
     /// The points truncated to the search coordinates, (N, searchDim).
     public var searchPoints: [Float] {
@@ -283,6 +289,10 @@ public final class CoalescerTrainer {
         let ema = EMA(parameters: net.parameters, decay: o.emaDecay)
         let byClass = data.itemsByClass
         let classes = byClass.count
+        // Teacher pairs per class (the last list: the empty prompt's).
+        var teacherByClass = [[Int]](repeating: [], count: classes + 1)
+        for (i, c) in data.teacherLabels.enumerated() { teacherByClass[c >= 0 && c < classes ? c : classes].append(i) }
+        let teacherPool = data.teacherLabels.count
         var report = CoalescerReport()
         report.descScale = descScale
         report.directionExponent = o.directionExponent
@@ -337,6 +347,7 @@ public final class CoalescerTrainer {
             let level = Tensor(filled: 1, shape: [bs, 1])                // level: (B, 1) noise level of R
             var queryDE: [[Float]] = []
             var selfRows: [Int] = []
+            var teacherRow = [Int](repeating: -1, count: bs)              // teacher pair of a prior start
             for b in 0..<bs {
                 let uncond = rng.nextFloat() < o.unconditionalFraction
                 let c = rng.nextInt(below: classes)
@@ -348,7 +359,13 @@ public final class CoalescerTrainer {
                     queryDE.append(caps[rng.nextInt(below: caps.count)])
                 }
                 isPrior[b] = rng.nextFloat() < o.priorFraction
-                if isPrior[b] {
+                let pairs = teacherPool == 0 ? [] : (uncond ? (teacherByClass[classes].isEmpty ? Array(0..<teacherPool) : teacherByClass[classes]) : teacherByClass[c])
+                if isPrior[b] && !pairs.isEmpty {
+                    // Teacher coupling: the pair's start, and later its target.
+                    let p = pairs[rng.nextInt(below: pairs.count)]
+                    teacherRow[b] = p
+                    for j in 0..<k { r.data[b * k + j] = data.teacherStarts[p * k + j] }
+                } else if isPrior[b] {
                     for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
                 } else if rng.nextFloat() < o.selfStartFraction {
                     // Sampler-aware start: where the current net's first step from a prior draw lands.
@@ -377,7 +394,7 @@ public final class CoalescerTrainer {
                 }
             }
             let ks = data.searchDim
-            for b in 0..<bs {
+            for b in 0..<bs where teacherRow[b] < 0 {
                 let row = Array(UnsafeBufferPointer(start: r.data + b * k, count: ks))
                 if requested[b] < 0 {
                     uncondRows.append(b); uncondQ.append(contentsOf: row)
@@ -408,7 +425,8 @@ public final class CoalescerTrainer {
                 uncondIds = pick(uncondIds, uncondRows.count)
             }
             report.searchSeconds += Date().timeIntervalSince(ts)
-            report.queries += bs
+            let searched = condRows.count + uncondRows.count
+            report.queries += searched
             var target = [Int](repeating: 0, count: bs)
             for (i, b) in condRows.enumerated() { target[b] = condIds[i] }
             for (i, b) in uncondRows.enumerated() { target[b] = uncondIds[i] }
@@ -418,6 +436,20 @@ public final class CoalescerTrainer {
             let tDist = Tensor(zeros: [bs, 1])                               // tDist: (B, 1)
             let tDir = Tensor(zeros: [bs, k])                                // tDir: (B, k)
             for b in 0..<bs {
+                if teacherRow[b] >= 0 {
+                    // The teacher's target; the description is the query's own caption.
+                    let p = teacherRow[b]
+                    for j in 0..<dd { desc.data[b * dd + j] = queryDE[b][j] }
+                    var s: Float = 0
+                    for j in 0..<k {
+                        let v = data.teacherTargets[p * k + j] - r.data[b * k + j]
+                        tDir.data[b * k + j] = v; s += v * v
+                    }
+                    let len = s.squareRoot()
+                    tDist.data[b] = len
+                    for j in 0..<k { tDir.data[b * k + j] /= max(len, 1e-6) }
+                    continue
+                }
                 let id = target[b]
                 guard id >= 0 && id < n else { throw TrainingError.invalidData("index returned id \(id)") }
                 if requested[b] >= 0 {
@@ -435,7 +467,7 @@ public final class CoalescerTrainer {
                 for j in 0..<k { tDir.data[b * k + j] /= max(len, 1e-6) }
                 // Statistics.
                 hits[id] += 1
-                if report.queries - bs + b < n {
+                if report.queries - searched + b < n {
                     firstEpoch.insert(id)
                     if isPrior[b] { firstEpochPrior.insert(id); priorQ += 1 }
                 }
