@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# `make bench`: measures every (model, steps) row of ROWS and stores one result per row, then rebuilds
+# the table, the plots and the pictures from all stored rows (scripts/bench-report.py render):
+#
+#   bench/results/<model>-<steps>.json   the row's raw results (eval report, speed, parameters,
+#                                        training time, machine, date, load, weights checksum)
+#   bench/results/<model>-<steps>.png    its sample grid: the first 8 scored images of each class
+#                                        (rows: the 10 class prompts; same prompts and seeds in
+#                                        every row of the same COUNT, as `coalesce eval` seeds them)
+#   BENCHMARKS.md (between the bench-table markers), README.md (between the bench-readme markers),
+#   docs/images/bench-fid-vs-nfe.png, bench-fid-vs-latency.png, bench-classes.png
+#
+# Per row:
+#   coalesce eval --model M --steps S --count $COUNT --batch 64 --json --save-images DIR
+#       FID, class accuracy, precision/recall, near-copies (and real training images scored the
+#       same way at the same count: the reference of that count)
+#   coalesce bench generate --model M --steps S --batch 64 --seconds $BENCH_SECONDS --json
+#       images/s at batch 64; only where one batch of 64 takes at most $BENCH_SECONDS by the eval's
+#       own pace, else images/s is the eval's generation (COUNT/10 images per call; recorded)
+#   coalesce bench generate --model M --steps S --batch 1 --seconds $BENCH_SECONDS --min-calls 3 --json
+#       latency per image at batch 1 (p50 of the calls)
+#
+# Only the rows in ROWS are measured; `ROWS="coalescer:1 coalescer:2" make bench` re-measures those
+# two and rebuilds everything from the stored rows. RENDER=0 skips the rebuild, ROWS="" only rebuilds.
+#
+# Time budget of the default run (2 cores, COUNT=300, BENCH_SECONDS=3), about 25 minutes:
+#   generation for the evals, from the measured pace of each backend (images/s at these steps):
+#     nested-unet 50, 16, 8, 4 steps (0.4, 1.3, 2.4, ~4.5/s)          ~ 1350 s -- most of the run
+#     latent-diffusion 50, 16, 8, 4, 2, 1 (3, ~9, ~18, ~35, ~70, ~140/s) ~ 170 s
+#     distilled-unet 16, 8, 4, 2, 1 (~15, 30, ~60, ~120, ~240/s)        ~  40 s
+#     coalescer, coalescer-v2 (thousands/s), real-train, reconstruction  ~   0 s
+#   per row: loading, scoring the generated and the reference images, the two speed runs
+#     (2 x (BENCH_SECONDS + one warm-up call)), about 10 s                  ~  220 s for 22 rows
+# COUNT=300 is one count for every row, so FIDs compare across rows; FID is biased upwards at small n
+# (real training images score about 19 at n = 1000, more at 300), so every row stores the real-image
+# reference of its own count and the table and plots show it.
+#
+# Environment: COALESCE (binary, default .build/release/coalesce), COUNT (images per eval, 300),
+# BENCH_SECONDS (seconds of timed calls per speed measurement, 3), ROWS (model:steps list), RESULTS
+# (directory of the stored rows, bench/results), PYTHON.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COALESCE=${COALESCE:-.build/release/coalesce}
+COUNT=${COUNT:-300}
+BENCH_SECONDS=${BENCH_SECONDS:-3}
+PYTHON=${PYTHON:-python3}
+RESULTS=${RESULTS:-bench/results}
+RENDER=${RENDER:-1}
+DEFAULT_ROWS="real-train:1 reconstruction:1 noise:1 test-pattern:1
+coalescer:1 coalescer:2 coalescer:4 coalescer-v2:1 coalescer-v2:2 coalescer-v2:4
+distilled-unet:1 distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet:16
+latent-diffusion:1 latent-diffusion:2 latent-diffusion:4 latent-diffusion:8 latent-diffusion:16 latent-diffusion:50
+nested-unet:4 nested-unet:8 nested-unet:16 nested-unet:50"
+ROWS=${ROWS-$DEFAULT_ROWS}
+
+[ -x "$COALESCE" ] || { echo "bench: $COALESCE not built (run: swift build -c release)" >&2; exit 1; }
+mkdir -p "$RESULTS"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$COALESCE" info --json > "$tmp/info.json"
+known=$("$COALESCE" eval --list)
+started=$(date +%s)
+
+for row in $ROWS; do
+    model=${row%%:*}; steps=${row##*:}
+    if ! grep -qx "$model" <<<"$known"; then
+        echo "bench: skipping $model (not registered)" >&2
+        continue
+    fi
+    echo "bench: $model, $steps steps ($(( $(date +%s) - started )) s so far)" >&2
+    rm -rf "$tmp/images" "$tmp"/*.json.row
+    row_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    load_start=$(cut -d' ' -f1 /proc/loadavg)
+    eval_args="eval --model $model --steps $steps --count $COUNT --batch 64 --json"
+    if ! "$COALESCE" $eval_args --save-images "$tmp/images" > "$tmp/eval.json"; then
+        echo "bench: skipping $model, $steps steps (eval failed; see above)" >&2
+        continue
+    fi
+    # A batch of 64 at the eval's pace; the b64 speed run costs a warm-up call plus BENCH_SECONDS.
+    b64_args="bench generate --model $model --steps $steps --batch 64 --seconds $BENCH_SECONDS --min-calls 2 --json"
+    if "$PYTHON" -c 'import json, sys; e = json.load(open(sys.argv[1])); ips = e["images_per_second"]
+sys.exit(0 if ips > 0 and 64 / ips <= float(sys.argv[2]) else 1)' "$tmp/eval.json" "$BENCH_SECONDS"; then
+        "$COALESCE" $b64_args > "$tmp/b64.json" || { echo "bench: $model, $steps steps: batch-64 run failed" >&2; continue; }
+    else
+        b64_args=""
+        echo "{}" > "$tmp/b64.json"
+    fi
+    b1_args="bench generate --model $model --steps $steps --batch 1 --seconds $BENCH_SECONDS --min-calls 3 --json"
+    "$COALESCE" $b1_args > "$tmp/b1.json" || { echo "bench: $model, $steps steps: batch-1 run failed" >&2; continue; }
+    "$PYTHON" scripts/bench-report.py row --model "$model" --steps "$steps" --results "$RESULTS" \
+        --eval "$tmp/eval.json" --b64 "$tmp/b64.json" --b1 "$tmp/b1.json" --info "$tmp/info.json" \
+        --images "$tmp/images" --started "$row_start" --load-start "$load_start" \
+        --eval-command "coalesce $eval_args" --b64-command "${b64_args:+coalesce $b64_args}" \
+        --b1-command "coalesce $b1_args" --bench-seconds "$BENCH_SECONDS"
+done
+echo "bench: measured in $(( $(date +%s) - started )) s" >&2
+
+if [ "$RENDER" != 0 ]; then
+    "$PYTHON" scripts/bench-report.py render --results "$RESULTS"
+fi
