@@ -33,7 +33,8 @@ CELL, SCALE, GAP = 28, 2, 2
 PSEUDO = ["real-train", "reconstruction", "noise", "test-pattern"]
 # Table and plot order of the generators; others follow by name.
 BACKENDS = ["coalescer", "coalescer-v2", "distilled-unet", "latent-diffusion", "nested-unet"]
-# The default steps of each backend, side by side in bench-classes.png and in the README reading.
+# The steps `make demo` shows each backend at (nested-unet's weights default to 50; 16 is its usual
+# setting), side by side in bench-classes.png.
 DEFAULTS = [("coalescer", 2), ("distilled-unet", 8), ("nested-unet", 16), ("latent-diffusion", 50)]
 # Training that a model needs besides its own: the student is distilled from the teacher.
 NEEDS = {"distilled-unet": "latent-diffusion"}
@@ -365,7 +366,7 @@ def font(size):
 
 def classes_image(rows, results, path, samples=2):
     """The ten classes side by side (columns), `samples` images each, one block per backend at its
-    default steps, cut from the rows' sample grids."""
+    usual steps (DEFAULTS), cut from the rows' sample grids."""
     picked = []
     for model, steps in DEFAULTS:
         r = next((r for r in rows if r["model"] == model and r["steps"] == steps), None)
@@ -387,7 +388,7 @@ def classes_image(rows, results, path, samples=2):
     y = head_h
     for r, grid in picked:
         g = r["generated"]
-        draw.text((6, y + 4), r["model"], fill=0, font=f)
+        draw.text((6, y + 4), r["model"] + (" (teacher)" if r["model"] == "latent-diffusion" else ""), fill=0, font=f)
         draw.text((6, y + 24), "%d steps, %d network evaluations" % (r["steps"], r["network_evaluations"]), fill=60, font=small)
         draw.text((6, y + 40), "FID %.0f, class accuracy %.0f%%" % (g["fid"], 100 * g["class_accuracy"]), fill=60, font=small)
         draw.text((6, y + 56), "%s per image (batch 1)" % fmt_latency(latency_ms(r)), fill=60, font=small)
@@ -440,7 +441,7 @@ def reading(rows):
     if co and du:
         ratio = latency_ms(du) / latency_ms(co)
         better = co["generated"]["fid"] < du["generated"]["fid"]
-        out.append("- **Coalescer vs the distilled student at their defaults:** %s: %s, recall %.2f, %s per image; %s: %s, recall %.2f, %s. "
+        out.append("- **Coalescer vs the distilled student at their default steps:** %s: %s, recall %.2f, %s per image; %s: %s, recall %.2f, %s. "
                    "The coalescer is %s per image and %s on quality: %s" % (
                        name(co), fid(co), co["generated"]["recall"], fmt_latency(latency_ms(co)),
                        name(du), fid(du), du["generated"]["recall"], fmt_latency(latency_ms(du)),
@@ -464,10 +465,22 @@ def reading(rows):
     if nu:
         nb = min(fams["nested-unet"], key=lambda r: r["generated"]["fid"])
         n50 = pick(rows, "nested-unet", 50)
-        out.append("- **Nested UNet (pixel space):** %s has %s and class accuracy %.0f%% at %s per image; its best row is %s (%s)%s. "
-                   "In pixel space, every step runs at full resolution." % (
-                       name(nu), fid(nu), 100 * nu["generated"]["class_accuracy"], fmt_latency(latency_ms(nu)), name(nb), fid(nb),
-                       "; at 50 steps %s" % fid(n50) if n50 and n50 is not nb else ""))
+        # Against the latent student at the same number of evaluations, where both have a row.
+        du_at = {r["network_evaluations"]: r for r in fams.get("distilled-unet", [])}
+        shared = [(r, du_at[r["network_evaluations"]]) for r in fams["nested-unet"] if r["network_evaluations"] in du_at]
+        wins = sum(1 for a, b in shared if a["generated"]["fid"] < b["generated"]["fid"])
+        versus = ""
+        if shared:
+            versus = " At the same evaluations (%s) it is %s `distilled-unet` (FID %s against %s)." % (
+                ", ".join(str(a["network_evaluations"]) for a, _ in shared),
+                "behind" if wins == 0 else "ahead of" if wins == len(shared) else "sometimes ahead of, sometimes behind",
+                "/".join("%.0f" % a["generated"]["fid"] for a, _ in shared),
+                "/".join("%.0f" % b["generated"]["fid"] for _, b in shared))
+        out.append("- **Nested UNet:** %s has %s and class accuracy %.0f%% at %s per image; its best row is %s (%s)%s.%s "
+                   "It works in pixel space, without an autoencoder, so every step runs its network at 28x28." % (
+                       name(nu), fid(nu), 100 * nu["generated"]["class_accuracy"], fmt_latency(latency_ms(nu)),
+                       "this one" if nb is nu else name(nb), fid(nb),
+                       "; at 50 steps %s" % fid(n50) if n50 and n50 is not nb else "", versus))
     diverse = max(gen_rows, key=lambda r: r["generated"]["recall"])
     cos = fams.get("coalescer", [])
     out.append("- **Diversity (recall):** highest for %s (%.2f; real images %.2f); the coalescer's rows (%s steps): %s." % (
@@ -481,12 +494,13 @@ def readme_block(rows):
     lines.append("")
     lines.append("![FID against network evaluations per image, one line per backend](docs/images/bench-fid-vs-nfe.png)")
     lines.append("")
-    lines.append("![The ten classes from each backend at its default steps](docs/images/bench-classes.png)")
+    lines.append("![The ten classes from each backend at its usual steps](docs/images/bench-classes.png)")
     lines.append("")
     lines.append("*Top: FID (lower is better) against network evaluations per image, log scales, labels are sampling steps; "
                  "the dashed line is real training images scored the same way "
                  "([FID against latency](docs/images/bench-fid-vs-latency.png)). Bottom: the first two scored images of each "
-                 "class prompt from each backend at its default steps, same prompts and seeds (every row's grid: "
+                 "class prompt from each backend at the steps `make demo` uses (coalescer 2, distilled-unet 8, nested-unet 16, "
+                 "the teacher 50), same prompts and seeds (every row's grid: "
                  "`bench/results/<model>-<steps>.png`).*")
     lines.append("")
     lines.append(reading(rows))

@@ -23,26 +23,28 @@
 # Only the rows in ROWS are measured; `ROWS="coalescer:1 coalescer:2" make bench` re-measures those
 # two and rebuilds everything from the stored rows. RENDER=0 skips the rebuild, ROWS="" only rebuilds.
 #
-# Time budget of the default run (2 cores, COUNT=300, BENCH_SECONDS=3), about 25 minutes:
-#   generation for the evals, from the measured pace of each backend (images/s at these steps):
-#     nested-unet 50, 16, 8, 4 steps (0.4, 1.3, 2.4, ~4.5/s)          ~ 1350 s -- most of the run
-#     latent-diffusion 50, 16, 8, 4, 2, 1 (3, ~9, ~18, ~35, ~70, ~140/s) ~ 170 s
-#     distilled-unet 16, 8, 4, 2, 1 (~15, 30, ~60, ~120, ~240/s)        ~  40 s
-#     coalescer, coalescer-v2 (thousands/s), real-train, reconstruction  ~   0 s
-#   per row: loading, scoring the generated and the reference images, the two speed runs
-#     (2 x (BENCH_SECONDS + one warm-up call)), about 10 s                  ~  220 s for 22 rows
-# COUNT=300 is one count for every row, so FIDs compare across rows; FID is biased upwards at small n
-# (real training images score about 19 at n = 1000, more at 300), so every row stores the real-image
-# reference of its own count and the table and plots show it.
+# Time budget of the default run (COUNT=500, BENCH_SECONDS=3): at most 30 minutes on the 2 cores.
+# Measured 2026-12-01 (all 25 rows, 1327 s = 22 min, at `nice -n 15` beside other jobs, load average
+# 3.6-4.7; an idle machine is faster):
+#   nested-unet      4, 8, 16, 50 steps      53 +  87 + 165 + 461 s =  766 s   (eval pace 13, 7, 3.5, 1.4 images/s)
+#   latent-diffusion 1, 2, 4, 8, 16, 50      19 + 22 + 29 + 42 + 54 + 142 = 308 s   (50 steps: 4 images/s)
+#   distilled-unet   1, 2, 4, 8, 16          18 + 20 + 26 + 31 + 39 = 134 s
+#   coalescer, coalescer-v2 (1, 2, 4), real-train, reconstruction, noise, test-pattern: 9-14 s each = 123 s
+# Each row: the eval (generation, then scoring it and the real-image reference, about 6 s) and the
+# two speed runs (a warm-up call, then at least BENCH_SECONDS of calls each). COUNT scales the
+# generation part (about 1150 s of the 1327); with COUNT=1000 the run would take about 40 minutes.
+# One count for every row, so FIDs compare across rows; FID is biased upwards at small n (real training
+# images score 19 at n = 1000, 32 at n = 500), so every row stores the real-image reference of its own
+# count, and the table and plots show it.
 #
-# Environment: COALESCE (binary, default .build/release/coalesce), COUNT (images per eval, 300),
+# Environment: COALESCE (binary, default .build/release/coalesce), COUNT (images per eval, 500),
 # BENCH_SECONDS (seconds of timed calls per speed measurement, 3), ROWS (model:steps list), RESULTS
 # (directory of the stored rows, bench/results), PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COALESCE=${COALESCE:-.build/release/coalesce}
-COUNT=${COUNT:-300}
+COUNT=${COUNT:-500}
 BENCH_SECONDS=${BENCH_SECONDS:-3}
 PYTHON=${PYTHON:-python3}
 RESULTS=${RESULTS:-bench/results}
