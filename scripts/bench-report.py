@@ -74,9 +74,9 @@ def training_time(model):
     d = os.path.join("models", model)
     path = os.path.join(d, "training.json")
     if os.path.exists(path):
-        s = json.load(open(path)).get("seconds")
-        if s is not None:
-            return {"seconds": s, "cpu_seconds": None, "source": path}
+        t = json.load(open(path))
+        if t.get("seconds") is not None:  # cpu_seconds: a trainer that records its process's CPU time
+            return {"seconds": t["seconds"], "cpu_seconds": t.get("cpu_seconds"), "source": path}
     path = os.path.join(d, "training-report.txt")
     if os.path.exists(path):
         text = open(path).read()
