@@ -58,9 +58,12 @@ demo: deps
 models: deps
 	bash scripts/train-models.sh
 
-# Regenerates the "Generation quality and speed" table in BENCHMARKS.md (issue 3).
+# Measures every bundled backend at 1-50 steps (quality, speed, parameters; about 25 min on 2 cores)
+# into bench/results/, then rebuilds from all stored rows the table in BENCHMARKS.md, the comparison
+# in README.md and the plots and pictures in docs/images/ (scripts/bench.sh, scripts/bench-report.py).
+# ROWS="coalescer:1 coalescer:2" re-measures only those rows; ROWS="" only rebuilds; COUNT, BENCH_SECONDS.
 bench: build
-	bash scripts/bench-table.sh
+	bash scripts/bench.sh
 
 clean:
 	rm -rf .build

@@ -18,9 +18,9 @@ fi
 PY=${PYTHON:-python3}
 pymissing=()
 # PIL (Pillow): the binding's images and PNGs; mypy: its type hints are checked; prometheus_client:
-# the tests read /metrics with the official parser.
+# the tests read /metrics with the official parser; matplotlib: the plots of `make bench`.
 for m in numpy:numpy safetensors:safetensors zmq:pyzmq pytest:pytest PIL:pillow mypy:mypy \
-         prometheus_client:prometheus_client; do
+         prometheus_client:prometheus_client matplotlib:matplotlib; do
     "$PY" -c "import ${m%%:*}" 2>/dev/null || pymissing+=("${m#*:}")
 done
 # The committed coalesce_pb2.py was generated for the protobuf 7.35+ runtime.

@@ -73,6 +73,17 @@ public struct SafeTensors: Equatable, Sendable {
         tensors.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
+    /// Parameters (tensor elements) per top-level name, the part before the first "." ("unet",
+    /// "text_encoder", "autoencoder", ...; a name without a dot is its own group).
+    public var parameterCounts: [String: Int] {
+        var out: [String: Int] = [:]
+        for (name, e) in tensors {
+            let group = name.split(separator: ".", maxSplits: 1).first.map(String.init) ?? name
+            out[group, default: 0] += e.shape.reduce(1, *)
+        }
+        return out
+    }
+
     /// A new tensor holding the values of `name`. Throws `TensorError.safetensors` when there is no
     /// such tensor or its values do not match its shape.
     public func tensor(_ name: String) throws -> Tensor {

@@ -146,6 +146,17 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(back.names, ["s", "w"])
     }
 
+    func testParameterCountsGroupByTopLevelName() {
+        let st = SafeTensors(tensors: [
+            "unet.down.0.weight": .init(shape: [4, 3, 3, 3], values: .init(repeating: 0, count: 108)),
+            "unet.down.0.bias": .init(shape: [4], values: .init(repeating: 0, count: 4)),
+            "text_encoder.embedding": .init(shape: [10, 2], values: .init(repeating: 0, count: 20)),
+            "scale": .init(shape: [], values: [1]),
+        ])
+        XCTAssertEqual(st.parameterCounts, ["unet": 112, "text_encoder": 20, "scale": 1])
+        XCTAssertEqual(SafeTensors().parameterCounts, [:])
+    }
+
     func testEncodeRejectsInconsistentEntries() {
         for st in [SafeTensors(tensors: ["x": .init(shape: [2, 2], values: [1, 2, 3])]),
                    SafeTensors(tensors: ["x": .init(shape: [-1], values: [])]),
