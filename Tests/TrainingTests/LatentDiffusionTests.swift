@@ -9,7 +9,9 @@ import XCTest
 /// them; guidance 1 is the conditional prediction alone; cancel stops at the next step; bad
 /// arguments are refused; the config round-trips through safetensors metadata.
 final class LatentDiffusionTests: XCTestCase {
-    func tinyModel() throws -> LatentDiffusionModel {
+    func tinyModel() throws -> LatentDiffusionModel { try Self.tinyModel() }
+
+    static func tinyModel() throws -> LatentDiffusionModel {
         var c = LatentDiffusionConfig()
         c.autoencoder.channels = [8, 8, 8]
         c.autoencoder.latentChannels = 4

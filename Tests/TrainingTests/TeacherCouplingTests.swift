@@ -9,7 +9,7 @@ import XCTest
 /// deterministic coupling learns it (one jump lands on each start's own target, which a net
 /// averaging over targets cannot do).
 final class TeacherCouplingTests: XCTestCase {
-    func tinyTeacher() throws -> LatentDiffusionModel { try LatentDiffusionTests().tinyModel() }
+    func tinyTeacher() throws -> LatentDiffusionModel { try LatentDiffusionTests.tinyModel() }
 
     func settings(_ m: LatentDiffusionModel, seed: UInt64 = 4) -> TeacherPairs.Settings {
         TeacherPairs.Settings(teacher: "tiny", steps: 2, guidance: 2, seed: seed, unconditionalFraction: 0.3,
