@@ -115,10 +115,17 @@ public struct ModelDirectoryConfig {
         return w
     }
 
+    /// Whether a JSONSerialization value is a JSON true/false. Not `v is Bool`: on Linux the
+    /// numbers 0 and 1 bridge to Bool too, which refused `"default_steps": 1`.
+    static func isBool(_ v: Any) -> Bool {
+        guard let n = v as? NSNumber else { return false }
+        return String(cString: n.objCType) == "c"
+    }
+
     /// An optional integer key within `range`.
     public func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let v = object[key] else { return nil }
-        guard !(v is Bool), let i = v as? Int, range.contains(i) else {
+        guard !Self.isBool(v), let i = v as? Int, range.contains(i) else {
             throw BackendError.invalidArgument("\(path): \"\(key)\" must be an integer in \(range.lowerBound)...\(range.upperBound), got \(v)")
         }
         return i
@@ -127,7 +134,7 @@ public struct ModelDirectoryConfig {
     /// An optional number key within `range`.
     public func number(_ key: String, in range: ClosedRange<Double>) throws -> Double? {
         guard let v = object[key] else { return nil }
-        guard !(v is Bool), let d = v as? Double, d.isFinite, range.contains(d) else {
+        guard !Self.isBool(v), let d = v as? Double, d.isFinite, range.contains(d) else {
             throw BackendError.invalidArgument("\(path): \"\(key)\" must be a number in \(range.lowerBound)...\(range.upperBound), got \(v)")
         }
         return d
