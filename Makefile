@@ -42,6 +42,7 @@ demo: deps
 	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --steps 2 --seed 1 --count 16 \
 	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
 	$(BUILD)/coalesce generate --model coalescer-v2 --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v2.png
+	$(BUILD)/coalesce generate --model coalescer-v3 --steps 1 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v3.png
 	$(BUILD)/coalesce generate --model distilled-unet --steps 8 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
 	$(BUILD)/coalesce generate --model latent-diffusion --steps 50 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-latent-diffusion.png
 	$(BUILD)/coalesce generate --model nested-unet --steps 16 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-nested-unet.png
@@ -49,7 +50,8 @@ demo: deps
 	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-minilm --grid $(DEMO_OUT)/beach-footwear-minilm.png
 	$(BUILD)/coalesce generate --model coalescer-v2 --prompt "something to wear on your feet at the beach" \
 	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-trigram --grid $(DEMO_OUT)/beach-footwear-trigram.png
-	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png, $(DEMO_OUT)/ankle-boot.png,"
+	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png,"
+	@echo "      $(DEMO_OUT)/classes-v3.png (the teacher-coupled coalescer, 1 step), $(DEMO_OUT)/ankle-boot.png,"
 	@echo "      $(DEMO_OUT)/classes-distilled-unet.png (8 steps), $(DEMO_OUT)/classes-latent-diffusion.png (the 50-step teacher),"
 	@echo "      $(DEMO_OUT)/classes-nested-unet.png (pixel-space Matryoshka diffusion, 16 steps)"
 	@echo "      and a paraphrase through the MiniLM and the trigram text encoders: $(DEMO_OUT)/beach-footwear-{minilm,trigram}.png"

@@ -30,6 +30,7 @@
 #   latent-diffusion 1, 2, 4, 8, 16, 50      19 + 22 + 29 + 42 + 54 + 142 = 308 s   (50 steps: 4 images/s)
 #   distilled-unet   1, 2, 4, 8, 16          18 + 20 + 26 + 31 + 39 = 134 s
 #   coalescer, coalescer-v2 (1, 2, 4), real-train, reconstruction, noise, test-pattern: 9-14 s each = 123 s
+#   coalescer-v3 (1, 2, 4): 31 s (measured alone, 2026-12-01)
 # Each row: the eval (generation, then scoring it and the real-image reference, about 6 s) and the
 # two speed runs (a warm-up call, then at least BENCH_SECONDS of calls each). COUNT scales the
 # generation part (about 1150 s of the 1327); with COUNT=1000 the run would take about 40 minutes.
@@ -50,6 +51,7 @@ PYTHON=${PYTHON:-python3}
 RESULTS=${RESULTS:-bench/results}
 RENDER=${RENDER:-1}
 DEFAULT_ROWS="real-train:1 reconstruction:1 noise:1 test-pattern:1
+coalescer-v3:1 coalescer-v3:2 coalescer-v3:4
 coalescer:1 coalescer:2 coalescer:4 coalescer-v2:1 coalescer-v2:2 coalescer-v2:4
 distilled-unet:1 distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet:16
 latent-diffusion:1 latent-diffusion:2 latent-diffusion:4 latent-diffusion:8 latent-diffusion:16 latent-diffusion:50

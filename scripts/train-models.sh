@@ -6,7 +6,10 @@
 #   3. models/coalescer-v2 on it: the residual net by regression on searched targets, then
 #      adversarial fine-tuning of the same net with a latent discriminator and classifier;
 #   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG);
-#   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 steps into a smaller UNet.
+#   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 steps into a smaller UNet;
+#   6. models/coalescer-v3: 60,000 noise-to-latent pairs of the student (teacher coupling), a
+#      4.9M-parameter residual net on them and on searched targets, then adversarial fine-tuning;
+#      its net stored as float16 (scripts/half-weights.py) to stay under 20 MiB.
 # About 3 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,5 +37,15 @@ $C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 2600 --seed 1 --out "$M/latent-diffusion"
 rm -f "$M/latent-diffusion/checkpoint.safetensors"
 $C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 8 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
+$C train teacher-pairs --teacher "$M/distilled-unet" --steps 8 --guidance 2 --count 60000 --seed 11 \
+    --out "$M/coalescer-v3-pairs.safetensors"
+V3=(--reuse "$M/coalescer-v2/coalescer.safetensors" --pca-dim 128 --hidden 768 --blocks 4 --level-input --renoise 0.5
+    --probe-per-class 0 --prior-fraction 0.8 --teacher-pairs "$M/coalescer-v3-pairs.safetensors" --seed 1)
+$C train coalescer "${V3[@]}" --steps 3000 --out "$M/coalescer-v3-regression"
+$C train coalescer "${V3[@]}" --init-net "$M/coalescer-v3-regression/coalescer.safetensors" --steps 0 \
+    --adversarial-steps 1500 --classifier-weight 0.1 --out "$M/coalescer-v3"
+echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 1}' > "$M/coalescer-v3/config.json"
+python3 scripts/half-weights.py "$M/coalescer-v3/coalescer.safetensors" net.
+rm -rf "$M/coalescer-v3-regression" "$M/coalescer-v3-pairs.safetensors" "$M/coalescer-v3/autoencoder.safetensors" "$M/coalescer-v3/autoencoder.json"
 } 2>&1 | tee "$LOG"
-echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2,coalescer-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet}"
+echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2,coalescer-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,coalescer-v3}"
