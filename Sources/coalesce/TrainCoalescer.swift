@@ -52,6 +52,8 @@ struct TrainCoalescer: ParsableCommand {
     @Option(help: "Samples per class for the latent probe after training (0 = skip).") var probePerClass = 100
     @Option(help: "Teacher coupling: prior starts take their targets from these noise-to-latent pairs (`coalesce train teacher-pairs`) instead of the search.")
     var teacherPairs: String?
+    @Option(help: "With --teacher-pairs: of the near-data starts, the fraction that start near a pair's target (re-noised) and learn to return to it.")
+    var teacherNearFraction: Float = 0
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)  // report lines reach a redirected log as they happen
@@ -68,6 +70,8 @@ struct TrainCoalescer: ParsableCommand {
         o.netBlocks = blocks
         o.initNet = initNet
         o.teacherPairs = teacherPairs
+        guard teacherNearFraction >= 0, teacherNearFraction <= 1 else { throw ValidationError("--teacher-near-fraction must be in 0...1") }
+        o.coalescer.teacherNearFraction = teacherNearFraction
         o.levelInput = levelInput
         o.renoiseLevels = try renoise.split(separator: ",").map {
             guard let v = Float($0.trimmingCharacters(in: .whitespaces)), v >= 0, v < 1 else {

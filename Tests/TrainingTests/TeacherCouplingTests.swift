@@ -93,4 +93,27 @@ final class TeacherCouplingTests: XCTestCase {
         }
         XCTAssertLessThan(err, 0.1 * spread, "squared error \(err) of the jumps vs \(spread) of the class means")
     }
+
+    /// Near-data starts can re-noise a pair's target instead of a training item (and then never
+    /// search); without that option they search as before.
+    func testNearStartsFromPairsDoNotSearch() throws {
+        var rng = RandomGenerator(seed: 3)
+        let k = 4, dd = 3
+        let classDesc: [[[Float]]] = (0..<2).map { c in [[Float(c), 1, 0]] }
+        var data = CoalescerData(points: (0..<(40 * k)).map { _ in rng.nextNormal() }, labels: (0..<40).map { $0 % 2 },
+                                 descriptions: (0..<40).flatMap { classDesc[$0 % 2][0] }, classDescriptions: classDesc,
+                                 unconditional: [0, 0, 1], dim: k, descDim: dd)
+        data.teacherStarts = (0..<(8 * k)).map { _ in rng.nextNormal() }
+        data.teacherTargets = (0..<(8 * k)).map { _ in rng.nextNormal() }
+        data.teacherLabels = (0..<8).map { $0 % 2 }
+        var o = CoalescerTrainingOptions()
+        o.steps = 5; o.batchSize = 16; o.priorFraction = 0; o.unconditionalFraction = 0; o.progress = false
+        var c = CoalescerNetConfig(); c.latentDim = k; c.descDim = dd; c.hidden = 16; c.blocks = 1; c.levelInput = true
+        o.teacherNearFraction = 1
+        let fromPairs = try CoalescerTrainer(data: data, options: o, descScale: 2, makeIndex: { BruteForceIndex(dimension: $0) })
+        XCTAssertEqual(try fromPairs.train(try CoalescerNet(config: c, rng: &rng)).queries, 0)
+        o.teacherNearFraction = 0
+        let searched = try CoalescerTrainer(data: data, options: o, descScale: 2, makeIndex: { BruteForceIndex(dimension: $0) })
+        XCTAssertEqual(try searched.train(try CoalescerNet(config: c, rng: &rng)).queries, 5 * 16)
+    }
 }

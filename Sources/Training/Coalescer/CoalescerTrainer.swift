@@ -25,6 +25,10 @@ public struct CoalescerTrainingOptions: Sendable {
     /// Of the non-prior starts, the fraction taken from where the current net's first step from a
     /// prior draw lands (the distribution a second step really sees); the rest are interpolations.
     public var selfStartFraction: Float = 0
+    /// With teacher pairs: of the near-data starts, the fraction that start near a pair's target
+    /// instead of a training item, R = (1 - t) y_pair + t eps, and are trained towards that target
+    /// (the second step then learns to denoise what the first step produces, not to search).
+    public var teacherNearFraction: Float = 0
     /// faiss::index_factory string of the key index ("Flat" = exact).
     public var index = "Flat"
     /// Balanced (optimal-transport-like) variant, off by default (plain nearest neighbour, as the
@@ -367,6 +371,12 @@ public final class CoalescerTrainer {
                     for j in 0..<k { r.data[b * k + j] = data.teacherStarts[p * k + j] }
                 } else if isPrior[b] {
                     for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
+                } else if !pairs.isEmpty && o.teacherNearFraction > 0 && rng.nextFloat() < o.teacherNearFraction {
+                    let p = pairs[rng.nextInt(below: pairs.count)]
+                    teacherRow[b] = p
+                    let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
+                    level.data[b] = t
+                    for j in 0..<k { r.data[b * k + j] = (1 - t) * data.teacherTargets[p * k + j] + t * rng.nextNormal() }
                 } else if rng.nextFloat() < o.selfStartFraction {
                     // Sampler-aware start: where the current net's first step from a prior draw lands.
                     for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
