@@ -86,6 +86,13 @@ public struct SafeTensors: Equatable, Sendable {
 
     /// A new tensor holding the values of `name`. Throws `TensorError.safetensors` when there is no
     /// such tensor or its values do not match its shape.
+    /// Every tensor by name (what `Layer.load(from:)` takes).
+    public func allTensors() throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for name in names { out[name] = try tensor(name) }
+        return out
+    }
+
     public func tensor(_ name: String) throws -> Tensor {
         guard let e = tensors[name] else {
             throw TensorError.safetensors("no tensor named \"\(name)\" (\(tensors.count) tensors present)")

@@ -50,8 +50,7 @@ public final class CoalescerModel: Layer {
         let config = try CoalescerConfig.from(json: json)
         var rng = RandomGenerator(seed: 0)
         let model = try CoalescerModel(config: config, rng: &rng)
-        var tensors: [String: Tensor] = [:]
-        for name in st.names { tensors[name] = try st.tensor(name) }
+        let tensors = try st.allTensors()
         try model.load(from: tensors)
         if config.textEncoder.kind == .minilm {
             try model.textEncoder.attach(try MiniLM.shared(directory: minilmDirectory ?? MiniLM.directory(besideModelFile: path)))

@@ -35,8 +35,7 @@ public final class LatentDiffusionModel: Layer {
         let config = try LatentDiffusionConfig.from(json: json)
         var rng = RandomGenerator(seed: 0)
         let model = try LatentDiffusionModel(config: config, rng: &rng)
-        var tensors: [String: Tensor] = [:]
-        for name in st.names { tensors[name] = try st.tensor(name) }
+        let tensors = try st.allTensors()
         try model.load(from: tensors)
         return model
     }

@@ -34,8 +34,7 @@ public final class NestedUNetModel: Layer {
         let config = try NestedUNetConfig.from(json: json)
         var rng = RandomGenerator(seed: 0)
         let model = try NestedUNetModel(config: config, rng: &rng)
-        var tensors: [String: Tensor] = [:]
-        for name in st.names { tensors[name] = try st.tensor(name) }
+        let tensors = try st.allTensors()
         try model.load(from: tensors)
         return model
     }

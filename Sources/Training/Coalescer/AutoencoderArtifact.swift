@@ -30,8 +30,7 @@ public enum AutoencoderArtifact {
         }
         var rng = RandomGenerator(seed: 0)
         let ae = try ImageAutoencoder(config: config, rng: &rng)
-        var tensors: [String: Tensor] = [:]
-        for name in st.names { tensors[name] = try st.tensor(name) }
+        let tensors = try st.allTensors()
         try ae.load(from: tensors)
         return ae
     }

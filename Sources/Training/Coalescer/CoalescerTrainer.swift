@@ -297,6 +297,8 @@ public final class CoalescerTrainer {
         var teacherByClass = [[Int]](repeating: [], count: classes + 1)
         for (i, c) in data.teacherLabels.enumerated() { teacherByClass[c >= 0 && c < classes ? c : classes].append(i) }
         let teacherPool = data.teacherLabels.count
+        // Pairs for an unconditional query: the empty prompt's, or any pair when there are none.
+        let uncondPairs = teacherByClass[classes].isEmpty ? Array(0..<teacherPool) : teacherByClass[classes]
         var report = CoalescerReport()
         report.descScale = descScale
         report.directionExponent = o.directionExponent
@@ -363,7 +365,7 @@ public final class CoalescerTrainer {
                     queryDE.append(caps[rng.nextInt(below: caps.count)])
                 }
                 isPrior[b] = rng.nextFloat() < o.priorFraction
-                let pairs = teacherPool == 0 ? [] : (uncond ? (teacherByClass[classes].isEmpty ? Array(0..<teacherPool) : teacherByClass[classes]) : teacherByClass[c])
+                let pairs = uncond ? uncondPairs : teacherByClass[c]
                 if isPrior[b] && !pairs.isEmpty {
                     // Teacher coupling: the pair's start, and later its target.
                     let p = pairs[rng.nextInt(below: pairs.count)]
@@ -445,19 +447,22 @@ public final class CoalescerTrainer {
             let desc = Tensor(zeros: [bs, dd])                               // desc: (B, descDim)
             let tDist = Tensor(zeros: [bs, 1])                               // tDist: (B, 1)
             let tDir = Tensor(zeros: [bs, k])                                // tDir: (B, k)
+            /// Row b's distance and direction from its start to `point[offset..<offset + k]`.
+            func setTarget(_ b: Int, _ point: [Float], _ offset: Int) {
+                var s: Float = 0
+                for j in 0..<k {
+                    let v = point[offset + j] - r.data[b * k + j]
+                    tDir.data[b * k + j] = v; s += v * v
+                }
+                let len = s.squareRoot()
+                tDist.data[b] = len
+                for j in 0..<k { tDir.data[b * k + j] /= max(len, 1e-6) }
+            }
             for b in 0..<bs {
                 if teacherRow[b] >= 0 {
                     // The teacher's target; the description is the query's own caption.
-                    let p = teacherRow[b]
                     for j in 0..<dd { desc.data[b * dd + j] = queryDE[b][j] }
-                    var s: Float = 0
-                    for j in 0..<k {
-                        let v = data.teacherTargets[p * k + j] - r.data[b * k + j]
-                        tDir.data[b * k + j] = v; s += v * v
-                    }
-                    let len = s.squareRoot()
-                    tDist.data[b] = len
-                    for j in 0..<k { tDir.data[b * k + j] /= max(len, 1e-6) }
+                    setTarget(b, data.teacherTargets, teacherRow[b] * k)
                     continue
                 }
                 let id = target[b]
@@ -467,14 +472,7 @@ public final class CoalescerTrainer {
                 } else {
                     for j in 0..<dd { desc.data[b * dd + j] = data.unconditional[j] }
                 }
-                var s: Float = 0
-                for j in 0..<k {
-                    let v = data.points[id * k + j] - r.data[b * k + j]
-                    tDir.data[b * k + j] = v; s += v * v
-                }
-                let len = s.squareRoot()
-                tDist.data[b] = len
-                for j in 0..<k { tDir.data[b * k + j] /= max(len, 1e-6) }
+                setTarget(b, data.points, id * k)
                 // Statistics.
                 hits[id] += 1
                 if report.queries - searched + b < n {

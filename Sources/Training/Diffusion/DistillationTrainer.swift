@@ -100,8 +100,7 @@ public enum DistillationTrainer {
         var firstPhase = 0
         for pi in phases.indices.reversed() where FileManager.default.fileExists(atPath: phaseFile(pi)) {
             let st = try SafeTensors.read(path: phaseFile(pi))
-            var tensors: [String: Tensor] = [:]
-            for name in st.names { tensors[name] = try st.tensor(name) }
+            let tensors = try st.allTensors()
             try student.unet.load(from: tensors)
             firstPhase = pi + 1
             say("resuming after phase \(pi + 1) (\(phaseFile(pi)))")
