@@ -4,8 +4,10 @@ import Tensor
 /// Configuration of `Classifier`. JSON keys are snake_case (stored in checkpoint metadata under
 /// "config" and beside the weights as classifier.json).
 public struct ClassifierConfig: Codable, Equatable, Sendable {
-    /// Side of the square gray input image.
+    /// Side of the square input image.
     public var imageSize: Int = 28
+    /// Channels of the input image: 1 (gray) or 3 (RGB), planar.
+    public var imageChannels: Int = 1
     /// Output channels of each 3x3 convolution (each followed by ReLU).
     public var convChannels: [Int] = [32, 32, 64, 32]
     /// Stride of each convolution (2 halves H and W); same length as `convChannels`.
@@ -17,17 +19,48 @@ public struct ClassifierConfig: Codable, Equatable, Sendable {
     /// Inputs in [0, 1] are normalised as (x - mean) / std inside the model.
     public var inputMean: Float = 0.2860
     public var inputStd: Float = 0.3530
+    /// How the last feature map reaches the penultimate layer: flattened (every position its own
+    /// weights) or averaged over the positions (global average pooling, as in Inception).
+    public var pool: Pool = .flatten
+    /// Where the evaluation features are read: the penultimate layer before its ReLU or after it.
+    public var featureLayer: FeatureLayer = .preActivation
+
+    public enum Pool: String, Codable, Sendable { case flatten, average }
+    public enum FeatureLayer: String, Codable, Sendable {
+        case preActivation = "pre_activation", postActivation = "post_activation"
+    }
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case imageSize = "image_size", convChannels = "conv_channels", convStrides = "conv_strides"
+        case imageSize = "image_size", imageChannels = "image_channels", convChannels = "conv_channels", convStrides = "conv_strides"
         case featureDim = "feature_dim", classes, inputMean = "input_mean", inputStd = "input_std"
+        case pool, featureLayer = "feature_layer"
+    }
+
+    /// Missing keys take their defaults (checkpoints written before `pool` and `feature_layer`
+    /// existed are flatten / pre-activation classifiers).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ClassifierConfig()
+        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
+        imageChannels = try c.decodeIfPresent(Int.self, forKey: .imageChannels) ?? d.imageChannels
+        convChannels = try c.decodeIfPresent([Int].self, forKey: .convChannels) ?? d.convChannels
+        convStrides = try c.decodeIfPresent([Int].self, forKey: .convStrides) ?? d.convStrides
+        featureDim = try c.decodeIfPresent(Int.self, forKey: .featureDim) ?? d.featureDim
+        classes = try c.decodeIfPresent(Int.self, forKey: .classes) ?? d.classes
+        inputMean = try c.decodeIfPresent(Float.self, forKey: .inputMean) ?? d.inputMean
+        inputStd = try c.decodeIfPresent(Float.self, forKey: .inputStd) ?? d.inputStd
+        pool = try c.decodeIfPresent(Pool.self, forKey: .pool) ?? d.pool
+        featureLayer = try c.decodeIfPresent(FeatureLayer.self, forKey: .featureLayer) ?? d.featureLayer
     }
 
     /// Checks sizes; the message names the bad field.
     public func validate() throws {
         guard imageSize >= 4 else { throw ModelError.invalidConfig("image_size \(imageSize) must be >= 4") }
+        guard imageChannels == 1 || imageChannels == 3 else {
+            throw ModelError.invalidConfig("image_channels \(imageChannels) must be 1 (gray) or 3 (RGB)")
+        }
         guard !convChannels.isEmpty, convChannels.allSatisfy({ $0 > 0 }) else {
             throw ModelError.invalidConfig("conv_channels \(convChannels) must be non-empty and positive")
         }
@@ -40,13 +73,19 @@ public struct ClassifierConfig: Codable, Equatable, Sendable {
         guard inputStd > 0 else { throw ModelError.invalidConfig("input_std \(inputStd) must be > 0") }
     }
 
+    /// The network in a few words: "flatten, pre-activation, 128 features, convs 32-32-64-32".
+    public var summary: String {
+        "\(pool.rawValue), \(featureLayer == .preActivation ? "pre" : "post")-activation, \(featureDim) features, convs "
+            + convChannels.map(String.init).joined(separator: "-")
+    }
+
     /// Side of the last convolution's output.
     public var finalSide: Int {
         convStrides.reduce(imageSize) { side, s in (side + 2 - 3) / s + 1 }
     }
 
-    /// Inputs of the first linear layer (flattened last feature map).
-    public var flatDim: Int { (convChannels.last ?? 0) * finalSide * finalSide }
+    /// Inputs of the first linear layer (the flattened or averaged last feature map).
+    public var flatDim: Int { (convChannels.last ?? 0) * (pool == .flatten ? finalSide * finalSide : 1) }
 }
 
 /// A small CNN for 28x28 gray images (the "domain classifier" of our FID, in the spirit of the
@@ -67,7 +106,7 @@ public final class Classifier: Layer {
         try config.validate()
         self.config = config
         var rng = RandomGenerator(seed: seed)
-        var cin = 1
+        var cin = config.imageChannels
         var convs: [Conv2d] = []
         for (c, s) in zip(config.convChannels, config.convStrides) {
             convs.append(Conv2d(cin, c, kernel: 3, stride: s, padding: 1, rng: &rng))
@@ -82,14 +121,28 @@ public final class Classifier: Layer {
         nest("convs", convs) + nest("fc1", fc1) + nest("fc2", fc2)
     }
 
-    /// Penultimate features (pre-ReLU): x (B, 1, S, S) with values in [0, 1] -> (B, featureDim).
+    /// Penultimate features (pre-ReLU): x (B, C, S, S) with values in [0, 1] -> (B, featureDim).
     public func features(_ x: Tensor) -> Tensor {
-        precondition(x.rank == 4 && x.shape[1] == 1 && x.shape[2] == config.imageSize && x.shape[3] == config.imageSize,
-                     "Classifier: input must be (B, 1, \(config.imageSize), \(config.imageSize)), got \(x.shape)")
-        var h = x.adding(-config.inputMean).scaled(1 / config.inputStd)  // h: (B, 1, S, S)
+        let (c, s) = (config.imageChannels, config.imageSize)
+        precondition(x.rank == 4 && x.shape[1] == c && x.shape[2] == s && x.shape[3] == s,
+                     "Classifier: input must be (B, \(c), \(s), \(s)), got \(x.shape)")
+        var h = x.adding(-config.inputMean).scaled(1 / config.inputStd)  // h: (B, C, S, S)
         for conv in convs { h = conv(h).relu() }                          // h: (B, C, S', S')
-        h = h.reshaped([x.shape[0], config.flatDim])                       // h: (B, flatDim)
+        switch config.pool {
+        case .flatten:
+            h = h.reshaped([x.shape[0], config.flatDim])                   // h: (B, flatDim)
+        case .average:
+            let side = config.finalSide
+            h = h.reshaped([x.shape[0], config.flatDim, side * side]).meanLast()  // h: (B, C, 1)
+                .reshaped([x.shape[0], config.flatDim])                     // h: (B, C)
+        }
         return fc1(h)                                                        // (B, featureDim)
+    }
+
+    /// The features the evaluation scores (`config.featureLayer`): `features(x)`, or after its
+    /// ReLU. (B, 1, S, S) -> (B, featureDim).
+    public func evaluationFeatures(_ x: Tensor) -> Tensor {
+        config.featureLayer == .preActivation ? features(x) : features(x).relu()
     }
 
     /// Class scores from (pre-ReLU) features (B, featureDim) -> (B, classes).
@@ -98,11 +151,12 @@ public final class Classifier: Layer {
     /// Class scores: x (B, 1, S, S) in [0, 1] -> (B, classes).
     public func logits(_ x: Tensor) -> Tensor { fc2(features(x).relu()) }
 
-    /// 8-bit images (`count` of them, S*S each, row-major) as a (count, 1, S, S) tensor in [0, 1].
-    public static func inputTensor(pixels: [UInt8], count: Int, side: Int = 28) -> Tensor {
-        precondition(pixels.count == count * side * side,
-                     "Classifier.inputTensor: \(pixels.count) pixels for \(count) images of \(side)x\(side)")
-        let t = Tensor(zeros: [count, 1, side, side])
+    /// 8-bit images (`count` of them, C*S*S each, planar, row-major) as a (count, C, S, S) tensor
+    /// in [0, 1].
+    public static func inputTensor(pixels: [UInt8], count: Int, side: Int = 28, channels: Int = 1) -> Tensor {
+        precondition(pixels.count == count * channels * side * side,
+                     "Classifier.inputTensor: \(pixels.count) values for \(count) images of \(side)x\(side)x\(channels)")
+        let t = Tensor(zeros: [count, channels, side, side])
         pixels.withUnsafeBufferPointer { p in
             for i in 0..<p.count { t.data[i] = Float(p[i]) * (1 / 255) }
         }

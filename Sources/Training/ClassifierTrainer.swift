@@ -77,9 +77,9 @@ public final class ClassifierTrainer {
     /// Trains in place. `test`, when given, is scored after every epoch.
     @discardableResult
     public func train(on data: LabeledImages, test: LabeledImages? = nil) throws -> ClassifierTrainingResult {
-        let side = classifier.config.imageSize
-        guard data.width == side, data.height == side, data.channels == 1 else {
-            throw TrainingError.invalidData("training images are \(data.width)x\(data.height)x\(data.channels), classifier expects \(side)x\(side) gray")
+        let side = classifier.config.imageSize, channels = classifier.config.imageChannels
+        guard data.width == side, data.height == side, data.channels == channels else {
+            throw TrainingError.invalidData("training images are \(data.width)x\(data.height)x\(data.channels), classifier expects \(side)x\(side)x\(channels)")
         }
         guard data.labels.allSatisfy({ $0 >= 0 && $0 < classifier.config.classes }) else {
             throw TrainingError.invalidData("every training image needs a class in 0..<\(classifier.config.classes)")
@@ -98,16 +98,16 @@ public final class ClassifierTrainer {
         let progress = ProgressReporter(label: "classifier", total: totalSteps, itemsPerStep: config.batchSize,
                                         enabled: showProgress)
         var result = ClassifierTrainingResult(epochLosses: [], stepLosses: [], epochTestAccuracy: [], seconds: 0)
-        let pixelsPerImage = side * side
+        let plane = side * side, pixelsPerImage = channels * plane
         var step = 0
         for epoch in 0..<config.epochs {
             let order = rng.permutation(n)
             var epochLoss: Double = 0
             for s in 0..<stepsPerEpoch where step < totalSteps {
                 let idx = Array(order[s * config.batchSize ..< (s + 1) * config.batchSize])
-                let x = Tensor(zeros: [idx.count, 1, side, side])  // x: (B, 1, S, S)
+                let x = Tensor(zeros: [idx.count, channels, side, side])  // x: (B, C, S, S)
                 for (b, i) in idx.enumerated() {
-                    augment(data.pixels, from: i * pixelsPerImage, side: side,
+                    augment(data.pixels, from: i * pixelsPerImage, side: side, channels: channels,
                             into: x.data + b * pixelsPerImage, rng: &rng)
                 }
                 let labels = idx.map { data.labels[$0] }
@@ -136,22 +136,25 @@ public final class ClassifierTrainer {
         return result
     }
 
-    /// Writes image `src` (8-bit, side x side at `offset`) into `dst` as floats in [0, 1], flipped
-    /// and shifted at random when the config asks for it.
-    private func augment(_ pixels: [UInt8], from offset: Int, side: Int, into dst: UnsafeMutablePointer<Float>,
+    /// Writes the image at `offset` (8-bit, `channels` planes of side x side) into `dst` as floats
+    /// in [0, 1], every plane flipped and shifted alike at random when the config asks for it.
+    private func augment(_ pixels: [UInt8], from offset: Int, side: Int, channels: Int, into dst: UnsafeMutablePointer<Float>,
                          rng: inout RandomGenerator) {
         let flip = config.flip && rng.nextFloat() < 0.5
         let m = config.maxShift
         let dx = m > 0 ? rng.nextInt(below: 2 * m + 1) - m : 0
         let dy = m > 0 ? rng.nextInt(below: 2 * m + 1) - m : 0
+        let plane = side * side
         pixels.withUnsafeBufferPointer { p in
-            for y in 0..<side {
-                let sy = y - dy
-                for x in 0..<side {
-                    var sx = x - dx
-                    if flip { sx = side - 1 - sx }
-                    let v: Float = (sy >= 0 && sy < side && sx >= 0 && sx < side) ? Float(p[offset + sy * side + sx]) / 255 : 0
-                    dst[y * side + x] = v
+            for c in 0..<channels {
+                let src = offset + c * plane, out = dst + c * plane
+                for y in 0..<side {
+                    let sy = y - dy
+                    for x in 0..<side {
+                        var sx = x - dx
+                        if flip { sx = side - 1 - sx }
+                        out[y * side + x] = (sy >= 0 && sy < side && sx >= 0 && sx < side) ? Float(p[src + sy * side + sx]) / 255 : 0
+                    }
                 }
             }
         }

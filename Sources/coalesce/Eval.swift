@@ -8,8 +8,10 @@ import Tensor
 import Training
 
 /// `coalesce eval`: generate K images over the 10 class prompts with fixed seeds and score them
-/// with the domain classifier (FID, class accuracy, precision/recall, memorisation), beside real
-/// training images scored the same way in the same run.
+/// with the domain classifier (FID, KID, class accuracy, precision/recall, memorisation), beside
+/// real training images scored the same way in the same run. With `--data DIR` and a classifier
+/// trained on that folder (`coalesce train classifier --data DIR`), the same for a model trained
+/// on the folder: one prompt per class of the folder.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Score a generator: FID, class accuracy, precision/recall, memorisation (vs. real training images).")
@@ -22,13 +24,18 @@ struct Eval: ParsableCommand {
     var prompts: String?
     @Option(help: "Base seed of the generation requests.") var seed: UInt64 = 2026
     @Option(help: "Images per generator call.") var batch = 50
-    @Option(help: "Classifier checkpoint.") var classifier = "models/classifier/model.safetensors"
+    @Option(help: "Classifier checkpoint (a file, or a directory holding model.safetensors as `coalesce train classifier --out` writes it).") var classifier = "models/classifier/model.safetensors"
+    @Option(help: "The images the model was trained on and is scored against: fashion-mnist, or a labelled folder of PNGs (the classifier must be trained on it; every 10th image is the held-out set).")
+    var data = TrainingData.fashionMNIST
+    @Option(help: "Second feature network, trained independently, scored beside the first (FID, KID, class accuracy); 'none' to skip. Default: models/classifier-b/model.safetensors when it exists.")
+    var secondClassifier: String?
     @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
     @Option(help: "Write a PNG grid of the first 100 generated images here.") var grid: String?
     @Option(help: "Write every scored image as DIR/NNNNN.png and DIR/labels.txt (file<TAB>requested class).") var saveImages: String?
     @Flag(help: "Skip scoring real training images as reference.") var noReference = false
     @Flag(help: "Print the report as JSON (progress still goes to stderr).") var json = false
     @Flag(help: "List the registered generators and exit.") var list = false
+    @Flag(help: "No progress lines (they are printed only when stderr is a terminal).") var quiet = false
 
     func run() throws {
         BLAS.load()
@@ -36,37 +43,53 @@ struct Eval: ParsableCommand {
         guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number >= 0") }
         EngineGenerator.guidance = guidance
         if list { print(GeneratorRegistry.names.joined(separator: "\n")); return }
-        let train = try FashionMNIST.load(split: .train)
-        let test = try FashionMNIST.load(split: .test)
-        let clf = try Classifier.load(path: classifier)
+        let clf = try Classifier.load(path: Eval.checkpoint(classifier))
+        let side = clf.config.imageSize
+        var loaded = try TrainingData.load(data)
+        if loaded.train.width != side { loaded = try TrainingData.load(data, size: side) }
+        let (train, test) = (loaded.train, loaded.test)
+        guard train.channels == clf.config.imageChannels else {
+            throw ValidationError("the classifier takes \(clf.config.imageChannels)-channel images, \(data) has \(train.channels)")
+        }
+        let fashion = data == TrainingData.fashionMNIST
+        guard fashion || train.labels.allSatisfy({ $0 >= 0 }) else {
+            throw ValidationError("\(data): every image needs a class (a \"label\" field in captions.jsonl or a subfolder) to be scored")
+        }
+        let defaultSecond = "models/classifier-b/model.safetensors"
+        let secondPath = secondClassifier ?? (fashion && FileManager.default.fileExists(atPath: defaultSecond) ? defaultSecond : "none")
+        let second = secondPath == "none" ? nil : try Classifier.load(path: Eval.checkpoint(secondPath))
         var settings = EvaluationSettings()
         settings.steps = steps
         settings.count = count
         settings.seed = seed
         settings.batch = batch
-        settings.prompts = try prompts.map { try LabeledPrompt.read(path: $0) }
-        let evaluator = try Evaluator(classifier: clf, train: train, test: test, settings: settings)
+        settings.prompts = try prompts.map { try LabeledPrompt.read(path: $0) } ?? (fashion ? nil : EvaluationPrompts.prompts(for: train))
+        if let p = settings.prompts, !fashion, !json {
+            print("prompts: " + p.map { "\($0.label): \"\($0.prompt)\"" }.joined(separator: ", "))
+        }
+        let evaluator = try Evaluator(classifier: clf, secondClassifier: second, train: train, test: test, settings: settings)
+        evaluator.showProgress = !quiet && isatty(STDERR_FILENO) == 1
         let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train))
         let report = try evaluator.evaluate(generator, withReference: !noReference)
+        let channels = generator.imageChannels
         if let grid, let gen = evaluator.lastGenerated {
-            let n = generator.imageSide * generator.imageSide
+            let n = channels * generator.imageSide * generator.imageSide
             // First 10 images of each class, one row per class.
-            var images: [GrayImage] = []
-            for c in 0..<10 {
-                let idx = gen.labels.indices.filter { gen.labels[$0] == c }.prefix(10)
-                images += idx.map { GrayImage(width: generator.imageSide, height: generator.imageSide,
-                                              pixels: Array(gen.pixels[$0 * n ..< ($0 + 1) * n])) }
-            }
-            try PNG.write(ImageGrid.make(images, columns: 10, scale: 2), to: grid)
+            var picked: [Int] = []
+            for c in 0..<(gen.labels.max() ?? -1) + 1 { picked += gen.labels.indices.filter { gen.labels[$0] == c }.prefix(10) }
+            let images = LabeledImages(count: picked.count, width: generator.imageSide, height: generator.imageSide, channels: channels,
+                                       pixels: picked.flatMap { gen.pixels[$0 * n ..< ($0 + 1) * n] }, labels: picked.map { gen.labels[$0] })
+            try ImageGrid.write(images, columns: 10, scale: 2, to: grid)
         }
         if let dir = saveImages, let gen = evaluator.lastGenerated {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let side = generator.imageSide, n = side * side
+            let side = generator.imageSide, n = channels * side * side
             var labels = ""
             for i in 0..<gen.labels.count {
                 let file = String(format: "%05d.png", i)
-                try PNG.write(GrayImage(width: side, height: side, pixels: Array(gen.pixels[(i * n)..<((i + 1) * n)])),
-                              to: dir + "/" + file)
+                let image = PNG.interleave(gen.pixels[(i * n)..<((i + 1) * n)], width: side, height: side, channels: channels)
+                try Data(try PNG.encode(pixels: image[...], width: side, height: side, channels: channels))
+                    .write(to: URL(fileURLWithPath: dir + "/" + file), options: .atomic)
                 labels += "\(file)\t\(gen.labels[i])\n"
             }
             try labels.write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
@@ -79,6 +102,15 @@ struct Eval: ParsableCommand {
         } else {
             print(EvalText.render(report))
         }
+    }
+}
+
+extension Eval {
+    /// A classifier checkpoint path: the file itself, or DIR/model.safetensors for a directory.
+    static func checkpoint(_ path: String) -> String {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { return path + "/model.safetensors" }
+        return path
     }
 }
 
@@ -103,6 +135,22 @@ enum EvalText {
         }
         lines.append(row(r.model, r.generated))
         if let ref = r.referenceTrain { lines.append(row("real train (ref)", ref)) }
+        // KID x 1000 with its standard error, in each feature network.
+        func kid(_ k: KernelDistance.Estimate?) -> String {
+            guard let k else { return "-" }
+            return String(format: "%.2f ± %.2f", k.value * 1000, k.standardError * 1000)
+        }
+        lines.append("KID x 1000 (± standard error over \(r.generated.kid?.blocks ?? 0) blocks):")
+        func kidRow(_ name: String, _ s: SetScores) -> String {
+            var line = "  " + name.padding(toLength: max(16, name.count), withPad: " ", startingAt: 0) + "  net A " + kid(s.kid)
+            if let b = s.second {
+                line += String(format: "    net B: FID %.2f, KID %@, class acc %.1f%%", b.fid, kid(b.kid), b.classAccuracy * 100)
+            }
+            return line
+        }
+        lines.append(kidRow(r.model, r.generated))
+        if let ref = r.referenceTrain { lines.append(kidRow("real train (ref)", ref)) }
+        if let b = r.generated.second { lines.append("net B: \(b.network)") }
         lines.append(String(format: "distinct training images nearest to the %d generated: %d in pixels, %d in features",
                             r.settings.count, r.generated.memorisation.pixels.distinctNearest,
                             r.generated.memorisation.features.distinctNearest))
@@ -156,12 +204,15 @@ final class EngineGenerator: Generator {
         engine = Engine(configuration: .init(pluginDirectory: GeneratorRegistration.pluginDirectory(),
                                              modelRepository: modelsDirectory), logger: logger)
         let status = try engine.load(model)
-        guard status.info.channels == 1, status.info.height == status.info.width else {
+        guard status.info.channels == 1 || status.info.channels == 3, status.info.height == status.info.width else {
             throw TrainingError.generation("\(model) makes \(status.info.width)x\(status.info.height)x\(status.info.channels) images; "
-                                           + "the evaluation classifier scores square gray images")
+                                           + "the evaluation classifier scores square gray or RGB images")
         }
         imageSide = status.info.height
+        imageChannels = status.info.channels
     }
+
+    let imageChannels: Int
 
     deinit { engine.shutdown() }
 
@@ -169,9 +220,16 @@ final class EngineGenerator: Generator {
         let batch = try engine.generate(GenerateRequest(model: name, prompt: prompt, seed: seed,
                                                         steps: Int32(clamping: steps), count: Int32(clamping: count),
                                                         guidance: Self.guidance))
-        guard batch.width == imageSide, batch.height == imageSide, batch.channels == 1, batch.count == count else {
-            throw TrainingError.generation("\(name) returned \(batch.count) images of \(batch.width)x\(batch.height)x\(batch.channels), expected \(count) of \(imageSide)x\(imageSide)x1")
+        guard batch.width == imageSide, batch.height == imageSide, batch.channels == imageChannels, batch.count == count else {
+            throw TrainingError.generation("\(name) returned \(batch.count) images of \(batch.width)x\(batch.height)x\(batch.channels), expected \(count) of \(imageSide)x\(imageSide)x\(imageChannels)")
         }
-        return batch.pixels
+        guard imageChannels > 1 else { return batch.pixels }
+        // The engine's images are interleaved (RGBRGB...); the evaluation's are planar.
+        let plane = imageSide * imageSide, n = plane * imageChannels
+        var planar = [UInt8](repeating: 0, count: batch.pixels.count)
+        for i in 0..<count {
+            for p in 0..<plane { for c in 0..<imageChannels { planar[i * n + c * plane + p] = batch.pixels[i * n + p * imageChannels + c] } }
+        }
+        return planar
     }
 }

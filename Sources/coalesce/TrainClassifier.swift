@@ -22,6 +22,11 @@ struct TrainClassifier: ParsableCommand {
     @Option(help: "Random shift of up to this many pixels (0 = none).") var maxShift = 2
     @Flag(help: "Disable random horizontal flips.") var noFlip = false
     @Option(help: "Score on only the first N test images each epoch (0 = all).") var testLimit = 0
+    @Option(help: "Output channels of the 3x3 convolutions, comma-separated.") var channels = "32,32,64,32"
+    @Option(help: "Stride (1 or 2) of each convolution, comma-separated.") var strides = "1,2,1,2"
+    @Option(help: "Width of the penultimate (feature) layer.") var featureDim = 128
+    @Option(help: "How the last feature map reaches the feature layer: flatten or average (global average pooling).") var pool = "flatten"
+    @Option(help: "Where `coalesce eval` reads the features: pre_activation or post_activation (after the ReLU).") var featureLayer = "pre_activation"
 
     func run() throws {
         BLAS.load()
@@ -40,7 +45,28 @@ struct TrainClassifier: ParsableCommand {
         config.trainLimit = data.trainLimit
         config.maxSteps = maxSteps
         var ccfg = ClassifierConfig()
+        ccfg.convChannels = try parseSizes(channels, name: "--channels", count: nil)
+        ccfg.convStrides = try parseSizes(strides, name: "--strides", count: ccfg.convChannels.count)
+        ccfg.featureDim = featureDim
+        guard let p = ClassifierConfig.Pool(rawValue: pool) else { throw ValidationError("--pool must be flatten or average, got \(pool)") }
+        guard let f = ClassifierConfig.FeatureLayer(rawValue: featureLayer) else {
+            throw ValidationError("--feature-layer must be pre_activation or post_activation, got \(featureLayer)")
+        }
+        ccfg.pool = p
+        ccfg.featureLayer = f
         ccfg.imageSize = train.width
+        ccfg.imageChannels = train.channels
+        if data.data != TrainingData.fashionMNIST {
+            // The input normalisation from the folder's own pixels (Fashion-MNIST keeps its constants).
+            let n = Double(max(1, train.pixels.count))
+            let mean = train.pixels.reduce(0.0) { $0 + Double($1) } / n / 255
+            let variance = train.pixels.reduce(0.0) { $0 + (Double($1) / 255 - mean) * (Double($1) / 255 - mean) } / n
+            ccfg.inputMean = Float(mean)
+            ccfg.inputStd = Float(max(1e-3, variance.squareRoot()))
+            guard train.labels.allSatisfy({ $0 >= 0 }) else {
+                throw ValidationError("\(data.data): every image needs a class (a \"label\" field in captions.jsonl or a subfolder)")
+            }
+        }
         ccfg.classes = max(2, (train.labels.max() ?? 0) + 1)
         let classifier = try Classifier(config: ccfg, seed: seed)
         print("classifier: \(classifier.parameterCount) parameters; training on \(data.trainLimit > 0 ? min(data.trainLimit, train.count) : train.count) images, \(epochs) epochs, seed \(seed)")

@@ -172,6 +172,48 @@ def test_gray_folder_with_subfolder_labels(tmp_path):
     check_faces_agree(models, "tones", [("bright", 3, 2, 2), ("dark", 4, 1, 2)], tmp_path, (28, 28))
 
 
+def make_labelled_rgb_folder(root: Path, per_class: int = 20) -> Path:
+    """Coloured shapes in one subfolder per class (red-circle, ..., blue-square), 28x28 RGB."""
+    rng = np.random.default_rng(9)
+    for colour, rgb in COLOURS.items():
+        for kind in SHAPES:
+            d = root / f"{colour}-{kind}"
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                coalesce.save_png(_shape(kind, rgb, rng, side=28), d / f"{i:03d}.png")
+    return root
+
+
+def test_classifier_on_an_rgb_folder_scores_a_model_trained_on_it(tmp_path):
+    """`coalesce train classifier --data DIR` and `coalesce eval --data DIR --classifier CLF`: the
+    evaluation on a user's own labelled folder, as the README shows it."""
+    data = make_labelled_rgb_folder(tmp_path / "labelled")
+    clf = tmp_path / "clf"
+    cli("train", "classifier", "--data", str(data), "--epochs", "12", "--batch-size", "16", "--channels", "8,16",
+        "--strides", "2,2", "--feature-dim", "32", "--out", str(clf))
+    cfg = json.loads((clf / "classifier.json").read_text())
+    assert (cfg["image_size"], cfg["image_channels"], cfg["classes"]) == (28, 3, 6)
+    models = tmp_path / "M"
+    train_pair(data, models, "shapes")
+    proc = cli("eval", "--data", str(data), "--classifier", str(clf), "--models-dir", str(models), "--model", "shapes",
+               "--steps", "2", "--count", "60", "--batch", "16", "--json", "--save-images", str(tmp_path / "scored"))
+    report = json.loads(proc.stdout)
+    gen, real = report["generated"], report["reference_train"]
+    assert gen["count"] == 60 and real["count"] == 60
+    # Six prompts, one per class, from the folder's captions; 10 images each.
+    labels = [int(l.split("\t")[1]) for l in (tmp_path / "scored" / "labels.txt").read_text().splitlines()]
+    assert sorted(set(labels)) == list(range(6)) and all(labels.count(c) == 10 for c in range(6))
+    assert coalesce.read_png(tmp_path / "scored" / "00000.png").shape == (28, 28, 3)
+    # A model trained for 20 steps is far from its own training images, in both distances.
+    assert real["fid"] < gen["fid"]
+    assert real["kid"]["value"] < gen["kid"]["value"]
+    assert real["class_accuracy"] > 0.5
+    # Unlabelled images cannot be scored: a clear error, not a crash.
+    bad = cli("eval", "--data", str(make_shapes_folder(tmp_path / "unlabelled")), "--classifier", str(clf),
+              "--models-dir", str(models), "--model", "shapes", ok=False)
+    assert bad.returncode != 0 and "class" in (bad.stderr + bad.stdout)
+
+
 def _fails(data: Path, *extra: str) -> str:
     proc = cli("train", "autoencoder", "--data", str(data), "--max-steps", "1", "--out", str(data.parent / "ae-out"),
                *extra, ok=False)

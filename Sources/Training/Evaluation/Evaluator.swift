@@ -87,10 +87,27 @@ public struct SetScores: Codable, Equatable, Sendable {
     public var density: Double
     public var coverage: Double
     public var memorisation: MemorisationReport
+    /// Kernel Inception Distance in the same features, against all test images, with its
+    /// standard error (`KernelDistance`); unbiased, so it compares across image counts.
+    public var kid: KernelDistance.Estimate?
+    /// The same set seen by the second, independently trained feature network, when the
+    /// evaluator has one.
+    public var second: FeatureScores?
 
     enum CodingKeys: String, CodingKey {
-        case count, fid, classAccuracy = "class_accuracy", precision, recall, density, coverage, memorisation
+        case count, fid, classAccuracy = "class_accuracy", precision, recall, density, coverage, memorisation, kid, second
     }
+}
+
+/// FID, KID and class accuracy of an image set in one feature network.
+public struct FeatureScores: Codable, Equatable, Sendable {
+    /// What the network is (its config in short, e.g. "average-pooled, post-activation, 256 features").
+    public var network: String
+    public var fid: Double
+    public var kid: KernelDistance.Estimate
+    public var classAccuracy: Double
+
+    enum CodingKeys: String, CodingKey { case network, fid, kid, classAccuracy = "class_accuracy" }
 }
 
 /// Everything `coalesce eval` reports.
@@ -120,6 +137,10 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
 /// precision/recall and memorisation. The test-side statistics are computed once per evaluator.
 public final class Evaluator {
     public let classifier: Classifier
+    /// A second feature network, trained independently of `classifier` (another architecture and
+    /// seed), whose FID, KID and class accuracy are reported beside the first's: a ranking both agree
+    /// on does not hang on one network's features.
+    public let secondClassifier: Classifier?
     public let train: LabeledImages
     public let test: LabeledImages
     public let settings: EvaluationSettings
@@ -129,6 +150,7 @@ public final class Evaluator {
     public private(set) var lastGenerated: (pixels: [UInt8], labels: [Int])?
 
     private let extractor: FeatureExtractor
+    private let secondExtractor: FeatureExtractor?
     private var cache: Reference?
 
     /// What is computed once: test statistics and the memorisation baseline.
@@ -139,9 +161,12 @@ public final class Evaluator {
         /// Test rows in a fixed random order (precision/recall take the first `count`).
         var testOrder: [Int]
         var memorisation: MemorisationBaseline
+        var kidTerms: KernelDistance.RealTerms
+        /// The second network's test features, statistics and KID terms.
+        var second: (features: FeatureMatrix, statistics: GaussianStatistics, kidTerms: KernelDistance.RealTerms)?
     }
 
-    public init(classifier: Classifier, train: LabeledImages, test: LabeledImages,
+    public init(classifier: Classifier, secondClassifier: Classifier? = nil, train: LabeledImages, test: LabeledImages,
                 settings: EvaluationSettings) throws {
         guard settings.count >= max(10, settings.k + 1) else {
             throw TrainingError.invalidConfig("count \(settings.count) must be at least \(max(10, settings.k + 1))")
@@ -149,11 +174,18 @@ public final class Evaluator {
         guard settings.batch >= 1, settings.steps >= 0, settings.k >= 1 else {
             throw TrainingError.invalidConfig("batch >= 1, steps >= 0 and k >= 1 required")
         }
-        let side = classifier.config.imageSize
-        for (name, set) in [("train", train), ("test", test)] where set.width != side || set.height != side {
-            throw TrainingError.invalidData("\(name) images are \(set.width)x\(set.height), classifier expects \(side)x\(side)")
+        let side = classifier.config.imageSize, channels = classifier.config.imageChannels
+        for (name, set) in [("train", train), ("test", test)] where set.width != side || set.height != side || set.channels != channels {
+            throw TrainingError.invalidData("\(name) images are \(set.width)x\(set.height)x\(set.channels), classifier expects \(side)x\(side)x\(channels)")
+        }
+        if let second = secondClassifier {
+            guard second.config.imageSize == side, second.config.classes == classifier.config.classes else {
+                throw TrainingError.invalidConfig("the second classifier takes \(second.config.imageSize)x\(second.config.imageSize) images and \(second.config.classes) classes; the first \(side)x\(side) and \(classifier.config.classes)")
+            }
         }
         self.classifier = classifier
+        self.secondClassifier = secondClassifier
+        self.secondExtractor = secondClassifier.map { FeatureExtractor(classifier: $0) }
         self.train = train
         self.test = test
         self.settings = settings
@@ -183,23 +215,23 @@ public final class Evaluator {
     /// Runs every request through `generator`. Returns the images, their requested labels and the
     /// seconds spent inside the generator.
     public func generate(with generator: Generator) throws -> (pixels: [UInt8], labels: [Int], seconds: Double) {
-        let side = classifier.config.imageSize
-        guard generator.imageSide == side else {
-            throw TrainingError.generation("\(generator.name) makes \(generator.imageSide)x\(generator.imageSide) images, the classifier expects \(side)x\(side)")
+        let side = classifier.config.imageSize, channels = classifier.config.imageChannels
+        guard generator.imageSide == side, generator.imageChannels == channels else {
+            throw TrainingError.generation("\(generator.name) makes \(generator.imageSide)x\(generator.imageSide)x\(generator.imageChannels) images, the classifier expects \(side)x\(side)x\(channels)")
         }
         let reqs = requests()
         let progress = ProgressReporter(label: "generate \(generator.name)", total: reqs.count,
                                         itemsPerStep: settings.batch, enabled: showProgress)
         var pixels: [UInt8] = []
-        pixels.reserveCapacity(settings.count * side * side)
+        pixels.reserveCapacity(settings.count * channels * side * side)
         var labels: [Int] = []
         var seconds = 0.0
         for (i, r) in reqs.enumerated() {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let images = try generator.generate(prompt: r.prompt, seed: r.seed, steps: settings.steps, count: r.count)
             seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            guard images.count == r.count * side * side else {
-                throw TrainingError.generation("\(generator.name) returned \(images.count) bytes for \(r.count) images of \(side)x\(side)")
+            guard images.count == r.count * channels * side * side else {
+                throw TrainingError.generation("\(generator.name) returned \(images.count) bytes for \(r.count) images of \(side)x\(side)x\(channels)")
             }
             pixels += images
             labels += Array(repeating: r.label, count: r.count)
@@ -226,9 +258,15 @@ public final class Evaluator {
             testFeatures: testOutputs.featureMatrix.selecting(memo),
             trainPixels: FeatureMatrix(pixels: train.pixels, count: train.count),
             trainFeatures: trainOutputs.featureMatrix)
+        var second: (FeatureMatrix, GaussianStatistics, KernelDistance.RealTerms)?
+        if let secondExtractor {
+            let f = try secondExtractor.extractCached(pixels: test.pixels, count: test.count).featureMatrix
+            second = (f, GaussianStatistics(f), KernelDistance.realTerms(f))
+        }
         let r = Reference(testOutputs: testOutputs, testStatistics: GaussianStatistics(testOutputs.featureMatrix),
                           testAccuracy: Double(correct) / Double(max(1, test.count)), testOrder: order,
-                          memorisation: baseline)
+                          memorisation: baseline, kidTerms: KernelDistance.realTerms(testOutputs.featureMatrix),
+                          second: second)
         cache = r
         return r
     }
@@ -246,9 +284,20 @@ public final class Evaluator {
         let pr = PrecisionRecall.compute(real: real, generated: features, k: settings.k)
         let memo = ref.memorisation.report(generatedPixels: FeatureMatrix(pixels: pixels, count: count),
                                            generatedFeatures: features, percentile: settings.percentile)
+        let kid = try KernelDistance.compute(generated: features, real: ref.testOutputs.featureMatrix, terms: ref.kidTerms)
+        var second: FeatureScores?
+        if let secondExtractor, let secondClassifier, let sref = ref.second {
+            let out = try secondExtractor.extract(pixels: pixels, count: count)
+            var agreeB = 0
+            for i in 0..<count where out.predictedClass(i) == labels[i] { agreeB += 1 }
+            second = FeatureScores(network: secondClassifier.config.summary,
+                                   fid: try FrechetDistance.compute(GaussianStatistics(out.featureMatrix), sref.statistics),
+                                   kid: try KernelDistance.compute(generated: out.featureMatrix, real: sref.features, terms: sref.kidTerms),
+                                   classAccuracy: Double(agreeB) / Double(max(1, count)))
+        }
         return SetScores(count: count, fid: fid, classAccuracy: Double(agree) / Double(max(1, count)),
                          precision: pr.precision, recall: pr.recall, density: pr.density, coverage: pr.coverage,
-                         memorisation: memo)
+                         memorisation: memo, kid: kid, second: second)
     }
 
     /// Generates with `generator` and scores the images; with `withReference`, also scores real
@@ -260,7 +309,7 @@ public final class Evaluator {
         let scores = try score(pixels: gen.pixels, labels: gen.labels)
         var referenceScores: SetScores?
         if withReference {
-            let real = try generate(with: RealTrainGenerator(train: train))
+            let real = try generate(with: RealTrainGenerator(train: train, prompts: settings.prompts ?? []))
             note("scoring real training images")
             referenceScores = try score(pixels: real.pixels, labels: real.labels)
         }

@@ -8,10 +8,17 @@ public protocol Generator: AnyObject {
     var name: String { get }
     /// Side of the square images it returns (28 for Fashion-MNIST).
     var imageSide: Int { get }
-    /// `count` images for `prompt`, as `count * imageSide * imageSide` bytes (0 black, 255 white),
-    /// image after image, row-major. The same (prompt, seed, steps, count) gives the same bytes.
+    /// Channels of its images: 1 (gray; the default) or 3 (RGB).
+    var imageChannels: Int { get }
+    /// `count` images for `prompt`, as `count * imageChannels * imageSide * imageSide` bytes
+    /// (0 black, 255 white), image after image, planar (channel after channel), row-major.
+    /// The same (prompt, seed, steps, count) gives the same bytes.
     /// `steps` is the number of network evaluations (ignored by models that have no steps).
     func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8]
+}
+
+extension Generator {
+    public var imageChannels: Int { 1 }
 }
 
 /// What a generator factory may use: where models live, and the training data (loaded lazily).
@@ -73,6 +80,27 @@ public enum GeneratorRegistry {
 public enum EvaluationPrompts {
     /// Prompt for class c: the class name in lower case ("t-shirt/top", "trouser", ..., "ankle boot").
     public static let classPrompts: [String] = FashionMNIST.classNames.map { $0.lowercased() }
+
+    /// One prompt per class of a labelled image set: for class c, its most frequent caption among
+    /// the images of class c (ties: the first in order), else its class name. Fashion-MNIST (no
+    /// captions) gets the class prompts above.
+    public static func prompts(for data: LabeledImages) -> [LabeledPrompt] {
+        let classes = max(data.classNames.count, (data.labels.max() ?? -1) + 1)
+        return (0..<classes).compactMap { c in
+            var counts: [String: Int] = [:], order: [String] = []
+            if !data.captions.isEmpty {
+                for i in 0..<data.count where data.labels[i] == c {
+                    if counts[data.captions[i]] == nil { order.append(data.captions[i]) }
+                    counts[data.captions[i], default: 0] += 1
+                }
+            }
+            var best: String?, bestCount = 0
+            for caption in order where counts[caption, default: 0] > bestCount { best = caption; bestCount = counts[caption, default: 0] }
+            if let best { return LabeledPrompt(label: c, prompt: best) }
+            let name = c < data.classNames.count ? data.classNames[c] : c < classPrompts.count ? classPrompts[c] : nil
+            return name.map { LabeledPrompt(label: c, prompt: $0.lowercased()) }
+        }
+    }
 
     /// The class a prompt names: the longest class name it contains (so "t-shirt/top" is not read
     /// as "shirt"), or nil.

@@ -8,18 +8,22 @@ public final class RealTrainGenerator: Generator {
     public static let registryName = "real-train"
     public var name: String { RealTrainGenerator.registryName }
     public let imageSide: Int
+    public var imageChannels: Int { train.channels }
     private let train: LabeledImages
     private let byClass: [Int: [Int]]
+    private let labelOf: [String: Int]
 
-    public init(train: LabeledImages) {
+    /// `prompts`: the class each prompt asks for (else the Fashion-MNIST class a prompt names).
+    public init(train: LabeledImages, prompts: [LabeledPrompt] = []) {
         self.train = train
         self.imageSide = train.width
         byClass = Dictionary(grouping: 0..<train.count, by: { train.labels[$0] })
+        labelOf = Dictionary(prompts.map { ($0.prompt, $0.label) }, uniquingKeysWith: { a, _ in a })
     }
 
     public func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
         let pool: [Int]
-        if let c = EvaluationPrompts.classIndex(of: prompt) {
+        if let c = labelOf[prompt] ?? EvaluationPrompts.classIndex(of: prompt) {
             guard let items = byClass[c], !items.isEmpty else {
                 throw TrainingError.generation("no training images of class \(c)")
             }
@@ -28,7 +32,7 @@ public final class RealTrainGenerator: Generator {
             pool = Array(0..<train.count)  // unconditional
         }
         var rng = RandomGenerator(seed: seed)
-        let n = imageSide * imageSide
+        let n = train.valuesPerImage
         var out = [UInt8]()
         out.reserveCapacity(count * n)
         for _ in 0..<count {

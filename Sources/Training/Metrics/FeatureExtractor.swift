@@ -29,11 +29,11 @@ public struct FeatureExtractor {
 
     public init(classifier: Classifier) { self.classifier = classifier }
 
-    /// `pixels` holds `count` images of side x side (the classifier's image size), row-major.
+    /// `pixels` holds `count` images of side x side x channels (the classifier's), planar, row-major.
     public func extract(pixels: [UInt8], count: Int, batch: Int = 500) throws -> ClassifierOutputs {
-        let side = classifier.config.imageSize, n = side * side
+        let side = classifier.config.imageSize, channels = classifier.config.imageChannels, n = channels * side * side
         guard pixels.count == count * n else {
-            throw TrainingError.invalidData("\(pixels.count) pixels for \(count) images of \(side)x\(side)")
+            throw TrainingError.invalidData("\(pixels.count) values for \(count) images of \(side)x\(side)x\(channels)")
         }
         let d = classifier.config.featureDim, k = classifier.config.classes
         var features = [Float](repeating: 0, count: count * d)
@@ -41,10 +41,10 @@ public struct FeatureExtractor {
         var start = 0
         while start < count {
             let end = min(count, start + max(1, batch))
-            let x = Classifier.inputTensor(pixels: Array(pixels[start * n ..< end * n]), count: end - start, side: side)
+            let x = Classifier.inputTensor(pixels: Array(pixels[start * n ..< end * n]), count: end - start, side: side, channels: channels)
             GradMode.withDisabled {
-                let f = classifier.features(x)               // f: (b, D)
-                let l = classifier.logits(fromFeatures: f)   // l: (b, K)
+                let f = classifier.evaluationFeatures(x)     // f: (b, D)
+                let l = classifier.logits(fromFeatures: f)   // l: (b, K) (ReLU is idempotent)
                 for i in 0..<f.count { features[start * d + i] = f.data[i] }
                 for i in 0..<l.count { logits[start * k + i] = l.data[i] }
             }
@@ -66,6 +66,7 @@ extension FeatureExtractor {
         let dir = directory ?? (NSTemporaryDirectory() + "/coalesce-features")
         var h = FNV1a()
         h.add(bytes: Array(FeatureExtractor.cacheVersion.utf8))
+        h.add(bytes: Array(((try? classifier.configJSON()) ?? "").utf8))
         for p in classifier.parameters { h.add(floats: p.data, count: p.count) }
         h.add(bytes: pixels)
         let path = dir + "/" + String(h.value, radix: 16) + "-\(count).bin"
