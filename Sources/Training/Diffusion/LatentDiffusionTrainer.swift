@@ -42,11 +42,13 @@ public struct DiffusionTrainingReport: Sendable, CustomStringConvertible {
     public var steps: Int
     public var resumedFrom: Int
     public var seconds: Double
+    /// CPU seconds of the denoiser steps (every run's, like `seconds`); 0 where not measured.
+    public var cpuSeconds: Double = 0
     public var finalLoss: Float
     public var parameters: Int
     public var description: String {
-        String(format: "%d steps (resumed from %d) in %.0fs, final loss %.4f, %d network parameters",
-               steps, resumedFrom, seconds, finalLoss, parameters)
+        String(format: "%d steps (resumed from %d) in %.0fs wall / %.0fs CPU, final loss %.4f, %d network parameters",
+               steps, resumedFrom, seconds, cpuSeconds, finalLoss, parameters)
     }
 }
 
@@ -102,7 +104,8 @@ public enum LatentDiffusionTrainer {
         // run counts the time before it from the checkpoint).
         let total = prep + report.seconds
         say("total \(Int(total))s")
-        try writeTrainingJSON(o.outputDirectory, seconds: total, steps: report.steps)
+        try writeTrainingJSON(o.outputDirectory, seconds: total, steps: report.steps, cpuSeconds: report.cpuSeconds,
+                              stepSeconds: report.seconds)
         say("wrote \(o.outputDirectory)/latent-diffusion.safetensors, config.json, samples.png (50 steps, guidance \(o.defaultGuidance))")
         try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
         return model
@@ -118,12 +121,15 @@ public enum LatentDiffusionTrainer {
         let ema = EMA(parameters: params, decay: o.emaDecay)
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         var start = 0
-        var before = 0.0
+        var before = 0.0, cpuBefore = 0.0
         if let (step, _, elapsed) = try DiffusionCheckpoint.load(path: ckpt, net: model.unet, ema: ema, optimizer: opt) {
             start = step
             before = elapsed
+            cpuBefore = (try? SafeTensors.read(path: ckpt).metadata["cpu_seconds"]).flatMap(Double.init) ?? 0
             say("resuming from \(ckpt) at step \(step) (\(Int(elapsed))s of training before)")
         }
+        let cpu0 = NestedUNetTrainer.processCPUSeconds()
+        func cpuSoFar() -> Double { cpuBefore + NestedUNetTrainer.processCPUSeconds() - cpu0 }
         let sched = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps)
         let schedule = model.schedule
         let (c, s) = model.latentShape
@@ -162,7 +168,8 @@ public enum LatentDiffusionTrainer {
             progress.update(step: step, loss: lossAvg)
             if step % o.checkpointEvery == 0 || step == o.steps {
                 try DiffusionCheckpoint.save(path: ckpt, net: model.unet, ema: ema, optimizer: opt, step: step, phase: "teacher",
-                                             elapsed: before + Date().timeIntervalSince(t0))
+                                             elapsed: before + Date().timeIntervalSince(t0),
+                                             extra: ["cpu_seconds": String(format: "%.1f", cpuSoFar())])
             }
             if o.sampleEvery > 0, step % o.sampleEvery == 0 {
                 try ema.withAveraged(params) {
@@ -174,13 +181,17 @@ public enum LatentDiffusionTrainer {
         }
         ema.copy(into: params)
         return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: before + Date().timeIntervalSince(t0),
-                                       finalLoss: lossAvg, parameters: model.unet.parameterCount)
+                                       cpuSeconds: cpuSoFar(), finalLoss: lossAvg, parameters: model.unet.parameterCount)
     }
 
-    /// `training.json`: {"seconds": wall-clock training time, "steps": optimiser steps}.
-    static func writeTrainingJSON(_ dir: String, seconds: Double, steps: Int) throws {
-        try String(format: "{\"seconds\": %.0f, \"steps\": %d}\n", seconds, steps)
-            .write(toFile: dir + "/training.json", atomically: true, encoding: .utf8)
+    /// `training.json`: {"seconds": wall-clock training time, "steps": optimiser steps}, and where
+    /// measured "cpu_seconds" (the steps' CPU time) and "steps_per_second" (steps over the steps'
+    /// wall time `stepSeconds`).
+    static func writeTrainingJSON(_ dir: String, seconds: Double, steps: Int, cpuSeconds: Double = 0, stepSeconds: Double = 0) throws {
+        var text = String(format: "{\"seconds\": %.0f, \"steps\": %d", seconds, steps)
+        if cpuSeconds > 0 { text += String(format: ", \"cpu_seconds\": %.0f", cpuSeconds) }
+        if stepSeconds > 0 { text += String(format: ", \"steps_per_second\": %.3f", Double(steps) / stepSeconds) }
+        try (text + "}\n").write(toFile: dir + "/training.json", atomically: true, encoding: .utf8)
     }
 
     /// `config.json` of a servable model directory.
