@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 BUILD   ?= .build/release
 SWIFTFLAGS ?= -c release
 
-.PHONY: all deps build test test-swift test-python test-c demo serve bench models install clean info
+.PHONY: all deps build test test-swift test-python test-c demo serve bench bench-headline models install clean info
 
 all: build
 
@@ -26,9 +26,12 @@ test-swift: deps
 
 test: test-swift test-c test-python test-leaks test-daemon
 
-# The main job on the bundled models: BLAS core and models found, then images from the bundled
-# coalescer (one row per class, 2 network evaluations each), one prompt's images as PNGs, and a
-# plain-language prompt through the MiniLM and the trigram text encoders.
+# The main job on the bundled models: BLAS core and models found (with their default steps and
+# stored bench rows), then the best model of each method side by side (one row per class prompt):
+# the coalescer at 1 network evaluation, the distilled student at 8 steps, the pixel-space nested
+# UNet at 16 and the 50-step teacher; then one prompt's images as PNGs, more than one request's
+# worth (--count 100: requests of 64, seeds continuing), and a plain-language prompt through the
+# MiniLM and the trigram text encoders.
 DEMO_OUT ?= out/demo
 demo: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product coalesce
@@ -38,23 +41,28 @@ demo: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product NestedUnetBackend
 	$(BUILD)/coalesce info
 	mkdir -p $(DEMO_OUT)
-	$(BUILD)/coalesce generate --model coalescer --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes.png
-	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --steps 2 --seed 1 --count 16 \
+	$(BUILD)/coalesce generate --model coalescer --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-coalescer.png
+	$(BUILD)/coalesce generate --model distilled-unet --steps 8 --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
+	$(BUILD)/coalesce generate --model nested-unet --steps 16 --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-nested-unet.png
+	$(BUILD)/coalesce generate --model latent-diffusion --steps 50 --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-latent-diffusion.png
+	$(PYTHON) scripts/demo-compare.py $(DEMO_OUT)/compare.png \
+	    "coalescer|1 evaluation per image=$(DEMO_OUT)/classes-coalescer.png" \
+	    "distilled-unet|8 steps, 16 evaluations=$(DEMO_OUT)/classes-distilled-unet.png" \
+	    "nested-unet|16 steps, 32 evaluations=$(DEMO_OUT)/classes-nested-unet.png" \
+	    "latent-diffusion (teacher)|50 steps, 100 evaluations=$(DEMO_OUT)/classes-latent-diffusion.png"
+	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --seed 1 --count 100 \
 	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
-	$(BUILD)/coalesce generate --model coalescer-v2 --steps 2 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v2.png
-	$(BUILD)/coalesce generate --model coalescer-v3 --steps 1 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-v3.png
-	$(BUILD)/coalesce generate --model distilled-unet --steps 8 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
-	$(BUILD)/coalesce generate --model latent-diffusion --steps 50 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-latent-diffusion.png
-	$(BUILD)/coalesce generate --model nested-unet --steps 16 --seed 1 --count 8 --class-grid $(DEMO_OUT)/classes-nested-unet.png
 	$(BUILD)/coalesce generate --model coalescer-v2-minilm --prompt "something to wear on your feet at the beach" \
 	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-minilm --grid $(DEMO_OUT)/beach-footwear-minilm.png
 	$(BUILD)/coalesce generate --model coalescer-v2 --prompt "something to wear on your feet at the beach" \
 	    --steps 2 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-trigram --grid $(DEMO_OUT)/beach-footwear-trigram.png
-	@echo "demo: open $(DEMO_OUT)/classes.png (rows: the 10 Fashion-MNIST classes), $(DEMO_OUT)/classes-v2.png,"
-	@echo "      $(DEMO_OUT)/classes-v3.png (the teacher-coupled coalescer, 1 step), $(DEMO_OUT)/ankle-boot.png,"
-	@echo "      $(DEMO_OUT)/classes-distilled-unet.png (8 steps), $(DEMO_OUT)/classes-latent-diffusion.png (the 50-step teacher),"
-	@echo "      $(DEMO_OUT)/classes-nested-unet.png (pixel-space Matryoshka diffusion, 16 steps)"
-	@echo "      and a paraphrase through the MiniLM and the trigram text encoders: $(DEMO_OUT)/beach-footwear-{minilm,trigram}.png"
+	@echo
+	@echo "demo: open these files"
+	@echo "  $(DEMO_OUT)/compare.png                 the four methods side by side (rows: the 10 Fashion-MNIST classes)"
+	@echo "  $(DEMO_OUT)/ankle-boot.png              100 'ankle boot' images from the coalescer (PNGs in $(DEMO_OUT)/ankle-boot/)"
+	@echo "  $(DEMO_OUT)/beach-footwear-minilm.png   a paraphrase through the MiniLM text encoder"
+	@echo "  $(DEMO_OUT)/beach-footwear-trigram.png  the same through the trigram encoder"
+	@echo "  which model for what, measured: README.md (The comparison) and BENCHMARKS.md"
 
 # Retrain the committed default models from scratch (recorded seeds; see models/README.md).
 models: deps
@@ -66,6 +74,16 @@ models: deps
 # ROWS="coalescer:1 coalescer:2" re-measures only those rows; ROWS="" only rebuilds; COUNT, BENCH_SECONDS.
 bench: build
 	bash scripts/bench.sh
+
+# The headline comparison: the rows a user chooses between, at 2000 images each, scored in two
+# independently trained feature networks (FID and KID with its standard error), into
+# bench/headline/ (quality only: the speed columns are the sweep's); then the same render as `make bench` (the headline table in BENCHMARKS.md and
+# the README's reading, which states only the comparisons both networks agree on). About 15 min.
+HEADLINE_ROWS ?= real-train:1 reconstruction:1 coalescer:1 coalescer:2 distilled-unet:4 distilled-unet:8 \
+    distilled-unet:16 latent-diffusion:50 nested-unet:16
+bench-headline: build
+	COUNT=2000 RESULTS=bench/headline RENDER=0 SPEED=0 ROWS="$(HEADLINE_ROWS)" bash scripts/bench.sh
+	$(PYTHON) scripts/bench-report.py render
 
 clean:
 	rm -rf .build

@@ -29,8 +29,8 @@
 #   nested-unet      4, 8, 16, 50 steps      53 +  87 + 165 + 461 s =  766 s   (eval pace 13, 7, 3.5, 1.4 images/s)
 #   latent-diffusion 1, 2, 4, 8, 16, 50      19 + 22 + 29 + 42 + 54 + 142 = 308 s   (50 steps: 4 images/s)
 #   distilled-unet   1, 2, 4, 8, 16          18 + 20 + 26 + 31 + 39 = 134 s
-#   coalescer, coalescer-v2 (1, 2, 4), real-train, reconstruction, noise, test-pattern: 9-14 s each = 123 s
-#   coalescer-v3 (1, 2, 4): 31 s (measured alone, 2026-12-01)
+#   coalescer-v1, coalescer-v2 (1, 2, 4), real-train, reconstruction, noise, test-pattern: 9-14 s each = 123 s
+#   coalescer (1, 2, 4): 31 s (measured alone, 2026-12-01, as coalescer-v3)
 # Each row: the eval (generation, then scoring it and the real-image reference, about 6 s) and the
 # two speed runs (a warm-up call, then at least BENCH_SECONDS of calls each). COUNT scales the
 # generation part (about 1150 s of the 1327); with COUNT=1000 the run would take about 40 minutes.
@@ -40,7 +40,8 @@
 #
 # Environment: COALESCE (binary, default .build/release/coalesce), COUNT (images per eval, 500),
 # BENCH_SECONDS (seconds of timed calls per speed measurement, 3), ROWS (model:steps list), RESULTS
-# (directory of the stored rows, bench/results), PYTHON.
+# (directory of the stored rows, bench/results), SPEED (0: quality only, no speed runs; the
+# headline comparison uses it, its speed is in the sweep), PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,9 +51,10 @@ BENCH_SECONDS=${BENCH_SECONDS:-3}
 PYTHON=${PYTHON:-python3}
 RESULTS=${RESULTS:-bench/results}
 RENDER=${RENDER:-1}
+SPEED=${SPEED:-1}
 DEFAULT_ROWS="real-train:1 reconstruction:1 noise:1 test-pattern:1
-coalescer-v3:1 coalescer-v3:2 coalescer-v3:4
-coalescer:1 coalescer:2 coalescer:4 coalescer-v2:1 coalescer-v2:2 coalescer-v2:4
+coalescer:1 coalescer:2 coalescer:4
+coalescer-v1:1 coalescer-v1:2 coalescer-v1:4 coalescer-v2:1 coalescer-v2:2 coalescer-v2:4
 distilled-unet:1 distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet:16
 latent-diffusion:1 latent-diffusion:2 latent-diffusion:4 latent-diffusion:8 latent-diffusion:16 latent-diffusion:50
 nested-unet:4 nested-unet:8 nested-unet:16 nested-unet:50"
@@ -83,20 +85,25 @@ for row in $ROWS; do
     fi
     # A batch of 64 at the eval's pace; the b64 speed run costs a warm-up call plus BENCH_SECONDS.
     b64_args="bench generate --model $model --steps $steps --batch 64 --seconds $BENCH_SECONDS --min-calls 2 --json"
-    if "$PYTHON" -c 'import json, sys; e = json.load(open(sys.argv[1])); ips = e["images_per_second"]
+    b1_args="bench generate --model $model --steps $steps --batch 1 --seconds $BENCH_SECONDS --min-calls 3 --json"
+    if [ "$SPEED" = 0 ]; then
+        b64_args=""; b1_args=""
+        echo "{}" > "$tmp/b64.json"; echo "{}" > "$tmp/b1.json"
+    elif "$PYTHON" -c 'import json, sys; e = json.load(open(sys.argv[1])); ips = e["images_per_second"]
 sys.exit(0 if ips > 0 and 64 / ips <= float(sys.argv[2]) else 1)' "$tmp/eval.json" "$BENCH_SECONDS"; then
         "$COALESCE" $b64_args > "$tmp/b64.json" || { echo "bench: $model, $steps steps: batch-64 run failed" >&2; continue; }
     else
         b64_args=""
         echo "{}" > "$tmp/b64.json"
     fi
-    b1_args="bench generate --model $model --steps $steps --batch 1 --seconds $BENCH_SECONDS --min-calls 3 --json"
-    "$COALESCE" $b1_args > "$tmp/b1.json" || { echo "bench: $model, $steps steps: batch-1 run failed" >&2; continue; }
+    if [ -n "$b1_args" ]; then
+        "$COALESCE" $b1_args > "$tmp/b1.json" || { echo "bench: $model, $steps steps: batch-1 run failed" >&2; continue; }
+    fi
     "$PYTHON" scripts/bench-report.py row --model "$model" --steps "$steps" --results "$RESULTS" \
         --eval "$tmp/eval.json" --b64 "$tmp/b64.json" --b1 "$tmp/b1.json" --info "$tmp/info.json" \
         --images "$tmp/images" --started "$row_start" --load-start "$load_start" \
         --eval-command "coalesce $eval_args" --b64-command "${b64_args:+coalesce $b64_args}" \
-        --b1-command "coalesce $b1_args" --bench-seconds "$BENCH_SECONDS"
+        --b1-command "${b1_args:+coalesce $b1_args}" --bench-seconds "$BENCH_SECONDS"
 done
 echo "bench: measured in $(( $(date +%s) - started )) s" >&2
 

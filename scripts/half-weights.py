@@ -5,7 +5,7 @@ converted this way loads unchanged; its values are the float16-rounded weights, 
 converted file (`coalesce eval`), not the original.
 
 Used for models whose float32 weights would pass the repository's 20 MiB limit per file
-(models/coalescer-v3: its 4.9M-parameter net). Usage: half-weights.py FILE PREFIX [PREFIX...]
+(models/coalescer: its 4.9M-parameter net). Usage: half-weights.py FILE PREFIX [PREFIX...]
 """
 import os
 import sys

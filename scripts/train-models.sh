@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Retrains the committed default models from scratch with recorded seeds (models/README.md):
-#   1. models/coalescer: the first coalescer (its own small autoencoder, 48 whitened dims, MLP);
+#   1. models/coalescer-v1: the first coalescer, the seed's method with searched targets (its own
+#      small autoencoder, 48 whitened dims, MLP);
 #   2. models/autoencoder: the shared image autoencoder (encoder + decoder, then the decoder alone
 #      against a patch discriminator);
 #   3. models/coalescer-v2 on it: the residual net by regression on searched targets, then
 #      adversarial fine-tuning of the same net with a latent discriminator and classifier;
 #   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG);
 #   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 steps into a smaller UNet;
-#   6. models/coalescer-v3: 60,000 noise-to-latent pairs of the student (teacher coupling), a
+#   6. models/coalescer (the third version): 60,000 noise-to-latent pairs of the student (teacher coupling), a
 #      4.9M-parameter residual net on them and on searched targets, then adversarial fine-tuning;
 #      its net stored as float16 (scripts/half-weights.py) to stay under 20 MiB.
 # About 3 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
@@ -22,7 +23,7 @@ C=.build/release/coalesce
 LOG="${LOG:-/tmp/train-models.log}"
 start=$(date +%s)
 {
-$C train coalescer --out "$M/coalescer" --seed 1
+$C train coalescer --out "$M/coalescer-v1" --seed 1
 $C train autoencoder --epochs 7 --seed 11 --out "$M/autoencoder"
 $C train autoencoder --init-from "$M/autoencoder" --decoder-only --adversarial-weight 0.1 --adversarial-start 0 \
     --lr 5e-4 --epochs 1 --max-steps 600 --seed 12 --out "$M/autoencoder"
@@ -32,7 +33,7 @@ $C train coalescer "${V2[@]}" --renoise 0.8 --init-net "$M/coalescer-v2-regressi
     --adversarial-steps 1500 --second-step-level 0.5 --classifier-weight 0.3 --out "$M/coalescer-v2"
 rm -rf "$M/coalescer-v2-regression"
 # The MiniLM text encoder (models/minilm, made by scripts/fetch-minilm.sh) for both: projections only.
-$C train text-encoder --from "$M/coalescer" --out "$M/coalescer-minilm" --minilm "$M/minilm"
+$C train text-encoder --from "$M/coalescer-v1" --out "$M/coalescer-v1-minilm" --minilm "$M/minilm"
 $C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm"
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 2600 --seed 1 --out "$M/latent-diffusion"
 rm -f "$M/latent-diffusion/checkpoint.safetensors"
@@ -43,9 +44,9 @@ V3=(--reuse "$M/coalescer-v2/coalescer.safetensors" --pca-dim 128 --hidden 768 -
     --probe-per-class 0 --prior-fraction 0.8 --teacher-pairs "$M/coalescer-v3-pairs.safetensors" --seed 1)
 $C train coalescer "${V3[@]}" --steps 3000 --out "$M/coalescer-v3-regression"
 $C train coalescer "${V3[@]}" --init-net "$M/coalescer-v3-regression/coalescer.safetensors" --steps 0 \
-    --adversarial-steps 1500 --classifier-weight 0.1 --out "$M/coalescer-v3"
-echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 1}' > "$M/coalescer-v3/config.json"
-python3 scripts/half-weights.py "$M/coalescer-v3/coalescer.safetensors" net.
-rm -rf "$M/coalescer-v3-regression" "$M/coalescer-v3-pairs.safetensors" "$M/coalescer-v3/autoencoder.safetensors" "$M/coalescer-v3/autoencoder.json"
+    --adversarial-steps 1500 --classifier-weight 0.1 --out "$M/coalescer"
+echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 1}' > "$M/coalescer/config.json"
+python3 scripts/half-weights.py "$M/coalescer/coalescer.safetensors" net.
+rm -rf "$M/coalescer-v3-regression" "$M/coalescer-v3-pairs.safetensors" "$M/coalescer/autoencoder.safetensors" "$M/coalescer/autoencoder.json"
 } 2>&1 | tee "$LOG"
-echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer,autoencoder,coalescer-v2,coalescer-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,coalescer-v3}"
+echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer-v1,autoencoder,coalescer-v2,coalescer-v1-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,coalescer}"

@@ -12,8 +12,8 @@ struct TrainTextEncoder: ParsableCommand {
         commandName: "text-encoder",
         abstract: "Give a trained coalescer the MiniLM sentence encoder (projection trained in seconds; the net is kept).")
 
-    @Option(help: "The trained coalescer's directory (trigram text encoder).") var from = "models/coalescer"
-    @Option(help: "Output model directory (its name is the model's name).") var out = "models/coalescer-minilm"
+    @Option(help: "The trained coalescer's directory (trigram text encoder).") var from = "models/coalescer-v1"
+    @Option(help: "Output model directory (its name is the model's name).") var out = "models/coalescer-v1-minilm"
     @Option(help: "The MiniLM directory (scripts/fetch-minilm.sh).") var minilm = "models/minilm"
     @Option(help: "Optimiser steps.") var steps = 1500
     @Option(help: "Hidden width of the projection MLP.") var hidden = 256

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Quality of the latent-diffusion teacher against its training time: every saved checkpoint of a
+# run (copies of <out>/checkpoint.safetensors taken while it trained, one folder per step:
+# SNAPS/<step>/checkpoint.safetensors) is turned into a servable model (its EMA weights, by
+# resuming the run at its own last step, which trains nothing and writes the model) and scored
+# at 50 steps, guidance 2, in both feature networks. One row per checkpoint goes to OUT (TSV):
+#   step  wall_s  cpu_s  fid_a  kid_a  kid_a_se  fid_b  kid_b  kid_b_se  class_acc_a  recall
+# KID is unbiased at any n, so COUNT can stay small (FID at small n only ranks points of one curve).
+# Usage: scripts/teacher-curve.sh SNAPS [OUT] (COUNT=500, COALESCE=.build/release/coalesce)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SNAPS=${1:?usage: teacher-curve.sh SNAPS [OUT]}
+OUT=${2:-bench/teacher-curve.tsv}
+COUNT=${COUNT:-500}
+COALESCE=${COALESCE:-.build/release/coalesce}
+MODELS=$(mktemp -d)
+trap 'rm -rf "$MODELS"' EXIT
+printf "step\twall_s\tcpu_s\tfid_a\tkid_a\tkid_a_se\tfid_b\tkid_b\tkid_b_se\tclass_acc_a\trecall\n" > "$OUT"
+for dir in $(ls -d "$SNAPS"/*/ | sort -t/ -k2 -n); do
+    ckpt="$dir/checkpoint.safetensors"
+    [ -f "$ckpt" ] || continue
+    meta=$(python3 -c 'import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; m = json.loads(f.read(n))["__metadata__"]
+print(m["step"], m.get("elapsed_seconds", "0"), m.get("cpu_seconds", "0"))' "$ckpt")
+    read -r step wall cpu <<<"$meta"
+    name="teacher-$step"
+    mkdir -p "$MODELS/$name"
+    cp "$ckpt" "$MODELS/$name/checkpoint.safetensors"
+    "$COALESCE" train latent-diffusion --steps "$step" --seed 1 --sample-every 0 --out "$MODELS/$name" > "$MODELS/$name.log" 2>&1
+    rm -f "$MODELS/$name/checkpoint.safetensors"
+    "$COALESCE" eval --models-dir "$MODELS" --model "$name" --steps 50 --guidance 2 --count "$COUNT" --batch 64 \
+        --no-reference --json --quiet > "$MODELS/$name.json"
+    python3 - "$MODELS/$name.json" "$step" "$wall" "$cpu" >> "$OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["generated"]
+b = r["second"]
+print("\t".join([sys.argv[2], sys.argv[3], sys.argv[4]] + ["%.4f" % v for v in (
+    r["fid"], 1000 * r["kid"]["value"], 1000 * r["kid"]["standard_error"], b["fid"], 1000 * b["kid"]["value"],
+    1000 * b["kid"]["standard_error"], r["class_accuracy"], r["recall"])]))
+PY
+    echo "teacher-curve: step $step done ($(tail -1 "$OUT" | cut -f4-8))" >&2
+done
