@@ -60,16 +60,32 @@ final class KernelDistanceTests: XCTestCase {
         XCTAssertThrowsError(try KernelDistance.compute(generated: FeatureMatrix(rows: 1, cols: 8, values: [Float](repeating: 0, count: 8)), real: real))
     }
 
-    /// On real features: disjoint test images score near 0, noisy ones clearly above.
+    /// On real features: disjoint test images score near 0, noisy ones clearly above. The clean set
+    /// is stored class after class, as the evaluation generates images, and scored as the
+    /// evaluation does, with the classes as strata; without strata, a set with exactly 100 images
+    /// per class scores below 0 (fewer same-class pairs than independent draws give).
     func testRealImages() throws {
         let (_, test) = try EvalFixtures.data()
         let reference = try EvalFixtures.features(EvalFixtures.slice(test, 2000..<6000).pixels, count: 4000)
-        let clean = EvalFixtures.slice(test, 0..<1000).pixels
-        let a = try KernelDistance.compute(generated: try EvalFixtures.features(clean, count: 1000), real: reference)
-        let b = try KernelDistance.compute(generated: try EvalFixtures.features(EvalFixtures.noisy(clean, sigma: 0.2, seed: 3), count: 1000),
-                                           real: reference)
-        XCTAssertLessThan(abs(a.value), 3 * a.standardError + 0.01 * b.value)
-        XCTAssertGreaterThan(b.value, a.value + 5 * (a.standardError + b.standardError))
+        let first = EvalFixtures.slice(test, 0..<1000)
+        let byClass = first.labels.indices.sorted { (first.labels[$0], $0) < (first.labels[$1], $1) }
+        let clean = byClass.flatMap { first.pixels[$0 * 784 ..< ($0 + 1) * 784] }
+        let labels = byClass.map { first.labels[$0] }
+        let counts = Dictionary(grouping: labels, by: { $0 }).mapValues(\.count)
+        // Keep exactly the same number per class (as the evaluation asks for).
+        let per = counts.values.min()!
+        var kept: [Int] = [], seen: [Int: Int] = [:]
+        for (i, l) in labels.enumerated() where seen[l, default: 0] < per { seen[l, default: 0] += 1; kept.append(i) }
+        let balanced = kept.flatMap { clean[$0 * 784 ..< ($0 + 1) * 784] }
+        let strata = kept.map { labels[$0] }
+        let features = try EvalFixtures.features(balanced, count: kept.count)
+        let stratified = try KernelDistance.compute(generated: features, strata: strata, real: reference)
+        let plain = try KernelDistance.compute(generated: features, real: reference)
+        XCTAssertLessThan(abs(stratified.value), 3 * stratified.standardError + 1e-3)
+        XCTAssertLessThan(plain.value, stratified.value)
+        let noisy = try KernelDistance.compute(generated: try EvalFixtures.features(EvalFixtures.noisy(balanced, sigma: 0.2, seed: 3), count: kept.count),
+                                               strata: strata, real: reference)
+        XCTAssertGreaterThan(noisy.value, stratified.value + 5 * (stratified.standardError + noisy.standardError))
     }
 }
 

@@ -284,7 +284,7 @@ public final class Evaluator {
         let pr = PrecisionRecall.compute(real: real, generated: features, k: settings.k)
         let memo = ref.memorisation.report(generatedPixels: FeatureMatrix(pixels: pixels, count: count),
                                            generatedFeatures: features, percentile: settings.percentile)
-        let kid = try KernelDistance.compute(generated: features, real: ref.testOutputs.featureMatrix, terms: ref.kidTerms)
+        let kid = try KernelDistance.compute(generated: features, strata: labels, real: ref.testOutputs.featureMatrix, terms: ref.kidTerms)
         var second: FeatureScores?
         if let secondExtractor, let secondClassifier, let sref = ref.second {
             let out = try secondExtractor.extract(pixels: pixels, count: count)
@@ -292,7 +292,7 @@ public final class Evaluator {
             for i in 0..<count where out.predictedClass(i) == labels[i] { agreeB += 1 }
             second = FeatureScores(network: secondClassifier.config.summary,
                                    fid: try FrechetDistance.compute(GaussianStatistics(out.featureMatrix), sref.statistics),
-                                   kid: try KernelDistance.compute(generated: out.featureMatrix, real: sref.features, terms: sref.kidTerms),
+                                   kid: try KernelDistance.compute(generated: out.featureMatrix, strata: labels, real: sref.features, terms: sref.kidTerms),
                                    classAccuracy: Double(agreeB) / Double(max(1, count)))
         }
         return SetScores(count: count, fid: fid, classAccuracy: Double(agree) / Double(max(1, count)),
