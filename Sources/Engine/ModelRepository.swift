@@ -196,29 +196,69 @@ func isDirectory(_ path: String) -> Bool {
 
 extension ModelRepository {
     /// A revision for a model whose backend reports none: "content-" and 16 hex digits of a
-    /// 64-bit FNV-1a hash over the names and bytes of the regular files directly in `directory`
-    /// (config and weights), in name order. Any change to those files changes it; the same files
-    /// give the same revision on every machine.
+    /// 64-bit FNV-1a hash over the model's own files: `config.json` and the weights file it names
+    /// (`"weights"`), names and bytes, in that order. Other files in the directory (notes, samples,
+    /// a stray large file) do not enter it and are never read. The same files give the same
+    /// revision on every machine; any change to their bytes changes it.
+    ///
+    /// A file's hash is kept in process, keyed by path and checked against its device, inode, size
+    /// and modification and change times, so loading the same unchanged model again (a reload, a
+    /// second engine, a hot swap of another model) does not read its weights a second time.
     public static func contentRevision(of directory: String) -> String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ bytes: UnsafeRawBufferPointer) {
+        func mix(_ bytes: [UInt8]) {
             for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         }
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
-        for name in names where isRegularFile(directory + "/" + name) {
-            let fd = open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { continue }
-            defer { close(fd) }
-            Array(name.utf8 + [0]).withUnsafeBytes(mix)
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n <= 0 { break }
-                buffer.withUnsafeBytes { mix(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            }
+        var names = ["config.json"]
+        if let data = FileManager.default.contents(atPath: directory + "/config.json"),
+           let weights = (try? JSONDecoder().decode(ModelConfig.self, from: data))?.weights,
+           !weights.isEmpty, !weights.contains("/"), weights != "config.json" {
+            names.append(weights)
+        }
+        for name in names {
+            let path = directory + "/" + name
+            guard isRegularFile(path), let fileHash = FileHashCache.shared.hash(path: path) else { continue }
+            mix(Array(name.utf8) + [0])
+            mix((0..<8).map { UInt8(truncatingIfNeeded: fileHash >> (8 * $0)) })
         }
         let hex = String(h, radix: 16)
         return "content-" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+/// FNV-1a hashes of whole files, remembered while the file's identity and times stay the same.
+final class FileHashCache: @unchecked Sendable {
+    static let shared = FileHashCache()
+
+    private struct Key: Equatable {
+        var device: UInt64, inode: UInt64, size: Int64
+        var mtime: Int, mtimeNanos: Int, ctime: Int, ctimeNanos: Int
+    }
+
+    private let lock = Lock()
+    private var entries: [String: (key: Key, hash: UInt64)] = [:]
+
+    /// The hash of the file's bytes, or nil if it cannot be opened.
+    func hash(path: String) -> UInt64? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        let key = Key(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+                      mtime: Int(st.st_mtim.tv_sec), mtimeNanos: Int(st.st_mtim.tv_nsec),
+                      ctime: Int(st.st_ctim.tv_sec), ctimeNanos: Int(st.st_ctim.tv_nsec))
+        if let hit = lock.withLock({ entries[path] }), hit.key == key { return hit.hash }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            for i in 0..<n { h = (h ^ UInt64(buffer[i])) &* 0x100_0000_01b3 }
+        }
+        lock.withLock { entries[path] = (key, h) }
+        return h
     }
 }
 

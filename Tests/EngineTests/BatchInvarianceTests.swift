@@ -103,19 +103,26 @@ final class ModelRevisionTests: XCTestCase {
     }
 
     func testContentRevisionFollowsTheFiles() throws {
-        let config = #"{"backend": "test-pattern", "default_steps": 2}"#
+        let config = #"{"backend": "test-pattern", "default_steps": 2, "weights": "weights.bin"}"#
         let (engine, repo) = try TestSupport.engine(self, models: ["tp": config])
         defer { engine.shutdown() }
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: repo + "/tp/weights.bin"))
         let first = try engine.load("tp").revision
         XCTAssertTrue(first.hasPrefix("content-"), first)
         XCTAssertEqual(try engine.load("tp").revision, first)
-        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: repo + "/tp/weights.bin"))
-        let second = try engine.load("tp").revision
-        XCTAssertNotEqual(second, first, "a new file changes the revision")
+        // Files the config does not name are not part of the model: not read, no new revision.
+        try Data(repeating: 7, count: 1 << 20).write(to: URL(fileURLWithPath: repo + "/tp/unrelated.bin"))
+        XCTAssertEqual(try engine.load("tp").revision, first, "an unrelated file leaves the revision")
         try Data([1, 2, 4]).write(to: URL(fileURLWithPath: repo + "/tp/weights.bin"))
-        XCTAssertNotEqual(try engine.load("tp").revision, second, "changed bytes change the revision")
+        let second = try engine.load("tp").revision
+        XCTAssertNotEqual(second, first, "changed weights change the revision")
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: repo + "/tp/weights.bin"))
+        XCTAssertEqual(try engine.load("tp").revision, first, "the same bytes give the same revision")
+        try TestSupport.writeModel(repo, "tp", #"{"backend": "test-pattern", "default_steps": 3, "weights": "weights.bin"}"#)
+        XCTAssertNotEqual(try engine.load("tp").revision, first, "a changed config changes the revision")
         // A revision in the config (reported by the backend) is kept as it is.
         try TestSupport.writeModel(repo, "tp", TestSupport.testPatternConfig(revision: "r7"))
         XCTAssertEqual(try engine.load("tp").revision, "r7")
     }
+
 }
