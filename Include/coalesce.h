@@ -276,7 +276,10 @@ typedef struct {
     uint64_t generation;       /* load number: changes on every hot swap of this name */
     char backend[64];          /* backend name, e.g. "coalescer" */
     char backend_version[64];  /* the backend plugin's version string */
-    char revision[128];        /* the model's revision from its config ("" if none) */
+    char revision[128];        /* the model's revision: its config's "revision" where it sets one,
+                                  else "content-" and 16 hex digits of a hash of config.json and
+                                  the weights file it names (other files in the folder are not
+                                  read); the same files give the same revision on every machine */
 } cz_model_info;
 
 /* Fills *info for the loaded model `name`. Set info->struct_size = sizeof *info first; the

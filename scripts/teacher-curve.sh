@@ -6,6 +6,7 @@
 # at 50 steps, guidance 2, in both feature networks. One row per checkpoint goes to OUT (TSV):
 #   step  wall_s  cpu_s  fid_a  kid_a  kid_a_se  fid_b  kid_b  kid_b_se  class_acc_a  recall
 # KID is unbiased at any n, so COUNT can stay small (FID at small n only ranks points of one curve).
+# Steps already in OUT are kept, so it can run while the training goes on.
 # Usage: scripts/teacher-curve.sh SNAPS [OUT] (COUNT=500, COALESCE=.build/release/coalesce)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +16,12 @@ COUNT=${COUNT:-500}
 COALESCE=${COALESCE:-.build/release/coalesce}
 MODELS=$(mktemp -d)
 trap 'rm -rf "$MODELS"' EXIT
-printf "step\twall_s\tcpu_s\tfid_a\tkid_a\tkid_a_se\tfid_b\tkid_b\tkid_b_se\tclass_acc_a\trecall\n" > "$OUT"
-for dir in $(ls -d "$SNAPS"/*/ | sort -t/ -k2 -n); do
+[ -s "$OUT" ] || printf "step\twall_s\tcpu_s\tfid_a\tkid_a\tkid_a_se\tfid_b\tkid_b\tkid_b_se\tclass_acc_a\trecall\n" > "$OUT"
+for dir in "$SNAPS"/*/; do
     ckpt="$dir/checkpoint.safetensors"
     [ -f "$ckpt" ] || continue
+    done_step=$(basename "$dir")
+    if cut -f1 "$OUT" | grep -qx "$done_step"; then continue; fi
     meta=$(python3 -c 'import json, struct, sys
 f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; m = json.loads(f.read(n))["__metadata__"]
 print(m["step"], m.get("elapsed_seconds", "0"), m.get("cpu_seconds", "0"))' "$ckpt")

@@ -191,3 +191,42 @@ def test_teacher_coupled_coalescer_defaults_to_one_step(tmp_path):
     assert not np.array_equal(one, two)
     cli = cli_generate(src.parent, tmp_path, "coalescer", "bag", 3, 0, 2, 0.0)
     np.testing.assert_array_equal(cli, one)
+
+
+def test_generate_any_count_in_requests_of_the_engine_limit(tmp_path):
+    """`coalesce generate --count 100` writes 100 PNGs in requests of at most 64, image i keeping
+    seed + i: the first 64 are the bytes of `--count 64`, the last 36 those of `--count 36` from
+    seed + 64, and the library gives the same pixels for each request it can take."""
+    src = MODELS_ROOT / "coalescer"
+    if not (src / "config.json").exists():
+        pytest.skip(f"{src} is not a trained model")
+    hundred = cli_generate(src.parent, tmp_path, "coalescer", "ankle boot", 5, 0, 100, 0.0)
+    assert hundred.shape == (100, 28, 28)
+    assert len(list((tmp_path / "cli-coalescer-5-0").glob("*.png"))) == 100
+    first = cli_generate(src.parent, tmp_path / "a", "coalescer", "ankle boot", 5, 0, 64, 0.0)
+    rest = cli_generate(src.parent, tmp_path / "b", "coalescer", "ankle boot", 5 + 64, 0, 36, 0.0)
+    np.testing.assert_array_equal(hundred[:64], first)
+    np.testing.assert_array_equal(hundred[64:], rest)
+    with coalesce.Engine(plugin_dir=str(plugin_dir())) as eng:
+        eng.load_model("coalescer", src)
+        np.testing.assert_array_equal(eng.generate("coalescer", prompt="ankle boot", seed=5, count=64), first)
+    # Piped, the CLI prints its one result line and no progress.
+    proc = subprocess.run([CLI, "generate", "--model", "coalescer", "--models-dir", str(src.parent), "--prompt", "bag",
+                           "--count", "3", "--out", str(tmp_path / "quiet")], capture_output=True, text=True, check=True)
+    assert proc.stderr == "" and proc.stdout.startswith("wrote 3 images")
+
+
+def test_info_shows_what_a_user_needs_to_pick_a_model():
+    """`coalesce info --json`: each model's default steps and guidance, text encoder, and its
+    stored bench row where there is one."""
+    proc = subprocess.run([CLI, "info", "--json", "--models-dir", str(MODELS_ROOT), "--bench-results", str(REPO / "bench/results")],
+                          capture_output=True, text=True, check=True)
+    import json
+    models = {m["name"]: m for m in json.loads(proc.stdout)["models"]}
+    if "coalescer" not in models or "latent-diffusion" not in models:
+        pytest.skip("the bundled models are not there")
+    co, te = models["coalescer"], models["latent-diffusion"]
+    assert co["default_steps"] == 1 and "default_guidance" not in co and co["text_encoder"] == "trigram"
+    assert te["default_steps"] == 50 and te["default_guidance"] == 2
+    if (REPO / "bench/results/coalescer-1.json").exists():
+        assert co["bench"]["steps"] == 1 and co["bench"]["fid"] > 0
