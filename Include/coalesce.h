@@ -322,7 +322,10 @@ typedef struct {
     uint64_t seed;            /* image i of the batch uses seed + i (default 0) */
     int32_t steps;            /* network evaluations: 1..the model's max_steps; 0 = the model's
                                  default, -1 = "auto" where the backend has it (default 0) */
-    int32_t count;            /* images: 1..min(CZ_MAX_COUNT, the model's max_batch) (default 1) */
+    int32_t count;            /* images: 1..CZ_MAX_COUNT (default 1); more than the model's
+                                 max_batch run as several backend calls of max_batch images, one
+                                 after another, image i keeping seed + i (the same bytes as asking
+                                 part by part); progress then counts over all of them */
     float guidance;           /* classifier-free guidance scale; 0 = the model's default; ignored
                                  where the backend has none (default 0) */
     cz_progress_fn progress;  /* may be NULL */

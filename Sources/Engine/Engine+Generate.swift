@@ -17,7 +17,15 @@ extension Engine {
     /// `progress` is called on this thread after every backend step; return false to cancel.
     /// - Throws: `EngineError` (`.invalidArgument` for limits, `.notFound` for an unloaded model,
     ///   `.cancelled`, `.deadlineExceeded`, `.unavailable` during shutdown, backend errors).
+    ///
+    /// A request for more images than the model takes in one backend call (its `max_batch`), up to
+    /// the engine's `maxCount`, runs as parts of `max_batch` images one after another on the same
+    /// model instance, image i keeping seed + i, so the bytes are those of asking part by part;
+    /// progress counts over all parts.
     public func generate(_ request: GenerateRequest, progress: ProgressHandler? = nil) throws -> ImageBatch {
+        if request.count > 1, let model = try? instance(request.model), Int(request.count) > model.info.maxBatch {
+            return try generateInParts(request, on: model, progress: progress)
+        }
         guard let result = generateBatch([BatchItem(request: request, progress: progress)]).first else {
             throw EngineError.internal("generateBatch returned no result")
         }
@@ -91,10 +99,42 @@ extension Engine {
         return results.map { $0 ?? .failure(.internal("request was not processed")) }
     }
 
-    /// Checks one request against the engine's limits and the model's own.
-    func validate(_ r: GenerateRequest, for model: BackendModel) throws {
+    /// `generate` for a request of more images than one backend call of `model` takes.
+    private func generateInParts(_ request: GenerateRequest, on model: BackendModel,
+                                 progress: ProgressHandler?) throws -> ImageBatch {
+        try validate(request, for: model, inParts: true)
+        if let d = request.deadline, d <= ContinuousClock.now {
+            throw EngineError.deadlineExceeded("deadline passed before the request started")
+        }
+        let size = model.info.maxBatch, count = Int(request.count)
+        let parts = stride(from: 0, to: count, by: size).map { ($0, min(size, count - $0)) }
+        var pixels: [UInt8] = []
+        pixels.reserveCapacity(count * model.info.imageBytes)
+        var last: ImageBatch?
+        for (k, (start, n)) in parts.enumerated() {
+            var part = request
+            part.seed = request.seed &+ UInt64(start)
+            part.count = Int32(n)
+            let counted: ProgressHandler? = progress.map { p in
+                { g in p(GenerateProgress(step: k * g.total + g.step, total: parts.count * g.total)) }
+            }
+            var results = [Result<ImageBatch, EngineError>?](repeating: nil, count: 1)
+            run([0], of: [BatchItem(request: part, progress: counted)], on: model, into: &results)
+            let batch = try (results[0] ?? .failure(.internal("request was not processed"))).get()
+            pixels += batch.pixels
+            last = batch
+        }
+        guard let last else { throw EngineError.internal("no parts generated") }
+        return ImageBatch(model: last.model, backend: last.backend, backendVersion: last.backendVersion,
+                          revision: last.revision, generation: last.generation, width: last.width,
+                          height: last.height, channels: last.channels, count: count, pixels: pixels)
+    }
+
+    /// Checks one request against the engine's limits and the model's own (`inParts`: the count
+    /// may exceed the model's max batch, up to the engine's limit).
+    func validate(_ r: GenerateRequest, for model: BackendModel, inParts: Bool = false) throws {
         let limits = configuration.limits
-        let maxCount = min(Int(limits.maxCount), model.info.maxBatch)
+        let maxCount = inParts ? Int(limits.maxCount) : min(Int(limits.maxCount), model.info.maxBatch)
         guard r.count >= 1, r.count <= maxCount else {
             throw EngineError.invalidArgument("count must be in 1...\(maxCount), got \(r.count)")
         }

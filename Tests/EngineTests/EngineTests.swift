@@ -54,6 +54,29 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(Array(try results[4].get().image(5)), whole.pixels)
     }
 
+    /// One request for more images than the model's max_batch (256 for test-pattern), up to the
+    /// engine's limit: parts of 256 on the same instance, image i keeping seed + i, progress over
+    /// all parts, a cancel in the second part cancels the request.
+    func testOneRequestOverTheModelMaxBatchRunsInParts() throws {
+        let (engine, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig(defaultSteps: 2)],
+                                                 limits: EngineLimits(maxCount: 600))
+        try engine.load("tp")
+        var seen: [GenerateProgress] = []
+        let whole = try engine.generate(GenerateRequest(model: "tp", prompt: "x", seed: 9, count: 300)) { seen.append($0); return true }
+        XCTAssertEqual(whole.count, 300)
+        let first = try engine.generate(GenerateRequest(model: "tp", prompt: "x", seed: 9, count: 256))
+        let rest = try engine.generate(GenerateRequest(model: "tp", prompt: "x", seed: 9 + 256, count: 44))
+        XCTAssertEqual(whole.pixels, first.pixels + rest.pixels)
+        XCTAssertEqual(seen.map(\.step), [1, 2, 3, 4])
+        XCTAssertEqual(Set(seen.map(\.total)), [4])
+        TestSupport.assertThrows(.cancelled) {
+            _ = try engine.generate(GenerateRequest(model: "tp", seed: 9, count: 300)) { $0.step < 3 }
+        }
+        TestSupport.assertThrows(.invalidArgument, containing: "count must be in 1...600") {
+            _ = try engine.generate(GenerateRequest(model: "tp", count: 601))
+        }
+    }
+
     func testProgressReportsStepsAndCanCancel() throws {
         let (engine, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig(defaultSteps: 5)])
         try engine.load("tp")
