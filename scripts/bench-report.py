@@ -648,7 +648,7 @@ def headline_reading(rows):
     sure_best = all(compare(best, r) == -1 for r in gens if r is not best)
     out.append("- **Best generator row:** %s (%s)%s." % (
         name(best), scores(best), ", ahead of every other row in both networks" if sure_best
-        else "; both networks do not single it out from every other row, so read it as among the best"))
+        else "; the two networks do not both put it clearly ahead of every other row, so read it as one of the best"))
     for x, y in pairs:
         c = compare(x, y)
         if c == 0:

@@ -214,6 +214,31 @@ def test_classifier_on_an_rgb_folder_scores_a_model_trained_on_it(tmp_path):
     assert bad.returncode != 0 and "class" in (bad.stderr + bad.stdout)
 
 
+def test_latent_diffusion_keeps_checkpoints_and_records_its_time(tmp_path):
+    """`coalesce train latent-diffusion --keep-checkpoints-every N` keeps the points of a quality
+    against training time curve, and training.json records wall and CPU time and steps per second;
+    a kept checkpoint turns into a servable model by resuming at its own step."""
+    data = make_gray_folder(tmp_path / "gray-data")
+    models = tmp_path / "M"
+    cli("train", "autoencoder", "--data", str(data), "--max-steps", "20", "--channels", "8,8,8",
+        "--decoder-channels", "8,8,8", "--latent-channels", "2", "--out", str(models / "autoencoder"))
+    out = models / "ld"
+    cli("train", "latent-diffusion", "--data", str(data), "--autoencoder", str(models / "autoencoder"), "--steps", "4",
+        "--batch-size", "8", "--channels", "8,16", "--sample-every", "0", "--keep-checkpoints-every", "2", "--out", str(out))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["2", "4"]
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 4 and record["cpu_seconds"] >= 0 and record["steps_per_second"] > 0
+    early = models / "ld-2"
+    early.mkdir()
+    (early / "checkpoint.safetensors").write_bytes((out / "checkpoints" / "2" / "checkpoint.safetensors").read_bytes())
+    cli("train", "latent-diffusion", "--data", str(data), "--autoencoder", str(models / "autoencoder"), "--steps", "2",
+        "--batch-size", "8", "--channels", "8,16", "--sample-every", "0", "--out", str(early))
+    assert json.loads((early / "training.json").read_text())["steps"] == 2
+    a = cli_images(models, "ld", "bright", 3, 2, 2, tmp_path / "a")
+    b = cli_images(models, "ld-2", "bright", 3, 2, 2, tmp_path / "b")
+    assert a.shape == b.shape == (2, 28, 28) and not np.array_equal(a, b)
+
+
 def _fails(data: Path, *extra: str) -> str:
     proc = cli("train", "autoencoder", "--data", str(data), "--max-steps", "1", "--out", str(data.parent / "ae-out"),
                *extra, ok=False)

@@ -30,6 +30,10 @@ public struct LatentDiffusionTrainingOptions: Sendable {
     public var emaDecay: Float = 0.999
     public var defaultGuidance: Float = 3
     public var checkpointEvery = 250
+    /// Also keep a copy of the checkpoint every this many steps, as
+    /// `<out>/checkpoints/<step>/checkpoint.safetensors` (0 = none): the points of a quality
+    /// against training time curve (`scripts/teacher-curve.sh`).
+    public var keepCheckpointsEvery = 0
     public var sampleEvery = 1000
     public var trainLimit: Int? = nil
     public var seed: UInt64 = 1
@@ -166,10 +170,17 @@ public enum LatentDiffusionTrainer {
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
             step += 1
             progress.update(step: step, loss: lossAvg)
-            if step % o.checkpointEvery == 0 || step == o.steps {
+            let keep = o.keepCheckpointsEvery > 0 && step % o.keepCheckpointsEvery == 0
+            if step % o.checkpointEvery == 0 || step == o.steps || keep {
                 try DiffusionCheckpoint.save(path: ckpt, net: model.unet, ema: ema, optimizer: opt, step: step, phase: "teacher",
                                              elapsed: before + Date().timeIntervalSince(t0),
                                              extra: ["cpu_seconds": String(format: "%.1f", cpuSoFar())])
+                if keep {
+                    let dir = o.outputDirectory + "/checkpoints/\(step)"
+                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    _ = try? FileManager.default.removeItem(atPath: dir + "/checkpoint.safetensors")
+                    try FileManager.default.copyItem(atPath: ckpt, toPath: dir + "/checkpoint.safetensors")
+                }
             }
             if o.sampleEvery > 0, step % o.sampleEvery == 0 {
                 try ema.withAveraged(params) {
