@@ -677,6 +677,46 @@ def cmd_render(a):
     print("bench-report: %d rows -> %s, %s, %s/bench-*.png" % (len(rows), a.benchmarks, a.readme, a.images), file=sys.stderr)
 
 
+def cmd_curve(a):
+    """The teacher's quality against training time (scripts/teacher-curve.sh's TSV): a plot and a
+    markdown table on stdout. `--reference LABEL=EVAL.json` adds a model scored the same way as a
+    horizontal line (the previous teacher, say)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [line.rstrip("\n").split("\t") for line in open(a.tsv)]
+    head, rows = rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
+    rows.sort(key=lambda r: int(r["step"]))
+    refs = []
+    for spec in a.reference or []:
+        label, _, path = spec.partition("=")
+        g = json.load(open(path))["generated"]
+        refs.append((label, 1000 * g["kid"]["value"], 1000 * g["second"]["kid"]["value"], g["fid"], g["second"]["fid"]))
+    print("| step | training time (wall / CPU) | FID A | KID A x1000 | FID B | KID B x1000 | class acc A | recall |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| %s | %s / %s | %.2f | %.2f ± %.2f | %.2f | %.2f ± %.2f | %.1f%% | %.3f |" % (
+            r["step"], fmt_minutes(float(r["wall_s"])), fmt_minutes(float(r["cpu_s"])), float(r["fid_a"]), float(r["kid_a"]),
+            float(r["kid_a_se"]), float(r["fid_b"]), float(r["kid_b"]), float(r["kid_b_se"]), 100 * float(r["class_acc_a"]),
+            float(r["recall"])))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    minutes = [float(r["wall_s"]) / 60 for r in rows]
+    for ax, key, se, label, ref_i in [(axes[0], "kid_a", "kid_a_se", "net A", 1), (axes[1], "kid_b", "kid_b_se", "net B", 2)]:
+        ax.errorbar(minutes, [float(r[key]) for r in rows], yerr=[2 * float(r[se]) for r in rows], marker="o", capsize=3,
+                    label="this run (± 2 standard errors)")
+        for ref in refs:
+            ax.axhline(ref[ref_i], color="gray", linestyle="--", linewidth=1)
+            ax.annotate(ref[0], (minutes[0] if minutes else 0, ref[ref_i]), fontsize=8, va="bottom")
+        ax.set_xlabel("training time, minutes (wall, 2 cores)")
+        ax.set_ylabel("KID x 1000 (%s), lower is better" % label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("latent-diffusion teacher: quality at 50 steps against training time (%s images per point)" % a.count, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(a.out)
+    print("\n(plot: %s)" % a.out, file=sys.stderr)
+
+
 def cmd_compare(a):
     """Two runs of the same rows side by side: quality columns should be equal (fixed seeds,
     bit-reproducible sampling, same weights), speed columns move with the machine's load."""
@@ -717,8 +757,13 @@ def main():
     c = sub.add_parser("compare", help="print two runs of the same rows side by side (run-to-run noise)")
     c.add_argument("--results", default="bench/results")
     c.add_argument("other", help="the other run's results directory (e.g. RESULTS=/tmp/rerun make bench)")
+    v = sub.add_parser("curve", help="the teacher's quality against training time: plot and table")
+    v.add_argument("tsv", help="scripts/teacher-curve.sh's output")
+    v.add_argument("--out", default="docs/images/teacher-curve.png")
+    v.add_argument("--count", default="500")
+    v.add_argument("--reference", action="append", help="LABEL=EVAL.json of a model scored the same way")
     a = p.parse_args()
-    {"row": cmd_row, "render": cmd_render, "compare": cmd_compare}[a.cmd](a)
+    {"row": cmd_row, "render": cmd_render, "compare": cmd_compare, "curve": cmd_curve}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Quality of the latent-diffusion teacher against its training time: every saved checkpoint of a
-# run (copies of <out>/checkpoint.safetensors taken while it trained, one folder per step:
-# SNAPS/<step>/checkpoint.safetensors) is turned into a servable model (its EMA weights, by
+# Quality of the latent-diffusion teacher against its training time: every kept checkpoint of a
+# run (`coalesce train latent-diffusion --keep-checkpoints-every N` writes them as
+# <out>/checkpoints/<step>/checkpoint.safetensors; pass SNAPS=<out>/checkpoints) is turned into a servable model (its EMA weights, by
 # resuming the run at its own last step, which trains nothing and writes the model) and scored
 # at 50 steps, guidance 2, in both feature networks. One row per checkpoint goes to OUT (TSV):
 #   step  wall_s  cpu_s  fid_a  kid_a  kid_a_se  fid_b  kid_b  kid_b_se  class_acc_a  recall
