@@ -22,6 +22,7 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "Prompt (default: cycles through the 10 class prompts).") var prompt: String?
     @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
     @Flag(help: "Print the result as JSON.") var json = false
+    @Flag(help: "No progress line (it is drawn only on a terminal, after the first second).") var quiet = false
 
     func run() throws {
         BLAS.load()
@@ -31,7 +32,7 @@ struct BenchGenerate: ParsableCommand {
         }
         let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir))
         let prompts = prompt.map { [$0] } ?? EvaluationPrompts.classPrompts
-        let expected = batch * generator.imageSide * generator.imageSide
+        let expected = batch * generator.imageChannels * generator.imageSide * generator.imageSide
         func call(_ i: Int) throws -> Double {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let out = try generator.generate(prompt: prompts[i % prompts.count], seed: UInt64(i), steps: steps, count: batch)
@@ -41,6 +42,7 @@ struct BenchGenerate: ParsableCommand {
             }
             return dt
         }
+        let progress = TerminalProgress(label: "bench \(model)", quiet: quiet)
         _ = try call(0)  // warm-up: weights paged in, caches and buffers allocated
         var latencies: [Double] = []
         var spent = 0.0
@@ -48,7 +50,12 @@ struct BenchGenerate: ParsableCommand {
             let dt = try call(latencies.count + 1)
             latencies.append(dt)
             spent += dt
+            // Done when both the seconds and the minimum calls are (or the maximum calls is).
+            let f = max(min(spent / max(seconds, 1e-9), Double(latencies.count) / Double(minCalls)),
+                        Double(latencies.count) / Double(maxCalls))
+            progress.update(fraction: f, detail: "\(latencies.count) calls")
         }
+        progress.finish()
         let result = BenchGenerateResult(
             model: model, steps: steps, batch: batch, calls: latencies.count,
             imagesPerSecond: Double(batch * latencies.count) / spent,

@@ -276,7 +276,7 @@ def test_unknown_model_and_bad_paths(engine, tmp_path):
     (dict(count=-3), "count"),
     (dict(count=10**6), "count"),
     (dict(count=2**31 - 1), "count"),
-    (dict(count=300), "count"),          # above the model's max_batch (256)
+    (dict(count=4097), "count"),         # above CZ_MAX_COUNT (more than max_batch runs in parts)
     (dict(steps=-2), "steps"),
     (dict(steps=10**6), "steps"),
     (dict(steps=65), "steps"),           # above the model's max_steps (64)

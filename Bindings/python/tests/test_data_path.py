@@ -234,9 +234,12 @@ def test_latent_diffusion_keeps_checkpoints_and_records_its_time(tmp_path):
     cli("train", "latent-diffusion", "--data", str(data), "--autoencoder", str(models / "autoencoder"), "--steps", "2",
         "--batch-size", "8", "--channels", "8,16", "--sample-every", "0", "--out", str(early))
     assert json.loads((early / "training.json").read_text())["steps"] == 2
+    # The kept step-2 checkpoint is another model than the step-4 one (EMA weights of step 2), and
+    # both serve. (Their images may agree: a few steps barely move the zero-initialised output.)
+    assert (out / "latent-diffusion.safetensors").read_bytes() != (early / "latent-diffusion.safetensors").read_bytes()
     a = cli_images(models, "ld", "bright", 3, 2, 2, tmp_path / "a")
     b = cli_images(models, "ld-2", "bright", 3, 2, 2, tmp_path / "b")
-    assert a.shape == b.shape == (2, 28, 28) and not np.array_equal(a, b)
+    assert a.shape == b.shape == (2, 28, 28)
 
 
 def _fails(data: Path, *extra: str) -> str:

@@ -197,7 +197,7 @@ def test_generate_any_count_in_requests_of_the_engine_limit(tmp_path):
     """`coalesce generate --count 100` writes 100 PNGs in requests of at most 64, image i keeping
     seed + i: the first 64 are the bytes of `--count 64`, the last 36 those of `--count 36` from
     seed + 64; the library takes the 100 in one call (the engine runs parts of the model's
-    max_batch) and gives the same pixels."""
+    max_batch where 100 is more) and gives the same pixels."""
     src = MODELS_ROOT / "coalescer"
     if not (src / "config.json").exists():
         pytest.skip(f"{src} is not a trained model")
@@ -214,7 +214,7 @@ def test_generate_any_count_in_requests_of_the_engine_limit(tmp_path):
         steps = []
         lib = eng.generate("coalescer", prompt="ankle boot", seed=5, count=100, progress=lambda s, t: steps.append((s, t)))
         np.testing.assert_array_equal(lib, hundred)
-        assert steps == [(1, 2), (2, 2)]  # one step in each of the two parts
+        assert steps and steps[-1][0] == steps[-1][1]  # progress runs to its end (over all parts, if any)
     # Piped, the CLI prints its one result line and no progress.
     proc = subprocess.run([CLI, "generate", "--model", "coalescer", "--models-dir", str(src.parent), "--prompt", "bag",
                            "--count", "3", "--out", str(tmp_path / "quiet")], capture_output=True, text=True, check=True)
