@@ -2,6 +2,12 @@
 // A model whose directory changed (any file's size or modification time) is hot-swapped, a new
 // model directory is loaded, and a removed one is unloaded. A model an operator unloaded stays
 // unloaded until its files change.
+//
+// What cannot be read is not taken for removed: while the repository directory itself is missing
+// or unreadable (a deploy that replaces it, a permission change) the scan changes nothing, and a
+// model whose folder still exists but cannot be read keeps serving its loaded instance. Only a
+// model folder that is gone from a readable repository (or has no config.json any more) is
+// unloaded.
 import Engine
 import Foundation
 import Logging
@@ -13,6 +19,7 @@ public final class RepositoryPoller: @unchecked Sendable {
     private let cond = NSCondition()
     private var stopped = false
     private var known: [String: String] = [:]   // model -> fingerprint at the last scan
+    private var rootUnreadable = false
     private var thread: Thread?
 
     public init(engine: Engine, interval: Duration, logger: Logger = Logger(label: "coalesce.poller")) {
@@ -41,6 +48,18 @@ public final class RepositoryPoller: @unchecked Sendable {
 
     /// One pass over the repository. Public so tests (and a SIGHUP, say) can trigger it.
     public func scan() {
+        let root = engine.repository.root
+        guard FileManager.default.isReadableFile(atPath: root),
+              (try? FileManager.default.contentsOfDirectory(atPath: root)) != nil else {
+            if !rootUnreadable {
+                logger.warning("poll: the model repository cannot be read; keeping every loaded model until it can",
+                               metadata: ["repository": "\(root)"])
+            }
+            rootUnreadable = true
+            return
+        }
+        if rootUnreadable { logger.info("poll: the model repository is readable again", metadata: ["repository": "\(root)"]) }
+        rootUnreadable = false
         let names = engine.repository.modelNames()
         for name in names {
             let fp = fingerprint(name)
@@ -55,12 +74,26 @@ public final class RepositoryPoller: @unchecked Sendable {
             }
         }
         for name in known.keys where !names.contains(name) {
+            if folderExistsButUnreadable(root + "/" + name) {
+                logger.warning("poll: a model folder cannot be read; keeping its loaded instance", metadata: ["model": "\(name)"])
+                continue
+            }
             known[name] = nil
             if engine.isLoaded(name) {
                 try? engine.unload(name)
                 logger.info("poll: unloaded removed model", metadata: ["model": "\(name)"])
             }
         }
+    }
+
+    /// The path is a directory (it exists) but its entries cannot be listed or its config.json
+    /// cannot be checked: a permission problem, not a removal.
+    private func folderExistsButUnreadable(_ path: String) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return false }
+        if (try? FileManager.default.contentsOfDirectory(atPath: path)) == nil { return true }
+        var cst = stat()
+        return stat(path + "/config.json", &cst) != 0 && errno == EACCES
     }
 
     private func waitInterval() -> Bool {

@@ -655,6 +655,18 @@ def test_repository_polling_reloads_loads_and_unloads(daemon_factory):
         shutil.rmtree(d.repo / "extra")
         wait_for(lambda: "extra" not in [m.name for m in c.list_models().loaded], "removed model not unloaded")
         assert c.generate("tp").revision == "polled"
+        # A repository that is gone for a while (a deploy that swaps it, a failing mount) is not
+        # a removal of every model: the loaded ones keep serving, and come back under the poller.
+        moved = d.repo.with_name(d.repo.name + ".moved")
+        d.repo.rename(moved)
+        try:
+            time.sleep(0.5)
+            assert "tp" in [m.name for m in c.list_models().loaded]
+            assert c.generate("tp").revision == "polled"
+        finally:
+            moved.rename(d.repo)
+        write_model(d.repo, "tp", revision="back")
+        wait_for(lambda: c.generate("tp").revision == "back", "model not reloaded once the repository was back")
 
 
 def test_hot_swap_every_half_second_under_load(daemon_factory):
