@@ -49,8 +49,7 @@ public final class RepositoryPoller: @unchecked Sendable {
     /// One pass over the repository. Public so tests (and a SIGHUP, say) can trigger it.
     public func scan() {
         let root = engine.repository.root
-        guard FileManager.default.isReadableFile(atPath: root),
-              (try? FileManager.default.contentsOfDirectory(atPath: root)) != nil else {
+        guard (try? FileManager.default.contentsOfDirectory(atPath: root)) != nil else {
             if !rootUnreadable {
                 logger.warning("poll: the model repository cannot be read; keeping every loaded model until it can",
                                metadata: ["repository": "\(root)"])

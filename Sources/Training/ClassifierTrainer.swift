@@ -163,8 +163,6 @@ public final class ClassifierTrainer {
     /// Fraction of `data` the classifier labels correctly (argmax of the logits).
     public static func accuracy(_ classifier: Classifier, on data: LabeledImages, batch: Int = 500) throws -> Double {
         let out = try FeatureExtractor(classifier: classifier).extract(pixels: data.pixels, count: data.count, batch: batch)
-        var correct = 0
-        for i in 0..<data.count where out.predictedClass(i) == data.labels[i] { correct += 1 }
-        return Double(correct) / Double(max(1, data.count))
+        return out.accuracy(labels: data.labels)
     }
 }

@@ -225,11 +225,6 @@ final class EngineGenerator: Generator {
         }
         guard imageChannels > 1 else { return batch.pixels }
         // The engine's images are interleaved (RGBRGB...); the evaluation's are planar.
-        let plane = imageSide * imageSide, n = plane * imageChannels
-        var planar = [UInt8](repeating: 0, count: batch.pixels.count)
-        for i in 0..<count {
-            for p in 0..<plane { for c in 0..<imageChannels { planar[i * n + c * plane + p] = batch.pixels[i * n + p * imageChannels + c] } }
-        }
-        return planar
+        return (0..<count).flatMap { PNG.planar(batch.image($0), width: imageSide, height: imageSide, channels: imageChannels) }
     }
 }

@@ -130,7 +130,7 @@ struct Generate: ParsableCommand {
             let n = w * h * c
             for i in 0..<b.count {
                 let img = b.pixels[(i * n)..<((i + 1) * n)]
-                for ch in 0..<c { for p in 0..<(w * h) { planar.append(img[img.startIndex + p * c + ch]) } }
+                planar += PNG.planar(img, width: w, height: h, channels: c)
             }
             total += b.count
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Training
 
 /// A progress line with an ETA for long CLI work, on stderr: drawn only when stderr is a terminal,
 /// not `--quiet`, and the work has run longer than `delay` seconds (so quick commands print
@@ -33,8 +34,8 @@ final class TerminalProgress {
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         var line = String(format: "%@ [%@] %3.0f%%", label, bar, f * 100)
         if !detail.isEmpty { line += "  " + detail }
-        line += "  " + TerminalProgress.duration(elapsed) + " elapsed"
-        if eta.isFinite { line += ", eta " + TerminalProgress.duration(eta) }
+        line += "  " + ProgressReporter.duration(elapsed) + " elapsed"
+        if eta.isFinite { line += ", eta " + ProgressReporter.duration(eta) }
         FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8))
         drawn = true
     }
@@ -44,13 +45,5 @@ final class TerminalProgress {
         guard drawn else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
         drawn = false
-    }
-
-    /// "1h02m", "3m07s", "12s".
-    static func duration(_ seconds: Double) -> String {
-        let s = Int(seconds.rounded())
-        if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
-        if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
-        return "\(s)s"
     }
 }

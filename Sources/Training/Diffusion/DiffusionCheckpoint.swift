@@ -27,8 +27,10 @@ public struct DiffusionCheckpoint {
     }
 
     /// Loads a checkpoint into `net`, `ema` and `optimizer`; returns (step, phase, elapsed
-    /// seconds), or nil if there is no file at `path`.
-    public static func load(path: String, net: Layer, ema: EMA, optimizer: AdamW) throws -> (step: Int, phase: String, elapsed: Double)? {
+    /// seconds, every metadata entry, the caller's `extra` ones included), or nil if there is no
+    /// file at `path`.
+    public static func load(path: String, net: Layer, ema: EMA, optimizer: AdamW) throws
+        -> (step: Int, phase: String, elapsed: Double, metadata: [String: String])? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         let st = try SafeTensors.read(path: path)
         var all: [String: Tensor] = [:]
@@ -50,7 +52,7 @@ public struct DiffusionCheckpoint {
         }
         try optimizer.restoreState(step: adamStep, m: m, v: v)
         ema.restoreUpdates(meta["ema_updates"].flatMap(Int.init) ?? step)
-        return (step, meta["phase"] ?? "", meta["elapsed_seconds"].flatMap(Double.init) ?? 0)
+        return (step, meta["phase"] ?? "", meta["elapsed_seconds"].flatMap(Double.init) ?? 0, meta)
     }
 }
 

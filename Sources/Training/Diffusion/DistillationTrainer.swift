@@ -160,7 +160,7 @@ public enum DistillationTrainer {
         var before = 0.0
         if FileManager.default.fileExists(atPath: ckpt) {
             let meta = try SafeTensors.read(path: ckpt).metadata
-            if meta["phase"] == phaseName, let (step, _, elapsed) = try DiffusionCheckpoint.load(path: ckpt, net: student.unet, ema: ema, optimizer: opt) {
+            if meta["phase"] == phaseName, let (step, _, elapsed, _) = try DiffusionCheckpoint.load(path: ckpt, net: student.unet, ema: ema, optimizer: opt) {
                 start = step
                 before = elapsed
                 say("resuming \(phaseName) from \(ckpt) at step \(step)")

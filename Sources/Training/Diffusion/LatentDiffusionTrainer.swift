@@ -126,10 +126,10 @@ public enum LatentDiffusionTrainer {
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         var start = 0
         var before = 0.0, cpuBefore = 0.0
-        if let (step, _, elapsed) = try DiffusionCheckpoint.load(path: ckpt, net: model.unet, ema: ema, optimizer: opt) {
+        if let (step, _, elapsed, meta) = try DiffusionCheckpoint.load(path: ckpt, net: model.unet, ema: ema, optimizer: opt) {
             start = step
             before = elapsed
-            cpuBefore = (try? SafeTensors.read(path: ckpt).metadata["cpu_seconds"]).flatMap(Double.init) ?? 0
+            cpuBefore = meta["cpu_seconds"].flatMap(Double.init) ?? 0
             say("resuming from \(ckpt) at step \(step) (\(Int(elapsed))s of training before)")
         }
         let cpu0 = NestedUNetTrainer.processCPUSeconds()

@@ -252,10 +252,9 @@ public enum NestedUNetTrainer {
         let ckpt = out + "/checkpoint-\(phase).safetensors"
         var start = 0, wallBefore = 0.0, cpuBefore = 0.0
         var resumedLoss: Float = 0
-        if let (step, _, elapsed) = try DiffusionCheckpoint.load(path: ckpt, net: model.net, ema: ema, optimizer: opt) {
+        if let (step, _, elapsed, meta) = try DiffusionCheckpoint.load(path: ckpt, net: model.net, ema: ema, optimizer: opt) {
             start = step
             wallBefore = elapsed
-            let meta = try SafeTensors.read(path: ckpt).metadata
             cpuBefore = Double(meta["cpu_seconds"] ?? "") ?? elapsed
             resumedLoss = Float(meta["loss"] ?? "") ?? 0
             say(String(format: "%@: resuming from %@ at step %d (%.0fs CPU before)", phase, ckpt, step, cpuBefore))

@@ -246,8 +246,6 @@ public final class Evaluator {
         note("features of \(test.count) test and \(train.count) training images")
         let testOutputs = try extractor.extractCached(pixels: test.pixels, count: test.count)
         let trainOutputs = try extractor.extractCached(pixels: train.pixels, count: train.count)
-        var correct = 0
-        for i in 0..<test.count where testOutputs.predictedClass(i) == test.labels[i] { correct += 1 }
         var rng = RandomGenerator(seed: 0x7e57)
         let order = rng.permutation(test.count)
         let memo = Array(order.prefix(min(test.count, max(settings.memorisationTestCount, 1))))
@@ -264,7 +262,7 @@ public final class Evaluator {
             second = (f, GaussianStatistics(f), KernelDistance.realTerms(f))
         }
         let r = Reference(testOutputs: testOutputs, testStatistics: GaussianStatistics(testOutputs.featureMatrix),
-                          testAccuracy: Double(correct) / Double(max(1, test.count)), testOrder: order,
+                          testAccuracy: testOutputs.accuracy(labels: test.labels), testOrder: order,
                           memorisation: baseline, kidTerms: KernelDistance.realTerms(testOutputs.featureMatrix),
                           second: second)
         cache = r
@@ -278,8 +276,6 @@ public final class Evaluator {
         let outputs = try extractor.extract(pixels: pixels, count: count)
         let features = outputs.featureMatrix
         let fid = try FrechetDistance.compute(GaussianStatistics(features), ref.testStatistics)
-        var agree = 0
-        for i in 0..<count where outputs.predictedClass(i) == labels[i] { agree += 1 }
         let real = ref.testOutputs.featureMatrix.selecting(Array(ref.testOrder.prefix(min(count, test.count))))
         let pr = PrecisionRecall.compute(real: real, generated: features, k: settings.k)
         let memo = ref.memorisation.report(generatedPixels: FeatureMatrix(pixels: pixels, count: count),
@@ -288,14 +284,12 @@ public final class Evaluator {
         var second: FeatureScores?
         if let secondExtractor, let secondClassifier, let sref = ref.second {
             let out = try secondExtractor.extract(pixels: pixels, count: count)
-            var agreeB = 0
-            for i in 0..<count where out.predictedClass(i) == labels[i] { agreeB += 1 }
             second = FeatureScores(network: secondClassifier.config.summary,
                                    fid: try FrechetDistance.compute(GaussianStatistics(out.featureMatrix), sref.statistics),
                                    kid: try KernelDistance.compute(generated: out.featureMatrix, strata: labels, real: sref.features, terms: sref.kidTerms),
-                                   classAccuracy: Double(agreeB) / Double(max(1, count)))
+                                   classAccuracy: out.accuracy(labels: labels))
         }
-        return SetScores(count: count, fid: fid, classAccuracy: Double(agree) / Double(max(1, count)),
+        return SetScores(count: count, fid: fid, classAccuracy: outputs.accuracy(labels: labels),
                          precision: pr.precision, recall: pr.recall, density: pr.density, coverage: pr.coverage,
                          memorisation: memo, kid: kid, second: second)
     }

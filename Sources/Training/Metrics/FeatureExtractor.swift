@@ -19,6 +19,13 @@ public struct ClassifierOutputs: Sendable {
         return best
     }
 
+    /// Fraction of the images whose predicted class is their label (`labels[i]` for image i).
+    public func accuracy(labels: [Int]) -> Double {
+        var correct = 0
+        for i in 0..<count where predictedClass(i) == labels[i] { correct += 1 }
+        return Double(correct) / Double(max(1, count))
+    }
+
     /// The features as a matrix (count, featureDim).
     public var featureMatrix: FeatureMatrix { FeatureMatrix(rows: count, cols: featureDim, values: features) }
 }
