@@ -143,7 +143,12 @@ install-test-prefix:
 
 # The C example and API test, built with gcc against the installed header and library.
 test-c: install-test-prefix
-	bash Bindings/c/test_c.sh $(CZ_TEST_PREFIX) $(CZ_TEST_DIR)/c
+	$(SWIFT) build $(SWIFTFLAGS) --product CoalescerBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product LatentDiffusionBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product DistilledUnetBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product NestedUnetBackend
+	$(SWIFT) build $(SWIFTFLAGS) --product TestPatternBackend
+	bash Bindings/c/test_c.sh $(CZ_TEST_PREFIX) $(CZ_TEST_DIR)/c $(abspath $(BUILD)) $(abspath models)
 
 # The Python binding, pip-installed into a private directory, against the installed library.
 test-python: test-python-binding
@@ -162,7 +167,8 @@ test-python-binding: install-test-prefix
 	PYTHONPATH=$(CZ_TEST_DIR)/py COALESCE_PREFIX=$(CZ_TEST_PREFIX) COALESCED=$(CURDIR)/$(BUILD)/coalesced \
 	    COALESCE_CLI=$(CURDIR)/$(BUILD)/coalesce \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider Bindings/python/tests/test_binding.py \
-	    Bindings/python/tests/test_data_path.py Bindings/python/tests/test_diffusion_backends.py
+	    Bindings/python/tests/test_data_path.py Bindings/python/tests/test_diffusion_backends.py \
+	    Bindings/python/tests/test_same_pixels_on_every_cpu.py
 	cd Bindings/python && $(PYTHON) -m mypy  # the shipped type hints (py.typed) hold
 
 # Many create/load/generate/free cycles under valgrind: no invalid access, nothing lost.

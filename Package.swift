@@ -78,7 +78,7 @@ let package = Package(
         ]),
         // libcoalesce: only the cz_* symbols are exported (linker version script, see
         // Sources/CoalesceC/exports.map); CCoalesceBLAS only for cz_blas_core (it dlopens OpenBLAS).
-        .target(name: "CoalesceC", dependencies: ["Engine", "ImageIO", "CCoalesceAPI", "CCoalesceBLAS"],
+        .target(name: "CoalesceC", dependencies: ["Engine", "ImageIO", "CCoalesceAPI", "CCoalesceKernels"],
                 exclude: ["exports.map"],
                 linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=" + Context.packageDirectory
                                                + "/Sources/CoalesceC/exports.map",

@@ -31,7 +31,7 @@
  *  - Pixel pointers from cz_image_batch_pixels point INTO the batch: valid until
  *    cz_image_batch_free(batch); never free them yourself.
  *  - Strings returned by the library (cz_version, cz_status_string, cz_engine_errmsg, the path
- *    fields filled in by cz_engine_options_init, cz_blas_core) are owned by the library; never
+ *    fields filled in by cz_engine_options_init, cz_kernel_isa) are owned by the library; never
  *    free them. Their lifetimes are stated next to each function.
  *  - Strings the library allocates for you (cz_model_describe) are freed with cz_string_free;
  *    the name list of cz_engine_list_models with cz_string_list_free.
@@ -50,19 +50,23 @@
  *  - cz_engine_free must not run concurrently with any other call on the same engine, and the
  *    engine must not be used afterwards (the usual rule for free).
  *  - A cz_image_batch may be read from many threads at once; do not free it while it is read.
- *  - The host's environment. The library never calls setenv/putenv for its own settings: the
- *    thread count (cz_engine_options.threads) travels as a value to the backends with every
- *    request. One exception, forced by OpenBLAS: OpenBLAS reads its kernel set and its thread
- *    count only from the environment (OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS), once, when it is
- *    loaded. So the first time a backend computes (or cz_blas_core is called), the library, under
- *    a lock, sets whichever of the two the host has not set (the core: the best one this CPU
- *    supports, by cpuid; threads: 1), dlopens OpenBLAS, and unsets them again. This happens at
- *    most once per copy of the BLAS loader (libcoalesce and each backend plugin), and never again
- *    after OpenBLAS is loaded. setenv is not thread-safe in glibc: a host thread reading or
- *    writing the environment at that moment races with it. To rule that out, set both variables
- *    before starting threads, or call cz_blas_core() and cz_generate once before starting them.
- *    Other variables (COALESCE_PLUGIN_DIR, COALESCE_MODELS_DIR, COALESCE_LOG, COALESCE_THREADS,
- *    COALESCE_OPENBLAS_THREADS) are only read.
+ *  - The host's environment. The library never calls setenv, unsetenv or putenv: the thread
+ *    count (cz_engine_options.threads) travels as a value to the backends with every request, and
+ *    generation runs on Coalesce's own kernels, not on OpenBLAS (which could take its settings
+ *    only from the environment). Variables are only read: COALESCE_PLUGIN_DIR,
+ *    COALESCE_MODELS_DIR, COALESCE_LOG, COALESCE_THREADS and COALESCE_ISA (see REPRODUCIBILITY).
+ *    A test in the C suite checks this with an LD_PRELOAD spy on setenv/unsetenv/putenv.
+ *
+ * REPRODUCIBILITY
+ *  The images are a pure function of (model files, prompt, seed, steps, guidance): the same
+ *  inputs give the same bytes at every batch size and thread count, in every face (this library,
+ *  the CLI, the daemon), and on every x86-64 CPU with AVX2 and FMA, whether the kernels run with
+ *  AVX-512 or AVX2 (each output is summed in an order that does not depend on the vector width;
+ *  tests force both paths and compare the bytes of every bundled model). The promise holds for
+ *  one build of the library and its plugins with one C library (glibc's exp, log, sin and cos are
+ *  part of the arithmetic). Not covered: CPUs without AVX2 and FMA (the portable kernels round
+ *  differently), and other versions of Coalesce (a kernel change can move a pixel by one; the
+ *  CHANGELOG says when). cz_kernel_isa() tells which path runs; COALESCE_ISA=avx2 forces AVX2.
  *
  * ERRORS
  *  Functions that can fail return a cz_status. On failure a message saying what went wrong is
@@ -103,6 +107,10 @@
  *    caller was compiled with), marked deprecated, and will be removed from the header in 1.0.
  *    The library keeps exporting the two symbols for programs built against 0.1; they return
  *    the 0.1 layouts, frozen. See CHANGELOG.md.
+ *  - Deprecated (0.3): cz_blas_core() (generation no longer uses OpenBLAS; it returns "none").
+ *  - A deprecation never breaks a build that says which version it was written for: define
+ *    CZ_VERSION_MIN_REQUIRED (section Version below) and the calls deprecated after that version
+ *    compile without warnings, also under -Werror.
  */
 #ifndef COALESCE_H
 #define COALESCE_H
@@ -133,11 +141,37 @@ extern "C" {
 /* ---- Version ------------------------------------------------------------------------------ */
 
 #define CZ_VERSION_MAJOR 0
-#define CZ_VERSION_MINOR 2
+#define CZ_VERSION_MINOR 3
 #define CZ_VERSION_PATCH 0
-#define CZ_VERSION_STRING "0.2.0"
+#define CZ_VERSION_STRING "0.3.0"
 /* Single number for #if comparisons: major * 10000 + minor * 100 + patch. */
 #define CZ_VERSION_NUMBER (CZ_VERSION_MAJOR * 10000 + CZ_VERSION_MINOR * 100 + CZ_VERSION_PATCH)
+
+/* Released versions, as CZ_VERSION_NUMBER values, for CZ_VERSION_MIN_REQUIRED. */
+#define CZ_VERSION_0_1 100
+#define CZ_VERSION_0_2 200
+#define CZ_VERSION_0_3 300
+
+/* CZ_VERSION_MIN_REQUIRED: the oldest libcoalesce this program is written for (default: this
+ * header's version). A call deprecated in a LATER version than that compiles without a
+ * deprecation warning, so a program written for 0.1 keeps building with -Werror once it says so:
+ *     #define CZ_VERSION_MIN_REQUIRED CZ_VERSION_0_1
+ *     #include <coalesce.h>
+ * (or -DCZ_VERSION_MIN_REQUIRED=100). Raising it brings the warnings back, which is how a program
+ * finds what to move off. CZ_NO_DEPRECATED hides the deprecated calls altogether. */
+#ifndef CZ_VERSION_MIN_REQUIRED
+#define CZ_VERSION_MIN_REQUIRED CZ_VERSION_NUMBER
+#endif
+#if CZ_VERSION_MIN_REQUIRED >= CZ_VERSION_0_2
+#define CZ_DEPRECATED_IN_0_2(msg) CZ_DEPRECATED(msg)
+#else
+#define CZ_DEPRECATED_IN_0_2(msg)
+#endif
+#if CZ_VERSION_MIN_REQUIRED >= CZ_VERSION_0_3
+#define CZ_DEPRECATED_IN_0_3(msg) CZ_DEPRECATED(msg)
+#else
+#define CZ_DEPRECATED_IN_0_3(msg)
+#endif
 
 /* The library's version as "MAJOR.MINOR.PATCH" (static string, valid forever). Compare with
  * CZ_VERSION_STRING to detect a header/library mismatch. */
@@ -342,7 +376,8 @@ CZ_API cz_status cz_generate_params_init(cz_generate_params *params, size_t size
 /* Generates params->count images. On success *out receives a batch the caller frees with
  * cz_image_batch_free. On failure *out is set to NULL and the status says why (message from
  * cz_engine_errmsg(engine)). The images are a pure function of (model, prompt, seed, steps,
- * guidance): the same inputs give the same pixels in every process and every face. */
+ * guidance): the same inputs give the same pixels in every process and every face (see
+ * REPRODUCIBILITY). */
 CZ_API cz_status cz_generate(cz_engine *engine, const cz_generate_params *params,
                              cz_image_batch **out /* out */);
 
@@ -380,32 +415,35 @@ CZ_API cz_status cz_image_write_png(const cz_image_batch *batch, int index, cons
 
 /* ---- Diagnostics -------------------------------------------------------------------------- */
 
-/* The OpenBLAS kernel set ("core") in use in this process, e.g. "SkylakeX". Loads OpenBLAS on
- * first call the way the backends do (see THREAD SAFETY for the one environment edit this
- * implies): OpenBLAS reads OPENBLAS_CORETYPE only when it loads, so unless the host set it, the
- * library sets it to the best core this CPU supports (cpuid) just for the dlopen.
- * libcoalesce never links OpenBLAS itself. Reports the core the backends run with; "fallback"
- * if OpenBLAS cannot be loaded. Static string. */
-CZ_API const char *cz_blas_core(void);
+/* The instruction set Coalesce's kernels run on in this process: "avx512", "avx2" or "scalar"
+ * (the widest this CPU has, or less where the environment variable COALESCE_ISA, read once, says
+ * "avx2" or "scalar"). "avx512" and "avx2" give the same pixels (REPRODUCIBILITY). Static string.
+ * Since 0.3. */
+CZ_API const char *cz_kernel_isa(void);
 
 /* ---- Deprecated (removed from this header in 1.0; see ABI STABILITY and CHANGELOG.md) ------- */
 
 #ifndef CZ_NO_DEPRECATED
-/* Use cz_engine_options_init. Fills the struct this program was compiled with. */
-CZ_DEPRECATED("use cz_engine_options_init(&opts, sizeof opts)")
+/* Use cz_engine_options_init. Fills the struct this program was compiled with. Deprecated in 0.2. */
+CZ_DEPRECATED_IN_0_2("use cz_engine_options_init(&opts, sizeof opts)")
 CZ_INLINE cz_engine_options cz_engine_default_options(void) {
     cz_engine_options o;
     (void)cz_engine_options_init(&o, sizeof o);
     return o;
 }
 
-/* Use cz_generate_params_init. Fills the struct this program was compiled with. */
-CZ_DEPRECATED("use cz_generate_params_init(&params, sizeof params)")
+/* Use cz_generate_params_init. Fills the struct this program was compiled with. Deprecated in 0.2. */
+CZ_DEPRECATED_IN_0_2("use cz_generate_params_init(&params, sizeof params)")
 CZ_INLINE cz_generate_params cz_generate_default_params(void) {
     cz_generate_params p;
     (void)cz_generate_params_init(&p, sizeof p);
     return p;
 }
+
+/* Returns "none": generation no longer runs on OpenBLAS (0.3), so there is no BLAS core to
+ * report, and the library no longer loads it. Use cz_kernel_isa. Deprecated in 0.3. */
+CZ_DEPRECATED_IN_0_3("generation no longer uses OpenBLAS; use cz_kernel_isa()")
+CZ_API const char *cz_blas_core(void);
 #endif
 
 #ifdef __cplusplus

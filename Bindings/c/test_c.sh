@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_c.sh PREFIX WORKDIR — checks an installed libcoalesce from plain C (used by `make test-c`).
+# test_c.sh PREFIX WORKDIR [PLUGIN_DIR MODELS_DIR] — checks an installed libcoalesce from plain C (used by `make test-c`).
 #  1. the library needs no Swift toolchain (ldd) and exports only cz_* symbols (nm);
 #  2. example.c builds with gcc against the INSTALLED header and library (pkg-config) and runs
 #     with an empty environment (no LD_LIBRARY_PATH), generating with the test-pattern backend
@@ -8,10 +8,15 @@
 #  4. the header compiles as C89, C99 and C++98 without warnings;
 #  5. abi_host.c, built against the 0.1 header (smaller structs, by-value defaults: an "old" host)
 #     and against a copy of the current header with one more trailing field per struct (a "new"
-#     host), runs against the installed library.
+#     host), runs against the installed library;
+#  6. an old host with -Werror builds once it sets CZ_VERSION_MIN_REQUIRED, and not before;
+#  7. with PLUGIN_DIR and MODELS_DIR: loading, running and freeing the bundled backends' models
+#     calls setenv, unsetenv and putenv 0 times (an LD_PRELOAD spy).
 set -euo pipefail
 PREFIX=$1
 WORK=$2
+PLUGINS=${3:-}
+MODELS=${4:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 CC=${CC:-gcc}
 command -v "$CC" >/dev/null || CC=cc
@@ -66,6 +71,28 @@ if command -v clang >/dev/null; then
     clang -std=c++98 -Weverything -Wno-padded -Werror -fsyntax-only -x c++ -I"$PREFIX/include" "$WORK/header_only.c"
 fi
 
+echo "== an old host under -Werror: refused while deprecations warn, built once CZ_VERSION_MIN_REQUIRED says 0.1"
+for std in c89 c99 c11; do
+    if "$CC" -std=$std -Wall -Werror -fsyntax-only -I"$PREFIX/include" "$HERE/old_host.c" 2>"$WORK/old_host.err"; then
+        echo "FAIL: old_host.c ($std) compiled with -Werror although it calls deprecated functions" >&2; exit 1
+    fi
+    grep -q "deprecated" "$WORK/old_host.err" || { cat "$WORK/old_host.err" >&2; echo "FAIL: not a deprecation error" >&2; exit 1; }
+    "$CC" -std=$std -Wall -Wextra -Werror -fsyntax-only -DCZ_VERSION_MIN_REQUIRED=CZ_VERSION_0_1 -I"$PREFIX/include" "$HERE/old_host.c"
+    # Written for 0.2: cz_blas_core (deprecated in 0.3) is quiet, the 0.2 deprecations are not.
+    if "$CC" -std=$std -Wall -Werror -fsyntax-only -DCZ_VERSION_MIN_REQUIRED=CZ_VERSION_0_2 -I"$PREFIX/include" "$HERE/old_host.c" 2>"$WORK/old_host.err"; then
+        echo "FAIL: old_host.c ($std) for 0.2 compiled although it calls functions deprecated in 0.2" >&2; exit 1
+    fi
+    if grep -q "cz_blas_core" "$WORK/old_host.err"; then
+        cat "$WORK/old_host.err" >&2; echo "FAIL: cz_blas_core warned for a 0.2 host" >&2; exit 1
+    fi
+done
+if command -v g++ >/dev/null; then
+    for std in c++98 c++11 c++17; do
+        g++ -std=$std -Wall -Wextra -Werror -fsyntax-only -x c++ -DCZ_VERSION_MIN_REQUIRED=CZ_VERSION_0_1 \
+            -I"$PREFIX/include" "$HERE/old_host.c"
+    done
+fi
+
 echo "== build example.c with $CC against the installed library: $(pkg-config --cflags --libs coalesce)"
 # shellcheck disable=SC2046
 "$CC" -std=c99 -Wall -Wextra -Werror -o "$WORK/example" "$HERE/example.c" $(pkg-config --cflags --libs coalesce)
@@ -103,4 +130,22 @@ for kind in old new; do
         -o "$WORK/abi_host_$kind" "$HERE/abi_host.c" -L"$PREFIX/lib" -Wl,-rpath,"$PREFIX/lib" -lcoalesce
     (cd "$WORK" && env -i PATH=/usr/bin:/bin "./abi_host_$kind" "$PREFIX/share/coalesce/models/test-pattern")
 done
+if [ -n "$PLUGINS" ] && [ -n "$MODELS" ]; then
+    echo "== the host's environment: setenv/unsetenv/putenv calls while the bundled backends load, generate, free"
+    "$CC" -std=c99 -Wall -Wextra -Werror -shared -fPIC -o "$WORK/env_spy.so" "$HERE/env_spy.c" -ldl
+    "$CC" -std=c99 -Wall -Wextra -Werror -o "$WORK/spy_host" "$HERE/spy_host.c" -I"$PREFIX/include" \
+        -L"$PREFIX/lib" -Wl,-rpath,"$PREFIX/lib" -lcoalesce
+    set +e
+    (cd "$WORK" && env -i PATH=/usr/bin:/bin COALESCE_PLUGIN_DIR="$PLUGINS" LD_PRELOAD="$WORK/env_spy.so" \
+        ./spy_host "$MODELS/test-pattern" "$MODELS/coalescer" "$MODELS/latent-diffusion" "$MODELS/distilled-unet" \
+        "$MODELS/nested-unet" 2>"$WORK/spy.err")
+    rc=$?
+    set -e
+    cat "$WORK/spy.err"
+    test "$rc" -eq 0 || { echo "FAIL: spy_host exited $rc" >&2; exit 1; }
+    grep -q "ENV-SPY setenv CZ_SPY_MARKER" "$WORK/spy.err" || { echo "FAIL: the spy saw nothing (not preloaded?)" >&2; exit 1; }
+    others=$(grep "^ENV-SPY" "$WORK/spy.err" | grep -v "CZ_SPY_MARKER" || true)
+    test -z "$others" || { echo "FAIL: the library edited the environment: $others" >&2; exit 1; }
+    echo "0 environment edits by the library"
+fi
 echo "test-c: OK"

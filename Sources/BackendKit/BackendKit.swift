@@ -224,7 +224,6 @@ public enum BackendKit {
             guard config.backend == reg.name else {
                 throw BackendError.invalidArgument("\(config.path): \"backend\" is \(config.object["backend"].map { "\($0)" } ?? "missing"), expected \"\(reg.name)\"")
             }
-            _ = BLAS.load()
             let model = try reg.load(path, config)
             return OpaquePointer(Unmanaged.passRetained(ModelBox(model)).toOpaque())
         } catch let e as BackendError {

@@ -12,6 +12,13 @@
 
 typedef float VF __attribute__((vector_size(CCK_W * 4), aligned(4)));
 typedef int VI __attribute__((vector_size(CCK_W * 4), aligned(4)));
+// Reductions (a sum over k, channels or positions) accumulate in CCK_RLANES partial sums whatever
+// the register width: one AVX-512 register, two AVX2 registers or four SSE ones hold the same 16
+// partial sums, so every instruction set adds the same terms in the same order and AVX2 and
+// AVX-512 machines get the same bits. The lane-wise kernels (the convolution's tiles, the row
+// GEMM, the activations) need nothing of the kind: each lane is one output there.
+#define VR CCK_CAT(vr_, CCK_T)
+typedef float VR __attribute__((vector_size(CCK_RLANES * 4), aligned(4)));
 
 static inline __attribute__((always_inline)) CCK_TARGET VF CCK_CAT(splat_, CCK_T)(float s) {
     VF v;
@@ -49,9 +56,11 @@ static inline __attribute__((always_inline)) CCK_TARGET VF CCK_CAT(activate_, CC
     return v;
 }
 
-static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(hsum_, CCK_T)(VF v) {
+// The partial sums added in lane order 0, 1, ..., CCK_RLANES - 1 (by pointer: a 16-float vector
+// is not passed in registers where the target is narrower).
+static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(hsum_, CCK_T)(const VR *v) {
     float s = 0;
-    for (int i = 0; i < CCK_W; i++) s += v[i];
+    for (int i = 0; i < CCK_RLANES; i++) s += (*v)[i];
     return s;
 }
 
@@ -99,7 +108,8 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(tile_, CCK_
 
 // One output channel (an image decoder's last layer): vectorised over input channels instead of
 // output channels, so no lanes are wasted on padding (the general tile would compute 16 channels
-// to keep one).
+// to keep one). Each of the three kernel rows' 3 * cin taps is summed in CCK_RLANES partial sums
+// over whole blocks of CCK_RLANES, the remainder in index order beside them.
 static CCK_TARGET void CCK_CAT(conv3x3_cout1_, CCK_T)(const float *in, int h, int w, int cin,
                                                       const float *wt, const float *bias,
                                                       float *out, int act, int row0, int row1) {
@@ -112,17 +122,17 @@ static CCK_TARGET void CCK_CAT(conv3x3_cout1_, CCK_T)(const float *in, int h, in
         const int b = r / h, oy = r % h;
         const float *img = in + (size_t)b * (h + 2) * wp * cin;
         for (int ox = 0; ox < w; ox++) {
-            VF acc = CCK_CAT(splat_, CCK_T)(0.0f);
+            VR acc = (VR){0};
             float tail = 0;
             for (int ky = 0; ky < 3; ky++) {
                 const float *row = img + ((size_t)(oy + ky) * wp + ox) * cin;  // 3 pixels x cin, contiguous
                 const float *wk = w1 + ky * 3 * cin;
                 int i = 0;
-                for (; i + CCK_W <= 3 * cin; i += CCK_W) acc += *(const VF *)(row + i) * *(const VF *)(wk + i);
+                for (; i + CCK_RLANES <= 3 * cin; i += CCK_RLANES) acc += *(const VR *)(row + i) * *(const VR *)(wk + i);
                 for (; i < 3 * cin; i++) tail += row[i] * wk[i];
             }
             VF v = CCK_CAT(splat_, CCK_T)(0.0f);
-            v[0] = CCK_CAT(hsum_, CCK_T)(acc) + tail + b0;
+            v[0] = CCK_CAT(hsum_, CCK_T)(&acc) + tail + b0;
             out[(size_t)r * w + ox] = CCK_CAT(activate_, CCK_T)(v, act)[0];
         }
     }
@@ -228,21 +238,21 @@ static CCK_TARGET void CCK_CAT(gemm_rows_, CCK_T)(const float *x, int ldx, int k
 }
 
 // GEMM against a weight stored (n, k) (a Linear layer's): output (r, j) is the dot product of row
-// r of x and row j of w, summed lane-wise over k in whole registers in index order, then across
-// the lanes in lane order, then the k tail in index order: a fixed order that depends on k alone.
-// A tile is PX rows x NJ weight rows.
+// r of x and row j of w, summed in CCK_RLANES partial sums over whole blocks of k in index order,
+// then across the partial sums in lane order, then the k tail in index order: a fixed order that
+// depends on k alone, not on the register width. A tile is PX rows x NJ weight rows.
 static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_nt_tile_, CCK_T)(
     const float *x, int ldx, int k, const float *w, int ldw, float *y, int ldy, int r, int j, int accumulate,
     const int PX, const int NJ) {
-    VF acc[4][4];
+    VR acc[2][4];
     for (int p = 0; p < PX; p++)
-        for (int q = 0; q < NJ; q++) acc[p][q] = CCK_CAT(splat_, CCK_T)(0.0f);
-    const int kv = k / CCK_W * CCK_W;
-    for (int kk = 0; kk < kv; kk += CCK_W) {
-        VF wv[4];
-        for (int q = 0; q < NJ; q++) wv[q] = *(const VF *)(w + (size_t)(j + q) * ldw + kk);
+        for (int q = 0; q < NJ; q++) acc[p][q] = (VR){0};
+    const int kv = k / CCK_RLANES * CCK_RLANES;
+    for (int kk = 0; kk < kv; kk += CCK_RLANES) {
+        VR wv[4];
+        for (int q = 0; q < NJ; q++) wv[q] = *(const VR *)(w + (size_t)(j + q) * ldw + kk);
         for (int p = 0; p < PX; p++) {
-            const VF xv = *(const VF *)(x + (size_t)(r + p) * ldx + kk);
+            const VR xv = *(const VR *)(x + (size_t)(r + p) * ldx + kk);
             for (int q = 0; q < NJ; q++) acc[p][q] += xv * wv[q];
         }
     }
@@ -250,7 +260,7 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_nt_til
         const float *xr = x + (size_t)(r + p) * ldx;
         for (int q = 0; q < NJ; q++) {
             const float *wr = w + (size_t)(j + q) * ldw;
-            float s = CCK_CAT(hsum_, CCK_T)(acc[p][q]);
+            float s = CCK_CAT(hsum_, CCK_T)(&acc[p][q]);
             for (int kk = kv; kk < k; kk++) s += xr[kk] * wr[kk];
             float *dst = y + (size_t)(r + p) * ldy + j + q;
             *dst = accumulate ? s + *dst : s;
@@ -261,17 +271,20 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_nt_til
 static CCK_TARGET void CCK_CAT(gemm_nt_rows_, CCK_T)(const float *x, int ldx, int k, const float *w, int ldw, int n,
                                                      float *y, int ldy, int accumulate, int row0, int row1) {
     enum { JB = 64 };  // weight rows per block: 64 x k floats stay in L2 while every row tile passes
+    // Weight rows per tile: as many as fit the registers beside the 2 x NJ accumulators (a tile's
+    // shape changes only speed, never a sum).
+    enum { NJ = CCK_W >= CCK_RLANES ? 4 : 2 };
     for (int j0 = 0; j0 < n; j0 += JB) {
         const int j1 = j0 + JB < n ? j0 + JB : n;
         int r = row0;
         for (; r + 2 <= row1; r += 2) {
             int j = j0;
-            for (; j + 4 <= j1; j += 4) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 2, 4);
+            for (; j + NJ <= j1; j += NJ) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 2, NJ);
             for (; j < j1; j++) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 2, 1);
         }
         for (; r < row1; r++) {
             int j = j0;
-            for (; j + 4 <= j1; j += 4) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 1, 4);
+            for (; j + NJ <= j1; j += NJ) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 1, NJ);
             for (; j < j1; j++) CCK_CAT(gemm_nt_tile_, CCK_T)(x, ldx, k, w, ldw, y, ldy, r, j, accumulate, 1, 1);
         }
     }
@@ -308,13 +321,15 @@ static CCK_TARGET void CCK_CAT(silu_backward_, CCK_T)(const float *x, const floa
 }
 
 
-// Σ p[0..n) and Σ (p - m)² ... as (sum) with CCK_W lanes x 2 partial accumulators.
+// Σ p[0..n): two sets of CCK_RLANES partial sums over blocks of 2 x CCK_RLANES, one more block of
+// CCK_RLANES into the first, the sets added lane-wise and then in lane order, then the tail.
 static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(sum_, CCK_T)(const float *p, long n) {
-    VF a0 = CCK_CAT(splat_, CCK_T)(0.0f), a1 = a0;
+    VR a0 = (VR){0}, a1 = a0;
     long i = 0;
-    for (; i + 2 * CCK_W <= n; i += 2 * CCK_W) { a0 += *(const VF *)(p + i); a1 += *(const VF *)(p + i + CCK_W); }
-    for (; i + CCK_W <= n; i += CCK_W) a0 += *(const VF *)(p + i);
-    float s = CCK_CAT(hsum_, CCK_T)(a0 + a1);
+    for (; i + 2 * CCK_RLANES <= n; i += 2 * CCK_RLANES) { a0 += *(const VR *)(p + i); a1 += *(const VR *)(p + i + CCK_RLANES); }
+    for (; i + CCK_RLANES <= n; i += CCK_RLANES) a0 += *(const VR *)(p + i);
+    const VR a = a0 + a1;
+    float s = CCK_CAT(hsum_, CCK_T)(&a);
     for (; i < n; i++) s += p[i];
     return s;
 }
@@ -324,11 +339,12 @@ static CCK_TARGET void CCK_CAT(gn_forward_, CCK_T)(const float *x, float *y, int
                                                   const float *b, float eps, float *stats) {
     const long n = (long)cg * l;
     const float mean = CCK_CAT(sum_, CCK_T)(x, n) / (float)(n > 0 ? n : 1);
-    VF acc = CCK_CAT(splat_, CCK_T)(0.0f);
-    const VF mv = CCK_CAT(splat_, CCK_T)(mean);
+    VR acc = (VR){0};
+    VR mv;
+    for (int k = 0; k < CCK_RLANES; k++) mv[k] = mean;
     long i = 0;
-    for (; i + CCK_W <= n; i += CCK_W) { VF d = *(const VF *)(x + i) - mv; acc += d * d; }
-    float sq = CCK_CAT(hsum_, CCK_T)(acc);
+    for (; i + CCK_RLANES <= n; i += CCK_RLANES) { VR d = *(const VR *)(x + i) - mv; acc += d * d; }
+    float sq = CCK_CAT(hsum_, CCK_T)(&acc);
     for (; i < n; i++) { float d = x[i] - mean; sq += d * d; }
     const float rstd = 1.0f / __builtin_sqrtf(sq / (float)(n > 0 ? n : 1) + eps);
     stats[0] = mean;
@@ -350,17 +366,19 @@ static CCK_TARGET void CCK_CAT(gn_backward_, CCK_T)(const float *x, const float 
                                                    const float *w, float mean, float rstd, float *partial) {
     const long n = (long)cg * l;
     const VF mv = CCK_CAT(splat_, CCK_T)(mean);
+    VR mr;
+    for (int k = 0; k < CCK_RLANES; k++) mr[k] = mean;
     float s1 = 0, s2 = 0;  // Σ dxhat, Σ dxhat·xhat (dxhat = g·w)
     for (int c = 0; c < cg; c++) {
         const float *xc = x + (long)c * l, *gc = g + (long)c * l;
-        VF dot = CCK_CAT(splat_, CCK_T)(0.0f), sg = dot;
+        VR dot = (VR){0}, sg = dot;
         long j = 0;
-        for (; j + CCK_W <= l; j += CCK_W) {
-            VF gv = *(const VF *)(gc + j);
-            dot += gv * (*(const VF *)(xc + j) - mv);
+        for (; j + CCK_RLANES <= l; j += CCK_RLANES) {
+            VR gv = *(const VR *)(gc + j);
+            dot += gv * (*(const VR *)(xc + j) - mr);
             sg += gv;
         }
-        float d = CCK_CAT(hsum_, CCK_T)(dot), db = CCK_CAT(hsum_, CCK_T)(sg);
+        float d = CCK_CAT(hsum_, CCK_T)(&dot), db = CCK_CAT(hsum_, CCK_T)(&sg);
         for (; j < l; j++) { d += gc[j] * (xc[j] - mean); db += gc[j]; }
         const float dw = d * rstd;
         partial[2 * c] = dw;
@@ -390,6 +408,7 @@ static CCK_TARGET void CCK_CAT(gn_backward_, CCK_T)(const float *x, const float 
 
 #undef VF
 #undef VI
+#undef VR
 #undef CCK_W
 #undef CCK_T
 #undef CCK_TARGET

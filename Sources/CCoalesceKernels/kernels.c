@@ -4,7 +4,11 @@
 
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+
+// Partial sums of every reduction, whatever the register width (see conv3x3_template.h).
+#define CCK_RLANES 16
 
 int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BLOCK * CCK_COUT_BLOCK; }
 
@@ -30,13 +34,26 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_PX 8
 #include "conv3x3_template.h"
 
+int cck_cpu_isa(void) {
+    static int cpu = -2;
+    if (cpu == -2) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) cpu = CCK_ISA_AVX512;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cpu = CCK_ISA_AVX2;
+        else cpu = CCK_ISA_SCALAR;
+    }
+    return cpu;
+}
+
+// Read once; a race between two first callers computes the same value twice.
 int cck_best_isa(void) {
     static int best = -2;
     if (best == -2) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) best = CCK_ISA_AVX512;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = CCK_ISA_AVX2;
-        else best = CCK_ISA_SCALAR;
+        int isa = cck_cpu_isa();
+        const char *want = getenv("COALESCE_ISA");
+        if (want && strcmp(want, "avx2") == 0 && isa > CCK_ISA_AVX2) isa = CCK_ISA_AVX2;
+        else if (want && strcmp(want, "scalar") == 0) isa = CCK_ISA_SCALAR;
+        best = isa;
     }
     return best;
 }
@@ -49,10 +66,12 @@ const char *cck_isa_name(int isa) {
     }
 }
 
-// An ISA the CPU lacks falls back to the best it has, never to illegal instructions.
+// CCK_ISA_BEST is cck_best_isa(); an ISA the CPU lacks falls back to the best it has, never to
+// illegal instructions.
 static int resolve(int isa) {
-    const int best = cck_best_isa();
-    return isa < 0 || isa > best ? best : isa;
+    if (isa < 0) return cck_best_isa();
+    const int cpu = cck_cpu_isa();
+    return isa > cpu ? cpu : isa;
 }
 
 void cck_conv3x3_nhwc(const float *in, int n, int h, int w, int cin, const float *weight,

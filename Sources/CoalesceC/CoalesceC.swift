@@ -8,7 +8,7 @@
 //    for calls on an engine, thread-local for the others. Success clears that message.
 //  - Exported names are exactly the header's; exports.map keeps everything else local.
 import CCoalesceAPI
-import CCoalesceBLAS
+import CCoalesceKernels
 import Engine
 #if canImport(Glibc)
 import Glibc
@@ -52,9 +52,15 @@ public func czEngineErrmsg(_ engine: OpaquePointer?) -> UnsafePointer<CChar>? {
     return eng.messages.get()
 }
 
+/// Deprecated in 0.3: generation runs on Coalesce's own kernels and never loads OpenBLAS.
 @_cdecl("cz_blas_core")
 public func czBlasCore() -> UnsafePointer<CChar>? {
-    ccblas_corename()
+    UnsafeRawPointer(("none" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+@_cdecl("cz_kernel_isa")
+public func czKernelIsa() -> UnsafePointer<CChar>? {
+    cck_isa_name(cck_best_isa())
 }
 
 // MARK: - Status helpers shared by the exports

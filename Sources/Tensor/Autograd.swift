@@ -25,8 +25,8 @@ public enum GradMode {
 
 extension Tensor {
     /// Whether an op on `inputs` records a backward graph (the condition `recording` checks).
-    /// Ops that record none are inference: their products take the batch-invariant paths
-    /// (`BLAS.sgemm(rowBlock:)`), so a sample's result does not depend on the batch around it.
+    /// Ops that record none are inference: their products take the row-stable kernels (`RowGEMM`),
+    /// so a sample's result depends neither on the batch around it nor on the machine's BLAS.
     @inline(__always)
     static func recordsGradient(_ inputs: [Tensor]) -> Bool {
         GradMode.isEnabled && inputs.contains(where: { $0.requiresGrad })

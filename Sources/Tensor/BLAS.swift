@@ -42,40 +42,19 @@ public enum BLAS {
     /// Most parts a product is cut into.
     static let maxParts = 8
 
-    /// Row-major C = alpha * op(A) * op(B) + beta * C.
+    /// Row-major C = alpha * op(A) * op(B) + beta * C (training and evaluation; generation never
+    /// calls it: its products run on the row-stable kernels of `RowGEMM`, whose bits do not depend
+    /// on the batch, the threads or the machine, where OpenBLAS's depend on all three).
     ///
     /// OpenBLAS runs single-threaded; a product worth splitting is cut into 2, 4 or 8 blocks of
     /// C rows (or of C columns when C is wide and short), each an independent single-threaded
     /// sgemm on a `parallelFor` worker. The cut depends on (m, n, k) only, never on the thread
     /// count, so the result does not either.
-    ///
-    /// `rowBlock` r: C is computed in blocks of exactly r rows of op(A), the last one padded with
-    /// zero rows, one OpenBLAS call of shape (r, n, k) each; blocks run on `parallelFor` workers.
-    /// A row's result then depends only on that row, op(B), alpha, beta and its row of C: not on
-    /// m, on the other rows or on the thread count (OpenBLAS picks kernels and tail paths by m,
-    /// so a plain call gives a row different bits at different m). Convolutions pass one image's
-    /// rows (then no padding, and an image's bits depend on that image alone). Products whose rows
-    /// are single samples use `RowGEMM` instead: OpenBLAS gives a row different bits at different
-    /// places in a block of more than 8 rows, and blocks of 8 repack the weight every 8 rows.
     public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-              beta: beta, c: c, ldc: ldc, rowBlock: nil)
-    }
-
-    /// `sgemm` with `rowBlock` (see above); nil is the plain product.
-    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, rowBlock: Int?) {
         _ = configured
         if m <= 0 || n <= 0 { return }
-        if let r = rowBlock {
-            precondition(r >= 1 && !transA, "sgemm: rowBlock \(r) needs r >= 1 and an untransposed A")
-            rowBlocks(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                      beta: beta, c: c, ldc: ldc, r: r)
-            return
-        }
         let parts = openBLASThreads > 1 ? 1 : partCount(work: m * n * k)
         if parts <= 1 || (m < 2 * 16 && n < 2 * 16) {
             call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -112,37 +91,6 @@ public enum BLAS {
         var p = 1
         while p * 2 <= limit { p *= 2 }
         return p
-    }
-
-    /// `sgemm(rowBlock:)`: blocks of exactly r rows of A (row-major, untransposed).
-    private static func rowBlocks(transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, r: Int) {
-        let blocks = (m + r - 1) / r, full = m / r
-        // cost per block in parallelFor's units: a block's multiply-adds over splitGrain / parallelGrain.
-        let cost = max(1, r * n * k / (splitGrain / Runtime.parallelGrain))
-        Runtime.parallelFor(blocks, cost: cost) { lo, hi in
-            for blk in lo..<hi {
-                let i0 = blk * r
-                if blk < full {
-                    call(false, transB, r, n, k, alpha, a + i0 * lda, lda, b, ldb, beta, c + i0 * ldc, ldc)
-                    continue
-                }
-                // The last, partial block: its rows padded with zeros to r in scratch buffers.
-                let rows = m - i0
-                let at = Scratch.take(r * k), ct = Scratch.take(r * n)  // at: (r, k), ct: (r, n)
-                at.pointer.initialize(repeating: 0, count: r * k)
-                ct.pointer.initialize(repeating: 0, count: r * n)
-                for i in 0..<rows {
-                    (at.pointer + i * k).update(from: a + (i0 + i) * lda, count: k)
-                    if beta != 0 { (ct.pointer + i * n).update(from: c + (i0 + i) * ldc, count: n) }
-                }
-                call(false, transB, r, n, k, alpha, at.pointer, k, b, ldb, beta, ct.pointer, n)
-                for i in 0..<rows { (c + (i0 + i) * ldc).update(from: ct.pointer + i * n, count: n) }
-                Scratch.give(at)
-                Scratch.give(ct)
-            }
-        }
     }
 
     @inline(__always)

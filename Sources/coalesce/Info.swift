@@ -27,11 +27,11 @@ struct Info: ParsableCommand {
         }
         print("coalesce \(CoalesceVersion.string)")
         print("cpu features:   \(BLAS.cpuFeatures)")
-        print("blas core:      \(BLAS.coreName) (chosen by: \(BLAS.coreSource); preferred for this CPU: \(BLAS.preferredCore.isEmpty ? "none" : BLAS.preferredCore))")
+        print("blas core:      \(BLAS.coreName) (training and evaluation only; chosen by: \(BLAS.coreSource); preferred for this CPU: \(BLAS.preferredCore.isEmpty ? "none" : BLAS.preferredCore))")
         print("blas threads:   \(BLAS.threads)\(BLAS.threads == 1 ? " (products are split over the compute threads)" : "")")
         print("blas config:    \(BLAS.config)")
         print("compute threads: \(Runtime.threads)")
-        print("direct kernels: \(Tensor.directKernelISA) (3x3 conv, SiLU, group norm, transposes; \(Conv2dPath.current))")
+        print("kernels:        \(Tensor.directKernelISA) (every product and convolution of generation, SiLU, group norm; avx512 and avx2 give the same bits; COALESCE_ISA=avx2 forces avx2; \(Conv2dPath.current))")
         if let loadError { print("warning: OpenBLAS not loaded, using slow fallback: \(loadError)") }
         print("models in \(modelsDir): \(models.isEmpty ? "none" : "")")
         for m in models {

@@ -49,7 +49,7 @@ final class DirectConvTests: XCTestCase {
             (1, 3, 5, 5, 1), (2, 7, 70, 6, 1), (1, 1, 9, 3, 3),
             (2, 5, 1, 6, 2), (1, 1, 1, 4, 1),  // one output channel: the per-pixel dot-product path, with tails
         ]
-        let isas = (0...Int(cck_best_isa())).map { Int32($0) }
+        let isas = (0...Int(cck_cpu_isa())).map { Int32($0) }
         XCTAssertFalse(isas.isEmpty)
         for (n, cin, cout, side, up) in cases {
             let x = Tensor.randn([n, cin, side, side], rng: &rng)
@@ -75,7 +75,7 @@ final class DirectConvTests: XCTestCase {
         let n = 1003
         let x = (0..<n).map { Float($0 - 501) * 0.18 }
         let gy = (0..<n).map { Float(($0 * 37) % 11) - 5 }
-        for isa in (0...cck_best_isa()).map({ Int32($0) }) {
+        for isa in (0...cck_cpu_isa()).map({ Int32($0) }) {
             var y = [Float](repeating: 0, count: n)
             var gx = [Float](repeating: 1, count: n)   // the kernel accumulates
             cck_silu(x, &y, n, isa)
@@ -95,7 +95,7 @@ final class DirectConvTests: XCTestCase {
         for (rows, cols) in [(1, 1), (8, 8), (13, 21), (40, 9), (33, 70)] {
             let src = (0..<(rows * cols)).map { Float($0 % 97) - 48 }
             let bias = (0..<cols).map { Float($0) * 0.5 }
-            for isa in (0...cck_best_isa()).map({ Int32($0) }) {
+            for isa in (0...cck_cpu_isa()).map({ Int32($0) }) {
                 for mode in [CCK_STORE, CCK_STORE_BIAS, CCK_ACCUMULATE].map({ Int32($0) }) {
                     var dst = (0..<(rows * cols)).map { Float($0 % 5) }
                     let before = dst
@@ -120,7 +120,7 @@ final class DirectConvTests: XCTestCase {
     func testPaddedNHWCOnEveryISA() {
         for (n, c, h, w) in [(1, 1, 1, 1), (2, 8, 8, 8), (2, 13, 5, 11), (1, 32, 7, 7)] {
             let x = (0..<(n * c * h * w)).map { Float($0 % 89) - 44 }
-            for isa in (0...cck_best_isa()).map({ Int32($0) }) {
+            for isa in (0...cck_cpu_isa()).map({ Int32($0) }) {
                 var dst = [Float](repeating: .nan, count: n * (h + 2) * (w + 2) * c)
                 let units = n * (h + 2)
                 cck_nchw_to_padded_nhwc(x, Int32(n), Int32(c), Int32(h), Int32(w), 0, Int32(units / 2), &dst, isa)
@@ -156,11 +156,61 @@ final class DirectConvTests: XCTestCase {
         XCTAssertEqual(base.1[0], mean, accuracy: 1e-5)
         XCTAssertEqual(base.1[1], rstd, accuracy: 1e-4)
         XCTAssertEqual(base.0[l + 2], (x[l + 2] - mean) * rstd * w[1] + b[1], accuracy: 1e-4)
-        for isa in (0...cck_best_isa()).map({ Int32($0) }) {
+        for isa in (0...cck_cpu_isa()).map({ Int32($0) }) {
             let r = run(isa)
             for (a, e) in [(r.0, base.0), (r.1, base.1), (r.2, base.2), (r.3, base.3)] {
                 for i in a.indices { XCTAssertEqual(a[i], e[i], accuracy: 1e-4 * max(1, abs(e[i])), "isa \(isa) i \(i)") }
             }
+        }
+    }
+
+    /// The AVX2 and AVX-512 versions of every kernel give the same bits (the promise that an AVX2
+    /// machine reproduces an AVX-512 machine's images): convolutions with one and many output
+    /// channels, both row GEMMs, SiLU and group norm, at sizes with tails for both widths.
+    func testAVX2AndAVX512GiveTheSameBits() throws {
+        guard cck_cpu_isa() >= Int32(CCK_ISA_AVX512) else { throw XCTSkip("this CPU has no AVX-512") }
+        let (a2, a5) = (Int32(CCK_ISA_AVX2), Int32(CCK_ISA_AVX512))
+        var rng = RandomGenerator(seed: 11)
+        for (n, cin, cout, side) in [(2, 48, 48, 7), (1, 64, 1, 28), (2, 37, 1, 6), (1, 13, 70, 5)] {
+            let x = Tensor.randn([n, cin, side, side], rng: &rng)
+            let packed = PackedConv3x3(weight: Tensor.randn([cout, cin, 3, 3], std: 0.3, rng: &rng),
+                                       bias: Tensor.randn([cout], rng: &rng))
+            let xh = x.nchwToNHWC()
+            for act in [FusedActivation.none, .silu, .sigmoid] {
+                XCTAssertEqual(Tensor.conv3x3NHWC(xh, packed, activation: act, isa: a2).array,
+                               Tensor.conv3x3NHWC(xh, packed, activation: act, isa: a5).array, "conv \(cin)->\(cout) \(act)")
+            }
+        }
+        for (m, k, n) in [(1, 512, 512), (3, 37, 70), (5, 128, 33), (2, 200, 9), (7, 16, 1)] {
+            let x = (0..<(m * k)).map { _ in rng.nextNormal() }
+            let np = (n + 15) / 16 * 16
+            let w = (0..<(k * np)).map { _ in rng.nextNormal() }    // (k, np) for gemm_rows, (n, k) rows for _nt
+            func run(_ isa: Int32, nt: Bool) -> [Float] {
+                var y = [Float](repeating: 0, count: m * n)
+                if nt { cck_gemm_rows_nt(x, Int32(k), Int32(k), w, Int32(k), Int32(n), &y, Int32(n), 0, 0, Int32(m), isa) }
+                else { cck_gemm_rows(x, Int32(k), Int32(k), w, Int32(np), Int32(n), &y, Int32(n), 0, 0, Int32(m), isa) }
+                return y
+            }
+            XCTAssertEqual(run(a2, nt: false), run(a5, nt: false), "gemm_rows \(m)x\(k)x\(n)")
+            XCTAssertEqual(run(a2, nt: true), run(a5, nt: true), "gemm_rows_nt \(m)x\(k)x\(n)")
+        }
+        let v = (0..<1003).map { _ in 3 * rng.nextNormal() }
+        var y2 = [Float](repeating: 0, count: v.count), y5 = y2
+        cck_silu(v, &y2, v.count, a2)
+        cck_silu(v, &y5, v.count, a5)
+        XCTAssertEqual(y2, y5, "silu")
+        for (cg, l) in [(4, 49), (2, 784), (8, 16), (3, 37)] {
+            let xs = Array(v.prefix(cg * l)) + [Float](repeating: 0.25, count: max(0, cg * l - v.count))
+            let g = xs.map { $0 * 0.5 - 1 }
+            let w = (0..<cg).map { Float($0) * 0.3 + 0.5 }, b = (0..<cg).map { Float($0) * -0.1 }
+            func run(_ isa: Int32) -> [Float] {
+                var y = [Float](repeating: 0, count: cg * l), stats: [Float] = [0, 0]
+                cck_group_norm_forward(xs, &y, Int32(cg), l, w, b, 1e-5, &stats, isa)
+                var gx = [Float](repeating: 0, count: cg * l), partial = [Float](repeating: 0, count: 2 * cg)
+                cck_group_norm_backward(xs, g, &gx, Int32(cg), l, w, stats[0], stats[1], &partial, isa)
+                return y + stats + gx + partial
+            }
+            XCTAssertEqual(run(a2), run(a5), "group norm \(cg)x\(l)")
         }
     }
 

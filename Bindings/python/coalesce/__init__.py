@@ -11,14 +11,14 @@ The library is found through $COALESCE_LIB (path to libcoalesce.so), $COALESCE_P
 prefix), pkg-config, the linker path, then /usr/local/lib. The daemon client is the separate
 package ``coalesce_client``.
 """
-from .engine import Engine, ModelInfo, blas_core, status_string, version, write_png_native
+from .engine import Engine, ModelInfo, blas_core, kernel_isa, status_string, version, write_png_native
 from .errors import (CancelledError, CoalesceError, DeadlineExceededError, InternalError,
                      InvalidArgumentError, NotFoundError, ResourceExhaustedError,
                      UnavailableError)
 from .images import ImageBatch, encode_png, read_png, save_png, to_pil
 
 __all__ = [
-    "Engine", "ModelInfo", "version", "blas_core", "status_string", "write_png_native",
+    "Engine", "ModelInfo", "version", "blas_core", "kernel_isa", "status_string", "write_png_native",
     "ImageBatch", "to_pil", "save_png", "encode_png", "read_png",
     "CoalesceError", "InvalidArgumentError", "NotFoundError", "ResourceExhaustedError",
     "CancelledError", "DeadlineExceededError", "InternalError", "UnavailableError",

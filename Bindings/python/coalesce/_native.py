@@ -124,6 +124,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "cz_image_batch_free": (None, [c_void_p]),
         "cz_image_write_png": (c_int, [c_void_p, c_int, c_char_p]),
         "cz_blas_core": (c_char_p, []),
+        "cz_kernel_isa": (c_char_p, []),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

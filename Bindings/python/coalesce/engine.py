@@ -62,8 +62,14 @@ def version() -> str:
     return _native.load_library().cz_version().decode()
 
 
+def kernel_isa() -> str:
+    """The instruction set Coalesce's kernels run on: "avx512", "avx2" or "scalar" ("avx512" and
+    "avx2" give the same pixels; COALESCE_ISA=avx2 forces AVX2)."""
+    return _native.load_library().cz_kernel_isa().decode()
+
+
 def blas_core() -> str:
-    """The OpenBLAS core the backends in this process run with (e.g. "SkylakeX")."""
+    """Deprecated: always "none" since libcoalesce 0.3 (generation does not use OpenBLAS)."""
     return _native.load_library().cz_blas_core().decode()
 
 

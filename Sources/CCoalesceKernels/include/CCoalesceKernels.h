@@ -2,6 +2,11 @@
 // shape. Each kernel has an AVX-512, an AVX2+FMA and a portable C version; the widest one this CPU
 // supports is chosen at run time (cpuid), so the package still builds for baseline x86-64 and
 // runs on any machine. Tests call every version through the `isa` argument and compare them.
+//
+// The AVX-512 and AVX2 versions give the same bits: every output is summed in an order that does
+// not depend on the register width (lane-wise kernels keep one output per lane; reductions keep
+// 16 partial sums, in one AVX-512 register or two AVX2 registers, added in lane order at the end),
+// and both contract a * b + c to one FMA. The portable version (no FMA) rounds differently.
 #ifndef CCOALESCE_KERNELS_H
 #define CCOALESCE_KERNELS_H
 
@@ -18,6 +23,10 @@ enum {
 };
 
 /// The widest instruction set this CPU supports (CCK_ISA_AVX512, _AVX2 or _SCALAR).
+int cck_cpu_isa(void);
+/// The instruction set CCK_ISA_BEST runs on: cck_cpu_isa(), or less where the environment variable
+/// COALESCE_ISA (read once) asks for "avx2" or "scalar" (tests compare the paths this way; on AVX2
+/// and AVX-512 the results are the same bits, see below).
 int cck_best_isa(void);
 /// "avx512", "avx2" or "scalar".
 const char *cck_isa_name(int isa);
@@ -62,8 +71,9 @@ void cck_gemm_rows(const float *x, int ldx, int k, const float *w, int ldw, int 
                    int accumulate, int row0, int row1, int isa);
 
 /// The same for a weight stored transposed, w: (n, k) with stride ldw (a Linear layer's weight):
-/// y[r][j] = (y[r][j] +) dot(x[r], w[j]), summed lane-wise over k in whole registers in index
-/// order, then across lanes in lane order, then the k % lanes tail in index order. No packing.
+/// y[r][j] = (y[r][j] +) dot(x[r], w[j]), summed in 16 partial sums over whole blocks of 16 in
+/// index order, then across the partial sums in order, then the k % 16 tail in index order (the
+/// same on every ISA with FMA). No packing.
 void cck_gemm_rows_nt(const float *x, int ldx, int k, const float *w, int ldw, int n, float *y, int ldy,
                       int accumulate, int row0, int row1, int isa);
 

@@ -7,8 +7,8 @@ extension Tensor {
     /// `heads`. For each batch item and head h (columns h*dh ..< (h+1)*dh, dh = D / heads):
     /// out_h = softmax(Q_h K_hᵀ / sqrt(dh)) V_h; output (B, Tq, D) with heads side by side.
     ///
-    /// Runs one sgemm per (batch, head) on strided views (lda = D), so the head split copies
-    /// nothing. When a gradient will be recorded it keeps the probabilities P
+    /// Runs one product per (batch, head) on strided views (lda = D), so the head split copies
+    /// nothing (sgemm when training; the row-stable kernels of `RowGEMM` in inference). When a gradient will be recorded it keeps the probabilities P
     /// (B, heads, Tq, Tk) for backward; otherwise (inference) it holds one (Tq, Tk) plane at a time.
     /// With Tk = 0 the output is zeros.
     public static func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int) -> Tensor {
@@ -27,17 +27,21 @@ extension Tensor {
         let (pq, pk, pv, po) = (q.data, k.data, v.data, out.data)
         let needsBackward = GradMode.isEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad)
         if !needsBackward {
-            // Inference: one (Tq, Tk) probability plane at a time instead of all B*heads of them.
-            let p = Scratch.take(plane)
-            defer { Scratch.give(p) }
-            for b in 0..<bn {
-                for h in 0..<heads {
-                    BLAS.sgemm(transA: false, transB: true, m: tq, n: tk, k: dh, alpha: scale,
-                               a: pq + b * tq * d + h * dh, lda: d, b: pk + b * tk * d + h * dh, ldb: d,
-                               beta: 0, c: p.pointer, ldc: tk)
+            // Inference: per (batch item, head), both products on the row-stable kernels (RowGEMM:
+            // the same bits on every machine, no BLAS), one (Tq, Tk) probability plane per worker;
+            // the pairs split over the threads.
+            Runtime.parallelFor(bn * heads, cost: max(1, 2 * tq * tk * dh / 16)) { lo, hi in
+                let p = Scratch.take(plane)
+                defer { Scratch.give(p) }
+                for bh in lo..<hi {
+                    let (b, h) = (bh / heads, bh % heads)
+                    RowGEMM.multiply(transB: true, m: tq, n: tk, k: dh, a: pq + b * tq * d + h * dh, lda: d,
+                                     b: pk + b * tk * d + h * dh, ldb: d, accumulate: false, c: p.pointer, ldc: tk)
+                    for i in 0..<plane { p.pointer[i] *= scale }
                     Kernels.softmaxRows(p.pointer, into: p.pointer, rows: tq, cols: tk)
-                    BLAS.sgemm(transA: false, transB: false, m: tq, n: dh, k: tk, a: p.pointer, lda: tk,
-                               b: pv + b * tk * d + h * dh, ldb: d, beta: 0, c: po + b * tq * d + h * dh, ldc: d)
+                    RowGEMM.multiply(transB: false, m: tq, n: dh, k: tk, a: p.pointer, lda: tk,
+                                     b: pv + b * tk * d + h * dh, ldb: d, accumulate: false,
+                                     c: po + b * tq * d + h * dh, ldc: d)
                 }
             }
             return out

@@ -48,19 +48,27 @@ extension Tensor {
         let inference = !recordsGradient(bias.map { [x, weight, $0] } ?? [x, weight])
         let wp = g.permutedWeight(weight.data)                            // wp: (Cout, K*K*Cin)
         let biasPointer = bias.map { UnsafePointer($0.data) }
+        // Inference: the row-stable kernel on the weight packed once (K*K*Cin, Cout rounded up),
+        // so a pixel depends on its image alone and the same bits come on every machine.
+        let packed = inference ? RowGEMM.packTransposed(wp.pointer, n: g.cout, k: g.kc, ldb: g.kc) : nil
         g.forEachChunk { b0, cg in
             let cols = cg.columns(x.data + b0 * g.inputImage)              // cols: (n*P, K*K*Cin)
             let rows = Scratch.take(cg.rows * g.cout)                       // rows: (n*P, Cout)
-            // Inference: one sgemm per image, so an image's pixels do not depend on its chunk.
-            BLAS.sgemm(transA: false, transB: true, m: cg.rows, n: g.cout, k: g.kc, a: cols.pointer, lda: g.kc,
-                       b: wp.pointer, ldb: g.kc, beta: 0, c: rows.pointer, ldc: g.cout,
-                       rowBlock: inference ? g.p : nil)
+            if let packed {
+                RowGEMM.multiplyPacked(m: cg.rows, n: g.cout, k: g.kc, a: cols.pointer, lda: g.kc,
+                                       w: packed.buffer.pointer, ldw: packed.ldw, accumulate: false,
+                                       c: rows.pointer, ldc: g.cout)
+            } else {
+                BLAS.sgemm(transA: false, transB: true, m: cg.rows, n: g.cout, k: g.kc, a: cols.pointer, lda: g.kc,
+                           b: wp.pointer, ldb: g.kc, beta: 0, c: rows.pointer, ldc: g.cout)
+            }
             Scratch.give(cols)
             Layout.transpose(rows.pointer, batch: cg.batch, rows: g.p, cols: g.cout,
                              into: out.data + b0 * g.outputImage, bias: biasPointer)
             Scratch.give(rows)
         }
         wp.release()
+        if let packed { Scratch.give(packed.buffer) }
 
         return out.recordingConv(x, weight, bias, g) { go in                // go: (B, Cout, P)
             // dwp: (Cout, K*K*Cin), summed over chunks; for K = 1 it is weight.grad itself.
@@ -168,9 +176,20 @@ extension Tensor {
                 for r in lo..<hi { (po + r * p).update(repeating: pb[r % cout], count: p) }
             }
         }
-        for b in 0..<bn {
-            BLAS.sgemm(transA: false, transB: false, m: cout, n: p, k: cin, a: pw, lda: cin,
-                       b: px + b * cin * p, ldb: p, beta: bias == nil ? 0 : 1, c: po + b * cout * p, ldc: p)
+        if recordsGradient(bias.map { [x, weight, $0] } ?? [x, weight]) {
+            for b in 0..<bn {
+                BLAS.sgemm(transA: false, transB: false, m: cout, n: p, k: cin, a: pw, lda: cin,
+                           b: px + b * cin * p, ldb: p, beta: bias == nil ? 0 : 1, c: po + b * cout * p, ldc: p)
+            }
+        } else {
+            // Inference: the row-stable kernel per image (rows: output channels, lanes: positions),
+            // images split over the threads.
+            Runtime.parallelFor(bn, cost: max(1, cout * p * cin / 16)) { lo, hi in
+                for b in lo..<hi {
+                    RowGEMM.multiply(transB: false, m: cout, n: p, k: cin, a: pw, lda: cin, b: px + b * cin * p, ldb: p,
+                                     accumulate: bias != nil, c: po + b * cout * p, ldc: p)
+                }
+            }
         }
         return out.recordingConv(x, weight, bias, g) { go in                // go: (B, Cout, P)
             if weight.requiresGrad {

@@ -6,7 +6,10 @@ import CCoalesceKernels
 // tail paths by the product's shape: the same row multiplied in products of 1 and of 8 rows came
 // out a few ulps apart). `cck_gemm_rows` (B (k, n)) sums each output over k in index order, one
 // FMA per term; `cck_gemm_rows_nt` (B (n, k), a Linear weight) takes dot products in an order set
-// by k alone; in both, the register tiles' shape changes nothing about the sums.
+// by k alone; in both, the register tiles' shape changes nothing about the sums, and neither does
+// the register width (AVX2 and AVX-512 give the same bits). Every product of inference runs here
+// (Linear, matmul, attention, convolutions that are not the direct 3x3 kernel's), so generation
+// never calls OpenBLAS, whose kernels differ between its cores.
 
 enum RowGEMM {
     /// Below this k a transposed B is packed for `cck_gemm_rows` (measured: 64 -> 512 ran 1.4x
@@ -61,5 +64,32 @@ enum RowGEMM {
                           Int32(lo), Int32(hi), isa)
         }
         if let packed { Scratch.give(packed) }
+    }
+
+    /// Bᵀ for B (n, k) with stride ldb, as `cck_gemm_rows` reads it: (k, np) with zero columns
+    /// past n, np = n rounded up to CCK_COUT_BLOCK. Give the buffer back to `Scratch`.
+    static func packTransposed(_ b: UnsafePointer<Float>, n: Int, k: Int, ldb: Int) -> (buffer: Scratch.Buffer, ldw: Int) {
+        let block = Int(CCK_COUT_BLOCK), np = (n + block - 1) / block * block
+        let buf = Scratch.take(k * np)
+        let p = buf.pointer
+        for kk in 0..<k {
+            let row = p + kk * np
+            for j in 0..<n { row[j] = b[j * ldb + kk] }
+            for j in n..<np { row[j] = 0 }
+        }
+        return (buf, np)
+    }
+
+    /// C (m, n) = A (m, k) @ W (+ C when `accumulate`) with W already packed (k, ldw) by
+    /// `packTransposed`: rows split over the threads.
+    static func multiplyPacked(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                               w: UnsafePointer<Float>, ldw: Int, accumulate: Bool,
+                               c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m <= 0 || n <= 0 { return }
+        let isa = Int32(CCK_ISA_BEST)
+        Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
+            cck_gemm_rows(a, Int32(lda), Int32(k), w, Int32(ldw), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
+                          Int32(lo), Int32(hi), isa)
+        }
     }
 }
