@@ -322,8 +322,9 @@ typedef struct {
 CZ_API cz_status cz_model_get_info(cz_engine *engine, const char *name, cz_model_info *info /* in/out */);
 
 /* The backend's JSON description of a loaded model ({"backend":..., "height":28, "width":28,
- * "channels":1, "default_steps":..., ...}), for what cz_model_info does not carry (e.g. the
- * class names). On success *json_out receives a NUL-terminated copy that the caller frees with
+ * "channels":1, "default_steps":..., ...}), for what cz_model_info does not carry: the class
+ * names, and "default_guidance" (the guidance a request with guidance 0 gets; only for models
+ * with guidance). On success *json_out receives a NUL-terminated copy that the caller frees with
  * cz_string_free. */
 CZ_API cz_status cz_model_describe(cz_engine *engine, const char *name, char **json_out /* out */);
 

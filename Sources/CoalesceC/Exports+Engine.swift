@@ -250,7 +250,9 @@ func describeJSON(name: String, directory: String, status st: ModelStatus) -> St
         + "\"revision\":\(jsonString(st.revision)),\"generation\":\(st.generation),"
         + "\"height\":\(i.height),\"width\":\(i.width),\"channels\":\(i.channels),"
         + "\"default_steps\":\(i.defaultSteps),\"max_steps\":\(i.maxSteps),\"max_batch\":\(i.maxBatch),"
-        + "\"supports_guidance\":\(i.supportsGuidance),\"classes\":[\(classes)]}"
+        + "\"supports_guidance\":\(i.supportsGuidance),"
+        + (i.defaultGuidance.map { "\"default_guidance\":\(Float($0)),"} ?? "")
+        + "\"classes\":[\(classes)]}"
 }
 
 /// A JSON string literal for `s` (RFC 8259; Foundation's encoder does the escaping).

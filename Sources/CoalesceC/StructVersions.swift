@@ -14,20 +14,22 @@ import Darwin
 struct VersionedStruct {
     let name: String
     let versions: [(version: String, size: Int)]
+    /// What the caller should do, for the messages about a bad struct_size.
+    let howToFill: String
 
     var oldest: Int { versions[0].size }
     var current: Int { versions[versions.count - 1].size }
 
     static let engineOptions = VersionedStruct(name: "cz_engine_options", versions: [
         ("0.1", Int(ccapi_sizeof_engine_options_v0_1())), ("0.2", Int(ccapi_sizeof_engine_options())),
-    ])
+    ], howToFill: "fill it with cz_engine_options_init(&opts, sizeof opts)")
     /// cz_generate_params has not grown since 0.1.
     static let generateParams = VersionedStruct(name: "cz_generate_params", versions: [
         ("0.1", Int(ccapi_sizeof_generate_params_v0_1())),
-    ])
+    ], howToFill: "fill it with cz_generate_params_init(&params, sizeof params)")
     static let modelInfo = VersionedStruct(name: "cz_model_info", versions: [
         ("0.2", Int(ccapi_sizeof_model_info())),
-    ])
+    ], howToFill: "set info.struct_size = sizeof info before the call")
 
     private var known: String {
         versions.map { "\($0.size) (\($0.version))" }.joined(separator: ", ")
@@ -42,11 +44,11 @@ struct VersionedStruct {
         }
         guard size >= oldest else {
             throw EngineError.invalidArgument("\(name).struct_size is \(size), smaller than the oldest version "
-                                              + "(\(known)); fill it with the *_init function and sizeof")
+                                              + "(\(known)); \(howToFill)")
         }
         guard size >= current || versions.contains(where: { $0.size == size }) else {
             throw EngineError.invalidArgument("\(name).struct_size is \(size), which is no version's size "
-                                              + "(\(known)); fill it with the *_init function and sizeof")
+                                              + "(\(known)); \(howToFill)")
         }
     }
 

@@ -22,6 +22,9 @@ public struct ModelInfo: Sendable, Equatable, Decodable {
     public var maxSteps: Int
     public var maxBatch: Int
     public var supportsGuidance: Bool
+    /// The guidance a request with guidance 0 gets, where the backend reports one (its config's
+    /// "default_guidance" or the trained default).
+    public var defaultGuidance: Double?
     /// Free-form revision string from the model's config when the backend reports one, else
     /// `ModelRepository.contentRevision(of:)` of the model directory (computed at load).
     public var revision: String
@@ -30,7 +33,7 @@ public struct ModelInfo: Sendable, Equatable, Decodable {
     enum CodingKeys: String, CodingKey {
         case backend, height, width, channels, revision, classes
         case defaultSteps = "default_steps", maxSteps = "max_steps", maxBatch = "max_batch"
-        case supportsGuidance = "supports_guidance"
+        case supportsGuidance = "supports_guidance", defaultGuidance = "default_guidance"
     }
 
     public init(from decoder: Decoder) throws {
@@ -43,6 +46,7 @@ public struct ModelInfo: Sendable, Equatable, Decodable {
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? 1000
         maxBatch = try c.decodeIfPresent(Int.self, forKey: .maxBatch) ?? 64
         supportsGuidance = try c.decodeIfPresent(Bool.self, forKey: .supportsGuidance) ?? false
+        defaultGuidance = try c.decodeIfPresent(Double.self, forKey: .defaultGuidance)
         revision = try c.decodeIfPresent(String.self, forKey: .revision) ?? ""
         classes = try c.decodeIfPresent([String].self, forKey: .classes) ?? []
     }

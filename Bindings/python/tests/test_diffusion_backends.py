@@ -124,6 +124,12 @@ def test_describe_reports_guidance_and_steps(engine, repo):
     assert teacher.supports_guidance and student.supports_guidance
     assert teacher.default_steps == 50 and student.default_steps == 8
     assert teacher.max_steps == 64
+    # cz_model_describe carries the default guidance each model's config.json sets.
+    import json
+    for m in ("latent-diffusion", "distilled-unet", "nested-unet"):
+        if (repo / m).exists():
+            want = json.loads((repo / m / "config.json").read_text()).get("default_guidance")
+            assert engine.describe(m).get("default_guidance") == want, m
 
 
 def test_nested_unet_describe(engine, repo):

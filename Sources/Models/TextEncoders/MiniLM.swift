@@ -59,17 +59,22 @@ public final class MiniLM: Layer {
         return ((parent.isEmpty ? "." : parent) as NSString).appendingPathComponent("minilm")
     }
 
+    private final class WeakEntry { weak var model: MiniLM? }
     private static let cacheLock = NSLock()
-    nonisolated(unsafe) private static var cache: [String: MiniLM] = [:]
+    nonisolated(unsafe) private static var cache: [String: WeakEntry] = [:]
 
-    /// One loaded instance per directory for the whole process (the weights are read-only after
-    /// loading, and every coalescer that uses MiniLM shares them).
+    /// One loaded instance per directory while any model holds it (the weights are read-only after
+    /// loading, and every coalescer that uses MiniLM shares them). The cache holds it weakly: when
+    /// the last model using it is unloaded (or its engine freed), its ~90 MB go with it.
     public static func shared(directory: String) throws -> MiniLM {
         let key = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath().path
         cacheLock.lock(); defer { cacheLock.unlock() }
-        if let m = cache[key] { return m }
+        if let m = cache[key]?.model { return m }
         let m = try MiniLM(directory: directory)
-        cache[key] = m
+        let entry = WeakEntry()
+        entry.model = m
+        cache = cache.filter { $0.value.model != nil }
+        cache[key] = entry
         return m
     }
 
