@@ -88,7 +88,7 @@ bench-headline: build
 clean:
 	rm -rf .build
 
-# ==== libcoalesce, install, C and Python bindings (issue 6) ==================================
+# ==== libcoalesce, install, C and Python bindings ==================================
 # Installed artefacts link the Swift runtime statically (-static-stdlib) so that they run without
 # the Swift toolchain; they build in their own scratch path so the everyday .build is never
 # rebuilt with other flags. Debug info is stripped on install (valgrind 3.19 cannot read the
@@ -179,7 +179,7 @@ clean-static:
 	rm -rf $(STATIC_BUILD)
 # ==== end of libcoalesce section ==============================================================
 
-# ==== coalesced daemon (issue 5) ==============================================================
+# ==== coalesced daemon ==============================================================
 # `make serve` runs the daemon on tcp://127.0.0.1:5555 (+ admin ipc:///tmp/coalesced-<uid>.ipc)
 # with the bundled models and the plugins built next to it. SERVE_ARGS adds flags, e.g.
 # `make serve SERVE_ARGS="--max-batch 32 --max-delay-ms 2"`.

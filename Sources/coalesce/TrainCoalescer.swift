@@ -5,7 +5,7 @@ import Tensor
 import Training
 
 /// `coalesce train coalescer`: image autoencoder, text encoder, whitened PCA, then the coalescer
-/// net trained against nearest pairs from a FAISS index (DESIGN.md, issue 4).
+/// net trained against nearest pairs from a FAISS index (DESIGN.md).
 struct TrainCoalescer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coalescer",
