@@ -66,25 +66,36 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
     }
 
-    /// Binds the worker socket and starts the I/O thread.
+    /// Binds the worker socket and starts the I/O thread. First removes the worker directories
+    /// that dead daemons of this user left behind (`removeStaleDirectories`).
     public init(configuration: Configuration = Configuration(), logger: Logger = Logger(label: "coalesced.workers")) throws {
         self.configuration = configuration
         self.logger = logger
         self.outbox = try Outbox()
-        var template = Array("/tmp/coalesced-workers-XXXXXX".utf8CString)
+        for path in WorkerHub.removeStaleDirectories() {
+            logger.info("removed the worker directory of a daemon that is gone", metadata: ["directory": "\(path)"])
+        }
+        var template = Array("\(WorkerHub.directoryParent)/\(WorkerHub.directoryPrefix)\(getpid())-XXXXXX".utf8CString)
         guard let dir = mkdtemp(&template) else { throw ServiceError.system(call: "mkdtemp", errno: errno) }
         directory = String(cString: dir)
         endpoint = "ipc://\(directory)/workers.ipc"
-        guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
-        context = ctx
-        guard let s = zmq_socket(ctx, ZMQ_ROUTER) else { throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno()) }
-        socket = s
-        var zero: Int32 = 0, one: Int32 = 1
-        zmq_setsockopt(s, ZMQ_LINGER, &zero, 4)
-        zmq_setsockopt(s, ZMQ_SNDHWM, &zero, 4)
-        zmq_setsockopt(s, ZMQ_RCVHWM, &zero, 4)
-        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, 4)
-        try zmqCall("zmq_bind(\(endpoint))") { zmq_bind(s, endpoint) }
+        do {
+            guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
+            context = ctx
+            guard let s = zmq_socket(ctx, ZMQ_ROUTER) else { throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno()) }
+            socket = s
+            var zero: Int32 = 0, one: Int32 = 1
+            zmq_setsockopt(s, ZMQ_LINGER, &zero, 4)
+            zmq_setsockopt(s, ZMQ_SNDHWM, &zero, 4)
+            zmq_setsockopt(s, ZMQ_RCVHWM, &zero, 4)
+            zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, 4)
+            try zmqCall("zmq_bind(\(endpoint))") { zmq_bind(s, endpoint) }
+        } catch {
+            if let socket { zmq_close(socket) }
+            if let context { zmq_ctx_term(context) }
+            WorkerHub.removeDirectory(directory)
+            throw error
+        }
         let t = Thread { [self] in ioLoop() }
         t.name = "coalesced-workers-io"
         thread = t
@@ -116,8 +127,68 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         if let context { zmq_ctx_term(context) }
         socket = nil
         context = nil
-        unlink(directory + "/workers.ipc")
-        rmdir(directory)
+        WorkerHub.removeDirectory(directory)
+    }
+
+    // MARK: - The socket directory
+
+    /// Where the private socket directories are made: /tmp/coalesced-workers-<daemon pid>-XXXXXX
+    /// (mode 0700; /tmp rather than $TMPDIR keeps the ipc path within its 107-byte limit).
+    static let directoryParent = "/tmp"
+    static let directoryPrefix = "coalesced-workers-"
+
+    /// Removes the socket directories that daemons of this user left behind when they died without
+    /// stopping their hub (SIGKILL, a crash): entries of /tmp named coalesced-workers-<pid>-XXXXXX
+    /// that are real directories (never a symlink) owned by this user, whose pid is not a live
+    /// coalesced of this user (the pid is gone, or now belongs to another user or program).
+    /// Only the plain files inside (the socket) are removed, then the directory; one holding
+    /// anything else is left alone. - Returns: the removed paths.
+    static func removeStaleDirectories(in parent: String = directoryParent) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(directoryPrefix) {
+            let rest = name.dropFirst(directoryPrefix.count).split(separator: "-", omittingEmptySubsequences: false)
+            guard rest.count == 2, rest[1].utf8.count == 6, rest[1].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }),
+                  rest[0].allSatisfy({ $0.isASCII && $0.isNumber }), let pid = pid_t(rest[0]), pid > 0,
+                  pid != getpid(), !isLiveDaemon(pid) else { continue }
+            let path = parent + "/" + name
+            if removeDirectory(path, ownedBy: getuid()) { removed.append(path) }
+        }
+        return removed
+    }
+
+    /// True when `pid` is a running coalesced of this user, or when that cannot be told (then its
+    /// directory is kept).
+    static func isLiveDaemon(_ pid: pid_t) -> Bool {
+        if Glibc.kill(pid, 0) != 0 && errno == ESRCH { return false }
+        var st = stat()
+        guard stat("/proc/\(pid)", &st) == 0 else { return errno != ENOENT }
+        if st.st_uid != getuid() { return false }
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
+        if n > 0 {
+            let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return exe.split(separator: "/").last?.hasPrefix("coalesced") ?? false
+        }
+        guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return true }
+        return comm.trimmingCharacters(in: .whitespacesAndNewlines) == "coalesced"
+    }
+
+    /// Removes a socket directory: the plain files in it (never following a symlink), then the
+    /// directory. With `ownedBy`, only a directory owned by that user. - Returns: true if removed.
+    @discardableResult
+    static func removeDirectory(_ path: String, ownedBy uid: uid_t? = nil) -> Bool {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, uid.map({ st.st_uid == $0 }) ?? true else { return false }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
+            var entry = stat()
+            guard fstatat(fd, name, &entry, AT_SYMLINK_NOFOLLOW) == 0, entry.st_mode & S_IFMT != S_IFDIR else { continue }
+            unlinkat(fd, name, 0)
+        }
+        return rmdir(path) == 0
     }
 
     // MARK: - BackendLauncher

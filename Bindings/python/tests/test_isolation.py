@@ -5,6 +5,7 @@ for code hot swap. Helpers and fixtures come from test_daemon.py.
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from test_daemon import (COALESCER_WEIGHTS, PLUGINS, REPO, Client, CoalesceError, daemon_factory,  # noqa: F401
-                         pb, write_model)
+from test_daemon import (COALESCER_WEIGHTS, PLUGINS, REPO, Client, CoalesceError, Daemon,  # noqa: F401
+                         daemon_factory, make_generate, pb, write_model)
 
 pytestmark = pytest.mark.skipif(not (PLUGINS / "libTestPatternBackend.so").exists(),
                                 reason="build coalesced and TestPatternBackend first")
@@ -160,6 +161,57 @@ def test_model_crashing_at_load_is_marked_failed_and_others_serve(daemon_factory
         assert a.load_model("tp").state == "serving"
         assert len(c.generate("tp", seed=1).images) == 1
         assert not c.health().failed
+
+
+def worker_dirs(pid: int) -> list[str]:
+    """The worker socket directories of daemon `pid` (/tmp/coalesced-workers-<pid>-XXXXXX)."""
+    return sorted(glob.glob(f"/tmp/coalesced-workers-{pid}-*"))
+
+
+def test_worker_socket_directory_never_outlives_its_daemon(daemon_factory, tmp_path):
+    """A daemon's worker socket directory carries its pid. A daemon SIGKILLed leaves it behind
+    (nothing runs at SIGKILL); the next daemon to start removes it, and the directory of a pid that
+    now belongs to another program, but never a live daemon's directory nor a symlink. SIGTERM and
+    SIGINT remove the daemon's own."""
+    alive = daemon_factory()
+    [alive_dir] = worker_dirs(alive.proc.pid)
+    (tmp_path / "killed").mkdir()
+    killed = Daemon(tmp_path / "killed")
+    pid = killed.proc.pid
+    [left] = worker_dirs(pid)
+    assert os.path.exists(left + "/workers.ipc")
+    with killed.client() as c:
+        orphan = model(c, "tp").worker_pid
+    killed.proc.kill()
+    killed.proc.wait(10)
+    assert worker_dirs(pid) == [left]
+    wait_for(lambda: not pid_alive(orphan), "the killed daemon's worker to exit")
+    # Not to be removed: a symlink with a dead daemon's name, and the target it points to.
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    link = f"/tmp/coalesced-workers-{pid}-Link00"
+    # To be removed: a directory named for a pid that is alive but no coalesced (this test).
+    reused = f"/tmp/coalesced-workers-{os.getpid()}-Reuse0"
+    try:
+        os.symlink(target, link)
+        os.mkdir(reused, 0o700)
+        successor = daemon_factory()
+        assert worker_dirs(pid) == [link]
+        assert os.path.islink(link) and (target / "keep").exists()
+        assert not os.path.exists(reused)
+        assert worker_dirs(alive.proc.pid) == [alive_dir]
+        logs = successor.logs()
+        assert left in logs and reused in logs and "removed the worker directory of a daemon that is gone" in logs
+    finally:
+        os.unlink(link)
+        if os.path.isdir(reused):
+            os.rmdir(reused)
+    for d, sig in ((alive, signal.SIGTERM), (successor, signal.SIGINT)):
+        assert len(worker_dirs(d.proc.pid)) == 1
+        d.proc.send_signal(sig)
+        assert d.proc.wait(20) == 0
+        assert worker_dirs(d.proc.pid) == []
 
 
 def build_variant(out: Path, version: str, salt: int) -> Path:
