@@ -19,6 +19,7 @@ public final class Service: @unchecked Sendable {
     private let metrics = Metrics()
     private let outbox: Outbox
     private let scheduler: Scheduler
+    private let claims: EndpointClaims?
 
     private let stateLock = Lock()
     private var drainRequested = false
@@ -26,13 +27,13 @@ public final class Service: @unchecked Sendable {
     private var adminInFlight = 0
     private var boundURLs: [String] = []
 
+    /// `claims`: the ipc endpoints' claims when the caller took them before starting anything
+    /// (coalesced does); nil: `run()` takes them.
     public init(engine: Engine, configuration: ServiceConfiguration, workers: WorkerHub? = nil,
-                logger: Logger = Logger(label: "coalesce.service")) throws {
+                claims: EndpointClaims? = nil, logger: Logger = Logger(label: "coalesce.service")) throws {
         self.workers = workers
-        guard !configuration.endpoints.isEmpty else { throw ServiceError.configuration("no endpoints") }
-        guard configuration.maxQueue >= 1, configuration.maxBatch >= 1, configuration.workers >= 1 else {
-            throw ServiceError.configuration("max queue, max batch and workers must be >= 1")
-        }
+        try configuration.validate()
+        self.claims = claims
         self.engine = engine
         self.configuration = configuration
         self.logger = logger
@@ -82,15 +83,16 @@ public final class Service: @unchecked Sendable {
         let zap = try configuration.curve.map { try ZAPHandler(context: ctx, config: $0) }
         defer { zap?.close() }
         // One daemon per ipc socket path: claimed (locked) for as long as this daemon serves.
-        var claims: [IPCEndpointClaim] = []
-        defer { for c in claims { c.release() } }
-        for ep in configuration.endpoints where ep.url.hasPrefix("ipc://") && !ep.connect {
-            let claim = try IPCEndpointClaim(url: ep.url)
-            if claim.removedStale {
-                logger.info("removed the stale socket of a daemon that is gone", metadata: ["endpoint": "\(ep.url)"])
+        let claims: EndpointClaims
+        if let taken = self.claims {
+            claims = taken
+        } else {
+            claims = try EndpointClaims(configuration: configuration)
+            for url in claims.removedStale {
+                logger.info("removed the stale socket of a daemon that is gone", metadata: ["endpoint": "\(url)"])
             }
-            claims.append(claim)
         }
+        defer { claims.release() }
         for ep in configuration.endpoints {
             guard let s = zmq_socket(ctx, ZMQ_ROUTER) else {
                 throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno())
@@ -109,7 +111,7 @@ public final class Service: @unchecked Sendable {
             }
             if let curve = configuration.curve, ep.connect, !ep.url.hasPrefix("ipc://") {
                 // The broker is the CURVE server; this daemon a client with its own key pair.
-                guard let brokerKey = curve.brokerPublicKey else {
+                guard let brokerKey = curve.brokerPublicKey else {  // refused by validate() already
                     throw ServiceError.configuration("--connect \(ep.url) with CurveZMQ needs the broker's public key (--curve-broker-key)")
                 }
                 let publicKey = try CurveConfiguration.publicKey(ofSecret: curve.serverSecretKey)

@@ -63,3 +63,55 @@ public struct ServiceConfiguration: Sendable {
         self.curve = curve
     }
 }
+
+extension ServiceConfiguration {
+    /// Checks everything about the configuration that can be checked without binding a socket:
+    /// coalesced calls it before it starts any worker or loads any model, so a refused start is
+    /// quick and leaves nothing behind. `Service.init` checks it too.
+    /// - Throws: `ServiceError.configuration` saying what is wrong.
+    public func validate() throws {
+        guard !endpoints.isEmpty else { throw ServiceError.configuration("no endpoints") }
+        guard maxQueue >= 1, maxBatch >= 1, workers >= 1 else {
+            throw ServiceError.configuration("max queue, max batch and workers must be >= 1")
+        }
+        if let curve {
+            if let key = curve.brokerPublicKey, key.utf8.count != 40 {
+                throw ServiceError.configuration("--curve-broker-key: expected a 40-character Z85 public key, got \(key.utf8.count) characters")
+            }
+            for ep in endpoints where ep.connect && !ep.url.hasPrefix("ipc://") && curve.brokerPublicKey == nil {
+                // The broker is the CURVE server there; without its key no message would ever arrive.
+                throw ServiceError.configuration("--connect \(ep.url) with CurveZMQ needs the broker's public key (--curve-broker-key)")
+            }
+        }
+    }
+}
+
+/// The claims on the ipc endpoints a daemon binds (one daemon per socket path; see
+/// `IPCEndpointClaim`), taken before anything else starts so that a daemon whose endpoint is
+/// served by another refuses at once; `Service.run` binds under them and releases them.
+public final class EndpointClaims: @unchecked Sendable {
+    private let claims: [IPCEndpointClaim]
+
+    /// Claims every ipc endpoint of `configuration` that is bound (not connected).
+    /// - Throws: `ServiceError.configuration` when one is served by a running process.
+    public init(configuration: ServiceConfiguration) throws {
+        var taken: [IPCEndpointClaim] = []
+        for ep in configuration.endpoints where ep.url.hasPrefix("ipc://") && !ep.connect {
+            do {
+                taken.append(try IPCEndpointClaim(url: ep.url))
+            } catch {
+                for c in taken { c.release() }
+                throw error
+            }
+        }
+        claims = taken
+    }
+
+    /// The endpoints whose socket file was left by a daemon that is gone (removed when claimed).
+    public var removedStale: [String] { claims.filter(\.removedStale).map(\.url) }
+
+    /// Releases every claim (the daemon no longer serves them).
+    public func release() {
+        for c in claims { c.release() }
+    }
+}

@@ -51,6 +51,12 @@ public final class StatusServer: @unchecked Sendable {
         boundAddress = "\(shownHost):\(local?.port ?? port)"
     }
 
+    /// Checks an address as `init` reads it, without binding (coalesced checks --http before it
+    /// starts anything). - Throws: `StatusServerError.address`.
+    public static func validate(address: String) throws {
+        _ = try parse(address)
+    }
+
     /// Stops listening and closes open connections.
     public func close() {
         try? channel.close().wait()

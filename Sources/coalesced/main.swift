@@ -131,6 +131,50 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "coalesced")
         let pluginDir = plugins ?? Self.defaultPluginDirectory()
         let models = self.models ?? Self.defaultModelDirectory()
+
+        // The whole configuration first, and the ipc endpoints claimed: a start that is refused
+        // exits before any worker directory, worker process or model exists.
+        var endpoints: [ServiceEndpoint] = []
+        if !endpoint.isEmpty { endpoints.append(ServiceEndpoint(url: endpoint, admin: adminAnywhere)) }
+        for url in connect { endpoints.append(ServiceEndpoint(url: url, admin: adminAnywhere, connect: true)) }
+        let admin = adminEndpoint ?? ServiceConfiguration.defaultIPCEndpoint
+        if !admin.isEmpty { endpoints.append(ServiceEndpoint(url: admin, admin: true)) }
+        let config = ServiceConfiguration(
+            endpoints: endpoints, maxQueue: maxQueue, maxBatch: maxBatch,
+            maxDelay: .microseconds(Int64(maxDelayMs * 1000)), workers: workers, maxMessageBytes: maxMessageBytes,
+            drainTimeout: .milliseconds(Int64(drainTimeoutS * 1000)),
+            defaultTimeout: timeoutMs > 0 ? .milliseconds(Int64(timeoutMs)) : nil,
+            curve: try curveSecretKeyFile.map {
+                var c = try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "")
+                c.brokerPublicKey = curveBrokerKey
+                return c
+            })
+        try config.validate()
+        if let http { try StatusServer.validate(address: http) }
+        let claims = try EndpointClaims(configuration: config)
+        defer { claims.release() }
+        for url in claims.removedStale {
+            logger.info("removed the stale socket of a daemon that is gone", metadata: ["endpoint": "\(url)"])
+        }
+
+        // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests. One that
+        // arrives while the models load ends the start once they are loaded (the workers stopped,
+        // their socket directory removed), with status 0.
+        let stop = StopRequest()
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler {
+                logger.info("signal received; draining", metadata: ["signal": "\(sig)"])
+                SystemdNotify.send("STOPPING=1")
+                stop.signal()
+            }
+            src.resume()
+            sources.append(src)
+        }
+        defer { withExtendedLifetime(sources) {} }
+
         let hub = isolation == .process
             ? try WorkerHub(configuration: .init(heartbeatTimeout: .milliseconds(Int64(workerHeartbeatS * 1000)),
                                                  hangGrace: .milliseconds(Int64(workerHangGraceS * 1000))))
@@ -151,39 +195,15 @@ struct Serve: ParsableCommand {
                 }
             }
         }
-        var endpoints: [ServiceEndpoint] = []
-        if !endpoint.isEmpty { endpoints.append(ServiceEndpoint(url: endpoint, admin: adminAnywhere)) }
-        for url in connect { endpoints.append(ServiceEndpoint(url: url, admin: adminAnywhere, connect: true)) }
-        let admin = adminEndpoint ?? ServiceConfiguration.defaultIPCEndpoint
-        if !admin.isEmpty { endpoints.append(ServiceEndpoint(url: admin, admin: true)) }
-        let config = ServiceConfiguration(
-            endpoints: endpoints, maxQueue: maxQueue, maxBatch: maxBatch,
-            maxDelay: .microseconds(Int64(maxDelayMs * 1000)), workers: workers, maxMessageBytes: maxMessageBytes,
-            drainTimeout: .milliseconds(Int64(drainTimeoutS * 1000)),
-            defaultTimeout: timeoutMs > 0 ? .milliseconds(Int64(timeoutMs)) : nil,
-            curve: try curveSecretKeyFile.map {
-                var c = try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "")
-                c.brokerPublicKey = curveBrokerKey
-                return c
-            })
-        let service = try Service(engine: engine, configuration: config, workers: hub)
+        let service = try Service(engine: engine, configuration: config, workers: hub, claims: claims)
+        if stop.attach(service) {
+            logger.info("stopped before serving")
+            return
+        }
         let status = try http.map { try StatusServer(address: $0, source: StatusSource(service: service)) }
         defer { status?.close() }
         if let status { logger.info("http status server listening", metadata: ["http": "\(status.boundAddress)"]) }
 
-        // SIGTERM/SIGINT start a drain; a second one stops waiting for running requests.
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler {
-                logger.info("signal received; draining", metadata: ["signal": "\(sig)"])
-                SystemdNotify.send("STOPPING=1")
-                service.requestDrain()
-            }
-            src.resume()
-            sources.append(src)
-        }
         let poller = pollS > 0 ? RepositoryPoller(engine: engine, interval: .milliseconds(Int64(pollS * 1000))) : nil
         poller?.start()
         defer { poller?.stop() }
@@ -193,7 +213,6 @@ struct Serve: ParsableCommand {
                                             "plugins": "\(pluginDir)", "models": "\(models)"])
             SystemdNotify.send("READY=1")  // Type=notify units (docs/coalesced.service)
         }
-        withExtendedLifetime(sources) {}
     }
 
     /// ./models when it exists, else <exe>/../share/coalesce/models (install layout).
@@ -212,6 +231,30 @@ struct Serve: ParsableCommand {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: installed, isDirectory: &isDir), isDir.boolValue { return installed }
         return exe.path
+    }
+}
+
+/// SIGTERM/SIGINT before and after the service exists: before, they are remembered (the start
+/// ends once the models are loaded); after, each one asks the service to drain.
+final class StopRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var service: Service?
+    private var early = false
+
+    func signal() {
+        lock.lock()
+        let s = service
+        if s == nil { early = true }
+        lock.unlock()
+        s?.requestDrain()
+    }
+
+    /// Sends later signals to `service`. - Returns: true when one came before (do not serve).
+    func attach(_ service: Service) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        self.service = service
+        return early
     }
 }
 

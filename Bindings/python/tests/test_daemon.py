@@ -468,6 +468,7 @@ def test_second_daemon_on_a_served_admin_endpoint_refuses_to_start(daemon, tmp_p
         raise AssertionError("a second daemon started on an admin endpoint that is in use")
     out = (tmp_path / "second.log").read_text()
     assert rc == 1 and "already served" in out, (rc, out)
+    assert "worker started" not in out, out  # refused before it started anything
     with daemon.admin_client() as a:  # the first daemon's admin endpoint still answers
         assert a.load_model("tp").generation == 2
     with daemon.client() as c:
@@ -1051,8 +1052,15 @@ def test_connect_with_curve_but_no_broker_key_refuses_to_start(tmp_path):
     (tmp_path / "k").write_text(sec + "\n")
     (tmp_path / "c").write_text("")
     write_model(tmp_path / "m", "tp")
-    r = subprocess.run([str(COALESCED), "serve", "--models", str(tmp_path / "m"), "--plugins", str(PLUGINS),
-                        "--endpoint", "", "--admin-endpoint", "", "--connect", f"tcp://127.0.0.1:{free_port()}",
-                        "--curve-secret-key-file", str(tmp_path / "k"), "--curve-clients", str(tmp_path / "c")],
-                       capture_output=True, text=True, timeout=20)
-    assert r.returncode == 1 and "--curve-broker-key" in (r.stdout + r.stderr), (r.returncode, r.stdout, r.stderr)
+    t0 = time.monotonic()
+    p = subprocess.Popen([str(COALESCED), "serve", "--models", str(tmp_path / "m"), "--plugins", str(PLUGINS),
+                          "--endpoint", "", "--admin-endpoint", "", "--connect", f"tcp://127.0.0.1:{free_port()}",
+                          "--curve-secret-key-file", str(tmp_path / "k"), "--curve-clients", str(tmp_path / "c")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = p.communicate(timeout=20)
+    took = time.monotonic() - t0
+    assert p.returncode == 1 and "--curve-broker-key" in out, (p.returncode, out)
+    # Refused before anything started: no worker, no worker socket directory, no model.
+    assert "worker" not in out and "model" not in out, out
+    assert not list(Path("/tmp").glob(f"coalesced-workers-{p.pid}-*"))
+    assert took < 5, took
