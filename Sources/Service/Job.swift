@@ -18,6 +18,7 @@ final class Job: @unchecked Sendable {
     let deadline: ContinuousClock.Instant?
     private let lock = Lock()
     private var cancelledFlag = false
+    private var reportedStep = 0
 
     init(route: ReplyRoute, id: String, op: GenerateOp, arrival: ContinuousClock.Instant, deadline: ContinuousClock.Instant?) {
         self.route = route
@@ -29,6 +30,18 @@ final class Job: @unchecked Sendable {
 
     var isCancelled: Bool { lock.withLock { cancelledFlag } }
     func cancel() { lock.withLock { cancelledFlag = true } }
+
+    /// The backend reached `step`: runs `report` when the step is past every step reported
+    /// before. So the steps a client hears never go back: after a worker crash the request runs
+    /// again from its first step, and nothing is reported until the retry passes the last step
+    /// reported.
+    func progressed(step: Int, report: () -> Void) {
+        lock.withLock {
+            guard step > reportedStep else { return }
+            reportedStep = step
+            report()
+        }
+    }
 
     /// True when (client envelope, request id) names this job.
     func matches(envelope: [[UInt8]], id: String) -> Bool {

@@ -176,7 +176,9 @@ final class Scheduler: @unchecked Sendable {
         let start = ContinuousClock.now
         let items = batch.map { job in
             BatchItem(request: job.request) { [self] p in
-                if job.op.wantProgress { send(job.route, job.id, .progress(step: p.step, total: p.total)) }
+                job.progressed(step: p.step) {
+                    if job.op.wantProgress { send(job.route, job.id, .progress(step: p.step, total: p.total)) }
+                }
                 return !job.isCancelled && !isAborting
             }
         }

@@ -120,6 +120,37 @@ def test_hung_backend_is_cancelled_then_killed_and_restarted(daemon_factory):
     wait_for(lambda: not pid_alive(pid), "the hung worker to be gone")
 
 
+def test_progress_never_goes_back_after_a_worker_crash(daemon_factory):
+    """A request running when its worker dies runs again from its first step on the restarted
+    worker; its client hears every step at most once and in order (nothing until the retry passes
+    the last step it heard), then the same pixels as without the crash."""
+    d = daemon_factory(models={"tp": {"chaos": True, "step_delay_ms": 50}})
+    with d.client(timeout=30) as c, d.client(timeout=30) as crasher:
+        reference = list(c.generate("tp", prompt="a shirt", seed=5, steps=20).images)
+        rid = c.send(make_generate("tp", prompt="a shirt", seed=5, steps=20, want_progress=True))
+        steps = []
+        while len(steps) < 3:
+            r = c.recv(10)
+            assert r is not None and r.id == rid and r.WhichOneof("kind") == "progress", r
+            steps.append(r.progress.step)
+        with pytest.raises(CoalesceError) as e:  # kills the worker under the running request
+            crasher.generate("tp", prompt="chaos:segv", seed=1)
+        assert e.value.code == pb.INTERNAL and "SIGSEGV" in e.value.message, e.value
+        while True:
+            r = c.recv(20)
+            assert r is not None and r.id == rid, r
+            if r.WhichOneof("kind") != "progress":
+                break
+            assert r.progress.total == 20
+            steps.append(r.progress.step)
+        assert r.WhichOneof("kind") == "images", r
+        assert list(r.images.images) == reference
+        assert steps == sorted(set(steps)) and steps[-1] == 20, steps
+        assert c.recv(0.3) is None  # nothing after the final reply
+        assert model(c, "tp").worker_restarts >= 1
+    assert "retrying requests of a dead worker" in d.logs()
+
+
 def test_worker_that_stops_answering_heartbeats_is_replaced(daemon_factory):
     d = daemon_factory("--worker-heartbeat-s", "1", models={"tp": {}})
     with d.client(timeout=30) as c:
