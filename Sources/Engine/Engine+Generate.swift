@@ -156,9 +156,17 @@ extension Engine {
     }
 
     /// Runs one chunk (same model, steps, guidance; fits max batch) and fills its results.
+    /// A request whose deadline passed before the backend call starts (an earlier chunk or part
+    /// ran meanwhile) fails without it: no backend step is spent on it.
     private func run(_ chunk: [Int], of items: [BatchItem], on model: BackendModel,
                      into results: inout [Result<ImageBatch, EngineError>?]) {
         let start = ContinuousClock.now
+        let chunk = chunk.filter { i in
+            guard let d = items[i].request.deadline, d <= start else { return true }
+            results[i] = .failure(.deadlineExceeded("deadline passed before the request started"))
+            return false
+        }
+        if chunk.isEmpty { return }
         // Per-request outcome decided by the progress fan-out: nil = still wanted.
         var stopped = [EngineError?](repeating: nil, count: chunk.count)
         let fanOut: (Int, Int) -> Bool = { step, total in

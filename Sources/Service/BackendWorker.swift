@@ -92,6 +92,12 @@ public enum BackendWorker {
                 case .generate(let call, let requests, let imageBytes, let threads):
                     state.begin(call)
                     let t = Thread {
+                        if state.isCancelled(call) {  // cancelled (its deadline passed) before it began
+                            let e = EngineError.cancelled("cancelled before the backend call started")
+                            outbox.push(route, WorkerProtocol.encode(.error(call: call, e)))
+                            state.end(call)
+                            return
+                        }
                         let results = instance.generate(requests, imageBytes: imageBytes > 0 ? imageBytes : info.imageBytes,
                                                         threads: threads, deadline: nil) { step, total in
                             outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))

@@ -66,14 +66,14 @@ final class Scheduler: @unchecked Sendable {
             cond.broadcast()
             return .removedFromQueue(job)
         }
-        if let job = running.first(where: { $0.matches(envelope: envelope, id: id) }) {
+        if let job = running.first(where: { $0.matches(envelope: envelope, id: id) && !$0.isAnswered }) {
             job.cancel()
             return .signalledRunning
         }
         return .notFound
     }
 
-    /// Removes queued jobs whose deadline passed and returns them.
+    /// Removes queued jobs whose deadline passed and returns them (their final reply claimed).
     func takeExpired(now: ContinuousClock.Instant) -> [Job] {
         cond.lock()
         defer { cond.unlock() }
@@ -83,7 +83,19 @@ final class Scheduler: @unchecked Sendable {
             return false
         }
         if !expired.isEmpty { cond.broadcast() }
-        return expired
+        return expired.filter { $0.claimFinal() }
+    }
+
+    /// Running jobs whose deadline passed and that have no final reply yet, their final reply
+    /// claimed: the caller answers them DEADLINE_EXCEEDED now, without waiting for the backend,
+    /// which stops at its next step (the result of the call is dropped for them).
+    func takeExpiredRunning(now: ContinuousClock.Instant) -> [Job] {
+        cond.lock()
+        defer { cond.unlock() }
+        return running.filter { job in
+            guard let d = job.deadline, d <= now, !job.isAnswered else { return false }
+            return job.claimFinal()
+        }
     }
 
     var depth: Int { cond.lock(); defer { cond.unlock() }; return queue.count }
@@ -108,7 +120,7 @@ final class Scheduler: @unchecked Sendable {
         let rest = queue
         queue.removeAll()
         cond.broadcast()
-        return rest
+        return rest.filter { $0.claimFinal() }
     }
 
     /// Waits until every worker thread has exited or `timeout` passes. - Returns: true if all exited.
@@ -176,7 +188,7 @@ final class Scheduler: @unchecked Sendable {
         let start = ContinuousClock.now
         let items = batch.map { job in
             BatchItem(request: job.request) { [self] p in
-                job.progressed(step: p.step) {
+                job.progressed(step: p.step, total: p.total) {
                     if job.op.wantProgress { send(job.route, job.id, .progress(step: p.step, total: p.total)) }
                 }
                 return !job.isCancelled && !isAborting
@@ -186,6 +198,7 @@ final class Scheduler: @unchecked Sendable {
         let runMs = milliseconds(ContinuousClock.now - start)
         metrics.recordBatch(requests: batch.count)
         for (job, result) in zip(batch, results) {
+            guard job.claimFinal() else { continue }  // answered at its deadline while it ran
             switch result {
             case .success(let images):
                 var encoded: [[UInt8]] = []

@@ -176,6 +176,21 @@ public final class Service: @unchecked Sendable {
                 sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
                 scheduler.finish(job, outcome: e.code, images: 0)
             }
+            // A running request is answered at its deadline too, not at the backend's next step
+            // (which may be a long way off, or never come); its call stops at that step unless
+            // other requests batched with it still run.
+            let overdue = scheduler.takeExpiredRunning(now: .now)
+            if !overdue.isEmpty {
+                flush(sockets)  // progress reported before the claim goes out before the final reply
+                for job in overdue {
+                    let (step, total) = job.lastReported
+                    let e = EngineError.deadlineExceeded(step == 0
+                        ? "deadline passed while running, before the backend's first step"
+                        : "deadline passed while running, after step \(step) of \(total)")
+                    sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
+                    scheduler.finish(job, outcome: e.code, images: 0)
+                }
+            }
 
             if ContinuousClock.now >= nextHeartbeat {
                 sendHeartbeats(sockets, draining: draining)

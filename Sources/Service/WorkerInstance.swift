@@ -202,6 +202,11 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                 : .unavailable("model \(quoted(spec.model)): no worker came back within \(seconds(hub.configuration.loadTimeout)) s")
             return .done(reqs.map { _ in .failure(e) })
         }
+        if let deadline, ContinuousClock.now >= deadline {
+            // It passed while this call waited (for a restart, or for a retry running alone).
+            cond.unlock()
+            return .done(reqs.map { _ in .failure(.deadlineExceeded("deadline passed before the backend call started")) })
+        }
         let call = hub.newCallID()
         p.calls[call] = []
         cond.unlock()

@@ -552,6 +552,34 @@ def test_deadline_and_cancel(daemon_factory):
         assert final_reply(c, c.send(req)).error.code == pb.NOT_FOUND
 
 
+@pytest.mark.parametrize("isolation", ["process", "in-process"])
+def test_deadline_is_answered_at_the_deadline_not_at_the_next_step(daemon_factory, isolation):
+    """A request whose deadline passes before its first backend step (timeout_ms=1) or in the
+    middle of a step is answered DEADLINE_EXCEEDED then, not when the backend reaches its next step
+    (1 s here); nothing follows the final reply, and the model serves the next request."""
+    d = daemon_factory("--isolation", isolation, models={"slow": {"step_delay_ms": 1000}})
+    with d.client() as c:
+        # After a step: the step is reported, then the deadline, then nothing.
+        t0 = time.monotonic()
+        rid = c.send(make_generate("slow", steps=4, timeout_ms=1500, want_progress=True))
+        r = c.recv(5)
+        assert r is not None and r.id == rid and r.WhichOneof("kind") == "progress" and r.progress.step == 1, r
+        r = c.recv(5)
+        took = time.monotonic() - t0
+        assert r is not None and r.id == rid and r.error.code == pb.DEADLINE_EXCEEDED, r
+        assert "after step 1 of 4" in r.error.message and took < 1.5 + 0.3, (took, r.error.message)
+        assert c.recv(1.0) is None  # the backend's step 2 (at 2 s) reports nothing
+        # Before the first step (a worker thread each: the backend still spends its step).
+        for timeout_ms in (1, 300):
+            t0 = time.monotonic()
+            with pytest.raises(CoalesceError) as e:
+                c.generate("slow", steps=4, timeout_ms=timeout_ms)
+            took = time.monotonic() - t0
+            assert e.value.code == pb.DEADLINE_EXCEEDED, e.value
+            assert took < timeout_ms / 1000 + 0.3, (timeout_ms, took, e.value.message)
+        assert len(c.generate("slow", steps=1).images) == 1
+
+
 def test_concurrent_requests_are_batched_and_identical(daemon_factory):
     d = daemon_factory("--workers", "1", "--max-batch", "8", "--max-delay-ms", "20",
                        models={"tp": {"step_delay_ms": 5}})
