@@ -112,14 +112,18 @@ public enum DistillationTrainer {
             return copy
         }
         var teacher = firstPhase == 0 ? original : try frozenCopy()
-        var phaseSeconds = firstPhase == 0 ? 0.0
-            : (try SafeTensors.read(path: phaseFile(firstPhase - 1)).metadata["seconds"]).flatMap(Double.init) ?? 0
+        let previous = firstPhase == 0 ? [:] : try SafeTensors.read(path: phaseFile(firstPhase - 1)).metadata
+        var phaseSeconds = previous["seconds"].flatMap(Double.init) ?? 0
+        var phaseCPU = previous["cpu_seconds"].flatMap(Double.init) ?? 0
         for pi in firstPhase..<phases.count {
             let phase = phases[pi]
             let report = try runPhase(teacher: teacher, student: student, data: data, phase: phase, index: pi, options: o, say: say)
             say("phase \(pi + 1) (\(phase.teacher) -> \(phase.student) steps): \(report)")
             phaseSeconds += report.seconds
-            try SafeTensors(tensors: student.unet.stateDict(), metadata: ["seconds": String(format: "%.1f", phaseSeconds)]).write(path: phaseFile(pi))
+            phaseCPU += report.cpuSeconds
+            try SafeTensors(tensors: student.unet.stateDict(),
+                            metadata: ["seconds": String(format: "%.1f", phaseSeconds), "cpu_seconds": String(format: "%.1f", phaseCPU)])
+                .write(path: phaseFile(pi))
             try LatentDiffusionTrainer.writeSampleGrid(model: student, steps: phase.student, guidance: config.defaultGuidance,
                                                        path: o.outputDirectory + "/samples-\(phase.student)-steps.png")
             // The next phase's teacher is a frozen copy of this student.
@@ -132,7 +136,8 @@ public enum DistillationTrainer {
         // Training time: this run's data preparation and every phase's steps (resumed phases
         // count the time before them).
         let total = prep + phaseSeconds
-        try LatentDiffusionTrainer.writeTrainingJSON(o.outputDirectory, seconds: total, steps: phases.count * o.stepsPerPhase)
+        try LatentDiffusionTrainer.writeTrainingJSON(o.outputDirectory, seconds: total, steps: phases.count * o.stepsPerPhase,
+                                                     cpuSeconds: phaseCPU, stepSeconds: phaseSeconds)
         say("distilled-unet: wrote \(o.outputDirectory)/distilled-unet.safetensors, config.json")
         say("total \(Int(total))s")
         try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
@@ -157,15 +162,18 @@ public enum DistillationTrainer {
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         let phaseName = "phase-\(index)"
         var start = 0
-        var before = 0.0
+        var before = 0.0, cpuBefore = 0.0
         if FileManager.default.fileExists(atPath: ckpt) {
             let meta = try SafeTensors.read(path: ckpt).metadata
-            if meta["phase"] == phaseName, let (step, _, elapsed, _) = try DiffusionCheckpoint.load(path: ckpt, net: student.unet, ema: ema, optimizer: opt) {
+            if meta["phase"] == phaseName, let (step, _, elapsed, m) = try DiffusionCheckpoint.load(path: ckpt, net: student.unet, ema: ema, optimizer: opt) {
                 start = step
                 before = elapsed
+                cpuBefore = m["cpu_seconds"].flatMap(Double.init) ?? 0
                 say("resuming \(phaseName) from \(ckpt) at step \(step)")
             }
         }
+        let cpu0 = NestedUNetTrainer.processCPUSeconds()
+        func cpuSoFar() -> Double { cpuBefore + NestedUNetTrainer.processCPUSeconds() - cpu0 }
         let schedule = student.schedule
         let spacing = student.config.spacing
         let studentGrid = schedule.updates(phase.student, spacing: spacing)
@@ -235,11 +243,12 @@ public enum DistillationTrainer {
             progress.update(step: step, loss: lossAvg)
             if step % o.checkpointEvery == 0 && step < o.stepsPerPhase {
                 try DiffusionCheckpoint.save(path: ckpt, net: student.unet, ema: ema, optimizer: opt, step: step, phase: phaseName,
-                                             elapsed: before + Date().timeIntervalSince(t0))
+                                             elapsed: before + Date().timeIntervalSince(t0),
+                                             extra: ["cpu_seconds": String(format: "%.1f", cpuSoFar())])
             }
         }
         ema.copy(into: params)
         return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: before + Date().timeIntervalSince(t0),
-                                       finalLoss: lossAvg, parameters: student.unet.parameterCount)
+                                       cpuSeconds: cpuSoFar(), finalLoss: lossAvg, parameters: student.unet.parameterCount)
     }
 }
