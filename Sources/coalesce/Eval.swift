@@ -41,7 +41,6 @@ struct Eval: ParsableCommand {
         BLAS.load()
         GeneratorRegistration.registerAll(modelsDirectory: modelsDir)
         guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number >= 0") }
-        EngineGenerator.guidance = guidance
         if list { print(GeneratorRegistry.names.joined(separator: "\n")); return }
         let clf = try Classifier.load(path: Eval.checkpoint(classifier))
         let side = clf.config.imageSize
@@ -69,7 +68,7 @@ struct Eval: ParsableCommand {
         }
         let evaluator = try Evaluator(classifier: clf, secondClassifier: second, train: train, test: test, settings: settings)
         evaluator.showProgress = !quiet && isatty(STDERR_FILENO) == 1
-        let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train))
+        let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train, guidance: guidance))
         let report = try evaluator.evaluate(generator, withReference: !noReference)
         let channels = generator.imageChannels
         if let grid, let gen = evaluator.lastGenerated {
@@ -100,7 +99,7 @@ struct Eval: ParsableCommand {
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
-            print(EvalText.render(report))
+            print(EvalText.render(report, guidance: guidance))
         }
     }
 }
@@ -116,11 +115,11 @@ extension Eval {
 
 /// Human-readable rendering of an `EvaluationReport`.
 enum EvalText {
-    static func render(_ r: EvaluationReport) -> String {
+    static func render(_ r: EvaluationReport, guidance: Float = 0) -> String {
         var lines = [String(format: "model %@, %d steps, %d images (seed %llu); classifier test accuracy %.2f%% on %d images",
                             r.model, r.settings.steps, r.settings.count, r.settings.seed,
                             r.classifierTestAccuracy * 100, r.testImages)]
-        if EngineGenerator.guidance != 0 { lines.append(String(format: "guidance %g", EngineGenerator.guidance)) }
+        if guidance != 0 { lines.append(String(format: "guidance %g", guidance)) }
         lines.append(String(format: "generation: %.2f s in the generator, %.1f images/s", r.generationSeconds, r.imagesPerSecond))
         lines.append("                    FID     class acc  precision  recall  density  coverage  near-copies px / feat (test)  NN dist px / feat (test)")
         func row(_ name: String, _ s: SetScores) -> String {
@@ -173,7 +172,7 @@ enum GeneratorRegistration {
         let repository = ModelRepository(root: modelsDirectory)
         for name in repository.modelNames() where !known.contains(name) && (try? repository.config(for: name)) != nil {
             GeneratorRegistry.register(name) { context in
-                try EngineGenerator(model: name, modelsDirectory: context.modelsDirectory)
+                try EngineGenerator(model: name, modelsDirectory: context.modelsDirectory, guidance: context.guidance)
             }
         }
     }
@@ -192,13 +191,14 @@ enum GeneratorRegistration {
 /// A model served by an Engine backend plugin, seen through the evaluation `Generator` protocol.
 final class EngineGenerator: Generator {
     /// Guidance scale of every request (`--guidance`; 0 = the model's default).
-    nonisolated(unsafe) static var guidance: Float = 0
+    let guidance: Float
     let name: String
     let imageSide: Int
     private let engine: Engine
 
-    init(model: String, modelsDirectory: String) throws {
+    init(model: String, modelsDirectory: String, guidance: Float = 0) throws {
         name = model
+        self.guidance = guidance
         var logger = Logger(label: "coalesce.eval")
         logger.logLevel = .warning  // keep stdout clean for --json
         engine = Engine(configuration: .init(pluginDirectory: GeneratorRegistration.pluginDirectory(),
@@ -219,7 +219,7 @@ final class EngineGenerator: Generator {
     func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
         let batch = try engine.generate(GenerateRequest(model: name, prompt: prompt, seed: seed,
                                                         steps: Int32(clamping: steps), count: Int32(clamping: count),
-                                                        guidance: Self.guidance))
+                                                        guidance: guidance))
         guard batch.width == imageSide, batch.height == imageSide, batch.channels == imageChannels, batch.count == count else {
             throw TrainingError.generation("\(name) returned \(batch.count) images of \(batch.width)x\(batch.height)x\(batch.channels), expected \(count) of \(imageSide)x\(imageSide)x\(imageChannels)")
         }

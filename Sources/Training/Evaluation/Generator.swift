@@ -25,11 +25,14 @@ extension Generator {
 public final class GeneratorContext {
     /// The models directory (`models/` in the repository, or an installed share/coalesce/models).
     public let modelsDirectory: String
+    /// Classifier-free guidance of every request, for generators with guidance (0: the model's default).
+    public let guidance: Float
     private var train: LabeledImages?
     private let lock = NSLock()
 
-    public init(modelsDirectory: String, train: LabeledImages? = nil) {
+    public init(modelsDirectory: String, train: LabeledImages? = nil, guidance: Float = 0) {
         self.modelsDirectory = modelsDirectory
+        self.guidance = guidance
         self.train = train
     }
 
