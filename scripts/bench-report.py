@@ -57,9 +57,21 @@ SIGNIFICANCE = 2.0
 # features we do not share, 1000 images per row; real training images 4.5), measured before
 # 2026-12-06 on the then 2,600-step teacher and the models distilled from it. A claim of ours that
 # this ranking contradicts is marked in the README's reading.
-JUDGE = {("latent-diffusion", 50): 18.8, ("distilled-unet", 16): 17.6, ("distilled-unet", 8): 23.1,
-         ("distilled-unet", 4): 39.0, ("coalescer", 1): 32.7, ("coalescer", 2): 59.9, ("nested-unet", 16): 78.8,
-         ("reconstruction", 1): 10.1}
+# The independent judge's FIDs (1000 images) and the first 16 hex digits of the sha256 of the weights
+# it scored (None: no weights file, the reconstructions). A row whose weights differ was not judged.
+JUDGE = {("latent-diffusion", 50): (18.8, "6ec8108c33abaaad"), ("distilled-unet", 16): (17.6, "2dd9e326752d50a5"),
+         ("distilled-unet", 8): (23.1, "2dd9e326752d50a5"), ("distilled-unet", 4): (39.0, "2dd9e326752d50a5"),
+         ("coalescer", 1): (32.7, "09399211c20d33f6"), ("coalescer", 2): (59.9, "09399211c20d33f6"),
+         ("nested-unet", 16): (78.8, "fdd3937b692366ab"), ("reconstruction", 1): (10.1, None)}
+
+
+def judged(r):
+    """(judge FID, whether the judge scored these very weights) for a row, or None."""
+    j = JUDGE.get((r["model"], r["steps"]))
+    if j is None:
+        return None
+    fid, sha = j
+    return fid, sha is None or (r.get("weights_sha256") or "").startswith(sha)
 
 
 # ---- one row ---------------------------------------------------------------------------------
@@ -667,11 +679,13 @@ def headline_reading(rows):
             w, l = (x, y) if c < 0 else (y, x)
             line = "- %s %s better than %s in both networks (%s against %s)." % (
                 name(w), "score" if w["model"] in PSEUDO else "scores", name(l), scores(w), scores(l))
-            jw, jl = JUDGE.get((w["model"], w["steps"])), JUDGE.get((l["model"], l["steps"]))
-            if jw is not None and jl is not None and jw > jl:
+            jw, jl = judged(w), judged(l)
+            if jw is not None and jl is not None and jw[0] > jl[0]:
+                same = jw[1] and jl[1]
                 line += (" An independent judge (a separately trained classifier whose features we do not share; 1000 "
-                         "images, the teacher then the 2,600-step one) ranked these two the other way (FID %.1f against "
-                         "%.1f), so this pair is not settled by our yardstick." % (jw, jl))
+                         "images) ranked %s the other way (FID %.1f against %.1f), so this pair is not settled by our "
+                         "yardstick%s." % ("these two" if same else "earlier weights of these two", jw[0], jl[0],
+                                           "" if same else "; these weights have not been judged"))
             out.append(line)
     return "\n".join(out)
 
