@@ -149,6 +149,11 @@ public final class Engine: @unchecked Sendable {
         lock.withLock { models[name] != nil }
     }
 
+    /// How many models are served.
+    public var loadedCount: Int {
+        lock.withLock { models.count }
+    }
+
     /// Snapshots of every loaded model, sorted by name.
     public func loadedModels() -> [ModelStatus] {
         let current = lock.withLock { Array(models.values) }

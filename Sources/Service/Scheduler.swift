@@ -4,9 +4,17 @@ import Foundation
 import ImageIO
 import Logging
 
-/// Holds accepted jobs until a worker takes them, groups jobs for the same model into one
+/// Holds accepted jobs until a thread takes them, groups jobs for the same model into one
 /// backend call (up to maxBatch jobs, waiting at most maxDelay after the oldest arrived), and
 /// sends every job's final reply. Every accepted job gets exactly one final reply.
+///
+/// Threads: one model runs at most `workers` backend calls at once, each on a thread of its own,
+/// and no model can take the threads another model needs: when a job's model has a free call
+/// and no thread is idle, another thread starts. So a model whose calls do not come back (a
+/// worker frozen or stuck inside a call, a worker restarting) holds `workers` threads and delays
+/// only its own requests. `workers` threads live as long as the scheduler; the threads started
+/// beyond them exit after `surplusLinger` without work. At most `workers` x (loaded models + 1)
+/// threads exist at once.
 final class Scheduler: @unchecked Sendable {
     typealias Send = @Sendable (ReplyRoute, String, WireReply) -> Void
 
@@ -19,10 +27,16 @@ final class Scheduler: @unchecked Sendable {
     private let cond = NSCondition()
     private var queue: [Job] = []        // FIFO, guarded by cond
     private var running: [Job] = []      // guarded by cond
-    private var stopping = false         // workers exit when the queue is empty
+    private var calls: [String: Int] = [:]  // backend calls running per model, guarded by cond
+    private var stopping = false         // threads exit when the queue is empty
     private var abortRunning = false     // progress callbacks cancel running jobs
-    private var threads: [Thread] = []
-    private var liveWorkers = 0
+    private var threadCount = 0          // live threads, guarded by cond
+    private var idleThreads = 0          // threads waiting for a batch, guarded by cond
+    private var threadCap: Int           // guarded by cond; see `threadCapNow`
+    private var threadsStarted = 0
+
+    /// How long a thread started beyond `workers` waits for work before it exits.
+    static let surplusLinger: Duration = .seconds(5)
 
     init(engine: Engine, config: ServiceConfiguration, metrics: Metrics, logger: Logger, send: @escaping Send) {
         self.engine = engine
@@ -30,26 +44,47 @@ final class Scheduler: @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         self.send = send
+        self.threadCap = max(1, config.workers) * 2
     }
 
+    /// Backend calls one model may run at once (threads it may hold).
+    private var callsPerModel: Int { max(1, config.workers) }
+
     func start() {
+        let cap = threadCapNow()
         cond.lock()
-        liveWorkers = max(1, config.workers)
+        threadCap = cap
+        for _ in 0..<callsPerModel { startThread() }
         cond.unlock()
-        for i in 0..<max(1, config.workers) {
-            let t = Thread { [self] in workerLoop() }
-            t.name = "coalesced-worker-\(i)"
-            t.start()
-            threads.append(t)
-        }
+    }
+
+    /// Under cond.
+    private func startThread() {
+        threadCount += 1
+        threadsStarted += 1
+        let t = Thread { [self] in threadLoop() }
+        t.name = "coalesced-worker-\(threadsStarted - 1)"
+        t.start()
+    }
+
+    /// `workers` threads for every loaded model and for one more (requests for a name that is not
+    /// loaded fail at once, but hold a thread meanwhile). Called outside cond: the engine has its
+    /// own lock.
+    private func threadCapNow() -> Int {
+        callsPerModel * (engine.loadedCount + 1)
     }
 
     /// Queues a job. - Returns: false when the queue is full (the caller replies RESOURCE_EXHAUSTED).
     func submit(_ job: Job) -> Bool {
+        let cap = threadCapNow()
         cond.lock()
         defer { cond.unlock() }
+        threadCap = cap
         guard queue.count < config.maxQueue, !stopping else { return false }
         queue.append(job)
+        if idleThreads == 0, threadCount < threadCap, calls[job.op.model, default: 0] < callsPerModel {
+            startThread()  // every thread is busy, maybe with a model that does not come back
+        }
         cond.broadcast()
         return true
     }
@@ -128,51 +163,84 @@ final class Scheduler: @unchecked Sendable {
         let until = Date().addingTimeInterval(seconds(timeout))
         cond.lock()
         defer { cond.unlock() }
-        while liveWorkers > 0 {
-            if !cond.wait(until: until) { return liveWorkers == 0 }
+        while threadCount > 0 {
+            if !cond.wait(until: until) { return threadCount == 0 }
         }
         return true
     }
 
-    // MARK: - Workers
+    // MARK: - Threads
 
-    private func workerLoop() {
+    private func threadLoop() {
+        cond.lock()
         while let batch = nextBatch() {
+            cond.unlock()
             process(batch)
             cond.lock()
             running.removeAll { job in batch.contains { $0 === job } }
+            let model = batch[0].op.model
+            calls[model, default: 1] -= 1
+            if calls[model] == 0 { calls.removeValue(forKey: model) }
             cond.broadcast()
-            cond.unlock()
         }
-        cond.lock()
-        liveWorkers -= 1
+        threadCount -= 1
         cond.broadcast()
         cond.unlock()
     }
 
-    /// Blocks until a batch is ready; nil when draining and the queue is empty.
+    /// Under cond (released while waiting). Blocks until a batch is ready; nil when the thread
+    /// exits: draining with an empty queue, or a thread beyond `workers` without work for
+    /// `surplusLinger`.
     private func nextBatch() -> [Job]? {
-        cond.lock()
-        defer { cond.unlock() }
+        let idleSince = ContinuousClock.now
         while true {
-            while queue.isEmpty {
-                if stopping { return nil }
+            if queue.isEmpty && stopping { return nil }
+            let now = ContinuousClock.now
+            var wake: ContinuousClock.Instant?
+            if let batch = takeBatch(now: now, wake: &wake) {
+                // Work left for another model (or another call of this one) and nobody to take it:
+                // wake an idle thread, or start one.
+                if hasRunnable() {
+                    if idleThreads > 0 { cond.broadcast() } else if threadCount < threadCap { startThread() }
+                }
+                return batch
+            }
+            if threadCount > callsPerModel {
+                let until = idleSince + Self.surplusLinger
+                if now >= until { return nil }
+                wake = min(wake ?? until, until)
+            }
+            idleThreads += 1
+            if let wake {
+                _ = cond.wait(until: Date().addingTimeInterval(seconds(wake - now)))
+            } else {
                 cond.wait()
             }
-            let first = queue[0]
-            if config.maxDelay > .zero, !stopping {
+            idleThreads -= 1
+        }
+    }
+
+    /// Under cond. The oldest queued job whose model has a call free gives a batch: it and the
+    /// next queued jobs for its model, up to maxBatch. With maxDelay a model's batch waits (at
+    /// most maxDelay after its oldest job arrived) to fill; `wake` is set to the earliest such end.
+    private func takeBatch(now: ContinuousClock.Instant, wake: inout ContinuousClock.Instant?) -> [Job]? {
+        var queued: [String: Int] = [:]
+        if config.maxDelay > .zero { for job in queue { queued[job.op.model, default: 0] += 1 } }
+        var seen = Set<String>()
+        for first in queue where seen.insert(first.op.model).inserted {
+            let model = first.op.model
+            guard calls[model, default: 0] < callsPerModel else { continue }
+            if config.maxDelay > .zero, !stopping, queued[model, default: 0] < config.maxBatch {
                 let until = first.arrival + config.maxDelay
-                let now = ContinuousClock.now
-                let sameModel = queue.reduce(0) { $0 + ($1.op.model == first.op.model ? 1 : 0) }
-                if sameModel < config.maxBatch, now < until {
-                    _ = cond.wait(until: Date().addingTimeInterval(seconds(until - now)))
-                    continue  // re-evaluate: the queue may have changed
+                if now < until {
+                    wake = min(wake ?? until, until)
+                    continue
                 }
             }
             var batch: [Job] = []
             var rest: [Job] = []
             for job in queue {
-                if batch.count < config.maxBatch, job.op.model == first.op.model {
+                if batch.count < config.maxBatch, job.op.model == model {
                     batch.append(job)
                 } else {
                     rest.append(job)
@@ -180,8 +248,15 @@ final class Scheduler: @unchecked Sendable {
             }
             queue = rest
             running += batch
+            calls[model, default: 0] += 1
             return batch
         }
+        return nil
+    }
+
+    /// Under cond. True when a queued job's model has a call free.
+    private func hasRunnable() -> Bool {
+        queue.contains { calls[$0.op.model, default: 0] < callsPerModel }
     }
 
     private func process(_ batch: [Job]) {

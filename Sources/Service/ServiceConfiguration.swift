@@ -32,7 +32,8 @@ public struct ServiceConfiguration: Sendable {
     public var maxBatch: Int
     /// How long the first request of a batch may wait for more (0 = take what is queued).
     public var maxDelay: Duration
-    /// Worker threads (models and batches served concurrently).
+    /// Backend calls (batches) one model runs at once, each on a thread of its own; models never
+    /// share these threads, so one whose calls hang holds only its own.
     public var workers: Int
     /// Largest message accepted with an error reply; 4x this is the hard socket limit
     /// (ZMQ_MAXMSGSIZE) beyond which the peer is disconnected.

@@ -54,7 +54,7 @@ struct Serve: ParsableCommand {
     @Option(help: "How long the oldest queued request waits for a batch to fill, in ms (0: take what is queued).")
     var maxDelayMs: Double = 0
 
-    @Option(help: "Worker threads (concurrent backend calls).")
+    @Option(help: "Backend calls one model runs at once, each on a daemon thread of its own; models never share these threads.")
     var workers: Int = 2
 
     @Option(help: "Default per-request timeout in ms when a request sets none (0: none).")

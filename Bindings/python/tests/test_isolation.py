@@ -347,3 +347,73 @@ def test_same_bytes_in_process_and_in_a_worker(daemon_factory):
                 x = a.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
                 y = b.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
                 assert list(x.images) == list(y.images), (name, prompt, steps)
+
+
+def p99(latencies: list[float]) -> float:
+    s = sorted(latencies)
+    return s[min(len(s) - 1, int(0.99 * len(s)))]
+
+
+def test_a_stopped_or_crashing_model_never_slows_another(daemon_factory):
+    """Three clients keep a model busy while its worker is frozen with SIGSTOP (a backend stuck in
+    a call), then while it crash-loops; meanwhile another model's latency (one closed-loop client)
+    stays what it was before: p99 within twice the baseline's plus 20 ms. The stuck model's calls
+    hold its own scheduler threads (--workers 2 per model), never the other model's. After
+    SIGCONT the frozen worker finishes what it was sent and the model serves again."""
+    d = daemon_factory("--workers", "2", models={"stuck": {"chaos": True, "step_delay_ms": 2}, "tp": {}})
+
+    def measure(c, seconds: float) -> list[float]:
+        out, t_end = [], time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            assert len(c.generate("tp", seed=len(out)).images) == 1
+            out.append((time.monotonic() - t0) * 1000)
+        return out
+
+    stop, stats = threading.Event(), []
+    threads = load_clients(d, 3, ["stuck"], stop, stats)
+    try:
+        with d.client(timeout=30) as c, d.client(timeout=30) as crasher:
+            pid = model(c, "stuck").worker_pid
+            measure(c, 0.3)  # warm up
+            baseline = measure(c, 1.0)
+            limit = 2 * p99(baseline) + 20
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(0.1)  # the stuck model's clients send into the frozen worker
+                frozen = measure(c, 1.5)  # under --worker-heartbeat-s (3 s): not killed meanwhile
+            finally:
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGCONT)
+            print(f"test-pattern p99: baseline {p99(baseline):.1f} ms ({len(baseline)} requests), while the "
+                  f"other model's worker is stopped {p99(frozen):.1f} ms ({len(frozen)}, max {max(frozen):.0f}); "
+                  f"limit {limit:.1f} ms")
+            assert p99(frozen) <= limit
+            wait_for(lambda: len(c.generate("stuck", seed=1, timeout_ms=5000).images) == 1, "the thawed model to serve")
+            assert model(c, "stuck").worker_pid == pid  # thawed, not replaced
+            # A crash loop: the magic request kills the worker twice (the call, then its retry
+            # alone); the model's other requests wait for each restart.
+            crashing, crashes = [], []
+
+            def crash():
+                try:
+                    crasher.generate("stuck", prompt="chaos:segv", seed=1)
+                except CoalesceError as e:
+                    crashes.append(e)
+            t = threading.Thread(target=crash)
+            t.start()
+            while t.is_alive():
+                crashing += measure(c, 0.2)
+            t.join()
+            print(f"test-pattern p99 while the other model crash-loops: {p99(crashing):.1f} ms ({len(crashing)}, "
+                  f"max {max(crashing):.0f})")
+            assert [e.code for e in crashes] == [pb.INTERNAL], crashes
+            assert p99(crashing) <= limit
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    failed = [f for s in stats for f in s["failed"]]
+    sent, ok = sum(s["sent"] for s in stats), sum(s["ok"] for s in stats)
+    print(f"the stuck model's clients: {sent} sent, {ok} succeeded")
+    assert failed == [] and sent == ok
