@@ -78,10 +78,13 @@ public protocol BackendInstance: AnyObject, Sendable {
     /// `imageBytes` per image. `progress` (called on the calling thread) returns false to cancel
     /// the whole call. `deadline` is the latest deadline of the requests, if they all have one:
     /// an instance that cannot interrupt its backend may give up on the call some time after it.
+    /// `stillWanted` (called on the calling thread) may be asked between steps by an instance that
+    /// can stop its backend sooner than the next step's `progress` (a worker process, told at once
+    /// to stop at its next step); false stops the whole call as `progress` returning false does.
     /// - Returns: one result per request (an in-process call succeeds or fails as a whole; a
     ///   worker that died can fail one request and still serve the others).
     func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                  progress: ((Int, Int) -> Bool)?) -> [Result<[UInt8], EngineError>]
+                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> [Result<[UInt8], EngineError>]
 }
 
 /// Makes instances: in this process, or in a worker process.

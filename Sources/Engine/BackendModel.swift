@@ -116,8 +116,9 @@ public final class BackendModel: @unchecked Sendable {
     func leave() { lock.withLock { inFlightCount -= 1 } }
 
     /// Runs the backend on requests that share steps and guidance; one result per request.
-    func run(_ reqs: [BackendRequest], deadline: ContinuousClock.Instant?,
-             progress: ((Int, Int) -> Bool)?) -> [Result<[UInt8], EngineError>] {
-        instance.generate(reqs, imageBytes: info.imageBytes, threads: threads, deadline: deadline, progress: progress)
+    func run(_ reqs: [BackendRequest], deadline: ContinuousClock.Instant?, progress: ((Int, Int) -> Bool)?,
+             stillWanted: (() -> Bool)? = nil) -> [Result<[UInt8], EngineError>] {
+        instance.generate(reqs, imageBytes: info.imageBytes, threads: threads, deadline: deadline, progress: progress,
+                          stillWanted: stillWanted)
     }
 }

@@ -4,6 +4,10 @@
 public struct BatchItem {
     public var request: GenerateRequest
     public var progress: ProgressHandler?
+    /// Asked between steps, when the instance can stop its backend sooner than the next step's
+    /// progress would (a worker process, told to stop at once): false cancels this request as
+    /// `progress` returning false does. Nil: wanted until `progress` says otherwise.
+    public var stillWanted: (() -> Bool)?
 
     public init(request: GenerateRequest, progress: ProgressHandler? = nil) {
         self.request = request
@@ -169,7 +173,9 @@ extension Engine {
         if chunk.isEmpty { return }
         // Per-request outcome decided by the progress fan-out: nil = still wanted.
         var stopped = [EngineError?](repeating: nil, count: chunk.count)
+        var reached = (step: 0, total: 0)
         let fanOut: (Int, Int) -> Bool = { step, total in
+            reached = (step, total)
             let now = ContinuousClock.now
             var anyLive = false
             for (k, i) in chunk.enumerated() where stopped[k] == nil {
@@ -177,6 +183,22 @@ extension Engine {
                     stopped[k] = .deadlineExceeded("deadline passed at step \(step) of \(total)")
                 } else if let p = items[i].progress, !p(GenerateProgress(step: step, total: total)) {
                     stopped[k] = .cancelled("cancelled by the caller at step \(step) of \(total)")
+                } else {
+                    anyLive = true
+                }
+            }
+            return anyLive
+        }
+        // The same decision between steps, for an instance that asks (see BatchItem.stillWanted).
+        let wanted: () -> Bool = {
+            let now = ContinuousClock.now
+            let at = reached.step == 0 ? "before the backend's first step" : "after step \(reached.step) of \(reached.total)"
+            var anyLive = false
+            for (k, i) in chunk.enumerated() where stopped[k] == nil {
+                if let d = items[i].request.deadline, d <= now {
+                    stopped[k] = .deadlineExceeded("deadline passed \(at)")
+                } else if let w = items[i].stillWanted, !w() {
+                    stopped[k] = .cancelled("cancelled by the caller \(at)")
                 } else {
                     anyLive = true
                 }
@@ -194,7 +216,7 @@ extension Engine {
         let deadline = deadlines.count == chunk.count ? deadlines.max() : nil
         model.enter()
         defer { model.leave() }
-        let outcomes = model.run(reqs, deadline: deadline, progress: fanOut)
+        let outcomes = model.run(reqs, deadline: deadline, progress: fanOut, stillWanted: wanted)
         for (k, i) in chunk.enumerated() {
             let r = items[i].request
             if let e = stopped[k] {

@@ -41,8 +41,9 @@ public final class InProcessInstance: BackendInstance, @unchecked Sendable {
         library.vtable.pointee.destroy?(handle)
     }
 
+    /// `stillWanted` is not asked: the backend runs in this thread, and `progress` decides at its next step.
     public func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                         progress: ((Int, Int) -> Bool)?) -> [Result<[UInt8], EngineError>] {
+                         progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)? = nil) -> [Result<[UInt8], EngineError>] {
         do {
             let pixels = try run(reqs, imageBytes: imageBytes, threads: threads, progress: progress)
             var out: [Result<[UInt8], EngineError>] = []

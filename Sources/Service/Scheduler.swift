@@ -89,10 +89,13 @@ final class Scheduler: @unchecked Sendable {
         return true
     }
 
-    enum CancelOutcome { case removedFromQueue(Job), signalledRunning, notFound }
+    enum CancelOutcome { case removedFromQueue(Job), stoppedRunning(Job), notFound }
 
-    /// Cancels the job (envelope, id): a queued job is removed (the caller replies CANCELLED for
-    /// it); a running job is asked to stop at its next step.
+    /// Cancels the job (envelope, id): a queued job is removed; a running job is marked cancelled
+    /// (its backend call stops at the backend's next step, and is told at once where it runs in a
+    /// worker process) and its final reply claimed. Either way the caller replies CANCELLED for it
+    /// now. A running job whose final reply is already claimed (its result is on its way, or its
+    /// deadline passed) is not found.
     func cancel(envelope: [[UInt8]], id: String) -> CancelOutcome {
         cond.lock()
         defer { cond.unlock() }
@@ -103,7 +106,7 @@ final class Scheduler: @unchecked Sendable {
         }
         if let job = running.first(where: { $0.matches(envelope: envelope, id: id) && !$0.isAnswered }) {
             job.cancel()
-            return .signalledRunning
+            if job.claimFinal() { return .stoppedRunning(job) }
         }
         return .notFound
     }
@@ -262,12 +265,14 @@ final class Scheduler: @unchecked Sendable {
     private func process(_ batch: [Job]) {
         let start = ContinuousClock.now
         let items = batch.map { job in
-            BatchItem(request: job.request) { [self] p in
+            var item = BatchItem(request: job.request) { [self] p in
                 job.progressed(step: p.step, total: p.total) {
                     if job.op.wantProgress { send(job.route, job.id, .progress(step: p.step, total: p.total)) }
                 }
                 return !job.isCancelled && !isAborting
             }
+            item.stillWanted = { [self] in !job.isCancelled && !isAborting }
+            return item
         }
         let results = engine.generateBatch(items)
         let runMs = milliseconds(ContinuousClock.now - start)

@@ -213,6 +213,7 @@ public final class Service: @unchecked Sendable {
                     aborted = true
                     abortDeadline = .now + .seconds(2)
                     let rest = scheduler.abort()
+                    workers?.recheckCalls()  // worker processes stop at their next step too
                     logger.warning("drain timeout: failing queued requests, cancelling running ones",
                                    metadata: ["queued": "\(rest.count)", "running": "\(scheduler.runningCount)"])
                     for job in rest {
@@ -391,8 +392,17 @@ public final class Service: @unchecked Sendable {
                 sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
                 scheduler.finish(job, outcome: .cancelled, images: 0)
                 reply(.ack("cancelled queued request \(quotedID(target))"))
-            case .signalledRunning:
-                reply(.ack("cancellation requested for running request \(quotedID(target)); it stops at its next step"))
+            case .stoppedRunning(let job):
+                // Answered now, not when the backend reaches its next step; a worker process is told
+                // at once to stop there (its call stops unless other requests batched with it still run).
+                flush(sockets)  // progress reported before the claim goes out before the final reply
+                let (step, total) = job.lastReported
+                let e = EngineError.cancelled("cancelled by request \(quotedID(req.id)) while running, "
+                    + (step == 0 ? "before the backend's first step" : "after step \(step) of \(total)"))
+                sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
+                scheduler.finish(job, outcome: .cancelled, images: 0)
+                workers?.recheckCalls()
+                reply(.ack("cancelled running request \(quotedID(target)); its backend stops at its next step"))
             case .notFound:
                 error(.notFound("no queued or running request \(quotedID(target)) from this client"))
             }

@@ -253,6 +253,19 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         outbox.push(ReplyRoute(endpoint: 0, envelope: [Array(p.token.utf8)]), WorkerProtocol.encode(m))
     }
 
+    /// Bumped by `recheckCalls` (under cond).
+    private(set) var recheckCount: UInt64 = 0
+
+    /// Requests were cancelled: every running call asks its caller whether it still wants its
+    /// requests, and tells its worker to stop at once when not (see `WorkerInstance.attempt`).
+    /// Call it without holding any lock the caller's `stillWanted` closures take.
+    public func recheckCalls() {
+        cond.lock()
+        recheckCount &+= 1
+        cond.broadcast()
+        cond.unlock()
+    }
+
     func newCallID() -> UInt64 {
         // Under cond.
         nextCall &+= 1

@@ -120,9 +120,10 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
     // MARK: - Generation
 
     func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                  progress: ((Int, Int) -> Bool)?) -> [Result<[UInt8], EngineError>] {
+                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> [Result<[UInt8], EngineError>] {
         enter(exclusive: false)
-        let first = attempt(reqs, imageBytes: imageBytes, threads: threads, deadline: deadline, progress: progress)
+        let first = attempt(reqs, imageBytes: imageBytes, threads: threads, deadline: deadline, progress: progress,
+                            stillWanted: stillWanted)
         leave(exclusive: false)
         guard case .died(let reason) = first else { return first.results(count: reqs.count) }
         // The worker died under this call: try each request again alone, so that only the one that
@@ -136,7 +137,8 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                 continue
             }
             enter(exclusive: true)
-            let again = attempt([r], imageBytes: imageBytes, threads: threads, deadline: deadline, progress: progress)
+            let again = attempt([r], imageBytes: imageBytes, threads: threads, deadline: deadline, progress: progress,
+                                stillWanted: stillWanted)
             leave(exclusive: true)
             if case .died(let why) = again {
                 out.append(.failure(.internal("\(why) while running this request")))
@@ -180,9 +182,12 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
         hub.cond.unlock()
     }
 
-    /// One call on the current worker (waiting for a restart first if needed).
+    /// One call on the current worker (waiting for a restart first if needed). Whenever the hub
+    /// says requests were cancelled (`WorkerHub.recheckCalls`), the call asks `stillWanted` and,
+    /// when nothing in it is, tells the worker to stop now: its backend stops at its next step,
+    /// not one step later after the daemon heard that step's progress.
     private func attempt(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                         progress: ((Int, Int) -> Bool)?) -> Attempt {
+                         progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> Attempt {
         let cond = hub.cond
         cond.lock()
         let waitUntil = deadline ?? (ContinuousClock.now + hub.configuration.loadTimeout)
@@ -209,23 +214,33 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
         }
         let call = hub.newCallID()
         p.calls[call] = []
+        var rechecked = hub.recheckCount  // a cancel from now on is noticed below
         cond.unlock()
-        hub.send(p, .generate(call: call, requests: reqs, imageBytes: imageBytes, threads: threads))
-
-        let total = reqs.reduce(0) { $0 + Int($1.count) } * imageBytes
-        var cancelSent = false
-        var deadlineCancel = false
         defer {
             cond.lock()
             p.calls.removeValue(forKey: call)
             cond.unlock()
         }
+        if let stillWanted, !stillWanted() {  // cancelled while it waited (for a restart, a retry alone)
+            return .done(reqs.map { _ in .failure(.cancelled("cancelled before the backend call started")) })
+        }
+        hub.send(p, .generate(call: call, requests: reqs, imageBytes: imageBytes, threads: threads))
+
+        let total = reqs.reduce(0) { $0 + Int($1.count) } * imageBytes
+        var cancelSent = false
+        var deadlineCancel = false
         while true {
             cond.lock()
             var events: [CallEvent] = []
+            var recheck = false
             while true {
                 events = p.calls[call] ?? []
                 if !events.isEmpty { p.calls[call] = []; break }
+                if hub.recheckCount != rechecked {
+                    rechecked = hub.recheckCount
+                    recheck = !cancelSent && stillWanted != nil
+                    if recheck { break }
+                }
                 let now = ContinuousClock.now
                 if let deadline, now >= deadline && !cancelSent { break }
                 if let deadline, now >= deadline + hub.configuration.hangGrace { break }
@@ -234,6 +249,14 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                 _ = cond.wait(until: Date().addingTimeInterval(max(interval, 0.001)))
             }
             cond.unlock()
+            if recheck {
+                // Asked outside the hub's lock: the caller's closure takes its own locks.
+                if let stillWanted, !stillWanted() {
+                    cancelSent = true
+                    hub.send(p, .cancel(call: call))
+                }
+                continue
+            }
             if events.isEmpty, let deadline {
                 if !cancelSent {
                     // The deadline passed without a step from the backend: ask it to stop.

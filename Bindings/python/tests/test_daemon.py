@@ -580,6 +580,47 @@ def test_deadline_is_answered_at_the_deadline_not_at_the_next_step(daemon_factor
         assert len(c.generate("slow", steps=1).images) == 1
 
 
+@pytest.mark.parametrize("isolation", ["process", "in-process"])
+def test_cancel_of_a_running_request_is_answered_at_once(daemon_factory, isolation):
+    """A running request (100 ms steps) is answered CANCELLED when its cancel arrives, within one
+    step + 20 ms (in a worker process it used to take two steps), and nothing follows; the backend
+    call ends at the backend's next step (in_flight is 0 again within a step + 50 ms, median of 3),
+    and the model serves the next request."""
+    d = daemon_factory("--isolation", isolation, "--workers", "1", "--max-batch", "1",
+                       models={"slow": {"step_delay_ms": 100}})
+    answered, ended = [], []
+    with d.client() as c, d.client() as probe:
+        for k in range(3):
+            rid = c.send(make_generate("slow", steps=30, seed=k, want_progress=True))
+            r = c.recv(5)
+            assert r is not None and r.id == rid and r.WhichOneof("kind") == "progress" and r.progress.step == 1, r
+            t0 = time.monotonic()
+            cancel = pb.Request(id=f"cancel-{k}")
+            cancel.cancel.target_id = rid
+            c.send(cancel)
+            finals = {}
+            while len(finals) < 2:
+                r = c.recv(5)
+                assert r is not None, finals
+                if r.WhichOneof("kind") == "progress":
+                    assert rid not in finals, "progress after the final reply"
+                    continue
+                finals[r.id] = r
+                if r.id == rid:
+                    answered.append(time.monotonic() - t0)
+            assert finals[rid].error.code == pb.CANCELLED, finals[rid]
+            assert finals[f"cancel-{k}"].WhichOneof("kind") == "ack", finals
+            while probe.metrics().in_flight:
+                time.sleep(0.002)
+            ended.append(time.monotonic() - t0)
+            assert c.recv(0.15) is None  # nothing after the final reply
+        assert len(c.generate("slow", steps=1).images) == 1
+    print(f"{isolation}: CANCELLED after {[round(t * 1000) for t in answered]} ms, "
+          f"backend call ended after {[round(t * 1000) for t in ended]} ms (100 ms steps)")
+    assert max(answered) < 0.1 + 0.02, answered
+    assert sorted(ended)[1] < 0.1 + 0.05, ended
+
+
 def test_concurrent_requests_are_batched_and_identical(daemon_factory):
     d = daemon_factory("--workers", "1", "--max-batch", "8", "--max-delay-ms", "20",
                        models={"tp": {"step_delay_ms": 5}})
