@@ -1,5 +1,6 @@
 // RepositoryPoller: optional polling of the model repository (Triton's "poll" model control).
-// A model whose directory changed (any file's size or modification time) is hot-swapped, a new
+// A model whose directory changed (any file's size or modification time, or the directory itself,
+// as when models/<name> is a symbolic link switched to another version) is hot-swapped, a new
 // model directory is loaded, and a removed one is unloaded. A model an operator unloaded stays
 // unloaded until its files change.
 //
@@ -103,11 +104,16 @@ public final class RepositoryPoller: @unchecked Sendable {
         return !stopped
     }
 
-    /// Names, sizes and modification times of the files in the model directory.
+    /// The identity (device and inode) of the directory the model's name leads to, then the names,
+    /// sizes and modification times of its files. The identity makes a symbolic link switched to
+    /// another version's directory a change even when both versions' files have the same names,
+    /// sizes and times (release artifacts with normalised timestamps).
     private func fingerprint(_ name: String) -> String {
         guard let dir = try? engine.repository.directory(for: name),
               let files = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return "" }
-        return files.sorted().map { f -> String in
+        var st = stat()
+        let identity = stat(dir, &st) == 0 ? "\(st.st_dev):\(st.st_ino)" : "-"
+        return identity + "|" + files.sorted().map { f -> String in
             let a = try? FileManager.default.attributesOfItem(atPath: dir + "/" + f)
             let size = (a?[.size] as? NSNumber)?.int64Value ?? -1
             let mtime = (a?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
