@@ -739,6 +739,106 @@ def test_repository_polling_reloads_loads_and_unloads(daemon_factory):
         wait_for(lambda: c.generate("tp").revision == "back", "model not reloaded once the repository was back")
 
 
+def test_deploy_by_swapping_a_symlink_under_load(daemon_factory):
+    """The deploy docs/DAEMON.md describes: each version in a directory of its own
+    (models/releases/live-v1, -v2), models/live a symbolic link to one, switched by renaming a new
+    link over it (`ln -s releases/live-v2 models/.live.tmp && mv -T models/.live.tmp models/live`).
+    8 clients generate for ~4 s across the switch: none fails, the poller hot-swaps (generation
+    up, v1 before the switch, v2 once the poller has seen it, never v1 again after v2 on one
+    client), nothing is unloaded, and neither the releases folder nor the hidden temporary link
+    is taken for a model. The two versions have files of the same names, sizes and modification
+    times (as release artifacts with normalised timestamps have), so only the link's new target
+    tells them apart. The test-pattern backend draws the same pixels for both (its pixels depend on
+    seed and prompt only), so a reply's version is the revision it carries (the backend reads it
+    from config.json); its pixels are checked against the first reply for the same seed."""
+    d = daemon_factory("--poll-s", "0.1", "--max-batch", "4")
+    releases = d.repo / "releases"
+    stamp = time.time_ns() - 3_600_000_000_000
+    for version in ("v1", "v2"):
+        write_model(releases, f"live-{version}", revision=version, step_delay_ms=3)
+        os.utime(releases / f"live-{version}" / "config.json", ns=(stamp, stamp))
+
+    def switch(version: str) -> None:
+        tmp = d.repo / ".live.tmp"
+        os.symlink(f"releases/live-{version}", tmp)  # relative to the link's own directory
+        os.replace(tmp, d.repo / "live")             # rename(2), what `mv -T` does: atomic
+
+    def live(c: Client):
+        return next((m for m in c.list_models().loaded if m.name == "live"), None)
+
+    def wait_for(pred, what, seconds=5.0):
+        deadline = time.monotonic() + seconds
+        while not pred():
+            assert time.monotonic() < deadline, f"{what}:\n{d.logs()}"
+            time.sleep(0.02)
+
+    with d.client() as c:
+        switch("v1")
+        wait_for(lambda: (m := live(c)) is not None and m.revision == "v1", "the linked model was not loaded")
+        g1 = live(c).generation
+
+    clients = 8
+    stop = threading.Event()
+    stats = [dict(replies=[], failed=[]) for _ in range(clients)]
+
+    def worker(k):
+        st = stats[k]
+        with d.client(timeout=10) as c:
+            i = 0
+            while not stop.is_set():
+                seed = k * 1000 + i % 4
+                sent = time.monotonic()
+                try:
+                    r = c.generate("live", seed=seed)
+                    st["replies"].append((sent, seed, r.revision, r.generation, r.images[0]))
+                except Exception as e:  # noqa: BLE001 - every failure is recorded and asserted on
+                    st["failed"].append(repr(e))
+                i += 1
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.5)
+        t_switch = time.monotonic()
+        switch("v2")
+        with d.client() as c:
+            wait_for(lambda: live(c).revision == "v2", "the poller did not swap to the new link target")
+            t_seen = time.monotonic()
+            g2 = live(c).generation
+            time.sleep(1.5)
+            names = c.list_models()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+
+    failed = [f for s in stats for f in s["failed"]]
+    replies = [r for s in stats for r in s["replies"]]
+    before = [r for r in replies if r[0] < t_switch]
+    after = [r for r in replies if r[0] > t_seen]
+    print(f"symlink deploy: {len(replies)} replies, {len(failed)} failed, {len(before)} sent before the switch, "
+          f"{len(after)} after the poller swapped ({(t_seen - t_switch) * 1000:.0f} ms after the switch), "
+          f"generation {g1} -> {g2}")
+    assert failed == []
+    assert len(before) > 50 and len(after) > 50
+    assert {r[2] for r in before} == {"v1"} and {r[3] for r in before} == {g1}
+    assert {r[2] for r in after} == {"v2"} and {r[3] for r in after} == {g2}
+    assert g2 > g1
+    for s in stats:  # one client's replies never go back to v1 once it has had v2
+        revs = [r[2] for r in s["replies"]]
+        if "v2" in revs:
+            assert "v1" not in revs[revs.index("v2"):]
+    first = {}
+    for _, seed, _, _, image in replies:
+        assert first.setdefault(seed, image) == image
+    assert [m.name for m in names.loaded] == ["live", "tp"] and names.available == ["live", "tp"]
+    logs = d.logs()
+    assert "poll: unloaded removed model" not in logs
+    assert "model=.live.tmp" not in logs and "model=releases" not in logs
+    assert "model instance released" in logs  # the v1 instance went once its last request ended
+
+
 def test_hot_swap_every_half_second_under_load(daemon_factory):
     """8 clients generate for ~10 s (COALESCE_SWAP_SECONDS=30 for the issue's full run) while the
     model is hot-swapped every 0.5 s: requests sent == replies received, none failed."""
