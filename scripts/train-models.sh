@@ -8,8 +8,9 @@
 #      adversarial fine-tuning of the same net with a latent discriminator and classifier;
 #   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG;
 #      12,000 steps, about 80 minutes alone at the 0.41 s a step measured at its start);
-#   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 steps into a smaller UNet;
-#   6. models/coalescer (the third version): 60,000 noise-to-latent pairs of the student (teacher coupling), a
+#   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 -> 4 steps into a smaller UNet
+#      (served at 8 steps by default, its best; 4 and 2 on request);
+#   6. models/coalescer (the third version): 60,000 noise-to-latent pairs of the student at 8 steps (teacher coupling), a
 #      4.9M-parameter residual net on them and on searched targets, then adversarial fine-tuning;
 #      its net stored as float16 (scripts/half-weights.py) to stay under 20 MiB.
 # About 4 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
@@ -38,7 +39,8 @@ $C train text-encoder --from "$M/coalescer-v1" --out "$M/coalescer-v1-minilm" --
 $C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm"
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 --sample-every 2000 --out "$M/latent-diffusion"
 rm -rf "$M/latent-diffusion/checkpoint.safetensors" "$M/latent-diffusion/checkpoints"
-$C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 8 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
+$C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 4 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
+echo '{"backend": "distilled-unet", "weights": "distilled-unet.safetensors", "default_guidance": 2, "default_steps": 8}' > "$M/distilled-unet/config.json"
 $C train teacher-pairs --teacher "$M/distilled-unet" --steps 8 --guidance 2 --count 60000 --seed 11 \
     --out "$M/coalescer-v3-pairs.safetensors"
 V3=(--reuse "$M/coalescer-v2/coalescer.safetensors" --pca-dim 128 --hidden 768 --blocks 4 --level-input --renoise 0.5
