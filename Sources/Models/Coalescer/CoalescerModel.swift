@@ -72,6 +72,7 @@ public final class CoalescerModel: Layer {
     /// Servers and generators call it after loading; weights must not change afterwards.
     public func prepareForInference() {
         autoencoder.prepareForInference()
+        net.prepareForInference()
     }
 
     /// Images (B, S*S) in [0, 1] from whitened latent coordinates (B, dim).

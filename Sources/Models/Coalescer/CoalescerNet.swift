@@ -115,6 +115,11 @@ public final class CoalescerNet: Layer {
         return (o[0], o[1])
     }
 
+    /// Packs the Linear weights for inference (see `Linear.prepareForInference`).
+    public func prepareForInference() {
+        for l in layers + inner + [out] { l.prepareForInference() }
+    }
+
     /// The differentiable jump x = R + d * u / |u| (what the sampler does, with gradients): r
     /// (B, latentDim) -> (B, latentDim).
     public func jump(_ r: Tensor, _ desc: Tensor, level: Tensor? = nil) -> Tensor {

@@ -37,7 +37,14 @@ public final class Linear: Layer {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
+    /// The weight packed for inference (`prepareForInference`), where its products use a packed layout.
+    public private(set) var packed: PackedLinearWeight?
+
+    /// Packs the weight once for the inference products (gradients off); the weight must not
+    /// change afterwards. Training never calls it: its products do not use the pack.
+    public func prepareForInference() { packed = PackedLinearWeight(weight: weight) }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias, packed: packed) }
 }
 
 /// 2-D convolution. weight (out, in, k, k), bias (out).

@@ -42,7 +42,7 @@ extension Tensor {
     }
 
     /// Fully connected layer: x (..., In) @ weight(Out, In)ᵀ + bias(Out) -> (..., Out).
-    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, packed: PackedLinearWeight? = nil) -> Tensor {
         let inF = weight.shape[1], outF = weight.shape[0]
         precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
         if let bias { precondition(bias.count == outF, "linear: bias \(bias.shape) vs \(outF) outputs") }
@@ -59,9 +59,15 @@ extension Tensor {
             BLAS.sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
                        b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
         } else {
-            // Inference: every row computed the same whatever the number of rows (RowGEMM).
-            RowGEMM.multiply(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
-                             accumulate: bias != nil, c: out.data, ldc: outF)
+            // Inference: every row computed the same whatever the number of rows (RowGEMM); a
+            // weight packed beforehand skips the per-call packing (same kernel, same bits).
+            if let packed, packed.n == outF, packed.k == inF {
+                RowGEMM.multiplyPacked(m: rows, n: outF, k: inF, a: x.data, lda: inF, w: packed.data, ldw: packed.ldw,
+                                       accumulate: bias != nil, c: out.data, ldc: outF)
+            } else {
+                RowGEMM.multiply(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
+                                 accumulate: bias != nil, c: out.data, ldc: outF)
+            }
         }
         return out.recording(inputs) { out in
             let g = out.grad!  // g: (rows, Out)

@@ -11,6 +11,33 @@ import CCoalesceKernels
 // (Linear, matmul, attention, convolutions that are not the direct 3x3 kernel's), so generation
 // never calls OpenBLAS, whose kernels differ between its cores.
 
+/// A Linear weight (n, k) packed once for inference in the layout `cck_gemm_rows` reads, for the
+/// layers whose products take the packed path (k below `RowGEMM.dotMinK`); `RowGEMM.multiply`
+/// would otherwise pack it again on every call, which at one row costs as much as the product.
+/// The packed product gives the same bits as the unpacked one. The weight must not change after
+/// packing (callers pack in `prepareForInference`, after loading).
+public final class PackedLinearWeight: @unchecked Sendable {
+    let data: UnsafeMutablePointer<Float>
+    let ldw: Int, n: Int, k: Int
+
+    /// nil where the product reads the weight as it is (k >= `RowGEMM.dotMinK`): nothing to pack.
+    public init?(weight: Tensor) {
+        precondition(weight.rank == 2, "PackedLinearWeight: weight must be (out, in), got \(weight.shape)")
+        (n, k) = (weight.shape[0], weight.shape[1])
+        guard k < RowGEMM.dotMinK else { return nil }
+        let block = Int(CCK_COUT_BLOCK)
+        ldw = (n + block - 1) / block * block
+        data = Tensor.allocate(max(1, k * ldw))
+        for kk in 0..<k {
+            let row = data + kk * ldw
+            for j in 0..<n { row[j] = weight.data[j * k + kk] }
+            for j in n..<ldw { row[j] = 0 }
+        }
+    }
+
+    deinit { data.deallocate() }
+}
+
 enum RowGEMM {
     /// Below this k a transposed B is packed for `cck_gemm_rows` (measured: 64 -> 512 ran 1.4x
     /// faster packed); from it on, `cck_gemm_rows_nt` reads B as it is (512 -> 512 at one row: 6x
