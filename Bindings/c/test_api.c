@@ -444,7 +444,7 @@ static void test_load_validation(void) {
         {"{\"backend\": \"test-pattern\", \"default_steps\": \"two\"}", CZ_INVALID_ARGUMENT, "default_steps"},
         {"{\"backend\": \"test-pattern\", \"default_steps\": 2e9}", CZ_INVALID_ARGUMENT, "default_steps"},
         {"{\"backend\": \"test-pattern\", \"default_steps\": 2.5}", CZ_INVALID_ARGUMENT, "default_steps"},
-        {"{\"backend\": \"test-pattern\", \"default_steps\": 100}", CZ_INTERNAL, "default_steps"},
+        {"{\"backend\": \"test-pattern\", \"default_steps\": 100}", CZ_INVALID_ARGUMENT, "must be in 1...64"},
         {"{\"backend\": \"test-pattern\", \"revision\": 3}", CZ_INVALID_ARGUMENT, "revision"},
         {"{\"backend\": \"test-pattern\", \"weights\": \"../x\"}", CZ_INVALID_ARGUMENT, "weights"},
         {"{\"backend\": \"test-pattern\", \"weights\": \"missing.safetensors\"}", CZ_NOT_FOUND, "weights"},
