@@ -342,12 +342,19 @@ CZ_API void cz_string_list_free(char **list);
  * can stop. Called on the thread that called cz_generate, never after cz_generate returns. */
 typedef int (*cz_progress_fn)(int step, int total, void *user_data);
 
+/* The generation limits. They equal the engine's (EngineLimits in Sources/Engine, checked against
+ * this header by a test), and every face (this library, the daemon, the CLI, Python) refuses a
+ * request outside them with CZ_INVALID_ARGUMENT and the same message. */
 /* Largest `count` one cz_generate call accepts. */
 #define CZ_MAX_COUNT 4096
-/* Largest `steps` one cz_generate call accepts (backends may allow fewer). */
-#define CZ_MAX_STEPS 10000
+/* Largest `steps` one cz_generate call accepts; a model may allow fewer (its max_steps). 64 since
+ * 0.3.0 (10000 before, but every backend already refused more than 64). */
+#define CZ_MAX_STEPS 64
 /* Longest prompt, in UTF-8 bytes (the daemon's default limit, so every face accepts the same). */
 #define CZ_MAX_PROMPT_BYTES 1024
+/* Largest `guidance` (since 0.3.0): a request's guidance is a finite number in 0..CZ_MAX_GUIDANCE,
+ * for every model (also those without guidance, which ignore it). */
+#define CZ_MAX_GUIDANCE 100
 
 typedef struct {
     uint32_t struct_size;     /* sizeof(cz_generate_params) as the caller compiled it; set by
@@ -361,8 +368,8 @@ typedef struct {
                                  max_batch run as several backend calls of max_batch images, one
                                  after another, image i keeping seed + i (the same bytes as asking
                                  part by part); progress then counts over all of them */
-    float guidance;           /* classifier-free guidance scale; 0 = the model's default; ignored
-                                 where the backend has none (default 0) */
+    float guidance;           /* classifier-free guidance scale, 0..CZ_MAX_GUIDANCE; 0 = the
+                                 model's default; ignored where the backend has none (default 0) */
     cz_progress_fn progress;  /* may be NULL */
     void *user_data;          /* passed to progress unchanged; not touched by the library */
     uint32_t timeout_ms;      /* 0 = no deadline; else CZ_DEADLINE_EXCEEDED once it has passed

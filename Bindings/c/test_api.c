@@ -88,6 +88,38 @@ static void test_version_and_strings(void) {
     CHECK(cz_engine_errmsg(NULL) != NULL, "errmsg(NULL) is NULL");
 }
 
+/* The limits of coalesce.h are the ones enforced: a request at each bound succeeds, one just
+ * above is CZ_INVALID_ARGUMENT with the engine's message (the daemon's test_daemon.py expects
+ * the same words for the same requests). */
+static void test_limits_at_their_bounds(void) {
+    cz_engine *eng = make_engine();
+    CHECK(cz_model_load(eng, "tp", g_model_dir) == CZ_OK, "load: %s", cz_engine_errmsg(eng));
+    cz_image_batch *b = NULL;
+    cz_generate_params p = params_defaults();
+    p.model = "tp";
+    p.steps = CZ_MAX_STEPS;
+    CHECK(cz_generate(eng, &p, &b) == CZ_OK && b, "steps CZ_MAX_STEPS: %s", cz_engine_errmsg(eng));
+    cz_image_batch_free(b);
+    b = NULL;
+    p.steps = CZ_MAX_STEPS + 1;
+    EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    CHECK(strcmp(cz_engine_errmsg(eng), "steps must be in 1...64, or 0 for the default (4) or -1 for auto; got 65") == 0,
+          "steps message: %s", cz_engine_errmsg(eng));
+    p.steps = 0;
+    p.guidance = CZ_MAX_GUIDANCE;
+    CHECK(cz_generate(eng, &p, &b) == CZ_OK && b, "guidance CZ_MAX_GUIDANCE: %s", cz_engine_errmsg(eng));
+    cz_image_batch_free(b);
+    b = NULL;
+    p.guidance = CZ_MAX_GUIDANCE + 0.5f;
+    EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    CHECK(strcmp(cz_engine_errmsg(eng), "guidance must be a finite number in 0...100 (0 = the model's default), got 100.5") == 0,
+          "guidance message: %s", cz_engine_errmsg(eng));
+    p.guidance = -0.5f;
+    EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    CHECK(b == NULL, "batch out not cleared");
+    cz_engine_free(eng);
+}
+
 static void test_null_and_bad_input(void) {
     /* Frees of NULL are no-ops. */
     cz_engine_free(NULL);
@@ -444,7 +476,7 @@ static void test_load_validation(void) {
         {"{\"backend\": \"test-pattern\", \"default_steps\": \"two\"}", CZ_INVALID_ARGUMENT, "default_steps"},
         {"{\"backend\": \"test-pattern\", \"default_steps\": 2e9}", CZ_INVALID_ARGUMENT, "default_steps"},
         {"{\"backend\": \"test-pattern\", \"default_steps\": 2.5}", CZ_INVALID_ARGUMENT, "default_steps"},
-        {"{\"backend\": \"test-pattern\", \"default_steps\": 100}", CZ_INTERNAL, "default_steps"},
+        {"{\"backend\": \"test-pattern\", \"default_steps\": 100}", CZ_INVALID_ARGUMENT, "must be in 1...64"},
         {"{\"backend\": \"test-pattern\", \"revision\": 3}", CZ_INVALID_ARGUMENT, "revision"},
         {"{\"backend\": \"test-pattern\", \"weights\": \"../x\"}", CZ_INVALID_ARGUMENT, "weights"},
         {"{\"backend\": \"test-pattern\", \"weights\": \"missing.safetensors\"}", CZ_NOT_FOUND, "weights"},
@@ -688,6 +720,7 @@ int main(int argc, char **argv) {
         test_version_and_strings();
         test_initialisers();
         test_null_and_bad_input();
+        test_limits_at_their_bounds();
         test_environment_untouched_and_threads_reach_the_backend();
         test_model_info_list_and_log();
         test_load_validation();

@@ -14,7 +14,7 @@ struct CoalescerBackend: SwiftBackend {
 
     static func load(directory: String, config: ModelDirectoryConfig) throws -> SwiftBackendModel {
         let weights = try config.weights(default: "coalescer.safetensors")
-        let defaultSteps = try config.int("default_steps", in: 1...64)
+        let defaultSteps = try config.int("default_steps", in: 1...SamplingLimits.maxSteps)
         // Sampler settings may be overridden per model directory (no retraining needed).
         var renoise: [Float]?
         if let v = config.object["renoise_levels"] {
@@ -43,7 +43,7 @@ final class CoalescerInstance: SwiftBackendModel {
         let c = model.config
         description = BackendDescription(
             backend: CoalescerBackend.name, height: c.autoencoder.imageSize, width: c.autoencoder.imageSize,
-            channels: c.autoencoder.imageChannels, defaultSteps: c.defaultSteps, maxSteps: 64,
+            channels: c.autoencoder.imageChannels, defaultSteps: c.defaultSteps, maxSteps: SamplingLimits.maxSteps,
             maxBatch: BackendKit.maxCount, supportsGuidance: false, supportsAutoSteps: true,
             classes: c.classNames.isEmpty ? Captions.classPhrases.map { $0[0] } : c.classNames)
     }

@@ -25,6 +25,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../../Include/coalesce_backend.h"
+#include "../../Include/coalesce.h" /* CZ_MAX_STEPS only */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -36,7 +37,8 @@
 #define TP_H 28
 #define TP_W 28
 #define TP_C 1
-#define TP_MAX_STEPS 64
+#define TP_MAX_STEPS 64 /* every face's limit: CZ_MAX_STEPS, the engine's EngineLimits.stepLimit */
+_Static_assert(TP_MAX_STEPS == CZ_MAX_STEPS, "test-pattern's step limit must be CZ_MAX_STEPS");
 #define TP_MAX_BATCH 256
 #define TP_MAX_CONFIG (64 * 1024)
 /* sizeof(cz_backend_request) of ABI 1.0/1.1 hosts (before threads was appended). */

@@ -5,6 +5,7 @@
 // `cz_backend_entry` that returns `BackendKit.vtable(for:)`.
 import CCoalesceABI
 import Foundation
+import Models
 import Tensor
 
 /// One validated request as a backend sees it.
@@ -256,8 +257,9 @@ public enum BackendKit {
         }
         var guidance: Float = 0
         if info.supportsGuidance {
-            guard r.guidance.isFinite, r.guidance >= 0, r.guidance <= 100 else {
-                throw BackendError.invalidArgument("guidance \(r.guidance) must be a finite number in 0...100 (0 = the model's default)")
+            guard r.guidance.isFinite, SamplingLimits.guidanceRange.contains(r.guidance) else {
+                throw BackendError.invalidArgument("guidance \(r.guidance) must be a finite number in "
+                                                   + "0...\(Int(SamplingLimits.guidanceRange.upperBound)) (0 = the model's default)")
             }
             guidance = r.guidance == 0 ? (info.defaultGuidance ?? 1) : r.guidance
         }

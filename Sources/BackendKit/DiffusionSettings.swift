@@ -12,12 +12,14 @@ extension LatentDiffusionConfig: DiffusionSamplingSettings {}
 extension NestedUNetConfig: DiffusionSamplingSettings {}
 
 extension ModelDirectoryConfig {
-    /// Applies the directory's overrides to `settings`, then caps steps at 64 (CZ_MAX_STEPS, the
-    /// limit of every face), so that `describe` reports what can actually be asked for.
+    /// Applies the directory's overrides to `settings`, then caps steps at `SamplingLimits.maxSteps`
+    /// (CZ_MAX_STEPS, the limit of every face), so that `describe` reports what can actually be
+    /// asked for.
     public func apply<S: DiffusionSamplingSettings>(to settings: inout S) throws {
+        let g = SamplingLimits.guidanceRange
         if let s = try int("default_steps", in: 1...settings.maxSteps) { settings.defaultSteps = s }
-        if let g = try number("default_guidance", in: 0...100) { settings.defaultGuidance = Float(g) }
-        settings.maxSteps = min(settings.maxSteps, 64)
+        if let v = try number("default_guidance", in: Double(g.lowerBound)...Double(g.upperBound)) { settings.defaultGuidance = Float(v) }
+        settings.maxSteps = min(settings.maxSteps, SamplingLimits.maxSteps)
         settings.defaultSteps = min(settings.defaultSteps, settings.maxSteps)
     }
 }

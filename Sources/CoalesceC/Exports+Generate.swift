@@ -61,16 +61,8 @@ public func czGenerate(_ engine: OpaquePointer?, _ params: UnsafePointer<cz_gene
             throw EngineError.invalidArgument("cz_generate: params.model is NULL (name a loaded model)")
         }
         let prompt = try readString(p.prompt, name: "prompt", maxBytes: Int(CZ_MAX_PROMPT_BYTES)) ?? ""
-        guard p.count >= 1, p.count <= Int32(CZ_MAX_COUNT) else {
-            throw EngineError.invalidArgument("count must be in 1...\(CZ_MAX_COUNT), got \(p.count)")
-        }
-        guard p.steps >= -1, p.steps <= Int32(CZ_MAX_STEPS) else {
-            throw EngineError.invalidArgument(
-                "steps must be in 1...\(CZ_MAX_STEPS), or 0 for the model's default or -1 for auto; got \(p.steps)")
-        }
-        guard p.guidance.isFinite else {
-            throw EngineError.invalidArgument("guidance must be a finite number, got \(p.guidance)")
-        }
+        // count, steps and guidance are checked by the engine (Engine.validate), with the messages
+        // every face gives.
         let slot = try eng.slot(model)
         var request = GenerateRequest(model: slot.innerName, prompt: prompt, seed: p.seed, steps: p.steps,
                                       count: p.count, guidance: p.guidance)

@@ -43,7 +43,7 @@ public struct ModelInfo: Sendable, Equatable, Decodable {
         width = try c.decode(Int.self, forKey: .width)
         channels = try c.decodeIfPresent(Int.self, forKey: .channels) ?? 1
         defaultSteps = try c.decodeIfPresent(Int.self, forKey: .defaultSteps) ?? 1
-        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? 1000
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? Int(EngineLimits.stepLimit)
         maxBatch = try c.decodeIfPresent(Int.self, forKey: .maxBatch) ?? 64
         supportsGuidance = try c.decodeIfPresent(Bool.self, forKey: .supportsGuidance) ?? false
         defaultGuidance = try c.decodeIfPresent(Double.self, forKey: .defaultGuidance)

@@ -138,9 +138,11 @@ extension Engine {
     /// may exceed the model's max batch, up to the engine's limit).
     func validate(_ r: GenerateRequest, for model: BackendModel, inParts: Bool = false) throws {
         let limits = configuration.limits
-        let maxCount = inParts ? Int(limits.maxCount) : min(Int(limits.maxCount), model.info.maxBatch)
-        guard r.count >= 1, r.count <= maxCount else {
-            throw EngineError.invalidArgument("count must be in 1...\(maxCount), got \(r.count)")
+        guard r.count >= 1, r.count <= limits.maxCount else {
+            throw EngineError.invalidArgument("count must be in 1...\(limits.maxCount), got \(r.count)")
+        }
+        guard inParts || r.count <= model.info.maxBatch else {
+            throw EngineError.invalidArgument("count must be in 1...\(model.info.maxBatch) (the model's max batch), got \(r.count)")
         }
         let maxSteps = min(Int(limits.maxSteps), model.info.maxSteps)
         guard r.steps >= -1, r.steps <= maxSteps else {
@@ -154,8 +156,10 @@ extension Engine {
         guard !r.prompt.utf8.contains(0) else {
             throw EngineError.invalidArgument("prompt contains a NUL byte")
         }
-        guard r.guidance.isFinite, r.guidance >= 0 else {
-            throw EngineError.invalidArgument("guidance must be a finite number >= 0 (0 = the model's default), got \(r.guidance)")
+        let g = EngineLimits.guidanceRange
+        guard r.guidance.isFinite, g.contains(r.guidance) else {
+            throw EngineError.invalidArgument(
+                "guidance must be a finite number in \(Int(g.lowerBound))...\(Int(g.upperBound)) (0 = the model's default), got \(r.guidance)")
         }
     }
 

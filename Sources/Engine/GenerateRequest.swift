@@ -81,18 +81,43 @@ public struct ImageBatch: Sendable, Equatable {
     }
 }
 
-/// Limits applied to every request before it reaches a backend.
+/// Limits applied to every request before it reaches a backend: the one definition of the
+/// generation limits. `Engine.validate` checks every request against them, whatever the face (C
+/// library, daemon, CLI, Python), with one message per kind of error. Include/coalesce.h repeats
+/// the constants (`CZ_MAX_STEPS`, `CZ_MAX_COUNT`, `CZ_MAX_PROMPT_BYTES`, `CZ_MAX_GUIDANCE`);
+/// `EngineTests.LimitsTests` reads the header and fails if they differ.
+///
+/// - steps: 1...`stepLimit` (64: what every bundled backend accepts), 0 = the model's default,
+///   -1 = auto; a model may allow fewer (its `max_steps`).
+/// - count: 1...`maxCount` images per request (the C library allows `countLimit`, the daemon 64
+///   by default; more than a model's `max_batch` run as several backend calls).
+/// - guidance: a finite number in `guidanceRange` (0...100; 0 = the model's default), for every
+///   model, with guidance or without.
+/// - prompt: at most `maxPromptBytes` UTF-8 bytes (default `promptBytesLimit`), no NUL.
+/// - seed: any 64-bit value; image i uses seed + i (wrapping).
 public struct EngineLimits: Sendable, Equatable {
+    /// Most steps any request may ask for (CZ_MAX_STEPS). Every bundled backend caps here.
+    public static let stepLimit: Int32 = 64
+    /// Most images one request may ask for in the C library (CZ_MAX_COUNT).
+    public static let countLimit: Int32 = 4096
+    /// Most images per request by default (the daemon's `--max-count`).
+    public static let defaultMaxCount: Int32 = 64
+    /// Longest prompt by default, in UTF-8 bytes (CZ_MAX_PROMPT_BYTES).
+    public static let promptBytesLimit = 1024
+    /// Accepted guidance scales (CZ_MAX_GUIDANCE is the upper bound); 0 = the model's default.
+    public static let guidanceRange: ClosedRange<Float> = 0...100
+
     /// Most images per request.
     public var maxCount: Int32
-    /// Most steps per request.
+    /// Most steps per request (at most `stepLimit`).
     public var maxSteps: Int32
     /// Longest prompt in UTF-8 bytes.
     public var maxPromptBytes: Int
 
-    public init(maxCount: Int32 = 64, maxSteps: Int32 = 64, maxPromptBytes: Int = 1024) {
+    public init(maxCount: Int32 = EngineLimits.defaultMaxCount, maxSteps: Int32 = EngineLimits.stepLimit,
+                maxPromptBytes: Int = EngineLimits.promptBytesLimit) {
         self.maxCount = maxCount
-        self.maxSteps = maxSteps
+        self.maxSteps = min(maxSteps, Self.stepLimit)
         self.maxPromptBytes = maxPromptBytes
     }
 }

@@ -23,8 +23,8 @@ public struct ModelConfig: Sendable, Equatable, Decodable {
     /// Weights file name inside the model directory (no path), if the config names one.
     public var weights: String?
 
-    /// Largest `default_steps` any config may ask for (the C library's CZ_MAX_STEPS).
-    public static let maxSteps = 10000
+    /// Largest `default_steps` any config may ask for (`EngineLimits.stepLimit`, CZ_MAX_STEPS).
+    public static let maxSteps = Int(EngineLimits.stepLimit)
 
     enum CodingKeys: String, CodingKey {
         case backend, revision, weights

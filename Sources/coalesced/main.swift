@@ -64,13 +64,13 @@ struct Serve: ParsableCommand {
     var drainTimeoutS: Double = 30
 
     @Option(help: "Most images per request.")
-    var maxCount: Int32 = 64
+    var maxCount: Int32 = EngineLimits.defaultMaxCount
 
-    @Option(help: "Most steps per request.")
-    var maxSteps: Int32 = 64
+    @Option(help: "Most steps per request (at most \(EngineLimits.stepLimit), CZ_MAX_STEPS).")
+    var maxSteps: Int32 = EngineLimits.stepLimit
 
     @Option(help: "Longest prompt in UTF-8 bytes.")
-    var maxPromptBytes: Int = 1024
+    var maxPromptBytes: Int = EngineLimits.promptBytesLimit
 
     @Option(help: "Largest request message in bytes (bigger ones get an error reply).")
     var maxMessageBytes: Int = 1 << 20
@@ -114,6 +114,9 @@ struct Serve: ParsableCommand {
               maxMessageBytes >= 64, maxDelayMs >= 0, drainTimeoutS >= 0, timeoutMs >= 0, pollS >= 0,
               workerHeartbeatS > 0, workerHangGraceS >= 0 else {
             throw ValidationError("limits must be positive (max-queue, max-batch, workers, max-count, max-steps >= 1)")
+        }
+        guard maxSteps <= EngineLimits.stepLimit else {
+            throw ValidationError("--max-steps must be at most \(EngineLimits.stepLimit) (CZ_MAX_STEPS), got \(maxSteps)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard (curveSecretKeyFile == nil) == (curveClients == nil) else {

@@ -243,6 +243,7 @@ final class EngineTests: XCTestCase {
         let plugins = try TestSupport.tempDirectory(self)
         var source = try String(contentsOfFile: TestSupport.repoRoot + "/Plugins/TestPattern/test_pattern.c", encoding: .utf8)
         source = source.replacingOccurrences(of: "../../Include/coalesce_backend.h", with: "coalesce_backend.h")
+            .replacingOccurrences(of: "../../Include/coalesce.h", with: "coalesce.h")
         try TestSupport.compilePlugin(source: source, into: plugins, file: "libTestPatternBackend.so",
                                       flags: ["-DTP_ABI_MINOR=0"])
         let old = try BackendLibrary.load(name: "test-pattern", directory: plugins)

@@ -12,7 +12,7 @@ final class ModelValidationTests: XCTestCase {
             ("[1]", .invalidArgument, "not a JSON object"),
             (#"{"revision": "x"}"#, .invalidArgument, "\"backend\" is missing"),
             (#"{"backend": 3}"#, .invalidArgument, "\"backend\""),
-            (#"{"backend": "test-pattern", "default_steps": -5}"#, .invalidArgument, "\"default_steps\" must be in 1...10000"),
+            (#"{"backend": "test-pattern", "default_steps": -5}"#, .invalidArgument, "\"default_steps\" must be in 1...64"),
             (#"{"backend": "test-pattern", "default_steps": "two"}"#, .invalidArgument, "\"default_steps\" must be an integer"),
             (#"{"backend": "test-pattern", "default_steps": 2e9}"#, .invalidArgument, "\"default_steps\""),
             (#"{"backend": "test-pattern", "default_steps": 1.5}"#, .invalidArgument, "\"default_steps\""),
@@ -20,8 +20,9 @@ final class ModelValidationTests: XCTestCase {
             (#"{"backend": "test-pattern", "revision": 7}"#, .invalidArgument, "\"revision\""),
             (#"{"backend": "test-pattern", "weights": "../w.safetensors"}"#, .invalidArgument, "\"weights\""),
             (#"{"backend": "test-pattern", "weights": "absent.safetensors"}"#, .notFound, "\"weights\""),
-            // The backend's own fields are the backend's to check (test-pattern: 1...64).
-            (#"{"backend": "test-pattern", "default_steps": 65}"#, .internal, "default_steps"),
+            // default_steps above CZ_MAX_STEPS is the engine's to refuse, whatever the backend.
+            (#"{"backend": "test-pattern", "default_steps": 65}"#, .invalidArgument, "\"default_steps\" must be in 1...64"),
+            // The backend's own fields are the backend's to check.
             (#"{"backend": "test-pattern", "step_delay_ms": "slow"}"#, .internal, "step_delay_ms"),
         ]
         var models: [String: String] = [:]
@@ -120,7 +121,7 @@ final class ModelValidationTests: XCTestCase {
         try engine.load("c")
         XCTAssertEqual(try engine.modelStatus("c").info.defaultSteps, 2)
         for (steps, code) in [("-5", StatusCode.invalidArgument), ("\"two\"", .invalidArgument),
-                              ("2e9", .invalidArgument), ("65", .internal)] {
+                              ("2e9", .invalidArgument), ("65", .invalidArgument)] {
             try TestSupport.writeModel(repo, "c", #"{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": \#(steps)}"#)
             TestSupport.assertThrows(code, containing: "default_steps") { try engine.load("c") }
         }

@@ -373,6 +373,32 @@ def test_requests_outside_limits(daemon):
         assert c.health().live
 
 
+def _header_constant(name: str) -> int:
+    for line in (REPO / "Include/coalesce.h").read_text().splitlines():
+        parts = line.split()
+        if parts[:2] == ["#define", name]:
+            return int(parts[2])
+    raise AssertionError(f"{name} not in coalesce.h")
+
+
+def test_limits_at_their_bounds_as_in_the_c_library(daemon):
+    """coalesce.h's limits are the daemon's: at each bound a request succeeds, just above it is
+    INVALID_ARGUMENT with the same message as cz_generate's (Bindings/c/test_api.c)."""
+    max_steps, max_guidance = _header_constant("CZ_MAX_STEPS"), _header_constant("CZ_MAX_GUIDANCE")
+    with daemon.client() as c:
+        assert len(c.generate("tp", steps=max_steps).images) == 1
+        assert len(c.generate("tp", guidance=float(max_guidance)).images) == 1
+        with pytest.raises(CoalesceError) as e:
+            c.generate("tp", steps=max_steps + 1)
+        assert e.value.code == pb.INVALID_ARGUMENT
+        assert str(e.value.message) == "steps must be in 1...64, or 0 for the default (4) or -1 for auto; got 65"
+        with pytest.raises(CoalesceError) as e:
+            c.generate("tp", guidance=max_guidance + 0.5)
+        assert e.value.code == pb.INVALID_ARGUMENT
+        assert str(e.value.message) == \
+            "guidance must be a finite number in 0...100 (0 = the model's default), got 100.5"
+
+
 def _ld(field: int, data: bytes) -> bytes:
     """One length-delimited protobuf field (tag, length, bytes), for strings protobuf would refuse."""
     def varint(n: int) -> bytes:

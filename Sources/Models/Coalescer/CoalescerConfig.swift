@@ -74,8 +74,9 @@ public struct CoalescerConfig: Codable, Equatable, Sendable {
         guard net.latentDim <= autoencoder.latentDim else {
             throw ModelError.invalidConfig("net.latent_dim \(net.latentDim) exceeds the latent size \(autoencoder.latentDim)")
         }
-        guard maxRedraws >= 0, maxRedraws <= 1000, autoMaxSteps >= 1, autoMaxSteps <= 64, defaultSteps >= 1, defaultSteps <= 64 else {
-            throw ModelError.invalidConfig("max_redraws in 0...1000, auto_max_steps and default_steps in 1...64")
+        let steps = 1...SamplingLimits.maxSteps
+        guard maxRedraws >= 0, maxRedraws <= 1000, steps.contains(autoMaxSteps), steps.contains(defaultSteps) else {
+            throw ModelError.invalidConfig("max_redraws in 0...1000, auto_max_steps and default_steps in 1...\(SamplingLimits.maxSteps)")
         }
         guard renoiseLevels.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
             throw ModelError.invalidConfig("renoise_levels \(renoiseLevels) must be in [0, 1)")

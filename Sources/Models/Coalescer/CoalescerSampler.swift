@@ -12,7 +12,7 @@ public enum CoalescerSteps: Equatable, Sendable {
     /// Parses "2" or "auto".
     public init?(_ text: String) {
         if text.lowercased() == "auto" { self = .auto; return }
-        guard let n = Int(text), n >= 1, n <= 64 else { return nil }
+        guard let n = Int(text), n >= 1, n <= SamplingLimits.maxSteps else { return nil }
         self = .fixed(n)
     }
 }

@@ -19,8 +19,8 @@ public struct LatentDiffusionConfig: Codable, Equatable, Sendable {
     public var spacing: DiffusionSchedule.Spacing = .trailing
     /// Steps used when the caller does not say (50 for the teacher, 8 for the student).
     public var defaultSteps = 50
-    /// Largest step count a request may ask for (64: the limit of every face, CZ_MAX_STEPS).
-    public var maxSteps = 64
+    /// Largest step count a request may ask for (at most `SamplingLimits.maxSteps`, CZ_MAX_STEPS).
+    public var maxSteps = SamplingLimits.maxSteps
     /// Classifier-free guidance scale used when the caller does not say (chosen by measurement;
     /// models/README.md). 1 = the conditional prediction alone, 0 = unconditional.
     public var defaultGuidance: Float = 3
@@ -75,8 +75,8 @@ public struct LatentDiffusionConfig: Codable, Equatable, Sendable {
         guard maxSteps >= 1, maxSteps <= trainSteps, defaultSteps >= 1, defaultSteps <= maxSteps else {
             throw ModelError.invalidConfig("need 1 <= default_steps (\(defaultSteps)) <= max_steps (\(maxSteps)) <= train_steps (\(trainSteps))")
         }
-        guard defaultGuidance.isFinite, defaultGuidance >= 0, defaultGuidance <= 100 else {
-            throw ModelError.invalidConfig("default_guidance \(defaultGuidance) must be in 0...100")
+        guard defaultGuidance.isFinite, SamplingLimits.guidanceRange.contains(defaultGuidance) else {
+            throw ModelError.invalidConfig("default_guidance \(defaultGuidance) must be in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
         }
         guard backend == "latent-diffusion" || backend == "distilled-unet" else {
             throw ModelError.invalidConfig("backend \"\(backend)\" must be latent-diffusion or distilled-unet")

@@ -39,8 +39,8 @@ public struct LatentDiffusionSampler {
         }
         var prompts: [String] = [], guidance: [Float] = [], seeds: [UInt64] = []
         for r in requests {
-            guard r.guidance.isFinite, r.guidance >= 0, r.guidance <= 100 else {
-                throw ModelError.invalidInput("guidance \(r.guidance) must be a finite number in 0...100")
+            guard r.guidance.isFinite, SamplingLimits.guidanceRange.contains(r.guidance) else {
+                throw ModelError.invalidInput("guidance \(r.guidance) must be a finite number in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
             }
             for j in 0..<r.count { prompts.append(r.prompt); guidance.append(r.guidance); seeds.append(r.seed &+ UInt64(j)) }
         }

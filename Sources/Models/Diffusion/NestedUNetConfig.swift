@@ -32,7 +32,7 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
     /// Clip each step's x̂0 to the pixel range [−1, 1] (diffusers' `clip_sample`).
     public var clipSample = true
     public var defaultSteps = 50
-    public var maxSteps = 64
+    public var maxSteps = SamplingLimits.maxSteps
     /// Classifier-free guidance used when the caller does not say (1 = conditional only).
     public var defaultGuidance: Float = 3
     public var classNames: [String] = []
@@ -119,8 +119,8 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
         guard maxSteps >= 1, maxSteps <= trainSteps, defaultSteps >= 1, defaultSteps <= maxSteps else {
             throw ModelError.invalidConfig("need 1 <= default_steps (\(defaultSteps)) <= max_steps (\(maxSteps)) <= train_steps (\(trainSteps))")
         }
-        guard defaultGuidance.isFinite, defaultGuidance >= 0, defaultGuidance <= 100 else {
-            throw ModelError.invalidConfig("default_guidance \(defaultGuidance) must be in 0...100")
+        guard defaultGuidance.isFinite, SamplingLimits.guidanceRange.contains(defaultGuidance) else {
+            throw ModelError.invalidConfig("default_guidance \(defaultGuidance) must be in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
         }
     }
 
