@@ -25,14 +25,9 @@ public final class PackedLinearWeight: @unchecked Sendable {
         precondition(weight.rank == 2, "PackedLinearWeight: weight must be (out, in), got \(weight.shape)")
         (n, k) = (weight.shape[0], weight.shape[1])
         guard k < RowGEMM.dotMinK else { return nil }
-        let block = Int(CCK_COUT_BLOCK)
-        ldw = (n + block - 1) / block * block
+        ldw = RowGEMM.paddedWidth(n)
         data = Tensor.allocate(max(1, k * ldw))
-        for kk in 0..<k {
-            let row = data + kk * ldw
-            for j in 0..<n { row[j] = weight.data[j * k + kk] }
-            for j in n..<ldw { row[j] = 0 }
-        }
+        RowGEMM.pack(weight.data, transposed: true, n: n, k: k, ldb: k, into: data, ldw: ldw)
     }
 
     deinit { data.deallocate() }
@@ -60,51 +55,44 @@ enum RowGEMM {
             return
         }
         // The kernel reads w (k, ldw) in whole registers: n rounded up to CCK_COUT_BLOCK columns.
-        let block = Int(CCK_COUT_BLOCK), np = (n + block - 1) / block * block
-        var packed: Scratch.Buffer?
-        let w: UnsafePointer<Float>, ldw: Int
-        if transB {
-            let buf = Scratch.take(k * np)                               // w: (k, np) = Bᵀ, zero columns past n
-            let p = buf.pointer
-            for kk in 0..<k {
-                let row = p + kk * np
-                for j in 0..<n { row[j] = b[j * ldb + kk] }
-                for j in n..<np { row[j] = 0 }
-            }
-            packed = buf
-            (w, ldw) = (UnsafePointer(p), np)
-        } else if n == np {
-            (w, ldw) = (b, ldb)                                          // B as it is
-        } else {
-            let buf = Scratch.take(k * np)                               // w: (k, np), zero columns past n
-            let p = buf.pointer
-            for kk in 0..<k {
-                let row = p + kk * np
-                for j in 0..<n { row[j] = b[kk * ldb + j] }
-                for j in n..<np { row[j] = 0 }
-            }
-            packed = buf
-            (w, ldw) = (UnsafePointer(p), np)
+        if !transB && n == paddedWidth(n) {
+            multiplyPacked(m: m, n: n, k: k, a: a, lda: lda, w: b, ldw: ldb, accumulate: accumulate, c: c, ldc: ldc)
+            return                                                       // B as it is
         }
-        Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
-            cck_gemm_rows(a, Int32(lda), Int32(k), w, Int32(ldw), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
-                          Int32(lo), Int32(hi), isa)
-        }
-        if let packed { Scratch.give(packed) }
+        let ldw = paddedWidth(n)
+        let buf = Scratch.take(k * ldw)                                  // w: (k, ldw) = op(B), zero columns past n
+        pack(b, transposed: transB, n: n, k: k, ldb: ldb, into: buf.pointer, ldw: ldw)
+        multiplyPacked(m: m, n: n, k: k, a: a, lda: lda, w: buf.pointer, ldw: ldw, accumulate: accumulate, c: c, ldc: ldc)
+        Scratch.give(buf)
     }
 
-    /// Bᵀ for B (n, k) with stride ldb, as `cck_gemm_rows` reads it: (k, np) with zero columns
-    /// past n, np = n rounded up to CCK_COUT_BLOCK. Give the buffer back to `Scratch`.
-    static func packTransposed(_ b: UnsafePointer<Float>, n: Int, k: Int, ldb: Int) -> (buffer: Scratch.Buffer, ldw: Int) {
-        let block = Int(CCK_COUT_BLOCK), np = (n + block - 1) / block * block
-        let buf = Scratch.take(k * np)
-        let p = buf.pointer
+    /// n rounded up to CCK_COUT_BLOCK: the row stride of a packed operand.
+    static func paddedWidth(_ n: Int) -> Int {
+        let block = Int(CCK_COUT_BLOCK)
+        return (n + block - 1) / block * block
+    }
+
+    /// op(B) as `cck_gemm_rows` reads it: dst (k, ldw), zero columns past n; B is (n, k) with
+    /// stride ldb when `transposed`, else (k, n).
+    static func pack(_ b: UnsafePointer<Float>, transposed: Bool, n: Int, k: Int, ldb: Int,
+                     into dst: UnsafeMutablePointer<Float>, ldw: Int) {
         for kk in 0..<k {
-            let row = p + kk * np
-            for j in 0..<n { row[j] = b[j * ldb + kk] }
-            for j in n..<np { row[j] = 0 }
+            let row = dst + kk * ldw
+            if transposed {
+                for j in 0..<n { row[j] = b[j * ldb + kk] }
+            } else {
+                for j in 0..<n { row[j] = b[kk * ldb + j] }
+            }
+            for j in n..<ldw { row[j] = 0 }
         }
-        return (buf, np)
+    }
+
+    /// Bᵀ for B (n, k) with stride ldb, packed by `pack` into a `Scratch` buffer (give it back).
+    static func packTransposed(_ b: UnsafePointer<Float>, n: Int, k: Int, ldb: Int) -> (buffer: Scratch.Buffer, ldw: Int) {
+        let ldw = paddedWidth(n)
+        let buf = Scratch.take(k * ldw)
+        pack(b, transposed: true, n: n, k: k, ldb: ldb, into: buf.pointer, ldw: ldw)
+        return (buf, ldw)
     }
 
     /// C (m, n) = A (m, k) @ W (+ C when `accumulate`) with W already packed (k, ldw) by
