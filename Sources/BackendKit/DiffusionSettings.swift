@@ -1,11 +1,14 @@
+import Foundation
 import Models
 
 /// The sampling settings a diffusion model's config carries, which a model directory's
-/// config.json may override ("default_steps", "default_guidance") and every face caps.
+/// config.json may override ("default_steps", "default_guidance", "guidance_interval") and
+/// every face caps.
 public protocol DiffusionSamplingSettings {
     var defaultSteps: Int { get set }
     var maxSteps: Int { get set }
     var defaultGuidance: Float { get set }
+    var guidanceInterval: [Double]? { get set }
 }
 
 extension LatentDiffusionConfig: DiffusionSamplingSettings {}
@@ -19,6 +22,17 @@ extension ModelDirectoryConfig {
         let g = SamplingLimits.guidanceRange
         if let s = try int("default_steps", in: 1...settings.maxSteps) { settings.defaultSteps = s }
         if let v = try number("default_guidance", in: Double(g.lowerBound)...Double(g.upperBound)) { settings.defaultGuidance = Float(v) }
+        if let v = object["guidance_interval"] {
+            if v is NSNull {
+                settings.guidanceInterval = nil
+            } else {
+                guard let a = v as? [Any], a.count == 2, !a.contains(where: Self.isBool),
+                      let lo = a[0] as? Double, let hi = a[1] as? Double, (try? ClassifierFreeGuidance.validate(interval: [lo, hi])) != nil else {
+                    throw BackendError.invalidArgument("\(path): \"guidance_interval\" must be [lo, hi] with 0 <= lo < hi <= 1 (fractions of the noise range, 1 = pure noise) or null, got \(v)")
+                }
+                settings.guidanceInterval = [lo, hi]
+            }
+        }
         settings.maxSteps = min(settings.maxSteps, SamplingLimits.maxSteps)
         settings.defaultSteps = min(settings.defaultSteps, settings.maxSteps)
     }

@@ -72,6 +72,22 @@ final class LatentDiffusionTests: XCTestCase {
         for (a, b) in zip(g1.joined(), g1b.joined()) { XCTAssertEqual(a, b, accuracy: 1e-4) }
     }
 
+    /// A `guidance_interval` band holding no step of the grid leaves the conditional
+    /// prediction alone; [0, 1] is every step, the same bytes as no band.
+    func testGuidanceInterval() throws {
+        let m = try tinyModel()
+        let req = LatentDiffusionSampler.Request(prompt: "bag", seed: 3, count: 2, guidance: 2.5)
+        let every = try images(m, [req], steps: 2, threads: 1)
+        let g1 = try images(m, [.init(prompt: "bag", seed: 3, count: 2, guidance: 1)], steps: 2, threads: 1)
+        XCTAssertTrue(every != g1)
+        m.config.guidanceInterval = [0, 1]
+        XCTAssertEqual(try images(m, [req], steps: 2, threads: 1), every)
+        m.config.guidanceInterval = [0.6, 0.9]
+        XCTAssertEqual(try images(m, [req], steps: 2, threads: 2), g1)
+        m.config.guidanceInterval = [0.9, 0.6]
+        XCTAssertThrowsError(try m.config.validate())
+    }
+
     func testCancelAndBadArguments() throws {
         let m = try tinyModel()
         var seen: [Int] = []

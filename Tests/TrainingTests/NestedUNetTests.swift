@@ -255,6 +255,41 @@ final class NestedUNetTests: XCTestCase {
         XCTAssertTrue(g1 != other, "different prompts give different images")
     }
 
+    /// `guidance_interval`: [0, 1] is every step (the same bytes as none); a band that holds no
+    /// step of the grid is the conditional prediction alone (guidance 1), while guidance 0 stays
+    /// unconditional; a band holding one of two steps differs from both; the batch around an
+    /// image still does not matter; bad bands are refused by validation.
+    func testGuidanceInterval() throws {
+        let m = try tinyModel()
+        let req = NestedUNetSampler.Request(prompt: "a", seed: 3, count: 2, guidance: 2.5)
+        let every = try images(m, [req], steps: 2, threads: 1)
+        let g1 = try images(m, [.init(prompt: "a", seed: 3, count: 2, guidance: 1)], steps: 2, threads: 1)
+        let g0 = try images(m, [.init(prompt: "a", seed: 3, count: 2, guidance: 0)], steps: 2, threads: 1)
+        XCTAssertTrue(every != g1)
+        // Two trailing steps of T = 1000 start at t = 999 (fraction 1) and t = 499 (0.4995).
+        m.config.guidanceInterval = [0, 1]
+        XCTAssertEqual(try images(m, [req], steps: 2, threads: 1), every)
+        m.config.guidanceInterval = [0.6, 0.9]
+        XCTAssertEqual(try images(m, [req], steps: 2, threads: 1), g1, "no step in the band: conditional only")
+        XCTAssertEqual(try images(m, [.init(prompt: "a", seed: 3, count: 2, guidance: 0)], steps: 2, threads: 1), g0)
+        m.config.guidanceInterval = [0.4, 0.9]
+        let band = try images(m, [req], steps: 2, threads: 1)
+        XCTAssertTrue(band != every && band != g1, "one guided step of two")
+        let mixed = try images(m, [.init(prompt: "b", seed: 1, count: 1, guidance: 1), req,
+                                   .init(prompt: "a", seed: 9, count: 1, guidance: 0)], steps: 2, threads: 2)
+        XCTAssertEqual(Array(mixed[1..<3]), band)
+        for bad in [[0.5, 0.5], [-0.1, 0.5], [0.2], [0.3, 1.2], [Double.nan, 0.5], [0.8, 0.2]] {
+            var c = m.config
+            c.guidanceInterval = bad
+            XCTAssertThrowsError(try c.validate(), "\(bad)")
+        }
+        var c = m.config
+        c.guidanceInterval = [0.2, 0.8]
+        XCTAssertEqual(try NestedUNetConfig.from(json: try c.json()).guidanceInterval, [0.2, 0.8])
+        c.guidanceInterval = nil
+        XCTAssertFalse(try c.json().contains("guidance_interval"), "absent when unset: stored configs are unchanged")
+    }
+
     func testCancelAndBadArguments() throws {
         let m = try tinyModel()
         var seen: [Int] = []

@@ -6,6 +6,7 @@ get INVALID_ARGUMENT with a message in each.
 Runs on the committed models (models/latent-diffusion, models/distilled-unet, models/nested-unet;
 a model that is not there is skipped) with the plugins of the everyday build (`make test-python`
 sets COALESCE_CLI and COALESCED)."""
+import json
 import math
 import os
 import signal
@@ -178,6 +179,39 @@ def test_cancel_at_the_next_step(model, engine, repo):
     with pytest.raises(coalesce.CancelledError):
         engine.generate(model, prompt="bag", steps=20, count=2, progress=progress)
     assert seen[-1][0] == 3 and seen[0] == (1, 20)
+
+
+@pytest.mark.parametrize("model", ["latent-diffusion", "nested-unet"])
+def test_guidance_interval_in_config_json(model, repo, tmp_path):
+    """A model directory's config.json may limit guidance to a band of noise levels
+    ("guidance_interval": [lo, hi], fractions of the noise range, 1 = pure noise): [0, 1] is
+    every step, a band holding none of 2 trailing steps (t = 999, 499) is guidance 1, null
+    removes the weights' band; a malformed band refuses the load with the key's name (a
+    backend's own config field: CZ_INTERNAL, as for the test backend's step_delay_ms)."""
+    need(repo, model)
+    src = (repo / model).resolve()
+    conf = json.loads((src / "config.json").read_text())
+    conf.pop("guidance_interval", None)
+
+    def variant(name, **extra):
+        d = tmp_path / name
+        d.mkdir()
+        (d / conf["weights"]).symlink_to(src / conf["weights"])
+        (d / "config.json").write_text(json.dumps({**conf, **extra}))
+        return d
+
+    kw = dict(prompt="bag", seed=3, steps=2, count=2)
+    with coalesce.Engine(plugin_dir=str(plugin_dir())) as eng:
+        for name, extra in [("none", dict(guidance_interval=None)), ("all", dict(guidance_interval=[0, 1])),
+                            ("band", dict(guidance_interval=[0.6, 0.9]))]:
+            eng.load_model(name, variant(name, **extra))
+        every = eng.generate("none", guidance=2.5, **kw)
+        np.testing.assert_array_equal(eng.generate("all", guidance=2.5, **kw), every)
+        np.testing.assert_array_equal(eng.generate("band", guidance=2.5, **kw), eng.generate("none", guidance=1.0, **kw))
+        assert not np.array_equal(every, eng.generate("none", guidance=1.0, **kw))
+        for i, bad in enumerate([[0.5, 0.5], [0.2], "x", [True, 1], [0.1, 2]]):
+            with pytest.raises(coalesce.CoalesceError, match="guidance_interval"):
+                eng.load_model(f"bad{i}", variant(f"bad{i}", guidance_interval=bad))
 
 
 def test_teacher_coupled_coalescer_defaults_to_one_step(tmp_path):

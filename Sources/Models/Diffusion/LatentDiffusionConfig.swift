@@ -24,6 +24,10 @@ public struct LatentDiffusionConfig: Codable, Equatable, Sendable {
     /// Classifier-free guidance scale used when the caller does not say (chosen by measurement;
     /// models/README.md). 1 = the conditional prediction alone, 0 = unconditional.
     public var defaultGuidance: Float = 3
+    /// Band of noise levels [lo, hi] (fractions of t / (T − 1), 1 = pure noise) where guidance
+    /// applies; outside it a guided row runs conditional only (`ClassifierFreeGuidance`).
+    /// nil: every step is guided.
+    public var guidanceInterval: [Double]? = nil
     /// For a distilled student: the step count of its last distillation phase (its native
     /// step count); nil for a teacher.
     public var distilledSteps: Int? = nil
@@ -48,6 +52,7 @@ public struct LatentDiffusionConfig: Codable, Equatable, Sendable {
         defaultSteps = try c.decodeIfPresent(Int.self, forKey: .defaultSteps) ?? d.defaultSteps
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? d.maxSteps
         defaultGuidance = try c.decodeIfPresent(Float.self, forKey: .defaultGuidance) ?? d.defaultGuidance
+        guidanceInterval = try c.decodeIfPresent([Double].self, forKey: .guidanceInterval)
         distilledSteps = try c.decodeIfPresent(Int.self, forKey: .distilledSteps)
         distilledGuidance = try c.decodeIfPresent(Float.self, forKey: .distilledGuidance)
         classNames = try c.decodeIfPresent([String].self, forKey: .classNames) ?? []
@@ -56,6 +61,7 @@ public struct LatentDiffusionConfig: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case backend, autoencoder, textEncoder = "text_encoder", unet, trainSteps = "train_steps", spacing
         case defaultSteps = "default_steps", maxSteps = "max_steps", defaultGuidance = "default_guidance"
+        case guidanceInterval = "guidance_interval"
         case distilledSteps = "distilled_steps", distilledGuidance = "distilled_guidance", classNames = "class_names"
     }
 
@@ -78,6 +84,7 @@ public struct LatentDiffusionConfig: Codable, Equatable, Sendable {
         guard defaultGuidance.isFinite, SamplingLimits.guidanceRange.contains(defaultGuidance) else {
             throw ModelError.invalidConfig("default_guidance \(defaultGuidance) must be in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
         }
+        try ClassifierFreeGuidance.validate(interval: guidanceInterval)
         guard backend == "latent-diffusion" || backend == "distilled-unet" else {
             throw ModelError.invalidConfig("backend \"\(backend)\" must be latent-diffusion or distilled-unet")
         }

@@ -7,7 +7,8 @@ import Tensor
 /// Image j of a request starts from x_T ~ N(0, I) drawn by its own generator seeded
 /// `seed + j`, and every op on the way is row-invariant, so an image does not depend on the
 /// batch around it. Per step, each row's v is v_c (guidance 1), v_u (guidance 0) or
-/// v_u + g (v_c − v_u); the unconditional rows are evaluated only when a row needs them.
+/// v_u + g (v_c − v_u); the unconditional rows are evaluated only when a row needs them, and
+/// only inside the config's `guidance_interval` (`ClassifierFreeGuidance`).
 /// Thread-safe: it only reads the model.
 public struct LatentDiffusionSampler {
     public let model: LatentDiffusionModel
@@ -60,43 +61,25 @@ public struct LatentDiffusionSampler {
                 for k in 0..<per { x[i * per + k] = rng.nextNormal() }
             }
         }
-        let cond = model.conditions(prompts)
-        // Rows needing the unconditional prediction, and rows needing the conditional one.
-        let uncondRows = (0..<b).filter { guidance[$0] != 1 }
-        let condRows = (0..<b).filter { guidance[$0] != 0 }
-        // Condition rows of the joint call: the conditional rows' embeddings, then zeros.
-        let condAll = Tensor(zeros: [condRows.count + uncondRows.count, cond.shape[1]])
-        for (r, i) in condRows.enumerated() {
-            (condAll.data + r * cond.shape[1]).update(from: cond.data + i * cond.shape[1], count: cond.shape[1])
-        }
+        let cond = model.conditions(prompts), dim = cond.shape[1]
+        let guide = ClassifierFreeGuidance(scales: guidance, interval: ClassifierFreeGuidance.range(cfg.guidanceInterval),
+                                          trainSteps: model.schedule.trainSteps)
         let updates = model.schedule.updates(steps, spacing: cfg.spacing)
         try GradMode.withDisabled {
             for (k, u) in updates.enumerated() {
-                var v = [Float](repeating: 0, count: b * per)
+                let g = guide.scales(at: u.t)
+                let (condRows, uncondRows) = ClassifierFreeGuidance.rows(g)
                 // One network call for the conditional and the unconditional rows together
-                // (row-invariant kernels: the same values as two calls, at larger GEMMs).
+                // (row-invariant kernels: the same values as two calls, at larger GEMMs);
+                // its condition rows are the conditional rows' embeddings, then zeros.
                 let rowsIn = condRows + uncondRows
+                let condAll = Tensor(zeros: [rowsIn.count, dim])
+                for (r, i) in condRows.enumerated() {
+                    (condAll.data + r * dim).update(from: cond.data + i * dim, count: dim)
+                }
                 let xt = Tensor(Self.rows(x, rowsIn, per), shape: [rowsIn.count, c, s, s])
                 let out = model.predictV(xt, t: [Float](repeating: Float(u.t), count: rowsIn.count), cond: condAll).array
-                let vc = out[0..<(condRows.count * per)], vu = out[(condRows.count * per)...]
-                let vuBase = condRows.count * per
-                var ci = 0, ui = 0
-                for i in 0..<b {
-                    let g = guidance[i]
-                    let o = i * per
-                    if g == 1 {
-                        for j in 0..<per { v[o + j] = vc[ci * per + j] }
-                    } else if g == 0 {
-                        for j in 0..<per { v[o + j] = vu[vuBase + ui * per + j] }
-                    } else {
-                        for j in 0..<per {
-                            let u0 = vu[vuBase + ui * per + j]
-                            v[o + j] = u0 + g * (vc[ci * per + j] - u0)
-                        }
-                    }
-                    if g != 0 { ci += 1 }
-                    if g != 1 { ui += 1 }
-                }
+                let v = ClassifierFreeGuidance.combine(g, per: per, vc: out, vu: out, vuStart: condRows.count * per)
                 model.schedule.ddimStep(&x, v: v, t: u.t, prev: u.prev)
                 if let progress, !progress(k + 1, steps) { throw ModelError.invalidInput("cancelled") }
             }

@@ -35,6 +35,10 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
     public var maxSteps = SamplingLimits.maxSteps
     /// Classifier-free guidance used when the caller does not say (1 = conditional only).
     public var defaultGuidance: Float = 3
+    /// Band of noise levels [lo, hi] (fractions of t / (T − 1), 1 = pure noise) where guidance
+    /// applies; outside it a guided row runs conditional only (`ClassifierFreeGuidance`).
+    /// nil: every step is guided.
+    public var guidanceInterval: [Double]? = nil
     public var classNames: [String] = []
 
     public init() {}
@@ -56,6 +60,7 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
         defaultSteps = try c.decodeIfPresent(Int.self, forKey: .defaultSteps) ?? d.defaultSteps
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? d.maxSteps
         defaultGuidance = try c.decodeIfPresent(Float.self, forKey: .defaultGuidance) ?? d.defaultGuidance
+        guidanceInterval = try c.decodeIfPresent([Double].self, forKey: .guidanceInterval)
         classNames = try c.decodeIfPresent([String].self, forKey: .classNames) ?? []
     }
 
@@ -63,7 +68,7 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
         case backend, imageSize = "image_size", imageChannels = "image_channels", textEncoder = "text_encoder"
         case outer, inner, trainSteps = "train_steps", shiftPower = "shift_power", lossWeights = "loss_weights"
         case spacing, clipSample = "clip_sample", defaultSteps = "default_steps", maxSteps = "max_steps"
-        case defaultGuidance = "default_guidance", classNames = "class_names"
+        case defaultGuidance = "default_guidance", guidanceInterval = "guidance_interval", classNames = "class_names"
     }
 
     /// Image sides, highest first: [S, S / 2^(L−1)] nested, [S] plain.
@@ -122,6 +127,7 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
         guard defaultGuidance.isFinite, SamplingLimits.guidanceRange.contains(defaultGuidance) else {
             throw ModelError.invalidConfig("default_guidance \(defaultGuidance) must be in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
         }
+        try ClassifierFreeGuidance.validate(interval: guidanceInterval)
     }
 
     public func json() throws -> String {

@@ -7,7 +7,8 @@ import Tensor
 ///
 /// Image j of a request starts from noise drawn by its own generator seeded `seed + j`: the
 /// highest resolution first, then the lower one. Per step all resolutions share the timestep;
-/// each takes a DDIM step on its own (shifted) schedule with its guided v, x̂0 clipped to
+/// each takes a DDIM step on its own (shifted) schedule with its guided v
+/// (`ClassifierFreeGuidance`, within the config's `guidance_interval`), x̂0 clipped to
 /// [−1, 1] when the config says so. Every op on the way is row-invariant, so an image does not
 /// depend on the batch around it. Thread-safe: it only reads the model.
 public struct NestedUNetSampler {
@@ -48,39 +49,25 @@ public struct NestedUNetSampler {
             for (l, per) in sizes.enumerated() { for k in 0..<per { xs[l][i * per + k] = rng.nextNormal() } }
         }
         let cond = model.conditions(prompts)
-        let uncondRows = (0..<b).filter { guidance[$0] != 1 }
-        let condRows = (0..<b).filter { guidance[$0] != 0 }
-        let zeroCond = Tensor(zeros: [uncondRows.count, cond.shape[1]])
-        let condSub = condRows.count == b ? cond : cond.gatherRows(condRows)
+        let guide = ClassifierFreeGuidance(scales: guidance, interval: ClassifierFreeGuidance.range(cfg.guidanceInterval),
+                                          trainSteps: model.schedules[0].trainSteps)
         // The schedules share the training steps, so one timestep grid serves every resolution.
         let updates = model.schedules[0].updates(steps, spacing: cfg.spacing)
         let clip: Float? = cfg.clipSample ? 1 : nil
         try GradMode.withDisabled {
             for (k, u) in updates.enumerated() {
+                let g = guide.scales(at: u.t)
+                let (condRows, uncondRows) = ClassifierFreeGuidance.rows(g)
                 func predict(_ rows: [Int], _ cond: Tensor) -> [[Float]] {
                     let inputs = res.indices.map { l in
                         Tensor(LatentDiffusionSampler.rows(xs[l], rows, sizes[l]), shape: [rows.count, c, res[l], res[l]])
                     }
                     return model.predictV(inputs, t: [Float](repeating: Float(u.t), count: rows.count), cond: cond).map(\.array)
                 }
-                let vc = condRows.isEmpty ? [] : predict(condRows, condSub)
-                let vu = uncondRows.isEmpty ? [] : predict(uncondRows, zeroCond)
+                let vc = condRows.isEmpty ? [] : predict(condRows, condRows.count == b ? cond : cond.gatherRows(condRows))
+                let vu = uncondRows.isEmpty ? [] : predict(uncondRows, Tensor(zeros: [uncondRows.count, cond.shape[1]]))
                 for l in res.indices {
-                    let per = sizes[l]
-                    var v = [Float](repeating: 0, count: b * per)
-                    var ci = 0, ui = 0
-                    for i in 0..<b {
-                        let g = guidance[i], o = i * per
-                        if g == 1 {
-                            for j in 0..<per { v[o + j] = vc[l][ci * per + j] }
-                        } else if g == 0 {
-                            for j in 0..<per { v[o + j] = vu[l][ui * per + j] }
-                        } else {
-                            for j in 0..<per { v[o + j] = vu[l][ui * per + j] + g * (vc[l][ci * per + j] - vu[l][ui * per + j]) }
-                        }
-                        if g != 0 { ci += 1 }
-                        if g != 1 { ui += 1 }
-                    }
+                    let v = ClassifierFreeGuidance.combine(g, per: sizes[l], vc: vc.isEmpty ? [] : vc[l], vu: vu.isEmpty ? [] : vu[l])
                     model.schedules[l].ddimStep(&xs[l], v: v, t: u.t, prev: u.prev, clip: clip)
                 }
                 if let progress, !progress(k + 1, steps) { throw ModelError.invalidInput("cancelled") }
