@@ -347,7 +347,13 @@ public enum BackendKit {
                 }
             } }
         } catch {
-            if cancelled { writeError("cancelled by the progress callback", err, errCap); return Int32(CZ_BACKEND_CANCELLED.rawValue) }
+            // A sampler stopped by the callback throws ModelError.cancelled; a model that throws
+            // something else after a cancel is still reported as cancelled.
+            var isCancel = cancelled || error as? ModelError == .cancelled
+            if case BackendError.cancelled = error { isCancel = true }
+            if isCancel {
+                writeError("cancelled by the progress callback", err, errCap); return Int32(CZ_BACKEND_CANCELLED.rawValue)
+            }
             if case let BackendError.invalidArgument(m) = error { writeError(m, err, errCap); return invalid }
             writeError("\(info.backend) generation failed: \(error)", err, errCap)
             return Int32(CZ_BACKEND_INTERNAL.rawValue)

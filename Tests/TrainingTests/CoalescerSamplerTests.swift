@@ -114,7 +114,9 @@ final class CoalescerSamplerTests: XCTestCase {
         XCTAssertEqual(try s.generate(prompt: "bag", seed: 1, count: 0, steps: .fixed(1)).pixels.count, 0)
         XCTAssertNil(CoalescerSteps("0")); XCTAssertNil(CoalescerSteps("x")); XCTAssertEqual(CoalescerSteps("auto"), .auto)
         // Cancellation from the progress callback.
-        XCTAssertThrowsError(try s.generate(prompt: "bag", seed: 1, count: 1, steps: .fixed(3)) { step, _ in step < 2 })
+        XCTAssertThrowsError(try s.generate(prompt: "bag", seed: 1, count: 1, steps: .fixed(3)) { step, _ in step < 2 }) { error in
+            XCTAssertEqual(error as? ModelError, .cancelled)
+        }
         XCTAssertThrowsError(try CoalescerModel.load(path: "/nonexistent/coalescer.safetensors"))
     }
 }

@@ -92,7 +92,9 @@ final class LatentDiffusionTests: XCTestCase {
         let m = try tinyModel()
         var seen: [Int] = []
         XCTAssertThrowsError(try LatentDiffusionSampler(model: m).generate(
-            [.init(prompt: "x", seed: 1, count: 2, guidance: 2)], steps: 10, progress: { s, _ in seen.append(s); return s < 3 }))
+            [.init(prompt: "x", seed: 1, count: 2, guidance: 2)], steps: 10, progress: { s, _ in seen.append(s); return s < 3 })) { error in
+            XCTAssertEqual(error as? ModelError, .cancelled, "a cancel is its own error, not an invalid input")
+        }
         XCTAssertEqual(seen, [1, 2, 3])
         for (steps, g) in [(0, Float(2)), (65, 2), (4, -1), (4, .nan), (4, .infinity)] {
             XCTAssertThrowsError(try LatentDiffusionSampler(model: m).generate([.init(prompt: "x", seed: 1, count: 1, guidance: g)], steps: steps),

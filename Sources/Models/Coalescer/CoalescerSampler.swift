@@ -53,7 +53,7 @@ public struct CoalescerSampler {
     }
 
     /// Generates `count` images. `progress(step, totalSteps)` is called after each step; return
-    /// false to cancel (throws `ModelError.invalidInput("cancelled")`).
+    /// false to cancel (throws `ModelError.cancelled`).
     public func generate(prompt: String, seed: UInt64, count: Int, steps: CoalescerSteps,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> CoalescerBatch {
         try generate([Request(prompt: prompt, seed: seed, count: count)], steps: steps, progress: progress)
@@ -157,7 +157,7 @@ public struct CoalescerSampler {
                     for j in 0..<k { x.data[i * k + j] += scale * u.data[i * k + j] }
                     stepsTaken[i] += 1
                 }
-                if let progress, !progress(step + 1, maxSteps) { throw ModelError.invalidInput("cancelled") }
+                if let progress, !progress(step + 1, maxSteps) { throw ModelError.cancelled }
                 if !active.contains(true) { break }
             }
             return (x.array, stepsTaken, redraws, exhausted, firstNorms)

@@ -23,7 +23,7 @@ public struct LatentDiffusionSampler {
     }
 
     /// Images (count * C*H*W planar floats in [0, 1]) of all requests in order. `progress(step,
-    /// steps)` after each step; returning false cancels (throws `ModelError.invalidInput("cancelled")`).
+    /// steps)` after each step; returning false cancels (throws `ModelError.cancelled`).
     public func generate(_ requests: [Request], steps: Int,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> [Float] {
         let x = try latents(requests, steps: steps, progress: progress)
@@ -81,7 +81,7 @@ public struct LatentDiffusionSampler {
                 let out = model.predictV(xt, t: [Float](repeating: Float(u.t), count: rowsIn.count), cond: condAll).array
                 let v = ClassifierFreeGuidance.combine(g, per: per, vc: out, vu: out, vuStart: condRows.count * per)
                 model.schedule.ddimStep(&x, v: v, t: u.t, prev: u.prev)
-                if let progress, !progress(k + 1, steps) { throw ModelError.invalidInput("cancelled") }
+                if let progress, !progress(k + 1, steps) { throw ModelError.cancelled }
             }
         }
         return Tensor(x, shape: [b, per])

@@ -19,7 +19,7 @@ public struct NestedUNetSampler {
     public typealias Request = LatentDiffusionSampler.Request
 
     /// Images (count * C*S*S planar floats in [0, 1]) of all requests in order. `progress(step,
-    /// steps)` after each step; returning false cancels (throws `ModelError.invalidInput("cancelled")`).
+    /// steps)` after each step; returning false cancels (throws `ModelError.cancelled`).
     public func generate(_ requests: [Request], steps: Int,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> [Float] {
         let xs = try sample(requests, steps: steps, progress: progress)
@@ -70,7 +70,7 @@ public struct NestedUNetSampler {
                     let v = ClassifierFreeGuidance.combine(g, per: sizes[l], vc: vc.isEmpty ? [] : vc[l], vu: vu.isEmpty ? [] : vu[l])
                     model.schedules[l].ddimStep(&xs[l], v: v, t: u.t, prev: u.prev, clip: clip)
                 }
-                if let progress, !progress(k + 1, steps) { throw ModelError.invalidInput("cancelled") }
+                if let progress, !progress(k + 1, steps) { throw ModelError.cancelled }
             }
         }
         return xs

@@ -56,6 +56,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case invalidConfig(String)
     /// An input had the wrong shape or value (message says what).
     case invalidInput(String)
+    /// The caller's progress callback asked to stop (samplers check it after every step).
+    case cancelled
 
     public var description: String {
         switch self {
@@ -63,6 +65,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .weightShape(k, e, g): return "weight '\(k)' has shape \(g), model expects \(e)"
         case let .invalidConfig(m): return "invalid model config: \(m)"
         case let .invalidInput(m): return "invalid input: \(m)"
+        case .cancelled: return "cancelled by the progress callback"
         }
     }
 }
