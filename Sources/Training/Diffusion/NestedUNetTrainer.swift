@@ -194,9 +194,11 @@ public enum NestedUNetTrainer {
         let steps = phases.map(\.steps).reduce(0, +)
         say(String(format: "total: data and text encoder %.0fs (this run) + training steps %.0fs wall / %.0fs CPU (%@)",
                    prep, wall, cpu, phases.map { String(format: "%@ %.0fs CPU", $0.phase, $0.cpuSeconds) }.joined(separator: ", ")))
-        try String(format: "{\"seconds\": %.0f, \"cpu_seconds\": %.0f, \"steps\": %d, \"phases\": [%@]}\n", prep + wall, cpu, steps,
-                   phases.map { String(format: "{\"phase\": \"%@\", \"steps\": %d, \"seconds\": %.0f, \"cpu_seconds\": %.0f}",
-                                       $0.phase, $0.steps, $0.wallSeconds, $0.cpuSeconds) }.joined(separator: ", "))
+        try String(format: "{\"seconds\": %.0f, \"cpu_seconds\": %.0f, \"steps\": %d, \"threads\": %d, \"phases\": [%@]}\n",
+                   prep + wall, cpu, steps, Runtime.threads,
+                   phases.map { String(format: "{\"phase\": \"%@\", \"steps\": %d, \"seconds\": %.0f, \"cpu_seconds\": %.0f, \"steps_per_second\": %.3f}",
+                                       $0.phase, $0.steps, $0.wallSeconds, $0.cpuSeconds,
+                                       $0.wallSeconds > 0 ? Double($0.steps) / $0.wallSeconds : 0) }.joined(separator: ", "))
             .write(toFile: out + "/training.json", atomically: true, encoding: .utf8)
         say("wrote \(out)/\(weightsFile), config.json, samples.png (50 steps, guidance \(o.defaultGuidance))")
         try (lines.joined(separator: "\n") + "\n").write(toFile: reportPath, atomically: true, encoding: .utf8)
