@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 BUILD   ?= .build/release
 SWIFTFLAGS ?= -c release
 
-.PHONY: all deps build test test-swift test-python test-c demo serve bench bench-headline models install clean info
+.PHONY: all deps build test test-swift test-python test-c demo serve bench bench-headline bench-peers models install clean info
 
 all: build
 
@@ -85,6 +85,14 @@ HEADLINE_ROWS ?= real-train:1 reconstruction:1 coalescer:1 coalescer:2 distilled
 bench-headline: build
 	COUNT=2000 RESULTS=bench/headline RENDER=0 SPEED=0 ROWS="$(HEADLINE_ROWS)" bash scripts/bench.sh
 	$(PYTHON) scripts/bench-report.py render
+
+# The bundled denoisers (latent-diffusion, distilled-unet, nested-unet) timed in Coalesce, PyTorch
+# eager and ONNX Runtime in one run, after checking all three compute the same function on the same
+# weights; a Markdown table on stdout and bench/peers/latest.json (scripts/peers/bench-peers.sh; a
+# venv with torch and onnxruntime from PyPI under .build-peers/; about 10 min). CASES, ROUNDS,
+# ROUND_SECONDS, THREADS.
+bench-peers: deps
+	SWIFT="$(SWIFT)" PYTHON="$(PYTHON)" bash scripts/peers/bench-peers.sh
 
 clean:
 	rm -rf .build

@@ -15,6 +15,7 @@ struct BenchOps: ParsableCommand {
     @Flag(help: "Shorter run (fewer shapes, 0.3 s per measurement).") var quick = false
     @Flag(help: "Skip the UNet training-step measurement.") var noUnet = false
     @Flag(help: "Only the UNet measurement (for profiling it).") var unetOnly = false
+    @Flag(help: "Only the square sgemm (the machine's GEMM peak at the compute threads).") var sgemmOnly = false
     @Flag(help: "After the UNet measurement, time one more training step op by op and print a table.") var profile = false
 
     /// Best-of time per call, in seconds, over repetitions filling `budget` seconds.
@@ -49,6 +50,7 @@ struct BenchOps: ParsableCommand {
                        beta: 0, c: c.data, ldc: n)
         }
         print(String(format: "sgemm %dx%dx%d: %.1f GFLOP/s", n, n, n, 2.0 * Double(n * n * n) / tg / 1e9))
+        if sgemmOnly { return }
         print("")
         print("conv 3x3, batch \(batch)      | sgemm same GEMM | conv fwd  (ratio) | conv bwd  (ratio)")
         var shapes: [(hw: Int, cin: Int, cout: Int, stride: Int)] = [

@@ -1,0 +1,112 @@
+import Foundation
+import Models
+import Tensor
+
+/// A bundled model's denoiser with fixed seeded inputs: x ~ N(0, I) at each resolution, one
+/// noise level per row spread over the schedule, and a condition vector per row ~ N(0, 1/dim)
+/// (the size of a text embedding), from which `predictV` builds the one-token context.
+final class BenchDenoiser {
+    let latent: LatentDiffusionModel?
+    let nested: NestedUNetModel?
+    /// Inputs, highest resolution first: (B, C, r, r) each.
+    let xs: [Tensor]
+    let t: [Float]
+    let cond: Tensor                  // cond: (B, dim)
+    /// Fixed training targets, like `xs`.
+    let targets: [Tensor]
+
+    init(backend: String, weights: String, batch b: Int, seed: UInt64) throws {
+        var rng = RandomGenerator(seed: seed)
+        let dim: Int, sides: [Int], channels: Int, trainSteps: Int
+        switch backend {
+        case "latent-diffusion", "distilled-unet":
+            let m = try LatentDiffusionModel.load(path: weights)
+            m.prepareForInference()
+            latent = m; nested = nil
+            dim = m.config.textEncoder.dim; sides = [m.latentShape.side]; channels = m.latentShape.channels
+            trainSteps = m.config.trainSteps
+        case "nested-unet":
+            let m = try NestedUNetModel.load(path: weights)
+            latent = nil; nested = m
+            dim = m.config.textEncoder.dim; sides = m.config.resolutions; channels = m.config.imageChannels
+            trainSteps = m.config.trainSteps
+        default:
+            throw ModelError.invalidConfig("backend \"\(backend)\" has no UNet denoiser (latent-diffusion, distilled-unet, nested-unet)")
+        }
+        xs = sides.map { Tensor.randn([b, channels, $0, $0], rng: &rng) }
+        // Noise levels spread over the schedule, one per row (as in training; a sampler's call
+        // gives every row the same level, which costs the same).
+        t = (0..<b).map { Float((trainSteps - 1 - ($0 * 379) % trainSteps)) }
+        cond = Tensor.randn([b, dim], std: 1 / Float(dim).squareRoot(), rng: &rng)
+        targets = sides.map { Tensor.randn([b, channels, $0, $0], rng: &rng) }
+    }
+
+    /// The denoiser's parameters (the text encoder and autoencoder are not part of a call).
+    var parameters: [Tensor] { latent?.unet.parameters ?? nested!.net.parameters }
+    var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    var multiplyAddsPerImage: Int {
+        var f = UNetFLOPs()
+        if let latent {
+            f.unet(latent.config.unet, side: latent.latentShape.side)
+        } else if let nested {
+            f.nested(outer: nested.config.outer, inner: nested.config.inner, side: nested.config.imageSize)
+        }
+        return f.multiplyAdds
+    }
+
+    /// The forward pass (with gradients recorded when they are on): one output per resolution.
+    func forward() -> [Tensor] {
+        if let latent { return [latent.predictV(xs[0], t: t, cond: cond)] }
+        return nested!.predictV(xs, t: t, cond: cond)
+    }
+
+    /// One call as the samplers make it: gradients off.
+    func infer() -> [Tensor] { GradMode.withDisabled { forward() } }
+
+    /// A closure running one training step as the trainers write it: MSE against the fixed
+    /// targets (summed over resolutions with the config's loss weights), backward, gradient
+    /// norm clipped to 1, AdamW (lr 1e-4, weight decay 0.01 on weights).
+    func trainingStep() -> () -> Void {
+        let params = parameters
+        let opt = AdamW(parameters: params, learningRate: 1e-4, weightDecay: 0.01)
+        let weights = nested?.config.lossWeights ?? [1]
+        return { [self] in
+            let preds = forward()
+            var loss: Tensor? = nil
+            for l in preds.indices where weights[l] > 0 {
+                let term = Tensor.mseLoss(preds[l], targets[l]).scaled(weights[l])
+                loss = loss.map { $0 + term } ?? term
+            }
+            opt.zeroGrad()
+            loss!.backward()
+            clipGradNorm(params, maxNorm: 1)
+            opt.update()
+        }
+    }
+
+    /// Writes x*.bin, cond.bin and out*.bin (little-endian float32, row-major) and meta.json
+    /// (shapes, the noise levels, the weights file) to `directory`.
+    func dump(to directory: String, model: String, weights: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let outs = infer()
+        func write(_ name: String, _ x: Tensor) throws -> [String: Any] {
+            let data = Data(bytes: x.data, count: x.count * MemoryLayout<Float>.size)
+            try data.write(to: URL(fileURLWithPath: directory + "/" + name + ".bin"))
+            return ["name": name, "file": name + ".bin", "shape": x.shape]
+        }
+        var inputs: [[String: Any]] = []
+        for (i, x) in xs.enumerated() { inputs.append(try write("x\(i)", x)) }
+        inputs.append(try write("cond", cond))
+        var outputs: [[String: Any]] = []
+        for (i, y) in outs.enumerated() { outputs.append(try write("out\(i)", y)) }
+        let meta: [String: Any] = [
+            "model": model, "weights": URL(fileURLWithPath: weights).standardized.path, "batch": cond.shape[0],
+            "kind": latent != nil ? "unet" : "nested-unet", "t": t.map(Double.init),
+            "inputs": inputs, "outputs": outputs, "params": parameterCount,
+            "multiply_adds_per_image": multiplyAddsPerImage, "kernels": Tensor.directKernelISA,
+        ]
+        let json = try JSONSerialization.data(withJSONObject: meta, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        try json.write(to: URL(fileURLWithPath: directory + "/meta.json"))
+    }
+}
