@@ -100,7 +100,8 @@ public final class UNet: Layer {
     public let timeDim: Int
     /// Blocks to bypass (a residual block keeps only its skip path, an attention block is the
     /// identity), by the names of `blockNames`. For measuring what each block contributes
-    /// (SnapFusion's architecture evolution); empty in normal use. Not thread-safe to change.
+    /// (SnapFusion's architecture evolution); empty in normal use, where the forward pass does
+    /// not build or look up a single name. Not thread-safe to change.
     public var disabledBlocks: Set<String> = []
 
     public init(_ config: UNetConfig, rng: inout RandomGenerator) throws {
@@ -221,9 +222,11 @@ public final class UNet: Layer {
         var temb = time2(time1(Tensor.timestepEmbedding(t, dim: config.channels[0])).silu())
         if let condProj, let cond { temb = temb + condProj(cond) }
         let te = temb.silu()
+        // Block names are built only when a bypass is set (never in normal use).
         let off = disabledBlocks
-        func res(_ name: String, _ block: ResBlock, _ h: Tensor) -> Tensor {
-            off.contains(name) ? (block.skip.map { $0(h) } ?? h) : block(h, te)
+        func on(_ name: @autoclosure () -> String) -> Bool { off.isEmpty || !off.contains(name()) }
+        func res(_ name: @autoclosure () -> String, _ block: ResBlock, _ h: Tensor) -> Tensor {
+            on(name()) ? block(h, te) : (block.skip.map { $0(h) } ?? h)
         }
         var h = convIn(x)
         if let inject { h = h + inject }
@@ -231,8 +234,8 @@ public final class UNet: Layer {
         for i in down.indices {
             for (j, block) in down[i].enumerated() {
                 h = res("down.\(i).res.\(j)", block, h)
-                if j < downAttn[i].count, !off.contains("down.\(i).attn.\(j)") { h = downAttn[i][j](h) }
-                if j < downCross[i].count, let context, !off.contains("down.\(i).cross.\(j)") {
+                if j < downAttn[i].count, on("down.\(i).attn.\(j)") { h = downAttn[i][j](h) }
+                if j < downCross[i].count, let context, on("down.\(i).cross.\(j)") {
                     h = downCross[i][j](h, context: context)
                 }
             }
@@ -243,7 +246,7 @@ public final class UNet: Layer {
             h = middle(h)
         } else {
             if let mid1 { h = res("mid.res1", mid1, h) }
-            if let midAttn, !off.contains("mid.attn") { h = midAttn(h) }
+            if let midAttn, on("mid.attn") { h = midAttn(h) }
             if let mid2 { h = res("mid.res2", mid2, h) }
         }
         for i in up.indices {
@@ -251,8 +254,8 @@ public final class UNet: Layer {
             for (j, block) in up[i].enumerated() {
                 if j == 0 { h = Tensor.concat([h, skips[level]], axis: 1) }
                 h = res("up.\(i).res.\(j)", block, h)
-                if j < upAttn[i].count, !off.contains("up.\(i).attn.\(j)") { h = upAttn[i][j](h) }
-                if j < upCross[i].count, let context, !off.contains("up.\(i).cross.\(j)") {
+                if j < upAttn[i].count, on("up.\(i).attn.\(j)") { h = upAttn[i][j](h) }
+                if j < upCross[i].count, let context, on("up.\(i).cross.\(j)") {
                     h = upCross[i][j](h, context: context)
                 }
             }

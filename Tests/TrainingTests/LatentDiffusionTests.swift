@@ -127,4 +127,29 @@ final class LatentDiffusionTests: XCTestCase {
         XCTAssertNotNil(x.grad)
         XCTAssertGreaterThan(net.blockNames.count, 5)
     }
+
+    /// `disabledBlocks` (the block bypass of `coalesce bench unet-blocks`): each named block,
+    /// bypassed, changes the output; an unknown name or an emptied set gives the same bytes.
+    func testBlockBypass() throws {
+        var u = UNetConfig()
+        u.channels = [8, 16]; u.attentionLevels = [false, true]; u.layersPerLevel = 1; u.groups = 4; u.heads = 2
+        u.condDim = 4; u.contextDim = 4
+        var rng = RandomGenerator(seed: 2)
+        let net = try UNet(u, rng: &rng)
+        for (k, p) in net.namedParameters where k.contains("conv2") || k.contains("out") {
+            for i in 0..<p.count { p.data[i] = Float(sin(Double(i) * 0.37 + Double(k.count))) * 0.05 }
+        }
+        let x = Tensor.randn([2, 1, 8, 8], rng: &rng), c = Tensor.randn([2, 4], rng: &rng)
+        let ctx = c.reshaped([2, 1, 4])
+        let base = GradMode.withDisabled { net(x, t: [10, 500], cond: c, context: ctx).array }
+        for name in net.blockNames {
+            net.disabledBlocks = [name]
+            let y = GradMode.withDisabled { net(x, t: [10, 500], cond: c, context: ctx).array }
+            XCTAssertNotEqual(y, base, name)
+        }
+        net.disabledBlocks = ["no.such.block"]
+        XCTAssertEqual(GradMode.withDisabled { net(x, t: [10, 500], cond: c, context: ctx).array }, base)
+        net.disabledBlocks = []
+        XCTAssertEqual(GradMode.withDisabled { net(x, t: [10, 500], cond: c, context: ctx).array }, base)
+    }
 }
