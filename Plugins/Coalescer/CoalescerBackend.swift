@@ -48,7 +48,7 @@ final class CoalescerInstance: SwiftBackendModel {
             classes: c.classNames.isEmpty ? Captions.classPhrases.map { $0[0] } : c.classNames)
     }
 
-    func generate(_ requests: [BackendRequest], progress: (Int, Int) -> Bool) throws -> [Float] {
+    func generate(_ requests: [SwiftBackendRequest], progress: (Int, Int) -> Bool) throws -> [Float] {
         let steps: CoalescerSteps = requests[0].steps == -1 ? .auto : .fixed(requests[0].steps)
         let total = requests[0].steps == -1 ? model.config.autoMaxSteps : requests[0].steps
         return try withoutActuallyEscaping(progress) { report in

@@ -8,8 +8,9 @@ import Foundation
 import Models
 import Tensor
 
-/// One validated request as a backend sees it.
-public struct BackendRequest: Sendable {
+/// One validated request as a Swift backend model sees it (the engine's own
+/// `Engine.BackendRequest` is the host side of the C ABI).
+public struct SwiftBackendRequest: Sendable {
     public var prompt: String
     public var seed: UInt64
     public var count: Int
@@ -71,13 +72,13 @@ public protocol SwiftBackendModel: AnyObject {
     /// [0, 1] (image after image, channel planes of height x width). `progress(step, total)`
     /// after each network evaluation round; it returns false to cancel (throw
     /// `BackendError.cancelled`, or any error: the kit reports CANCELLED once cancelled).
-    func generate(_ requests: [BackendRequest], progress: (Int, Int) -> Bool) throws -> [Float]
+    func generate(_ requests: [SwiftBackendRequest], progress: (Int, Int) -> Bool) throws -> [Float]
     /// Extra request checks beyond the kit's (nil = fine), e.g. steps the model cannot take.
-    func check(_ request: BackendRequest) -> String?
+    func check(_ request: SwiftBackendRequest) -> String?
 }
 
 extension SwiftBackendModel {
-    public func check(_ request: BackendRequest) -> String? { nil }
+    public func check(_ request: SwiftBackendRequest) -> String? { nil }
 }
 
 /// A backend: its name, version, and how to load a model directory.
@@ -237,7 +238,7 @@ public enum BackendKit {
     static let invalid = Int32(CZ_BACKEND_INVALID_ARGUMENT.rawValue)
 
     /// Validates one C request against the model's description.
-    static func parse(_ r: cz_backend_request, info: BackendDescription, model: SwiftBackendModel) throws -> BackendRequest {
+    static func parse(_ r: cz_backend_request, info: BackendDescription, model: SwiftBackendModel) throws -> SwiftBackendRequest {
         guard r.struct_size >= UInt32(MemoryLayout<cz_backend_request>.offset(of: \cz_backend_request.guidance)!) else {
             throw BackendError.invalidArgument("request struct_size \(r.struct_size) is too small")
         }
@@ -263,15 +264,15 @@ public enum BackendKit {
             }
             guidance = r.guidance == 0 ? (info.defaultGuidance ?? 1) : r.guidance
         }
-        let req = BackendRequest(prompt: prompt, seed: r.seed, count: Int(r.count), steps: steps, guidance: guidance)
+        let req = SwiftBackendRequest(prompt: prompt, seed: r.seed, count: Int(r.count), steps: steps, guidance: guidance)
         if let problem = model.check(req) { throw BackendError.invalidArgument(problem) }
         return req
     }
 
     /// Splits requests (in order, same steps and guidance) into model calls of at most `chunk`
     /// images; a request bigger than that spans several calls (seeds continue).
-    static func plan(_ requests: [BackendRequest]) -> [[BackendRequest]] {
-        var calls: [[BackendRequest]] = []
+    static func plan(_ requests: [SwiftBackendRequest]) -> [[SwiftBackendRequest]] {
+        var calls: [[SwiftBackendRequest]] = []
         var images = 0
         for r in requests {
             var done = 0
@@ -299,7 +300,7 @@ public enum BackendKit {
         guard let pixels else { writeError("pixel buffer is NULL", err, errCap); return invalid }
         let info = box.info
         let n = info.height * info.width * info.channels, plane = info.height * info.width
-        var parsed: [BackendRequest] = []
+        var parsed: [SwiftBackendRequest] = []
         do {
             for k in 0..<Int(nReqs) { parsed.append(try parse(reqs[k], info: info, model: box.model)) }
         } catch {

@@ -24,7 +24,7 @@ public final class NestedUNetBackendModel: SwiftBackendModel {
             classes: c.classNames, defaultGuidance: c.defaultGuidance)
     }
 
-    public func generate(_ requests: [BackendRequest], progress: (Int, Int) -> Bool) throws -> [Float] {
+    public func generate(_ requests: [SwiftBackendRequest], progress: (Int, Int) -> Bool) throws -> [Float] {
         let steps = requests[0].steps
         let sampler = NestedUNetSampler(model: model)
         return try withoutActuallyEscaping(progress) { p in
