@@ -104,7 +104,6 @@ final class CEngine: @unchecked Sendable {
             let old = lock.withLock { slots[name] }
             if let old, old.root == root, old.innerName == inner {
                 try old.engine.load(inner)      // the Engine's own hot swap
-                PluginPins.pin(backendOf: root, inner, pluginDirectory: pluginDirectory)
                 return
             }
             let engine = Engine(configuration: .init(pluginDirectory: pluginDirectory, modelRepository: root,
@@ -113,8 +112,8 @@ final class CEngine: @unchecked Sendable {
             try engine.load(inner)             // new first; a failure leaves `old` serving
             lock.withLock { slots[name] = ModelSlot(engine: engine, root: root, innerName: inner) }
             // The old Engine goes away with its last in-flight request (they hold the slot).
+            // Its plugins stay mapped (`BackendLibrary` never unmaps an accepted plugin).
         }
-        PluginPins.pin(backendOf: root, inner, pluginDirectory: pluginDirectory)
     }
 
     func unload(name: String) throws {
@@ -133,35 +132,6 @@ final class CEngine: @unchecked Sendable {
                 try load(name: name, directory: nil)
             } catch {
                 logger.warning("preload failed", metadata: ["model": "\(name)", "error": "\(error)"])
-            }
-        }
-    }
-}
-
-/// Keeps every backend plugin that served a model loaded until the process exits.
-///
-/// Why: a plugin with Swift inside (and every plugin built with -static-stdlib carries its own
-/// Swift runtime and libdispatch) leaves worker threads parked in its own code after a call.
-/// When the last model of that plugin is released, the Engine dlcloses it; the threads then wake
-/// up in unmapped memory and the host crashes (seen: Python segfaulting a second after
-/// cz_engine_free of an engine that ran the coalescer backend). Holding one extra dlopen handle
-/// per plugin file, never closed, keeps the code mapped; it also stops the plugin's constructors
-/// from running again (and leaking) on every reload.
-enum PluginPins {
-    private static let lock = Lock()
-    nonisolated(unsafe) private static var pinned: Set<String> = []
-
-    /// Pins the plugin that serves `<root>/<inner>` (its config names the backend). Best effort:
-    /// the model is already loaded, so a failure here only means no pin.
-    static func pin(backendOf root: String, _ inner: String, pluginDirectory: String) {
-        guard let config = try? ModelRepository(root: root).config(for: inner),
-              let library = try? BackendLibrary.load(name: config.backend, directory: pluginDirectory)
-        else { return }
-        let path = library.path
-        lock.withLock {
-            guard !pinned.contains(path) else { return }
-            if dlopen(path, RTLD_NOW | RTLD_LOCAL) != nil {   // handle intentionally never closed
-                pinned.insert(path)
             }
         }
     }

@@ -18,8 +18,8 @@ import Foundation
 /// directory (`libTestPatternBackend.so`, `libtest-pattern.so`, `test-pattern.so`, first found),
 /// whose vtable must report that name. The directory is never scanned: dlopen runs a library's
 /// initialisers, and a SwiftPM build directory also holds libraries that must not be loaded
-/// into the host (e.g. libCoalesceLib.so, which carries its own copy of Engine). The library
-/// stays open while any `BackendLibrary` or model created from it is alive.
+/// into the host (e.g. libCoalesceLib.so, which carries its own copy of Engine). An accepted
+/// library stays mapped until the process exits (see `deinit`).
 public final class BackendLibrary: @unchecked Sendable {
     /// The backend name the plugin reports (vtable `name`).
     public let name: String
