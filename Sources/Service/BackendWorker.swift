@@ -37,20 +37,18 @@ public enum BackendWorker {
     public static func run(_ o: Options) -> Int32 {
         guard let ctx = zmq_ctx_new() else { return 1 }
         defer { zmq_ctx_term(ctx) }
-        guard let socket = zmq_socket(ctx, ZMQ_DEALER) else { return 1 }
-        var linger: Int32 = 2000
-        zmq_setsockopt(socket, ZMQ_LINGER, &linger, 4)
-        var hwm: Int32 = 0
-        zmq_setsockopt(socket, ZMQ_SNDHWM, &hwm, 4)
-        zmq_setsockopt(socket, ZMQ_RCVHWM, &hwm, 4)
-        let id = Array(o.token.utf8)
-        zmq_setsockopt(socket, ZMQ_ROUTING_ID, id, id.count)
-        defer { zmq_close(socket) }
-        guard zmq_connect(socket, o.endpoint) == 0 else { return 1 }
-        func send(_ m: FromWorker) {
-            let bytes = WorkerProtocol.encode(m)
-            _ = bytes.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, 0) }
+        guard let socket = try? ZMQSocket(context: ctx, type: ZMQ_DEALER) else { return 1 }
+        defer { socket.close() }
+        do {
+            try socket.setLinger(milliseconds: 2000)
+            try socket.setSendHighWaterMark(0)
+            try socket.setReceiveHighWaterMark(0)
+            try socket.setRoutingID(Array(o.token.utf8))
+            try socket.connect(o.endpoint)
+        } catch {
+            return 1
         }
+        func send(_ m: FromWorker) { try? socket.send(parts: [WorkerProtocol.encode(m)]) }
 
         let instance: InProcessInstance
         let info: ModelInfo
@@ -74,57 +72,52 @@ public enum BackendWorker {
         let outbox: Outbox
         do { outbox = try Outbox() } catch { return 1 }
         let state = CallState()
-        var items = [zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
-                     zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0)]
+        var items = [socket.pollItem(), zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0)]
         var lastHeard = ContinuousClock.now
         var shuttingDown = false
         let route = ReplyRoute(endpoint: 0, envelope: [])
         while true {
             _ = zmq_poll(&items, 2, 100)
-            while true {
-                var msg = zmq_msg_t()
-                zmq_msg_init(&msg)
-                defer { zmq_msg_close(&msg) }
-                guard zmq_msg_recv(&msg, socket, ZMQ_DONTWAIT) >= 0 else { break }
+            // The daemon sends one part per message (its ROUTER takes the token off).
+            while let parts = socket.receive(dontWait: true) {
                 lastHeard = .now
-                let bytes = zmq_msg_data(&msg).map { Array(UnsafeRawBufferPointer(start: $0, count: zmq_msg_size(&msg))) } ?? []
-                switch WorkerProtocol.decodeToWorker(bytes) {
-                case .generate(let call, let requests, let imageBytes, let threads):
-                    state.begin(call)
-                    let t = Thread {
-                        if state.isCancelled(call) {  // cancelled (its deadline passed) before it began
-                            let e = EngineError.cancelled("cancelled before the backend call started")
-                            outbox.push(route, WorkerProtocol.encode(.error(call: call, e)))
-                            state.end(call)
-                            return
-                        }
-                        let results = instance.generate(requests, imageBytes: imageBytes > 0 ? imageBytes : info.imageBytes,
-                                                        threads: threads, deadline: nil) { step, total in
-                            outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))
-                            return !state.isCancelled(call)
-                        }
-                        var pixels: [UInt8] = []
-                        var failure: EngineError?
-                        for r in results {
-                            switch r {
-                            case .success(let px): pixels += px
-                            case .failure(let e): failure = failure ?? e
+                for bytes in parts {
+                    switch WorkerProtocol.decodeToWorker(bytes) {
+                    case .generate(let call, let requests, let imageBytes, let threads):
+                        state.begin(call)
+                        let t = Thread {
+                            if state.isCancelled(call) {  // cancelled (its deadline passed) before it began
+                                let e = EngineError.cancelled("cancelled before the backend call started")
+                                outbox.push(route, WorkerProtocol.encode(.error(call: call, e)))
+                                state.end(call)
+                                return
                             }
+                            let results = instance.generate(requests, imageBytes: imageBytes > 0 ? imageBytes : info.imageBytes,
+                                                            threads: threads, deadline: nil) { step, total in
+                                outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))
+                                return !state.isCancelled(call)
+                            }
+                            var pixels: [UInt8] = []
+                            var failure: EngineError?
+                            for r in results {
+                                switch r {
+                                case .success(let px): pixels += px
+                                case .failure(let e): failure = failure ?? e
+                                }
+                            }
+                            outbox.push(route, WorkerProtocol.encode(failure.map { .error(call: call, $0) } ?? .pixels(call: call, pixels)))
+                            state.end(call)
                         }
-                        outbox.push(route, WorkerProtocol.encode(failure.map { .error(call: call, $0) } ?? .pixels(call: call, pixels)))
-                        state.end(call)
+                        t.name = "coalesced-worker-call"
+                        t.start()
+                    case .cancel(let call): state.cancel(call)
+                    case .ping: send(.pong)
+                    case .shutdown: shuttingDown = true
+                    case nil: break  // not from our daemon's code: ignore
                     }
-                    t.name = "coalesced-worker-call"
-                    t.start()
-                case .cancel(let call): state.cancel(call)
-                case .ping: send(.pong)
-                case .shutdown: shuttingDown = true
-                case nil: break  // not from our daemon's code: ignore
                 }
             }
-            for (_, bytes) in outbox.takeAll() {
-                _ = bytes.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, 0) }
-            }
+            for (_, bytes) in outbox.takeAll() { try? socket.send(parts: [bytes]) }
             if shuttingDown && state.running == 0 && outbox.isEmpty { return 0 }
             if getppid() != o.parent || ContinuousClock.now - lastHeard > silenceLimit { return 1 }
         }

@@ -16,6 +16,8 @@ public struct CurveConfiguration: Sendable, Equatable {
     /// ZAP User-Id given to admin keys (checked on every message from them).
     static let adminUserID = "admin"
     static let clientUserID = "client"
+    /// The ZAP domain of every CURVE server socket (the daemon's and the broker's).
+    static let zapDomain = "coalesce"
 
     public init(serverSecretKey: String, clients: [String: Bool]) {
         self.serverSecretKey = serverSecretKey
@@ -62,7 +64,7 @@ public struct CurveConfiguration: Sendable, Equatable {
 /// Answers ZAP requests on inproc://zeromq.zap.01 (polled by the Service's I/O thread, or the
 /// broker's loop).
 public final class ZAPHandler {
-    public let socket: UnsafeMutableRawPointer
+    public let socket: ZMQSocket
     private let config: CurveConfiguration
     private var z85ToKey: [String: Bool] = [:]
     private(set) var denied: UInt64 = 0
@@ -71,34 +73,17 @@ public final class ZAPHandler {
         guard zmq_has("curve") != 0 else {
             throw ServiceError.configuration("this libzmq was built without CURVE support")
         }
-        guard let s = zmq_socket(context, ZMQ_REP) else {
-            throw ServiceError.system(call: "zmq_socket(REP)", errno: zmq_errno())
-        }
-        socket = s
+        socket = try ZMQSocket(context: context, type: ZMQ_REP)
         self.config = config
-        try zmqCall("zmq_bind(inproc://zeromq.zap.01)") { zmq_bind(s, "inproc://zeromq.zap.01") }
+        try socket.bind("inproc://zeromq.zap.01")
     }
 
-    public func close() { zmq_close(socket) }
+    public func close() { socket.close() }
 
     /// Handles every waiting ZAP request. - Returns: the denied peers' addresses (for logging).
     public func handleAll() -> [String] {
         var deniedNow: [String] = []
-        while true {
-            var frames: [[UInt8]] = []
-            var more = true
-            while more {
-                var msg = zmq_msg_t()
-                zmq_msg_init(&msg)
-                if zmq_msg_recv(&msg, socket, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
-                    zmq_msg_close(&msg)
-                    if frames.isEmpty { return deniedNow }
-                    break
-                }
-                frames.append(Array(UnsafeRawBufferPointer(start: zmq_msg_data(&msg), count: zmq_msg_size(&msg))))
-                more = zmq_msg_more(&msg) != 0
-                zmq_msg_close(&msg)
-            }
+        while let frames = socket.receive(dontWait: true) {
             // version, request id, domain, address, identity, mechanism, credentials...
             let text = { (i: Int) -> String in i < frames.count ? String(decoding: frames[i], as: UTF8.self) : "" }
             let requestID = frames.count > 1 ? frames[1] : []
@@ -124,9 +109,8 @@ public final class ZAPHandler {
                 deniedNow.append("\(text(3)) (\(reason))")
             }
             let reply: [[UInt8]] = [Array("1.0".utf8), requestID, Array(status.utf8), Array(reason.utf8), Array(user.utf8), []]
-            for (i, f) in reply.enumerated() {
-                _ = f.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, i + 1 < reply.count ? ZMQ_SNDMORE : 0) }
-            }
+            try? socket.send(parts: reply)
         }
+        return deniedNow
     }
 }

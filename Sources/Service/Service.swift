@@ -77,8 +77,8 @@ public final class Service: @unchecked Sendable {
     public func run(onReady: (() -> Void)? = nil) throws {
         guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
         defer { zmq_ctx_term(ctx) }
-        var sockets: [UnsafeMutableRawPointer] = []
-        defer { for s in sockets { zmq_close(s) } }
+        var sockets: [ZMQSocket] = []
+        defer { for s in sockets { s.close() } }
         // The ZAP handler must be bound before any CURVE socket binds.
         let zap = try configuration.curve.map { try ZAPHandler(context: ctx, config: $0) }
         defer { zap?.close() }
@@ -94,20 +94,15 @@ public final class Service: @unchecked Sendable {
         }
         defer { claims.release() }
         for ep in configuration.endpoints {
-            guard let s = zmq_socket(ctx, ZMQ_ROUTER) else {
-                throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno())
-            }
+            let s = try ZMQSocket(context: ctx, type: ZMQ_ROUTER)
             sockets.append(s)
-            try setInt(s, ZMQ_LINGER, 2000, "ZMQ_LINGER")
-            try setInt(s, ZMQ_SNDHWM, 0, "ZMQ_SNDHWM")   // never drop a reply to a slow reader
-            try setInt(s, ZMQ_RCVHWM, 10000, "ZMQ_RCVHWM")
+            try s.setLinger(milliseconds: 2000)
+            try s.setSendHighWaterMark(0)   // never drop a reply to a slow reader
+            try s.setReceiveHighWaterMark(10000)
             if ep.connect {
                 // Behind a broker (BrokerProtocol): name this daemon and the broker so both can address each other.
-                let routingID = Array("coalesced-\(getpid())-\(UInt32.random(in: 0...UInt32.max))".utf8)
-                try zmqCall("zmq_setsockopt(ZMQ_ROUTING_ID)") { zmq_setsockopt(s, ZMQ_ROUTING_ID, routingID, routingID.count) }
-                try zmqCall("zmq_setsockopt(ZMQ_CONNECT_ROUTING_ID)") {
-                    zmq_setsockopt(s, ZMQ_CONNECT_ROUTING_ID, BrokerProtocol.brokerRoutingID, BrokerProtocol.brokerRoutingID.count)
-                }
+                try s.setRoutingID(Array("coalesced-\(getpid())-\(UInt32.random(in: 0...UInt32.max))".utf8))
+                try s.setConnectRoutingID(BrokerProtocol.brokerRoutingID)
             }
             if let curve = configuration.curve, ep.connect, !ep.url.hasPrefix("ipc://") {
                 // The broker is the CURVE server; this daemon a client with its own key pair.
@@ -115,29 +110,21 @@ public final class Service: @unchecked Sendable {
                     throw ServiceError.configuration("--connect \(ep.url) with CurveZMQ needs the broker's public key (--curve-broker-key)")
                 }
                 let publicKey = try CurveConfiguration.publicKey(ofSecret: curve.serverSecretKey)
-                try zmqCall("zmq_setsockopt(ZMQ_CURVE_SERVERKEY)") { zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, brokerKey, 41) }
-                try zmqCall("zmq_setsockopt(ZMQ_CURVE_PUBLICKEY)") { zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, publicKey, 41) }
-                try zmqCall("zmq_setsockopt(ZMQ_CURVE_SECRETKEY)") { zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve.serverSecretKey, 41) }
+                try s.setCurveClient(serverKey: brokerKey, publicKey: publicKey, secretKey: curve.serverSecretKey)
             } else if let curve = configuration.curve, !ep.url.hasPrefix("ipc://") {
-                try setInt(s, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER")
-                try zmqCall("zmq_setsockopt(ZMQ_CURVE_SECRETKEY)") {
-                    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve.serverSecretKey, 41)
-                }
-                try zmqCall("zmq_setsockopt(ZMQ_ZAP_DOMAIN)") { zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "coalesce", 8) }
+                try s.setCurveServer(secretKey: curve.serverSecretKey)
+                try s.setZAPDomain(CurveConfiguration.zapDomain)
             }
-            var maxSize = Int64(configuration.maxMessageBytes) * 4
-            try zmqCall("zmq_setsockopt(ZMQ_MAXMSGSIZE)") { zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxSize, 8) }
+            try s.setMaxMessageSize(Int64(configuration.maxMessageBytes) * 4)
             if ep.connect {
-                try zmqCall("zmq_connect(\(ep.url))") { zmq_connect(s, ep.url) }
+                try s.connect(ep.url)
             } else {
-                try zmqCall("zmq_bind(\(ep.url))") { zmq_bind(s, ep.url) }
+                try s.bind(ep.url)
             }
             if ep.url.hasPrefix("ipc://") && !ep.connect {
                 chmod(String(ep.url.dropFirst("ipc://".count)), 0o600)  // local admin: this user only
             }
-            var buf = [CChar](repeating: 0, count: 1024)
-            var len = buf.count
-            let url = zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, &buf, &len) == 0 ? String(cString: buf) : ep.url
+            let url = (try? s.lastEndpoint) ?? ep.url
             stateLock.withLock { boundURLs.append(url) }
             logger.info(ep.connect ? "connected to broker" : "listening",
                         metadata: ["endpoint": "\(url)", "admin": "\(ep.admin)"])
@@ -149,9 +136,9 @@ public final class Service: @unchecked Sendable {
             "max_delay_ms": "\(milliseconds(configuration.maxDelay))", "workers": "\(configuration.workers)"])
         onReady?()
 
-        var items = sockets.map { zmq_pollitem_t(socket: $0, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
+        var items = sockets.map { $0.pollItem() }
         items.append(zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0))
-        if let zap { items.append(zmq_pollitem_t(socket: zap.socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)) }
+        if let zap { items.append(zap.socket.pollItem()) }
         var draining = false
         var nextHeartbeat = ContinuousClock.now
         var drainDeadline = ContinuousClock.now
@@ -238,7 +225,7 @@ public final class Service: @unchecked Sendable {
     /// Requests that reached the sockets while the last ones finished get a final reply too
     /// (generate: UNAVAILABLE; health, list and metrics are answered) until the sockets have been
     /// quiet for `lateQuiet`, at most `lateLimit` in all. Returns how many messages were read.
-    private func answerLateRequests(_ sockets: [UnsafeMutableRawPointer], _ items: inout [zmq_pollitem_t]) -> Int {
+    private func answerLateRequests(_ sockets: [ZMQSocket], _ items: inout [zmq_pollitem_t]) -> Int {
         let start = ContinuousClock.now
         var quietSince = start, count = 0
         while ContinuousClock.now - quietSince < Self.lateQuiet && ContinuousClock.now - start < Self.lateLimit {
@@ -255,7 +242,7 @@ public final class Service: @unchecked Sendable {
 
     /// Tells every broker this daemon is connected to that it is alive and how many requests it
     /// wants in flight (workers x max batch; 0 while draining).
-    private func sendHeartbeats(_ sockets: [UnsafeMutableRawPointer], draining: Bool) {
+    private func sendHeartbeats(_ sockets: [ZMQSocket], draining: Bool) {
         let capacity = draining ? 0 : configuration.workers * configuration.maxBatch
         let frames = BrokerProtocol.heartbeatFrames(capacity: capacity)
         for (i, ep) in configuration.endpoints.enumerated() where ep.connect {
@@ -270,37 +257,15 @@ public final class Service: @unchecked Sendable {
     // MARK: - Receiving
 
     /// Reads one multipart message if one is waiting; returns false when none was.
-    private func receiveOne(socket: UnsafeMutableRawPointer, endpoint: Int, sockets: [UnsafeMutableRawPointer],
+    private func receiveOne(socket: ZMQSocket, endpoint: Int, sockets: [ZMQSocket],
                             draining: Bool) -> Bool {
-        var frames: [[UInt8]] = []
-        var frameCount = 0
-        var oversize = 0
-        var userID = ""
-        var more = true
-        while more {
-            var msg = zmq_msg_t()
-            zmq_msg_init(&msg)
-            if zmq_msg_recv(&msg, socket, frameCount == 0 ? ZMQ_DONTWAIT : 0) < 0 {
-                zmq_msg_close(&msg)
-                if frameCount == 0 { return false }
-                break
-            }
-            let size = zmq_msg_size(&msg)
-            if frameCount < 6 {
-                if frameCount > 0 && size > configuration.maxMessageBytes {
-                    oversize = size
-                    frames.append([])
-                } else if let data = zmq_msg_data(&msg) {
-                    frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
-                } else {
-                    frames.append([])
-                }
-            }
-            frameCount += 1
-            more = zmq_msg_more(&msg) != 0
-            if !more, configuration.curve != nil, let u = zmq_msg_gets(&msg, "User-Id") { userID = String(cString: u) }
-            zmq_msg_close(&msg)
+        // At most 6 parts are kept, and none over the message limit (it is answered, not copied).
+        guard let message = socket.receiveMessage(dontWait: true, keepParts: 6, maxPartBytes: configuration.maxMessageBytes,
+                                                  property: configuration.curve == nil ? nil : "User-Id") else {
+            return false
         }
+        let frames = message.parts, frameCount = message.count, oversize = message.oversize
+        let userID = message.property ?? ""
         // Envelope: the routing frames (1 for a bound socket: the client's identity; 2 for a socket
         // connected to a broker's DEALER: the broker's and the client's), an optional empty
         // delimiter, then exactly one payload frame.
@@ -346,7 +311,7 @@ public final class Service: @unchecked Sendable {
         return true
     }
 
-    private func handle(_ req: WireRequest, route: ReplyRoute, admin: Bool, sockets: [UnsafeMutableRawPointer],
+    private func handle(_ req: WireRequest, route: ReplyRoute, admin: Bool, sockets: [ZMQSocket],
                         draining: Bool) {
         let reply: (WireReply) -> Void = { [self] r in sendDirect(sockets, route, req.id, r) }
         func error(_ e: EngineError) { reply(.error(e.code, e.message)) }
@@ -440,32 +405,25 @@ public final class Service: @unchecked Sendable {
 
     // MARK: - Sending (I/O thread only)
 
-    private func flush(_ sockets: [UnsafeMutableRawPointer]) {
+    private func flush(_ sockets: [ZMQSocket]) {
         for (route, bytes) in outbox.takeAll() { sendFrames(sockets, route, bytes) }
     }
 
-    private func sendDirect(_ sockets: [UnsafeMutableRawPointer], _ route: ReplyRoute, _ id: String, _ reply: WireReply) {
+    private func sendDirect(_ sockets: [ZMQSocket], _ route: ReplyRoute, _ id: String, _ reply: WireReply) {
         sendFrames(sockets, route, Wire.encodeReply(id: id, reply))
     }
 
-    private func sendFrames(_ sockets: [UnsafeMutableRawPointer], _ route: ReplyRoute, _ bytes: [UInt8]) {
-        let s = sockets[route.endpoint]
-        for frame in route.envelope {
-            let ok = frame.withUnsafeBytes { zmq_send(s, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) } >= 0
-            guard ok else {
-                logger.debug("reply dropped", metadata: ["error": "\(String(cString: zmq_strerror(zmq_errno())))"])
-                return
-            }
+    private func sendFrames(_ sockets: [ZMQSocket], _ route: ReplyRoute, _ bytes: [UInt8]) {
+        do {
+            try sockets[route.endpoint].send(parts: route.envelope + [bytes], dontWait: true)
+        } catch {
+            logger.debug("reply dropped", metadata: ["error": "\((error as? ServiceError)?.reason ?? "\(error)")"])
         }
-        _ = bytes.withUnsafeBytes { zmq_send(s, $0.baseAddress, $0.count, ZMQ_DONTWAIT) }
-    }
-
-    private func setInt(_ s: UnsafeMutableRawPointer, _ option: Int32, _ value: Int32, _ name: String) throws {
-        var v = value
-        try zmqCall("zmq_setsockopt(\(name))") { zmq_setsockopt(s, option, &v, MemoryLayout<Int32>.size) }
     }
 }
 
-private func quotedID(_ s: String) -> String {
+/// A request id (or model name) quoted for a reply's message: at most 128 characters, control
+/// characters as "?".
+func quotedID(_ s: String) -> String {
     "\"" + String(s.unicodeScalars.prefix(128).map { $0.value < 32 ? "?" : Character($0) }) + "\""
 }

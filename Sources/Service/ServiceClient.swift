@@ -9,7 +9,7 @@ public final class ServiceClient {
     public let endpoint: String
     public var timeout: Duration
     private let ctx: UnsafeMutableRawPointer
-    private let sock: UnsafeMutableRawPointer
+    private let socket: ZMQSocket
     private var counter = 0
 
     /// Connects (lazily, as ZeroMQ does) to `endpoint`. `curve` = (server public key, client public
@@ -17,26 +17,27 @@ public final class ServiceClient {
     public init(endpoint: String, timeout: Duration = .seconds(30),
                 curve: (serverKey: String, publicKey: String, secretKey: String)? = nil) throws {
         guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
-        guard let sock = zmq_socket(ctx, ZMQ_DEALER) else {
+        let socket: ZMQSocket
+        do {
+            socket = try ZMQSocket(context: ctx, type: ZMQ_DEALER)
+        } catch {
             zmq_ctx_term(ctx)
-            throw ServiceError.system(call: "zmq_socket(DEALER)", errno: zmq_errno())
+            throw error
         }
         self.ctx = ctx
-        self.sock = sock
+        self.socket = socket
         self.endpoint = endpoint
         self.timeout = timeout
-        var zero: Int32 = 0
-        zmq_setsockopt(sock, ZMQ_LINGER, &zero, 4)
+        // From here a throw runs deinit, which closes the socket and terminates the context.
+        try socket.setLinger(milliseconds: 0)
         if let curve {
-            try zmqCall("zmq_setsockopt(ZMQ_CURVE_SERVERKEY)") { zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, curve.serverKey, 41) }
-            try zmqCall("zmq_setsockopt(ZMQ_CURVE_PUBLICKEY)") { zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, curve.publicKey, 41) }
-            try zmqCall("zmq_setsockopt(ZMQ_CURVE_SECRETKEY)") { zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, curve.secretKey, 41) }
+            try socket.setCurveClient(serverKey: curve.serverKey, publicKey: curve.publicKey, secretKey: curve.secretKey)
         }
-        try zmqCall("zmq_connect(\(endpoint))") { zmq_connect(sock, endpoint) }
+        try socket.connect(endpoint)
     }
 
     deinit {
-        zmq_close(sock)
+        socket.close()
         zmq_ctx_term(ctx)
     }
 
@@ -66,7 +67,7 @@ public final class ServiceClient {
         var bytes = [UInt8](repeating: 0, count: coalesce__v1__request__get_packed_size(&req))
         _ = bytes.withUnsafeMutableBufferPointer { coalesce__v1__request__pack(&req, $0.baseAddress) }
         withExtendedLifetime(arena) {}
-        try zmqCall("zmq_send") { bytes.withUnsafeBytes { Int32(zmq_send(sock, $0.baseAddress, $0.count, 0)) } }
+        try socket.send(parts: [bytes])
 
         let deadline = ContinuousClock.now + timeout
         while true {
@@ -74,41 +75,40 @@ public final class ServiceClient {
             guard left > .zero else {
                 throw EngineError.deadlineExceeded("no reply from \(endpoint) within \(timeout)")
             }
-            var item = zmq_pollitem_t(socket: sock, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+            var item = socket.pollItem()
             let ms = max(1, Int(milliseconds(left)))
             guard zmq_poll(&item, 1, ms) > 0 else { continue }
-            var msg = zmq_msg_t()
-            zmq_msg_init(&msg)
-            defer { zmq_msg_close(&msg) }
-            guard zmq_msg_recv(&msg, sock, 0) >= 0 else { continue }
-            guard let data = zmq_msg_data(&msg),
-                  let reply = coalesce__v1__reply__unpack(nil, zmq_msg_size(&msg), data.assumingMemoryBound(to: UInt8.self)) else {
-                throw EngineError.internal("undecodable reply from \(endpoint)")
-            }
-            defer { coalesce__v1__reply__free_unpacked(reply, nil) }
-            let r = reply.pointee
-            guard let rid = r.id, String(cString: rid) == id else { continue }  // a stale reply
-            switch r.kind_case {
-            case COALESCE__V1__REPLY__KIND_PROGRESS:
-                if let p = r.progress?.pointee { progress?(GenerateProgress(step: Int(p.step), total: Int(p.total))) }
-            case COALESCE__V1__REPLY__KIND_ERROR:
-                let e = r.error?.pointee
-                let code = StatusCode(rawValue: Int32(bitPattern: e?.code.rawValue ?? 6)) ?? .internal
-                throw EngineError(code: code, message: e?.message.map { String(cString: $0) } ?? "")
-            case COALESCE__V1__REPLY__KIND_IMAGES:
-                guard let im = r.images?.pointee else { throw EngineError.internal("empty images reply") }
-                var pixels: [UInt8] = []
-                for i in 0..<im.n_images {
-                    let b = im.images[i]
-                    if let d = b.data { pixels += UnsafeBufferPointer(start: d, count: b.len) }
+            guard let parts = socket.receive() else { continue }
+            // A daemon's reply is one part; each part is read as a reply.
+            for part in parts {
+                guard let reply = part.withUnsafeBufferPointer({ coalesce__v1__reply__unpack(nil, $0.count, $0.baseAddress) }) else {
+                    throw EngineError.internal("undecodable reply from \(endpoint)")
                 }
-                let str = { (p: UnsafeMutablePointer<CChar>?) in p.map { String(cString: $0) } ?? "" }
-                return ImageBatch(model: str(im.model), backend: str(im.backend), backendVersion: "",
-                                  revision: str(im.revision), generation: Int(im.generation), width: Int(im.width),
-                                  height: Int(im.height), channels: Int(im.channels), count: Int(im.n_images),
-                                  pixels: pixels)
-            default:
-                throw EngineError.internal("unexpected reply kind \(r.kind_case.rawValue) to generate")
+                defer { coalesce__v1__reply__free_unpacked(reply, nil) }
+                let r = reply.pointee
+                guard let rid = r.id, String(cString: rid) == id else { continue }  // a stale reply
+                switch r.kind_case {
+                case COALESCE__V1__REPLY__KIND_PROGRESS:
+                    if let p = r.progress?.pointee { progress?(GenerateProgress(step: Int(p.step), total: Int(p.total))) }
+                case COALESCE__V1__REPLY__KIND_ERROR:
+                    let e = r.error?.pointee
+                    let code = StatusCode(rawValue: Int32(bitPattern: e?.code.rawValue ?? 6)) ?? .internal
+                    throw EngineError(code: code, message: e?.message.map { String(cString: $0) } ?? "")
+                case COALESCE__V1__REPLY__KIND_IMAGES:
+                    guard let im = r.images?.pointee else { throw EngineError.internal("empty images reply") }
+                    var pixels: [UInt8] = []
+                    for i in 0..<im.n_images {
+                        let b = im.images[i]
+                        if let d = b.data { pixels += UnsafeBufferPointer(start: d, count: b.len) }
+                    }
+                    let str = { (p: UnsafeMutablePointer<CChar>?) in p.map { String(cString: $0) } ?? "" }
+                    return ImageBatch(model: str(im.model), backend: str(im.backend), backendVersion: "",
+                                      revision: str(im.revision), generation: Int(im.generation), width: Int(im.width),
+                                      height: Int(im.height), channels: Int(im.channels), count: Int(im.n_images),
+                                      pixels: pixels)
+                default:
+                    throw EngineError.internal("unexpected reply kind \(r.kind_case.rawValue) to generate")
+                }
             }
         }
     }

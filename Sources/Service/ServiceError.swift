@@ -18,6 +18,15 @@ public enum ServiceError: Error, CustomStringConvertible {
             return "configuration: \(m)"
         }
     }
+
+    /// What went wrong without the call's name: for `.system` the error's text alone
+    /// ("Resource temporarily unavailable").
+    public var reason: String {
+        switch self {
+        case .system(_, let e): return String(cString: zmqOrSystemError(e))
+        case .configuration(let m): return m
+        }
+    }
 }
 
 import CZMQ

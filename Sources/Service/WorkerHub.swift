@@ -54,7 +54,7 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
     private let directory: String
     let endpoint: String
     private var context: UnsafeMutableRawPointer?
-    private var socket: UnsafeMutableRawPointer?
+    private var socket: ZMQSocket?
     private var thread: Thread?
     private var stopping = false                    // guarded by cond
     private var processes: [String: WorkerProcess] = [:]  // token -> live process, guarded by cond
@@ -82,16 +82,15 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         do {
             guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
             context = ctx
-            guard let s = zmq_socket(ctx, ZMQ_ROUTER) else { throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno()) }
+            let s = try ZMQSocket(context: ctx, type: ZMQ_ROUTER)
             socket = s
-            var zero: Int32 = 0, one: Int32 = 1
-            zmq_setsockopt(s, ZMQ_LINGER, &zero, 4)
-            zmq_setsockopt(s, ZMQ_SNDHWM, &zero, 4)
-            zmq_setsockopt(s, ZMQ_RCVHWM, &zero, 4)
-            zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, 4)
-            try zmqCall("zmq_bind(\(endpoint))") { zmq_bind(s, endpoint) }
+            try s.setLinger(milliseconds: 0)
+            try s.setSendHighWaterMark(0)
+            try s.setReceiveHighWaterMark(0)
+            try s.setRouterMandatory(true)
+            try s.bind(endpoint)
         } catch {
-            if let socket { zmq_close(socket) }
+            socket?.close()
             if let context { zmq_ctx_term(context) }
             WorkerHub.removeDirectory(directory)
             throw error
@@ -123,7 +122,7 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         outbox.wake()
         while thread?.isFinished == false { usleep(5_000) }
         for p in live where p.status == nil { var st: Int32 = 0; waitpid(p.pid, &st, 0) }
-        if let socket { zmq_close(socket) }
+        socket?.close()
         if let context { zmq_ctx_term(context) }
         socket = nil
         context = nil
@@ -308,16 +307,14 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
 
     private func ioLoop() {
         guard let socket else { return }
-        var items = [zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
-                     zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0)]
+        var items = [socket.pollItem(), zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0)]
         var nextPing = ContinuousClock.now
         while true {
             _ = zmq_poll(&items, 2, 20)
             receiveAll(socket)
             for (route, bytes) in outbox.takeAll() {
                 guard let token = route.envelope.first else { continue }
-                let ok = token.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) } >= 0
-                if ok { _ = bytes.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, ZMQ_DONTWAIT) } }
+                try? socket.send(parts: [token, bytes], dontWait: true)  // dropped when that worker is not connected
             }
             let now = ContinuousClock.now
             var keep: [WorkerInstance] = []   // released after the lock, never under it
@@ -366,26 +363,9 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         }
     }
 
-    private func receiveAll(_ socket: UnsafeMutableRawPointer) {
-        while true {
-            var frames: [[UInt8]] = []
-            var more = true
-            while more {
-                var msg = zmq_msg_t()
-                zmq_msg_init(&msg)
-                if zmq_msg_recv(&msg, socket, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
-                    zmq_msg_close(&msg)
-                    if frames.isEmpty { return }
-                    break
-                }
-                if frames.count < 3, let d = zmq_msg_data(&msg) {
-                    frames.append(Array(UnsafeRawBufferPointer(start: d, count: zmq_msg_size(&msg))))
-                } else if frames.count < 3 {
-                    frames.append([])
-                }
-                more = zmq_msg_more(&msg) != 0
-                zmq_msg_close(&msg)
-            }
+    private func receiveAll(_ socket: ZMQSocket) {
+        // [token, message]; longer messages are not a worker's (at most 3 parts are copied to tell).
+        while let frames = socket.receiveMessage(dontWait: true, keepParts: 3)?.parts {
             guard frames.count == 2 else { continue }
             let token = String(decoding: frames[0], as: UTF8.self)
             let event = frames[1].withUnsafeBytes { WorkerProtocol.decodeFromWorker($0) }

@@ -1,7 +1,7 @@
 // `coalesced broker`: one endpoint for clients in front of several daemons (scale-out). Clients
 // connect to the frontend as they would to one daemon; daemons started with
 // `coalesced serve --endpoint "" --connect <backend>` register with the backend and send
-// heartbeats. Routing, cancel and failure handling: BrokerLoop (protocol: Service's BrokerProtocol).
+// heartbeats. Routing, cancel and failure handling: Service's BrokerLoop (protocol: BrokerProtocol).
 import ArgumentParser
 import Dispatch
 import Foundation

@@ -95,40 +95,33 @@ struct TestReply {
 /// A DEALER socket talking to a Service.
 final class TestClient {
     let ctx: UnsafeMutableRawPointer
-    let sock: UnsafeMutableRawPointer
+    let sock: ZMQSocket
 
     init(endpoint: String) {
         ctx = zmq_ctx_new()!
-        sock = zmq_socket(ctx, ZMQ_DEALER)!
-        var linger: Int32 = 0
-        zmq_setsockopt(sock, ZMQ_LINGER, &linger, 4)
-        zmq_connect(sock, endpoint)
+        sock = try! ZMQSocket(context: ctx, type: ZMQ_DEALER)
+        try! sock.setLinger(milliseconds: 0)
+        try? sock.connect(endpoint)
     }
 
     deinit {
-        zmq_close(sock)
+        sock.close()
         zmq_ctx_term(ctx)
     }
 
     func send(_ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { zmq_send(sock, $0.baseAddress, $0.count, 0) }
+        try? sock.send(parts: [bytes])
     }
 
     func sendFrames(_ frames: [[UInt8]]) {
-        for (i, f) in frames.enumerated() {
-            _ = f.withUnsafeBytes { zmq_send(sock, $0.baseAddress, $0.count, i + 1 < frames.count ? ZMQ_SNDMORE : 0) }
-        }
+        try? sock.send(parts: frames)
     }
 
-    /// The next reply, or nil after `timeoutMs`.
+    /// The next reply (a message's last part), or nil after `timeoutMs`.
     func receive(timeoutMs: Int32 = 5000) -> TestReply? {
-        var t = timeoutMs
-        zmq_setsockopt(sock, ZMQ_RCVTIMEO, &t, 4)
-        var msg = zmq_msg_t()
-        zmq_msg_init(&msg)
-        defer { zmq_msg_close(&msg) }
-        guard zmq_msg_recv(&msg, sock, 0) >= 0 else { return nil }
-        guard let r = coalesce__v1__reply__unpack(nil, zmq_msg_size(&msg), zmq_msg_data(&msg).assumingMemoryBound(to: UInt8.self)) else {
+        try? sock.setReceiveTimeout(milliseconds: timeoutMs)
+        guard let payload = sock.receive()?.last,
+              let r = payload.withUnsafeBufferPointer({ coalesce__v1__reply__unpack(nil, $0.count, $0.baseAddress) }) else {
             return nil
         }
         defer { coalesce__v1__reply__free_unpacked(r, nil) }

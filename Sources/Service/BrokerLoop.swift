@@ -1,4 +1,5 @@
-// BrokerLoop: `coalesced broker`'s single-threaded routing loop (see BrokerProtocol in Service).
+// BrokerLoop: `coalesced broker`'s single-threaded routing loop (protocol: BrokerProtocol); the
+// executable parses the flags and runs it.
 //
 // - Clients (frontend ROUTER) talk to the broker exactly as to one daemon.
 // - Daemons (backend ROUTER; they connect with `coalesced serve --connect`) register and stay
@@ -13,15 +14,27 @@
 import CZMQ
 import Engine
 import Foundation
-import Service
 
-final class BrokerLoop {
-    struct Options {
-        var frontend: String
-        var backend: String
-        var curve: CurveConfiguration?
-        var maxQueue: Int
-        var maxMessageBytes: Int
+public final class BrokerLoop {
+    public struct Options {
+        /// The endpoint clients connect to.
+        public var frontend: String
+        /// The endpoint daemons connect to (`coalesced serve --connect`).
+        public var backend: String
+        /// CURVE on both tcp endpoints (nil: none).
+        public var curve: CurveConfiguration?
+        /// Most requests waiting in the broker while every daemon is full.
+        public var maxQueue: Int
+        /// Largest request accepted, in bytes.
+        public var maxMessageBytes: Int
+
+        public init(frontend: String, backend: String, curve: CurveConfiguration?, maxQueue: Int, maxMessageBytes: Int) {
+            self.frontend = frontend
+            self.backend = backend
+            self.curve = curve
+            self.maxQueue = maxQueue
+            self.maxMessageBytes = maxMessageBytes
+        }
     }
 
     /// A registered daemon.
@@ -51,39 +64,38 @@ final class BrokerLoop {
         var payload: [UInt8]
     }
 
-    let options: Options
+    public let options: Options
     private var daemons: [[UInt8]: Daemon] = [:]
     private var held: [Key: [Held]] = [:]
     private var queue: [Pending] = []
-    private var front: UnsafeMutableRawPointer!
-    private var back: UnsafeMutableRawPointer!
+    private var front: ZMQSocket!
+    private var back: ZMQSocket!
     private let log: (String) -> Void
     private let stopLock = NSLock()
     private var stopRequested = false
 
-    init(options: Options, log: @escaping (String) -> Void) {
+    public init(options: Options, log: @escaping (String) -> Void) {
         self.options = options
         self.log = log
     }
 
     /// Asks `run()` to return (thread-safe).
-    func stop() { stopLock.withLock { stopRequested = true } }
+    public func stop() { stopLock.withLock { stopRequested = true } }
 
     /// Binds both sockets and routes until `stop()`. Throws when a socket cannot be set up.
-    func run(onReady: () -> Void) throws {
+    public func run(onReady: () -> Void) throws {
         guard let ctx = zmq_ctx_new() else { throw ServiceError.system(call: "zmq_ctx_new", errno: zmq_errno()) }
         defer { zmq_ctx_term(ctx) }
         let zap = try options.curve.map { try ZAPHandler(context: ctx, config: $0) }
         defer { zap?.close() }
         front = try socket(ctx, options.frontend, mandatory: false)
-        defer { zmq_close(front) }
+        defer { front.close() }
         back = try socket(ctx, options.backend, mandatory: true)
-        defer { zmq_close(back) }
+        defer { back.close() }
         onReady()
 
-        var items = [zmq_pollitem_t(socket: front, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
-                     zmq_pollitem_t(socket: back, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)]
-        if let zap { items.append(zmq_pollitem_t(socket: zap.socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)) }
+        var items = [front.pollItem(), back.pollItem()]
+        if let zap { items.append(zap.socket.pollItem()) }
         let pollMs = Int(BrokerProtocol.heartbeatInterval.components.attoseconds / 1_000_000_000_000_000) / 2
         while !stopLock.withLock({ stopRequested }) {
             _ = zmq_poll(&items, Int32(items.count), max(10, pollMs))
@@ -91,9 +103,9 @@ final class BrokerLoop {
                 for peer in zap.handleAll() { log("CURVE peer refused: \(peer)") }
             }
             var n = 0
-            while n < 1000, let frames = receive(back) { onBackend(frames); n += 1 }
+            while n < 1000, let frames = back.receive(dontWait: true) { onBackend(frames); n += 1 }
             n = 0
-            while n < 1000, let frames = receive(front) { onFrontend(frames); n += 1 }
+            while n < 1000, let frames = front.receive(dontWait: true) { onFrontend(frames); n += 1 }
             expireDaemons(now: .now)
             dispatchQueued()
         }
@@ -127,14 +139,14 @@ final class BrokerLoop {
             if let h = held[targetKey]?.first {
                 // The daemon holding the target answers the cancel (ack or NOT_FOUND).
                 if !send(back, [h.daemon] + envelope + [payload]) {
-                    reply(envelope, request.id, .notFound("the daemon holding \(quoted(target)) is gone"))
+                    reply(envelope, request.id, .notFound("the daemon holding \(quotedID(target)) is gone"))
                 }
             } else if let i = queue.firstIndex(where: { $0.key == targetKey }) {
                 let p = queue.remove(at: i)
-                reply(p.envelope, target, .cancelled("cancelled by request \(quoted(request.id)) before it started"))
-                send(front, envelope + [Wire.encodeReply(id: request.id, .ack("cancelled queued request \(quoted(target))"))])
+                reply(p.envelope, target, .cancelled("cancelled by request \(quotedID(request.id)) before it started"))
+                send(front, envelope + [Wire.encodeReply(id: request.id, .ack("cancelled queued request \(quotedID(target))"))])
             } else {
-                reply(envelope, request.id, .notFound("no queued or running request \(quoted(target)) from this client"))
+                reply(envelope, request.id, .notFound("no queued or running request \(quotedID(target)) from this client"))
             }
             return
         }
@@ -239,68 +251,35 @@ final class BrokerLoop {
 
     // MARK: - Sockets
 
-    private func socket(_ ctx: UnsafeMutableRawPointer, _ url: String, mandatory: Bool) throws -> UnsafeMutableRawPointer {
-        guard let s = zmq_socket(ctx, ZMQ_ROUTER) else { throw ServiceError.system(call: "zmq_socket(ROUTER)", errno: zmq_errno()) }
-        func set(_ option: Int32, _ value: Int32, _ name: String) throws {
-            var v = value
-            if zmq_setsockopt(s, option, &v, 4) != 0 { throw ServiceError.system(call: "zmq_setsockopt(\(name))", errno: zmq_errno()) }
-        }
-        try set(ZMQ_SNDHWM, 0, "ZMQ_SNDHWM")
-        try set(ZMQ_RCVHWM, 0, "ZMQ_RCVHWM")
-        try set(ZMQ_LINGER, 1000, "ZMQ_LINGER")
-        if mandatory { try set(ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY") }
-        var maxSize = Int64(options.maxMessageBytes) * 4
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxSize, 8)
+    private func socket(_ ctx: UnsafeMutableRawPointer, _ url: String, mandatory: Bool) throws -> ZMQSocket {
+        let s = try ZMQSocket(context: ctx, type: ZMQ_ROUTER)
+        try s.setSendHighWaterMark(0)
+        try s.setReceiveHighWaterMark(0)
+        try s.setLinger(milliseconds: 1000)
+        if mandatory { try s.setRouterMandatory(true) }
+        try s.setMaxMessageSize(Int64(options.maxMessageBytes) * 4)
         if let curve = options.curve, !url.hasPrefix("ipc://") {
-            try set(ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER")
-            if zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve.serverSecretKey, 41) != 0
-                || zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "coalesce", 8) != 0 {
-                throw ServiceError.system(call: "zmq_setsockopt(CURVE)", errno: zmq_errno())
+            try s.setOption(ZMQ_CURVE_SERVER, int: 1)
+            do {
+                try s.setOption(ZMQ_CURVE_SECRETKEY, z85Key: curve.serverSecretKey)
+                try s.setZAPDomain(CurveConfiguration.zapDomain)
+            } catch ServiceError.system(_, let e) {
+                throw ServiceError.system(call: "zmq_setsockopt(CURVE)", errno: e)
             }
         }
-        if zmq_bind(s, url) != 0 {
-            let e = zmq_errno()
-            zmq_close(s)
-            throw ServiceError.system(call: "zmq_bind(\(url))", errno: e)
-        }
+        try s.bind(url)
         return s
-    }
-
-    /// One multipart message, or nil when none is waiting.
-    private func receive(_ s: UnsafeMutableRawPointer) -> [[UInt8]]? {
-        var frames: [[UInt8]] = []
-        var more = true
-        while more {
-            var msg = zmq_msg_t()
-            zmq_msg_init(&msg)
-            if zmq_msg_recv(&msg, s, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
-                zmq_msg_close(&msg)
-                return frames.isEmpty ? nil : frames
-            }
-            frames.append(Array(UnsafeRawBufferPointer(start: zmq_msg_data(&msg), count: zmq_msg_size(&msg))))
-            more = zmq_msg_more(&msg) != 0
-            zmq_msg_close(&msg)
-        }
-        return frames
     }
 
     /// Sends a multipart message; false when the peer is unknown or gone (backend: ROUTER_MANDATORY).
     @discardableResult
-    private func send(_ s: UnsafeMutableRawPointer, _ frames: [[UInt8]]) -> Bool {
-        for (i, f) in frames.enumerated() {
-            let flags = (i + 1 < frames.count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT
-            if f.withUnsafeBytes({ zmq_send(s, $0.baseAddress, $0.count, flags) }) < 0 { return i > 0 }
-        }
-        return true
+    private func send(_ s: ZMQSocket, _ frames: [[UInt8]]) -> Bool {
+        (try? s.send(parts: frames, dontWait: true)) != nil
     }
 
     private func reply(_ envelope: [[UInt8]], _ id: String, _ error: EngineError) {
         send(front, envelope + [Wire.encodeReply(id: id, .error(error.code, error.message))])
     }
-}
-
-private func quoted(_ s: String) -> String {
-    "\"" + String(s.unicodeScalars.prefix(128).map { $0.value < 32 ? "?" : Character($0) }) + "\""
 }
 
 private func hex(_ bytes: [UInt8]) -> String {
