@@ -236,12 +236,16 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         var pid: pid_t = 0
+        // Spawned and recorded under the lock: the I/O thread looks a message's token up under
+        // it, so a worker's Ready cannot arrive before its token is known (it was dropped, and
+        // the worker gave up after 10 s, when this thread lost the CPU right after the spawn).
+        cond.lock()
         let rc = posix_spawn(&pid, configuration.executable, nil, &attr, &cArgs, environ)
         guard rc == 0 else {
+            cond.unlock()
             throw EngineError.internal("model \(quoted(spec.model)): cannot start a worker (posix_spawn \(quoted(configuration.executable)): \(String(cString: strerror(rc))))")
         }
         let p = WorkerProcess(pid: pid, token: token, spec: spec)
-        cond.lock()
         processes[token] = p
         cond.unlock()
         logger.info("worker started", metadata: ["model": "\(spec.model)", "pid": "\(pid)"])
