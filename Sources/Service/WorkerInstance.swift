@@ -257,7 +257,7 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                 }
                 continue
             }
-            if events.isEmpty, let deadline {
+            if events.isEmpty, deadline != nil {
                 if !cancelSent {
                     // The deadline passed without a step from the backend: ask it to stop.
                     cancelSent = true
