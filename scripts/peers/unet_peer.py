@@ -4,7 +4,7 @@ loaded with the same weights, so that `coalesce bench unet` has peers that compu
 function: PyTorch eager and ONNX Runtime (the PyTorch network exported to ONNX).
 
 The network is built from the config JSON in the safetensors metadata ("config"); module names
-are the checkpoint keys of the Swift layers (Sources/Models/UNet.swift, Layers/Blocks.swift,
+are the checkpoint keys of the Swift layers (Sources/Models/Components/UNet.swift, Layers/Blocks.swift,
 Diffusion/NestedUNet.swift), so the weights load by name with strict=True:
 
   latent-diffusion, distilled-unet   LatentDiffusionModel.unet  (keys "unet.*")
@@ -172,7 +172,7 @@ class Middle(nn.Module):
 
 
 class UNet(nn.Module):
-    """Sources/Models/UNet.swift: conv_in; down levels (res, self-attention, cross-attention,
+    """Sources/Models/Components/UNet.swift: conv_in; down levels (res, self-attention, cross-attention,
     strided conv); middle (res, attention, res) or a replacement; up levels concatenating the
     skip of the same level, nearest upsampling + conv; norm_out, SiLU, conv_out."""
 
@@ -265,7 +265,7 @@ class UNet(nn.Module):
 
 
 class NestedUNet(nn.Module):
-    """Sources/Models/Diffusion/NestedUNet.swift: the outer UNet's middle is in_adapter, the
+    """Sources/Models/NestedUNet/NestedUNet.swift: the outer UNet's middle is in_adapter, the
     whole inner UNet on the low-resolution input (in_adapter's output added after its conv_in),
     and out_adapter of the inner features added back to the outer bottleneck."""
 
