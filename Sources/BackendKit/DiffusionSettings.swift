@@ -1,18 +1,8 @@
 import Foundation
 import Models
 
-/// The sampling settings a diffusion model's config carries, which a model directory's
-/// config.json may override ("default_steps", "default_guidance", "guidance_interval") and
-/// every face caps.
-public protocol DiffusionSamplingSettings {
-    var defaultSteps: Int { get set }
-    var maxSteps: Int { get set }
-    var defaultGuidance: Float { get set }
-    var guidanceInterval: [Double]? { get set }
-}
-
-extension LatentDiffusionConfig: DiffusionSamplingSettings {}
-extension NestedUNetConfig: DiffusionSamplingSettings {}
+// `DiffusionSamplingSettings` (Models) are what a diffusion model's config carries and a model
+// directory's config.json may override ("default_steps", "default_guidance", "guidance_interval").
 
 extension ModelDirectoryConfig {
     /// Applies the directory's overrides to `settings`, then caps steps at `SamplingLimits.maxSteps`

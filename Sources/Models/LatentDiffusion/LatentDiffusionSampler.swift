@@ -15,12 +15,7 @@ public struct LatentDiffusionSampler {
 
     public init(model: LatentDiffusionModel) { self.model = model }
 
-    public struct Request: Sendable {
-        public var prompt: String, seed: UInt64, count: Int, guidance: Float
-        public init(prompt: String, seed: UInt64, count: Int, guidance: Float) {
-            self.prompt = prompt; self.seed = seed; self.count = count; self.guidance = guidance
-        }
-    }
+    public typealias Request = SamplerRequest
 
     /// Images (count * C*H*W planar floats in [0, 1]) of all requests in order. `progress(step,
     /// steps)` after each step; returning false cancels (throws `ModelError.cancelled`).

@@ -16,7 +16,7 @@ public struct NestedUNetSampler {
 
     public init(model: NestedUNetModel) { self.model = model }
 
-    public typealias Request = LatentDiffusionSampler.Request
+    public typealias Request = SamplerRequest
 
     /// Images (count * C*S*S planar floats in [0, 1]) of all requests in order. `progress(step,
     /// steps)` after each step; returning false cancels (throws `ModelError.cancelled`).
