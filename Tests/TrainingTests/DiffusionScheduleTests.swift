@@ -79,4 +79,31 @@ final class DiffusionScheduleTests: XCTestCase {
             XCTAssertEqual(shifted.logSNR(t), s.logSNR(t) - log(4.0), accuracy: 1e-9)
         }
     }
+
+    /// Clipping x̂0: without clipping at work (|x̂0| <= 1) all three updates agree; where x̂0 is
+    /// clipped, the recomputed ε̂ keeps x_t = α_t x̂0 + σ_t ε̂, so the update is α_prev·clip(x̂0)
+    /// + σ_prev·(x_t − α_t·clip(x̂0)) / σ_t, between the unclipped and the plainly clipped one.
+    func testClippedDDIMStepWithRecomputedNoise() {
+        let s = DiffusionSchedule.cosine(trainSteps: 1000)
+        let (t, prev) = (600, 400)
+        let (a, sg) = s.scales(t), (ap, sp) = s.scales(prev)
+        let x: [Float] = [0.3, -0.2, 2.5, -3.0], v: [Float] = [0.1, 0.05, -1.5, 2.0]
+        var plain = x, clipped = x, recomputed = x
+        s.ddimStep(&plain, v: v, t: t, prev: prev)
+        s.ddimStep(&clipped, v: v, t: t, prev: prev, clip: 1)
+        s.ddimStep(&recomputed, v: v, t: t, prev: prev, clip: 1, recomputeNoise: true)
+        for i in x.indices {
+            let x0 = a * x[i] - sg * v[i]
+            if abs(x0) <= 1 {
+                XCTAssertEqual(recomputed[i], plain[i], accuracy: 1e-5)
+                XCTAssertEqual(clipped[i], plain[i])
+            } else {
+                let c = min(1, max(-1, x0))
+                XCTAssertEqual(recomputed[i], ap * c + sp * (x[i] - a * c) / sg, accuracy: 1e-5)
+                let lo = min(plain[i], clipped[i]), hi = max(plain[i], clipped[i])
+                XCTAssertTrue(recomputed[i] >= lo - 1e-5 && recomputed[i] <= hi + 1e-5, "element \(i)")
+            }
+        }
+        XCTAssertTrue(x.indices.contains { abs(a * x[$0] - sg * v[$0]) > 1 }, "the test clips something")
+    }
 }

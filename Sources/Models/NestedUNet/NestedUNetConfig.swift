@@ -31,6 +31,10 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
     public var spacing: DiffusionSchedule.Spacing = .trailing
     /// Clip each step's x̂0 to the pixel range [−1, 1] (diffusers' `clip_sample`).
     public var clipSample = true
+    /// With `clip_sample`: recompute each step's ε̂ from the clipped x̂0 (diffusers'
+    /// `use_clipped_model_output`), so the update stays on a DDIM path through x_t. nil/false:
+    /// ε̂ from the network, as trained models were first sampled.
+    public var clipRecomputeNoise: Bool? = nil
     public var defaultSteps = 50
     public var maxSteps = SamplingLimits.maxSteps
     /// Classifier-free guidance used when the caller does not say (1 = conditional only).
@@ -57,6 +61,7 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
         lossWeights = try c.decodeIfPresent([Float].self, forKey: .lossWeights) ?? (inner == nil ? [1] : d.lossWeights)
         spacing = try c.decodeIfPresent(DiffusionSchedule.Spacing.self, forKey: .spacing) ?? d.spacing
         clipSample = try c.decodeIfPresent(Bool.self, forKey: .clipSample) ?? d.clipSample
+        clipRecomputeNoise = try c.decodeIfPresent(Bool.self, forKey: .clipRecomputeNoise)
         defaultSteps = try c.decodeIfPresent(Int.self, forKey: .defaultSteps) ?? d.defaultSteps
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? d.maxSteps
         defaultGuidance = try c.decodeIfPresent(Float.self, forKey: .defaultGuidance) ?? d.defaultGuidance
@@ -67,7 +72,7 @@ public struct NestedUNetConfig: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case backend, imageSize = "image_size", imageChannels = "image_channels", textEncoder = "text_encoder"
         case outer, inner, trainSteps = "train_steps", shiftPower = "shift_power", lossWeights = "loss_weights"
-        case spacing, clipSample = "clip_sample", defaultSteps = "default_steps", maxSteps = "max_steps"
+        case spacing, clipSample = "clip_sample", clipRecomputeNoise = "clip_recompute_noise", defaultSteps = "default_steps", maxSteps = "max_steps"
         case defaultGuidance = "default_guidance", guidanceInterval = "guidance_interval", classNames = "class_names"
     }
 

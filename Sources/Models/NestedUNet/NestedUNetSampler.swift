@@ -68,7 +68,8 @@ public struct NestedUNetSampler {
                 let vu = uncondRows.isEmpty ? [] : predict(uncondRows, Tensor(zeros: [uncondRows.count, cond.shape[1]]))
                 for l in res.indices {
                     let v = ClassifierFreeGuidance.combine(g, per: sizes[l], vc: vc.isEmpty ? [] : vc[l], vu: vu.isEmpty ? [] : vu[l])
-                    model.schedules[l].ddimStep(&xs[l], v: v, t: u.t, prev: u.prev, clip: clip)
+                    model.schedules[l].ddimStep(&xs[l], v: v, t: u.t, prev: u.prev, clip: clip,
+                                                recomputeNoise: cfg.clipRecomputeNoise ?? false)
                 }
                 if let progress, !progress(k + 1, steps) { throw ModelError.cancelled }
             }
