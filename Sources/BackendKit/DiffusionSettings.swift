@@ -2,7 +2,8 @@ import Foundation
 import Models
 
 // `DiffusionSamplingSettings` (Models) are what a diffusion model's config carries and a model
-// directory's config.json may override ("default_steps", "default_guidance", "guidance_interval").
+// directory's config.json may override ("default_steps", "default_guidance", "guidance_interval";
+// for pixel-space models also "clip_sample" and "clip_recompute_noise").
 
 extension ModelDirectoryConfig {
     /// Applies the directory's overrides to `settings`, then caps steps at `SamplingLimits.maxSteps`
@@ -22,6 +23,17 @@ extension ModelDirectoryConfig {
                 }
                 settings.guidanceInterval = [lo, hi]
             }
+        }
+        for key in ["clip_sample", "clip_recompute_noise"] {
+            guard let v = object[key] else { continue }
+            guard Self.isBool(v), let b = v as? Bool else {
+                throw BackendError.invalidArgument("\(path): \"\(key)\" must be true or false, got \(v)")
+            }
+            guard var pixel = settings as? any PixelSamplingSettings else {
+                throw BackendError.invalidArgument("\(path): \"\(key)\" is a setting of pixel-space models (nested-unet), not of this backend")
+            }
+            if key == "clip_sample" { pixel.clipSample = b } else { pixel.clipRecomputeNoise = b }
+            settings = pixel as! S
         }
         settings.maxSteps = min(settings.maxSteps, SamplingLimits.maxSteps)
         settings.defaultSteps = min(settings.defaultSteps, settings.maxSteps)

@@ -214,6 +214,39 @@ def test_guidance_interval_in_config_json(model, repo, tmp_path):
                 eng.load_model(f"bad{i}", variant(f"bad{i}", guidance_interval=bad))
 
 
+def test_clip_settings_in_config_json(repo, tmp_path):
+    """nested-unet's config.json may set "clip_sample" and "clip_recompute_noise" (booleans): the
+    recomputed noise changes images only where x0 is clipped, clip_sample false turns clipping off;
+    the latent models, which do not clip, refuse both keys by name, as does a non-boolean."""
+    need(repo, "nested-unet", "latent-diffusion")
+
+    def variant(model, name, **extra):
+        src = (repo / model).resolve()
+        conf = json.loads((src / "config.json").read_text())
+        for k in ("clip_sample", "clip_recompute_noise"):
+            conf.pop(k, None)
+        d = tmp_path / name
+        d.mkdir()
+        (d / conf["weights"]).symlink_to(src / conf["weights"])
+        (d / "config.json").write_text(json.dumps({**conf, **extra}))
+        return d
+
+    kw = dict(prompt="bag", seed=3, steps=8, count=2, guidance=3.0)
+    with coalesce.Engine(plugin_dir=str(plugin_dir())) as eng:
+        for name, extra in [("keep", dict(clip_recompute_noise=False)), ("recompute", dict(clip_recompute_noise=True)),
+                            ("noclip", dict(clip_sample=False)), ("noclip2", dict(clip_sample=False, clip_recompute_noise=True))]:
+            eng.load_model(name, variant("nested-unet", name, **extra))
+        keep, recompute = eng.generate("keep", **kw), eng.generate("recompute", **kw)
+        noclip = eng.generate("noclip", **kw)
+        assert not np.array_equal(keep, recompute) and not np.array_equal(keep, noclip)
+        np.testing.assert_array_equal(eng.generate("noclip2", **kw), noclip)  # nothing to recompute without clipping
+        for i, (model, extra) in enumerate([("latent-diffusion", dict(clip_sample=True)),
+                                            ("latent-diffusion", dict(clip_recompute_noise=True)),
+                                            ("nested-unet", dict(clip_recompute_noise=1))]):
+            with pytest.raises(coalesce.CoalesceError, match="clip_"):
+                eng.load_model(f"bad{i}", variant(model, f"bad{i}", **extra))
+
+
 def test_teacher_coupled_coalescer_defaults_to_one_step(tmp_path):
     """models/coalescer asks for one step in config.json ("default_steps": 1, which a Swift
     plugin once refused because JSON 1 also reads as true): steps 0 means 1 in the library and

@@ -19,6 +19,12 @@ public protocol DiffusionSamplingSettings {
     var guidanceInterval: [Double]? { get set }
 }
 
+/// The clipping settings of a pixel-space sampler (x̂0 clipped to the pixel range at each step).
+public protocol PixelSamplingSettings: DiffusionSamplingSettings {
+    var clipSample: Bool { get set }
+    var clipRecomputeNoise: Bool? { get set }
+}
+
 /// A diffusion generator as a backend serves it, the same for the latent models (teacher and
 /// student) and the nested UNet: load from one safetensors file, the settings a directory may
 /// override, what `describe` reports, and the sampler.
@@ -40,7 +46,7 @@ public protocol DiffusionGenerator: AnyObject {
 }
 
 extension LatentDiffusionConfig: DiffusionSamplingSettings {}
-extension NestedUNetConfig: DiffusionSamplingSettings {}
+extension NestedUNetConfig: PixelSamplingSettings {}
 
 extension LatentDiffusionModel: DiffusionGenerator {
     public var backendName: String { config.backend }
