@@ -99,6 +99,9 @@ public enum NestedUNetTrainer {
         config.textEncoder = o.textEncoder
         config.defaultGuidance = o.defaultGuidance
         config.shiftPower = o.shiftPower
+        // Sampling setting stored with the model: with x̂0 clipped, ε̂ recomputed from it (keeping
+        // the network's ε̂ broke guided samples at many steps; BENCHMARKS.md, "Nested UNet").
+        config.clipRecomputeNoise = true
         func io(_ u: UNetConfig) -> UNetConfig {
             var u = u
             u.inChannels = train.channels; u.outChannels = train.channels
