@@ -127,6 +127,19 @@ def nfe_per_step(model, config, guidance):
     return 1 if guidance in (None, 1) else 2
 
 
+def network_evaluations(model, config, meta, guidance, steps):
+    """Network evaluations per image: one per step, two where the step is guided. With a
+    guidance_interval (config.json, else the weights' config), a step is guided only when its
+    timestep's fraction t / (T - 1) of the trailing grid lies in the band (ClassifierFreeGuidance)."""
+    per = nfe_per_step(model, config, guidance)
+    interval = (config or {}).get("guidance_interval", (meta or {}).get("guidance_interval"))
+    if per != 2 or not interval or (meta or {}).get("spacing", "trailing") != "trailing":
+        return steps * per
+    T = int((meta or {}).get("train_steps", 1000))
+    ts = [int(round(T - k * T / steps)) - 1 for k in range(steps)]
+    return sum(2 if interval[0] <= t / (T - 1) <= interval[1] else 1 for t in ts)
+
+
 def machine(info):
     cpu = "unknown"
     try:
@@ -165,6 +178,7 @@ def cmd_row(a):
     info = json.load(open(a.info))
     config = model_config(a.model)
     guidance = weights = None
+    meta = {}
     if config:
         weights = os.path.join("models", a.model, config["weights"]) if config.get("weights") else None
         meta = weights_metadata(weights) if weights else {}
@@ -176,7 +190,7 @@ def cmd_row(a):
     ref = e.get("reference_train")
     row = {
         "model": a.model, "steps": a.steps, "guidance": guidance,
-        "network_evaluations": a.steps * nfe_per_step(a.model, config, guidance),
+        "network_evaluations": network_evaluations(a.model, config, meta, guidance, a.steps),
         "count": g["count"], "seed": e["settings"]["seed"],
         "generated": g, "reference_train": ref,
         "classifier_test_accuracy": e.get("classifier_test_accuracy"),
