@@ -12,8 +12,10 @@
 #      (served at 8 steps by default, its best; 4 and 2 on request);
 #   6. models/coalescer (the third version): 60,000 noise-to-latent pairs of the student at 8 steps (teacher coupling), a
 #      4.9M-parameter residual net on them and on searched targets, then adversarial fine-tuning;
-#      its net stored as float16 (scripts/half-weights.py) to stay under 20 MiB.
-# About 4 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
+#      its net stored as float16 (scripts/half-weights.py) to stay under 20 MiB;
+#   7. models/nested-unet: the pixel-space nested UNet, 1500 CPU-s of the 14x14 inner network, then
+#      2000 CPU-s nested (about 44 minutes alone), with the sampling settings of its config.json.
+# About 5 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M="${1:-models}"
@@ -21,6 +23,7 @@ swift build -c release --product coalesce
 swift build -c release --product CoalescerBackend
 swift build -c release --product LatentDiffusionBackend
 swift build -c release --product DistilledUnetBackend
+swift build -c release --product NestedUnetBackend
 C=.build/release/coalesce
 LOG="${LOG:-/tmp/train-models.log}"
 start=$(date +%s)
@@ -51,5 +54,9 @@ $C train coalescer "${V3[@]}" --init-net "$M/coalescer-v3-regression/coalescer.s
 echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 1}' > "$M/coalescer/config.json"
 python3 scripts/half-weights.py "$M/coalescer/coalescer.safetensors" net.
 rm -rf "$M/coalescer-v3-regression" "$M/coalescer-v3-pairs.safetensors" "$M/coalescer/autoencoder.safetensors" "$M/coalescer/autoencoder.json"
+$C train nested-unet --out "$M/nested-unet" --seed 1 --inner-layers 1 --batch-size 32 --phase1-steps 100000 \
+    --phase2-steps 100000 --phase1-seconds 1500 --phase2-seconds 2000 --snapshot-every 700 --guidance 1.5
+echo '{"backend": "nested-unet", "weights": "nested-unet.safetensors", "default_guidance": 3, "guidance_interval": [0, 0.7], "clip_recompute_noise": true}' > "$M/nested-unet/config.json"
+rm -rf "$M/nested-unet/checkpoint-phase1.safetensors" "$M/nested-unet/checkpoint-phase2.safetensors" "$M/nested-unet/snapshots"
 } 2>&1 | tee "$LOG"
-echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer-v1,autoencoder,coalescer-v2,coalescer-v1-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,coalescer}"
+echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer-v1,autoencoder,coalescer-v2,coalescer-v1-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,coalescer,nested-unet}"
