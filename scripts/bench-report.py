@@ -35,7 +35,7 @@ PSEUDO = ["real-train", "reconstruction", "noise", "test-pattern"]
 # The coalescer the comparison features: the bundled model of the method at its default steps.
 COALESCER = ("coalescer", 1)
 BACKENDS = ["coalescer", "coalescer-v1", "coalescer-v2", "distilled-unet", "distilled-unet-2step", "latent-diffusion",
-            "nested-unet"]
+            "nested-unet", "pixel-unet"]
 # The steps `make demo` shows each backend at (nested-unet's weights default to 50; 16 is its usual
 # setting), side by side in bench-classes.png.
 DEFAULTS = [COALESCER, ("distilled-unet", 8), ("nested-unet", 16), ("latent-diffusion", 50)]

@@ -58,7 +58,7 @@ coalescer-v1:1 coalescer-v1:2 coalescer-v1:4 coalescer-v2:1 coalescer-v2:2 coale
 distilled-unet:1 distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet:16
 distilled-unet-2step:1 distilled-unet-2step:2 distilled-unet-2step:4
 latent-diffusion:1 latent-diffusion:2 latent-diffusion:4 latent-diffusion:8 latent-diffusion:16 latent-diffusion:50
-nested-unet:4 nested-unet:8 nested-unet:16 nested-unet:50"
+nested-unet:4 nested-unet:8 nested-unet:16 nested-unet:50 pixel-unet:16"
 ROWS=${ROWS-$DEFAULT_ROWS}
 
 [ -x "$COALESCE" ] || { echo "bench: $COALESCE not built (run: swift build -c release)" >&2; exit 1; }
