@@ -78,10 +78,11 @@ bench: build
 # The headline comparison: the rows a user chooses between, at 2000 images each, scored in two
 # independently trained feature networks (FID and KID with its standard error), into
 # bench/headline/ (quality only: the speed columns are the sweep's); then the same render as `make bench` (the headline table in BENCHMARKS.md and
-# the README's reading, which states only the comparisons both networks agree on). About 18 min (1098 s measured beside a training run).
+# the README's reading, which states only the comparisons both networks agree on). About 50 min: the
+# nested-unet 16- and 50-step rows took 1945 s at nice 19 beside a training run, the other rows 1098 s.
 HEADLINE_ROWS ?= real-train:1 reconstruction:1 coalescer:1 coalescer:2 distilled-unet-2step:1 distilled-unet-2step:2 \
     distilled-unet:2 distilled-unet:4 distilled-unet:8 \
-    distilled-unet:16 latent-diffusion:50 nested-unet:16 nested-unet:50
+    distilled-unet:16 latent-diffusion:50 nested-unet:16 nested-unet:50 pixel-unet:16
 bench-headline: build
 	COUNT=2000 RESULTS=bench/headline RENDER=0 SPEED=0 ROWS="$(HEADLINE_ROWS)" bash scripts/bench.sh
 	$(PYTHON) scripts/bench-report.py render

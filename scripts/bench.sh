@@ -26,7 +26,8 @@
 # Time budget of the default run (COUNT=500, BENCH_SECONDS=3): at most 30 minutes on the 2 cores.
 # Measured 2026-12-01 (all 25 rows, 1327 s = 22 min, at `nice -n 15` beside other jobs, load average
 # 3.6-4.7; an idle machine is faster):
-#   nested-unet      4, 8, 16, 50 steps      53 +  87 + 165 + 461 s =  766 s   (eval pace 13, 7, 3.5, 1.4 images/s)
+#   nested-unet      4, 8, 16, 50 steps and pixel-unet 16: 388 s in all (measured alone 2026-12-07, after the
+#                    nested model's guidance interval; 766 s for the four nested rows before, under load)
 #   latent-diffusion 1, 2, 4, 8, 16, 50      19 + 22 + 29 + 42 + 54 + 142 = 308 s   (50 steps: 4 images/s)
 #   distilled-unet   1, 2, 4, 8, 16          18 + 20 + 26 + 31 + 39 = 134 s
 #   coalescer-v1, coalescer-v2 (1, 2, 4), real-train, reconstruction, noise, test-pattern: 9-14 s each = 123 s
