@@ -8,6 +8,26 @@ public struct SamplerRequest: Sendable, Equatable {
     public init(prompt: String, seed: UInt64, count: Int, guidance: Float) {
         self.prompt = prompt; self.seed = seed; self.count = count; self.guidance = guidance
     }
+
+    /// One row per image of `requests`, in order (image j of a request: its prompt, its
+    /// guidance, seed + j), after checking the step count against `maxSteps`, each guidance
+    /// against `SamplingLimits` and that some image is asked for. Both diffusion samplers start
+    /// here.
+    public static func rows(_ requests: [SamplerRequest], steps: Int, maxSteps: Int) throws
+        -> (prompts: [String], guidance: [Float], seeds: [UInt64]) {
+        guard steps >= 1, steps <= maxSteps else {
+            throw ModelError.invalidInput("steps \(steps) must be in 1...\(maxSteps)")
+        }
+        var prompts: [String] = [], guidance: [Float] = [], seeds: [UInt64] = []
+        for r in requests {
+            guard r.guidance.isFinite, SamplingLimits.guidanceRange.contains(r.guidance) else {
+                throw ModelError.invalidInput("guidance \(r.guidance) must be a finite number in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
+            }
+            for j in 0..<r.count { prompts.append(r.prompt); guidance.append(r.guidance); seeds.append(r.seed &+ UInt64(j)) }
+        }
+        guard !prompts.isEmpty else { throw ModelError.invalidInput("no images requested") }
+        return (prompts, guidance, seeds)
+    }
 }
 
 /// The sampling settings a diffusion model's config carries, which a model directory's

@@ -30,18 +30,8 @@ public struct LatentDiffusionSampler {
     public func latents(_ requests: [Request], steps: Int, initialNoise: [Float]? = nil,
                         progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let cfg = model.config
-        guard steps >= 1, steps <= cfg.maxSteps else {
-            throw ModelError.invalidInput("steps \(steps) must be in 1...\(cfg.maxSteps)")
-        }
-        var prompts: [String] = [], guidance: [Float] = [], seeds: [UInt64] = []
-        for r in requests {
-            guard r.guidance.isFinite, SamplingLimits.guidanceRange.contains(r.guidance) else {
-                throw ModelError.invalidInput("guidance \(r.guidance) must be a finite number in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
-            }
-            for j in 0..<r.count { prompts.append(r.prompt); guidance.append(r.guidance); seeds.append(r.seed &+ UInt64(j)) }
-        }
+        let (prompts, guidance, seeds) = try SamplerRequest.rows(requests, steps: steps, maxSteps: cfg.maxSteps)
         let b = prompts.count
-        guard b > 0 else { throw ModelError.invalidInput("no images requested") }
         let (c, s) = model.latentShape
         let per = c * s * s
         var x = [Float](repeating: 0, count: b * per)

@@ -30,18 +30,8 @@ public struct NestedUNetSampler {
     public func sample(_ requests: [Request], steps: Int,
                        progress: ((Int, Int) -> Bool)? = nil) throws -> [[Float]] {
         let cfg = model.config
-        guard steps >= 1, steps <= cfg.maxSteps else {
-            throw ModelError.invalidInput("steps \(steps) must be in 1...\(cfg.maxSteps)")
-        }
-        var prompts: [String] = [], guidance: [Float] = [], seeds: [UInt64] = []
-        for r in requests {
-            guard r.guidance.isFinite, SamplingLimits.guidanceRange.contains(r.guidance) else {
-                throw ModelError.invalidInput("guidance \(r.guidance) must be a finite number in 0...\(Int(SamplingLimits.guidanceRange.upperBound))")
-            }
-            for j in 0..<r.count { prompts.append(r.prompt); guidance.append(r.guidance); seeds.append(r.seed &+ UInt64(j)) }
-        }
+        let (prompts, guidance, seeds) = try SamplerRequest.rows(requests, steps: steps, maxSteps: cfg.maxSteps)
         let b = prompts.count
-        guard b > 0 else { throw ModelError.invalidInput("no images requested") }
         let res = cfg.resolutions, sizes = model.sizes, c = cfg.imageChannels
         var xs = sizes.map { [Float](repeating: 0, count: b * $0) }
         for i in 0..<b {
