@@ -54,6 +54,10 @@ struct TrainCoalescer: ParsableCommand {
     var teacherPairs: String?
     @Option(help: "With --teacher-pairs: of the near-data starts, the fraction that start near a pair's target (re-noised) and learn to return to it.")
     var teacherNearFraction: Float = 0
+    @Option(help: "With --teacher-pairs made with --trajectory-every: of the teacher-coupled starts, the fraction that start at a trajectory point (needs --renoise-path variance_preserving).")
+    var trajectoryFraction: Float = 0
+    @Option(help: "How points are re-noised to a level (generation's second step, near-data starts): linear ((1 - t) y + t eps) or variance_preserving (the teacher's path; the level is its sigma).")
+    var renoisePath = "linear"
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)  // report lines reach a redirected log as they happen
@@ -72,6 +76,14 @@ struct TrainCoalescer: ParsableCommand {
         o.teacherPairs = teacherPairs
         guard teacherNearFraction >= 0, teacherNearFraction <= 1 else { throw ValidationError("--teacher-near-fraction must be in 0...1") }
         o.coalescer.teacherNearFraction = teacherNearFraction
+        guard let path = CoalescerConfig.RenoisePath(rawValue: renoisePath) else {
+            throw ValidationError("--renoise-path must be linear or variance_preserving, got '\(renoisePath)'")
+        }
+        guard trajectoryFraction >= 0, trajectoryFraction <= 1, trajectoryFraction == 0 || path == .variancePreserving else {
+            throw ValidationError("--trajectory-fraction must be in 0...1 and needs --renoise-path variance_preserving")
+        }
+        o.coalescer.renoisePath = path
+        o.coalescer.trajectoryFraction = trajectoryFraction
         o.levelInput = levelInput
         o.renoiseLevels = try renoise.split(separator: ",").map {
             guard let v = Float($0.trimmingCharacters(in: .whitespaces)), v >= 0, v < 1 else {

@@ -20,6 +20,8 @@ struct TrainTeacherPairs: ParsableCommand {
     @Option(help: "Fraction of pairs for the empty prompt.") var uncondFraction: Float = 0.1
     @Option(help: "Seed (pair i uses seed + i).") var seed: UInt64 = 11
     @Option(help: "Pairs per teacher call (and per file write).") var chunk = 512
+    @Option(help: "Also keep each trajectory's point after every N-th sampling update (0 = none): the coalescer's trajectory starts (`train coalescer --trajectory-fraction`).")
+    var trajectoryEvery = 0
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -30,17 +32,23 @@ struct TrainTeacherPairs: ParsableCommand {
         guard guidance.isFinite, guidance >= 0, guidance <= 100, uncondFraction >= 0, uncondFraction <= 1 else {
             throw ValidationError("--guidance must be in 0...100 and --uncond-fraction in 0...1")
         }
+        guard trajectoryEvery >= 0, trajectoryEvery <= 64 else { throw ValidationError("--trajectory-every must be in 0...64") }
         let path = try Self.weightsPath(teacher)
         let model = try LatentDiffusionModel.load(path: path)
         let settings = TeacherPairs.Settings(teacher: path, steps: steps, guidance: guidance, seed: seed,
                                              unconditionalFraction: uncondFraction,
                                              prompts: EvaluationPrompts.classPrompts,
-                                             autoencoderHash: TeacherPairs.hash(model.autoencoder))
+                                             autoencoderHash: TeacherPairs.hash(model.autoencoder),
+                                             trajectoryEvery: trajectoryEvery)
         print("command: " + CommandLine.arguments.joined(separator: " "))
         let t0 = Date()
         let pairs = try TeacherPairs.generate(teacher: model, settings: settings, count: count, path: out, chunk: chunk)
         print(String(format: "teacher pairs: %d pairs (%d unconditional) from %@ at %d steps, guidance %.2f, in %.0fs; wrote %@",
                      pairs.count, pairs.labels.filter { $0 < 0 }.count, path, steps, guidance, Date().timeIntervalSince(t0), out))
+        if pairs.trajectoryLevels > 0 {
+            print("trajectory points at timesteps \(pairs.trajectoryTimesteps), sigma "
+                  + pairs.trajectorySigmas.map { String(format: "%.3f", $0) }.joined(separator: " "))
+        }
     }
 
     /// A model directory's weights file (its config.json "weights"), or the path itself.

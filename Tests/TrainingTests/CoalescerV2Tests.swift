@@ -83,6 +83,15 @@ final class CoalescerV2Tests: XCTestCase {
         let single = try s.latents(prompt: "bag", seed: 12, count: 1, steps: .fixed(2)).points
         for j in 0..<12 { XCTAssertEqual(batch[2 * 12 + j], single[j], accuracy: 1e-5) }
         XCTAssertNotEqual(plain, batch)
+        // The variance-preserving path: also per image, and a different point than linear.
+        m.config.renoisePath = .variancePreserving
+        for i in 0..<12 { m.projection.scales.data[i] = 0.2 + 0.2 * Float(i) }
+        let vp = CoalescerSampler(model: m)
+        let vpBatch = try vp.latents(prompt: "bag", seed: 10, count: 3, steps: .fixed(2)).points
+        let vpSingle = try vp.latents(prompt: "bag", seed: 12, count: 1, steps: .fixed(2)).points
+        XCTAssertEqual(Array(vpBatch[24..<36]), vpSingle)
+        XCTAssertNotEqual(vpBatch, batch)
+        m.config.renoisePath = .linear
         XCTAssertEqual(m.config.renoiseLevel(beforeStep: 0), 0)
         XCTAssertEqual(m.config.renoiseLevel(beforeStep: 3), 0.5)
         m.config.renoiseLevels = [1.5]

@@ -23,14 +23,46 @@ public struct CoalescerConfig: Codable, Equatable, Sendable {
     /// Steps used when the caller does not say.
     public var defaultSteps: Int = 2
     /// Before step k + 2, the point is re-noised to level t = renoise_levels[k] (the last entry
-    /// repeats): x <- (1 - t) x + t eps, and a net with `level_input` is told t (consistency
+    /// repeats) along `renoise_path`, and a net with `level_input` is told t (consistency
     /// models' multistep sampling). Empty: step on from x unchanged (the first version).
     public var renoiseLevels: [Float] = []
+    /// How a point is re-noised to level t (and how training starts near data are made).
+    public var renoisePath: RenoisePath = .linear
     /// Names of the classes the model was trained on (`describe`'s "classes"; prompts that
     /// name them work best). Empty: the Fashion-MNIST class prompts.
     public var classNames: [String] = []
 
     public init() {}
+
+    /// Paths from a point y (whitened latent coordinates) to noise, indexed by level t in [0, 1].
+    public enum RenoisePath: String, Codable, Sendable {
+        /// (1 - t) y + t ε: the straight line (rectified flow's interpolation).
+        case linear
+        /// The latent diffusion teacher's variance-preserving path seen through the projection:
+        /// t is the noise scale σ, α = √(1 − σ²), and coordinate j (whitening scale s_j) is
+        /// (α s_j y_j + σ ε_j) / √(α² s_j² + σ²), unit variance at every level. A point of the
+        /// teacher's trajectory x_t maps to the same coordinates, (V x_t − α V μ) / √(α² s² + σ²),
+        /// so a re-noised sample lands where the net saw the teacher's trajectories.
+        case variancePreserving = "variance_preserving"
+
+        /// Coefficients (a_j, b_j) of the point y_j = a_j y_j + b_j ε_j at level t for whitening
+        /// scales `scales` (one pair per coordinate).
+        public func coefficients(level t: Float, scales: [Float]) -> (signal: [Float], noise: [Float]) {
+            switch self {
+            case .linear:
+                return ([Float](repeating: 1 - t, count: scales.count), [Float](repeating: t, count: scales.count))
+            case .variancePreserving:
+                let a = max(0, 1 - t * t).squareRoot()
+                var signal = [Float](repeating: 0, count: scales.count), noise = signal
+                for (j, s) in scales.enumerated() {
+                    let norm = max((a * a * s * s + t * t).squareRoot(), 1e-12)
+                    signal[j] = a * s / norm
+                    noise[j] = t / norm
+                }
+                return (signal, noise)
+            }
+        }
+    }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -46,6 +78,7 @@ public struct CoalescerConfig: Codable, Equatable, Sendable {
         autoMaxSteps = try c.decodeIfPresent(Int.self, forKey: .autoMaxSteps) ?? d.autoMaxSteps
         defaultSteps = try c.decodeIfPresent(Int.self, forKey: .defaultSteps) ?? d.defaultSteps
         renoiseLevels = try c.decodeIfPresent([Float].self, forKey: .renoiseLevels) ?? []
+        renoisePath = try c.decodeIfPresent(RenoisePath.self, forKey: .renoisePath) ?? .linear
         classNames = try c.decodeIfPresent([String].self, forKey: .classNames) ?? []
     }
 
@@ -61,6 +94,7 @@ public struct CoalescerConfig: Codable, Equatable, Sendable {
         case directionExponent = "direction_exponent", minDirectionNorm = "min_direction_norm"
         case maxRedraws = "max_redraws", autoStopDistance = "auto_stop_distance"
         case autoMaxSteps = "auto_max_steps", defaultSteps = "default_steps", renoiseLevels = "renoise_levels"
+        case renoisePath = "renoise_path"
         case classNames = "class_names"
     }
 

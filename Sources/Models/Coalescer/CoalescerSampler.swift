@@ -124,9 +124,10 @@ public struct CoalescerSampler {
                 let t = cfg.renoiseLevel(beforeStep: step)
                 if step > 0 && t > 0 {
                     // Re-noise to level t from each image's own generator (consistency-model
-                    // multistep sampling); the net is told the level.
+                    // multistep sampling) along the config's path; the net is told the level.
+                    let (a, b) = cfg.renoisePath.coefficients(level: t, scales: model.projection.scales.array)
                     for i in 0..<count where active[i] {
-                        for j in 0..<k { x.data[i * k + j] = (1 - t) * x.data[i * k + j] + t * rngs[i].nextNormal() }
+                        for j in 0..<k { x.data[i * k + j] = a[j] * x.data[i * k + j] + b[j] * rngs[i].nextNormal() }
                     }
                 }
                 if step > 0 { for i in 0..<count { levels.data[i] = t } }

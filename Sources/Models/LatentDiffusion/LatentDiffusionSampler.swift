@@ -27,7 +27,10 @@ public struct LatentDiffusionSampler {
 
     /// The final latents (B, latentDim) before decoding. `initialNoise` (B * latentDim values)
     /// replaces the seeded x_T draws (a teacher's noise-to-latent pairs for distillation).
+    /// `visit(k, prev, x)` sees the whole batch's x_prev (B * latentDim values) after update k
+    /// (0-based) lands on timestep `prev`: the points of each sampling trajectory.
     public func latents(_ requests: [Request], steps: Int, initialNoise: [Float]? = nil,
+                        visit: ((_ update: Int, _ prev: Int, _ x: [Float]) -> Void)? = nil,
                         progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let cfg = model.config
         let (prompts, guidance, seeds) = try SamplerRequest.rows(requests, steps: steps, maxSteps: cfg.maxSteps)
@@ -66,6 +69,7 @@ public struct LatentDiffusionSampler {
                 let out = model.predictV(xt, t: [Float](repeating: Float(u.t), count: rowsIn.count), cond: condAll).array
                 let v = ClassifierFreeGuidance.combine(g, per: per, vc: out, vu: out, vuStart: condRows.count * per)
                 model.schedule.ddimStep(&x, v: v, t: u.t, prev: u.prev)
+                visit?(k, u.prev, x)
                 if let progress, !progress(k + 1, steps) { throw ModelError.cancelled }
             }
         }

@@ -189,13 +189,39 @@ public enum CoalescerPipeline {
                 let z = Tensor(pairs.noise, shape: [pairs.count, latentDim])
                 data.teacherStarts = Tensor.matmul(z, projection.components, transB: true).array
                 data.teacherTargets = projection.project(Tensor(pairs.latents, shape: [pairs.count, latentDim])).array
+                let p = pairs.trajectoryLevels
+                if p > 0 {
+                    // Trajectory points x_t into the variance-preserving path's coordinates:
+                    // (V x_t − α V μ) / √(α² s² + σ²), coordinate by coordinate.
+                    let vx = Tensor.matmul(Tensor(pairs.trajectory, shape: [pairs.count * p, latentDim]),
+                                           projection.components, transB: true)
+                    let vmu = Tensor.matmul(Tensor(projection.mean.array, shape: [1, latentDim]), projection.components, transB: true).array
+                    let s = projection.scales.array
+                    var out = vx.array
+                    for level in 0..<p {
+                        let a = pairs.trajectoryAlphas[level], sg = pairs.trajectorySigmas[level]
+                        let norm = s.map { max((a * a * $0 * $0 + sg * sg).squareRoot(), 1e-12) }
+                        for i in 0..<pairs.count {
+                            let o = (i * p + level) * pcaDim
+                            for j in 0..<pcaDim { out[o + j] = (out[o + j] - a * vmu[j]) / norm[j] }
+                        }
+                    }
+                    data.teacherTrajectory = out
+                    data.trajectoryLevels = pairs.trajectorySigmas
+                }
             }
+            data.scales = projection.scales.array
             data.teacherLabels = pairs.labels
             var sq = 0.0
             for i in 0..<(pairs.count * pcaDim) { let e = Double(data.teacherTargets[i] - data.teacherStarts[i]); sq += e * e }
             say(String(format: "teacher coupling: %d pairs (%d for the empty prompt) from %@ at %d steps, guidance %.2f; mean |target - start|^2 %.1f in %d dims",
                        pairs.count, pairs.labels.filter { $0 < 0 }.count, pairs.settings.teacher, pairs.settings.steps,
                        pairs.settings.guidance, sq / Double(max(1, pairs.count)), pcaDim))
+            if pairs.trajectoryLevels > 0 {
+                say("trajectory points: \(pairs.trajectoryLevels) per pair at timesteps \(pairs.trajectoryTimesteps), sigma "
+                    + pairs.trajectorySigmas.map { String(format: "%.3f", $0) }.joined(separator: " ")
+                    + String(format: "; %.0f%% of the teacher-coupled starts take one", o.coalescer.trajectoryFraction * 100))
+            }
         }
         say("the net moves in \(pcaDim) whitened PCA coordinates; the search uses the first \(data.searchDim)")
 
@@ -237,6 +263,7 @@ public enum CoalescerPipeline {
         config.descScale = descScale
         config.directionExponent = o.coalescer.directionExponent
         config.renoiseLevels = o.renoiseLevels
+        config.renoisePath = o.coalescer.renoisePath
         config.classNames = captions.classNames
         let model = try CoalescerModel(config: config, autoencoder: ae, textEncoder: textEnc, projection: projection, net: net)
 

@@ -29,6 +29,15 @@ public struct CoalescerTrainingOptions: Sendable {
     /// instead of a training item, R = (1 - t) y_pair + t eps, and are trained towards that target
     /// (the second step then learns to denoise what the first step produces, not to search).
     public var teacherNearFraction: Float = 0
+    /// With teacher pairs that keep trajectory points: of the teacher-coupled prior starts, the
+    /// fraction that start at a point of the pair's sampling trajectory instead of its x_T (a
+    /// level drawn uniformly from the stored ones; the net is told its σ) and are trained
+    /// towards the same target, so a re-noised first step can be continued (consistency
+    /// distillation's multistep idea). Needs `renoisePath` `.variancePreserving`.
+    public var trajectoryFraction: Float = 0
+    /// The path of near-data starts and of the adversarial second step's re-noising (the
+    /// sampler's `renoise_path`).
+    public var renoisePath: CoalescerConfig.RenoisePath = .linear
     /// faiss::index_factory string of the key index ("Flat" = exact).
     public var index = "Flat"
     /// Balanced (optimal-transport-like) variant, off by default (plain nearest neighbour, as the
@@ -87,6 +96,12 @@ public struct CoalescerData {
     public var teacherStarts: [Float] = []
     public var teacherTargets: [Float] = []
     public var teacherLabels: [Int] = []
+    /// Trajectory points of the pairs (M, P, dim) in the net's input coordinates of the
+    /// variance-preserving path (`CoalescerConfig.RenoisePath`), and their P levels (σ).
+    public var teacherTrajectory: [Float] = []
+    public var trajectoryLevels: [Float] = []
+    /// Whitening scales of the projection (dim), for the variance-preserving path.
+    public var scales: [Float] = []
 
     /// The points truncated to the search coordinates, (N, searchDim).
     public var searchPoints: [Float] {
@@ -297,6 +312,15 @@ public final class CoalescerTrainer {
         var teacherByClass = [[Int]](repeating: [], count: classes + 1)
         for (i, c) in data.teacherLabels.enumerated() { teacherByClass[c >= 0 && c < classes ? c : classes].append(i) }
         let teacherPool = data.teacherLabels.count
+        let levels = data.trajectoryLevels.count
+        guard levels == 0 || data.teacherTrajectory.count == teacherPool * levels * k else {
+            throw TrainingError.invalidData("coalescer data: \(data.teacherTrajectory.count) trajectory values for \(teacherPool) pairs of \(levels) levels")
+        }
+        guard o.trajectoryFraction == 0 || (levels > 0 && o.renoisePath == .variancePreserving) else {
+            throw TrainingError.invalidConfig("trajectory starts need teacher pairs with trajectory points and the variance-preserving path")
+        }
+        // Whitening scales for the re-noising coefficients (only the variance-preserving path reads them).
+        let scales = data.scales.count == k ? data.scales : [Float](repeating: 1, count: k)
         // Pairs for an unconditional query: the empty prompt's, or any pair when there are none.
         let uncondPairs = teacherByClass[classes].isEmpty ? Array(0..<teacherPool) : teacherByClass[classes]
         var report = CoalescerReport()
@@ -370,7 +394,15 @@ public final class CoalescerTrainer {
                     // Teacher coupling: the pair's start, and later its target.
                     let p = pairs[rng.nextInt(below: pairs.count)]
                     teacherRow[b] = p
-                    for j in 0..<k { r.data[b * k + j] = data.teacherStarts[p * k + j] }
+                    if levels > 0 && o.trajectoryFraction > 0 && rng.nextFloat() < o.trajectoryFraction {
+                        // A point of the pair's trajectory, same target.
+                        let lv = rng.nextInt(below: levels)
+                        level.data[b] = data.trajectoryLevels[lv]
+                        let src = (p * levels + lv) * k
+                        for j in 0..<k { r.data[b * k + j] = data.teacherTrajectory[src + j] }
+                    } else {
+                        for j in 0..<k { r.data[b * k + j] = data.teacherStarts[p * k + j] }
+                    }
                 } else if isPrior[b] {
                     for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
                 } else if !pairs.isEmpty && o.teacherNearFraction > 0 && rng.nextFloat() < o.teacherNearFraction {
@@ -378,7 +410,8 @@ public final class CoalescerTrainer {
                     teacherRow[b] = p
                     let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
                     level.data[b] = t
-                    for j in 0..<k { r.data[b * k + j] = (1 - t) * data.teacherTargets[p * k + j] + t * rng.nextNormal() }
+                    let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
+                    for j in 0..<k { r.data[b * k + j] = ca[j] * data.teacherTargets[p * k + j] + cb[j] * rng.nextNormal() }
                 } else if rng.nextFloat() < o.selfStartFraction {
                     // Sampler-aware start: where the current net's first step from a prior draw lands.
                     for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
@@ -389,7 +422,8 @@ public final class CoalescerTrainer {
                     let item = pool.map { $0[rng.nextInt(below: $0.count)] } ?? rng.nextInt(below: n)
                     let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
                     level.data[b] = t
-                    for j in 0..<k { r.data[b * k + j] = (1 - t) * data.points[item * k + j] + t * rng.nextNormal() }
+                    let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
+                    for j in 0..<k { r.data[b * k + j] = ca[j] * data.points[item * k + j] + cb[j] * rng.nextNormal() }
                 }
             }
             if !selfRows.isEmpty && step > 1 {
@@ -512,7 +546,13 @@ public final class CoalescerTrainer {
                 var lastSecond: Tensor? = nil
                 if o.secondStepLevel > 0 {
                     let t = o.secondStepLevel
-                    let r2 = x1.detached().scaled(1 - t) + Tensor.randn([bs, k], std: t, rng: &rng)
+                    let r2: Tensor
+                    if o.renoisePath == .linear {
+                        r2 = x1.detached().scaled(1 - t) + Tensor.randn([bs, k], std: t, rng: &rng)
+                    } else {
+                        let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
+                        r2 = x1.detached() * Tensor(ca, shape: [k]) + Tensor.randn([bs, k], rng: &rng) * Tensor(cb, shape: [k])
+                    }
                     let x2 = net.jump(r2, gdesc, level: Tensor(filled: t, shape: [bs, 1]))
                     g = g + disc(x2, classes: cls).mean().scaled(-1)
                     lastSecond = x2
