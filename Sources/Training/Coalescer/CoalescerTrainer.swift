@@ -299,325 +299,448 @@ public final class CoalescerTrainer {
         return out
     }
 
-    /// Runs the training loop on `net` (weights replaced by their EMA at the end).
+    /// Runs the training loop on `net` (weights replaced by their EMA at the end): `steps`
+    /// regression steps on the coalescer losses, then `adversarialSteps` in which the adversarial
+    /// terms join them (`Adversary`).
     public func train(_ net: CoalescerNet) throws -> CoalescerReport {
-        let o = options, k = data.dim, dd = data.descDim, bs = o.batchSize, n = data.count
+        let o = options
         var rng = RandomGenerator(seed: o.seed)
         let opt = AdamW(parameters: net.parameters, learningRate: o.learningRate, weightDecay: 0)
         let schedule = WarmupCosineSchedule(peak: o.learningRate, warmupSteps: min(300, o.steps / 10), totalSteps: max(1, o.steps))
         let ema = EMA(parameters: net.parameters, decay: o.emaDecay)
-        let byClass = data.itemsByClass
-        let classes = byClass.count
-        // Teacher pairs per class (the last list: the empty prompt's).
-        var teacherByClass = [[Int]](repeating: [], count: classes + 1)
-        for (i, c) in data.teacherLabels.enumerated() { teacherByClass[c >= 0 && c < classes ? c : classes].append(i) }
-        let teacherPool = data.teacherLabels.count
-        let levels = data.trajectoryLevels.count
-        guard levels == 0 || data.teacherTrajectory.count == teacherPool * levels * k else {
-            throw TrainingError.invalidData("coalescer data: \(data.teacherTrajectory.count) trajectory values for \(teacherPool) pairs of \(levels) levels")
-        }
-        guard o.trajectoryFraction == 0 || (levels > 0 && o.renoisePath == .variancePreserving) else {
-            throw TrainingError.invalidConfig("trajectory starts need teacher pairs with trajectory points and the variance-preserving path")
-        }
-        // Whitening scales for the re-noising coefficients (only the variance-preserving path reads them).
-        let scales = data.scales.count == k ? data.scales : [Float](repeating: 1, count: k)
-        // Pairs for an unconditional query: the empty prompt's, or any pair when there are none.
-        let uncondPairs = teacherByClass[classes].isEmpty ? Array(0..<teacherPool) : teacherByClass[classes]
-        var report = CoalescerReport()
-        report.descScale = descScale
-        report.directionExponent = o.directionExponent
-        report.hubCap = o.hubCap
-        report.indexBuildSeconds = indexBuildSeconds
-        report.items = n
-        var hits = [Int](repeating: 0, count: n)
-        var firstEpoch = Set<Int>(), firstEpochPrior = Set<Int>()
-        var priorQ = 0
-        var matchPrior = (0, 0), matchNear = (0, 0)
-        var distHist: [Float] = [], dirHist: [Float] = []
-        var firstDist: [Float] = [], firstDir: [Float] = []
-
-        // Adversarial fine-tuning state (used only after the regression steps).
-        var drng = RandomGenerator(seed: o.seed &+ 7)
-        let disc = LatentDiscriminator(dim: k, hidden: o.discriminatorHidden, classes: classes, rng: &drng)
-        let dopt = AdamW(parameters: disc.parameters, learningRate: o.adversarialLearningRate, beta1: 0, beta2: 0.99, weightDecay: 0)
-        let gopt = AdamW(parameters: net.parameters, learningRate: o.adversarialLearningRate, beta1: 0, beta2: 0.99, weightDecay: 0)
+        let starts = try StartSampler(data: data, options: o)
+        var stats = Statistics(items: data.count)
         let regression = o.adversarialSteps > 0 ? max(0, o.steps) : max(1, o.steps)
         let total = regression + max(0, o.adversarialSteps)
-        let useClassifier = o.classifierWeight > 0 && o.adversarialSteps > 0 && classes >= 2
-        let latentClassifier = LatentClassifier(dim: k, hidden: o.discriminatorHidden, classes: max(2, classes), rng: &drng)
-        let copt = AdamW(parameters: latentClassifier.parameters, learningRate: 1e-3, weightDecay: 1e-4)
-        func classifierStep() -> Float {
-            var rows: [Float] = [], ys: [Int] = []
-            for _ in 0..<bs {
-                let c = rng.nextInt(below: classes)
-                guard !byClass[c].isEmpty else { continue }
-                let item = byClass[c][rng.nextInt(below: byClass[c].count)]
-                rows += data.points[(item * k)..<((item + 1) * k)]; ys.append(c)
-            }
-            guard !ys.isEmpty else { return 0 }
-            let l = Tensor.crossEntropyLoss(latentClassifier(Tensor(rows, shape: [ys.count, k])), labels: ys)
-            copt.zeroGrad(); l.backward(); copt.update()
-            return l.item
-        }
-        var classifierLoss: Float = 0
-        if useClassifier {
-            for _ in 0..<max(0, o.classifierPretrainSteps) { classifierLoss = classifierStep() }
-        }
-        let progress = ProgressReporter(label: "train coalescer", total: total, itemsPerStep: bs,
+        // The discriminator, the latent classifier and their optimisers exist only when used.
+        let adversary = o.adversarialSteps > 0 ? Adversary(net: net, data: data, options: o, scales: starts.scales) : nil
+        adversary?.pretrainClassifier(rng: &rng)
+        let progress = ProgressReporter(label: "train coalescer", total: total, itemsPerStep: o.batchSize,
                                         interval: 10, enabled: o.progress)
-        var advStats: (g: Float, d: Float, real: Float, fake: Float) = (0, 0, 0, 0)
         for step in 1...total {
             let adversarial = step > regression
-            // 1. Queries: a random DE (a caption of a random class, or the empty prompt) and a start R.
-            var condRows: [Int] = [], uncondRows: [Int] = []
-            var condQ: [Float] = [], uncondQ: [Float] = []
-            let r = Tensor(zeros: [bs, k])                                 // r: (B, k) starts
-            var requested = [Int](repeating: -1, count: bs)
-            var isPrior = [Bool](repeating: false, count: bs)
-            let level = Tensor(filled: 1, shape: [bs, 1])                // level: (B, 1) noise level of R
-            var queryDE: [[Float]] = []
-            var selfRows: [Int] = []
-            var teacherRow = [Int](repeating: -1, count: bs)              // teacher pair of a prior start
-            for b in 0..<bs {
-                let uncond = rng.nextFloat() < o.unconditionalFraction
-                let c = rng.nextInt(below: classes)
-                if uncond {
-                    queryDE.append(data.unconditional)
-                } else {
-                    requested[b] = c
-                    let caps = data.classDescriptions[c]
-                    queryDE.append(caps[rng.nextInt(below: caps.count)])
-                }
-                isPrior[b] = rng.nextFloat() < o.priorFraction
-                let pairs = uncond ? uncondPairs : teacherByClass[c]
-                if isPrior[b] && !pairs.isEmpty {
-                    // Teacher coupling: the pair's start, and later its target.
-                    let p = pairs[rng.nextInt(below: pairs.count)]
-                    teacherRow[b] = p
-                    if levels > 0 && o.trajectoryFraction > 0 && rng.nextFloat() < o.trajectoryFraction {
-                        // A point of the pair's trajectory, same target.
-                        let lv = rng.nextInt(below: levels)
-                        level.data[b] = data.trajectoryLevels[lv]
-                        let src = (p * levels + lv) * k
-                        for j in 0..<k { r.data[b * k + j] = data.teacherTrajectory[src + j] }
-                    } else {
-                        for j in 0..<k { r.data[b * k + j] = data.teacherStarts[p * k + j] }
-                    }
-                } else if isPrior[b] {
-                    for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
-                } else if !pairs.isEmpty && o.teacherNearFraction > 0 && rng.nextFloat() < o.teacherNearFraction {
-                    let p = pairs[rng.nextInt(below: pairs.count)]
-                    teacherRow[b] = p
-                    let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
-                    level.data[b] = t
-                    let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
-                    for j in 0..<k { r.data[b * k + j] = ca[j] * data.teacherTargets[p * k + j] + cb[j] * rng.nextNormal() }
-                } else if rng.nextFloat() < o.selfStartFraction {
-                    // Sampler-aware start: where the current net's first step from a prior draw lands.
-                    for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
-                    selfRows.append(b)
-                    level.data[b] = 0
-                } else {
-                    let pool = uncond ? nil : byClass[c]
-                    let item = pool.map { $0[rng.nextInt(below: $0.count)] } ?? rng.nextInt(below: n)
-                    let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
-                    level.data[b] = t
-                    let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
-                    for j in 0..<k { r.data[b * k + j] = ca[j] * data.points[item * k + j] + cb[j] * rng.nextNormal() }
-                }
-            }
-            if !selfRows.isEmpty && step > 1 {
-                GradMode.withDisabled {
-                    let rs = r.gatherRows(selfRows).detached()
-                    let ds = Tensor(selfRows.flatMap { queryDE[$0] }, shape: [selfRows.count, dd])
-                    let (d0, u0) = net(rs, ds, level: nil)
-                    for (i, b) in selfRows.enumerated() {
-                        var norm: Float = 0
-                        for j in 0..<k { norm += u0.data[i * k + j] * u0.data[i * k + j] }
-                        let scale = max(0, d0.data[i]) / max(norm.squareRoot(), 1e-6)
-                        for j in 0..<k { r.data[b * k + j] += scale * u0.data[i * k + j] }
-                    }
-                }
-            }
-            let ks = data.searchDim
-            for b in 0..<bs where teacherRow[b] < 0 {
-                let row = Array(UnsafeBufferPointer(start: r.data + b * k, count: ks))
-                if requested[b] < 0 {
-                    uncondRows.append(b); uncondQ.append(contentsOf: row)
-                } else {
-                    condRows.append(b)
-                    condQ.append(contentsOf: queryDE[b].map { $0 * descScale })
-                    condQ.append(contentsOf: row)
-                }
-            }
-            // 2. Nearest pair from the index.
-            let ts = Date()
-            let kc = o.hubCap == nil && o.coupling == .nearest ? 1 : max(1, o.candidates)
-            let condRes: (ids: [Int], distances: [Float]) = condRows.isEmpty ? ([], []) : try keyIndex.search(condQ, k: kc)
-            let uncondRes: (ids: [Int], distances: [Float]) = uncondRows.isEmpty ? ([], []) : try imageIndex.search(uncondQ, k: kc)
-            var condIds = condRes.ids, uncondIds = uncondRes.ids
-            if o.coupling == .matched {
-                condIds = Self.matchOneToOne(ids: condIds, distances: condRes.distances, rows: condRows.count, k: kc)
-                uncondIds = Self.matchOneToOne(ids: uncondIds, distances: uncondRes.distances, rows: uncondRows.count, k: kc)
-            } else if let cap = o.hubCap {
-                let limit = max(2, Int((cap * Float(report.queries + bs) / Float(n)).rounded(.up)))
-                func pick(_ ids: [Int], _ rows: Int) -> [Int] {
-                    (0..<rows).map { q in
-                        let cands = ids[(q * kc)..<((q + 1) * kc)].filter { $0 >= 0 }
-                        return cands.first { hits[$0] < limit } ?? cands.first ?? -1
-                    }
-                }
-                condIds = pick(condIds, condRows.count)
-                uncondIds = pick(uncondIds, uncondRows.count)
-            }
-            report.searchSeconds += Date().timeIntervalSince(ts)
-            let searched = condRows.count + uncondRows.count
-            report.queries += searched
-            var target = [Int](repeating: 0, count: bs)
-            for (i, b) in condRows.enumerated() { target[b] = condIds[i] }
-            for (i, b) in uncondRows.enumerated() { target[b] = uncondIds[i] }
-            // 3. Targets: distance |x - R| and direction normalize(x - R); the net's description
-            //    input is the retrieved pair's own description (empty prompt when unconditional).
-            let desc = Tensor(zeros: [bs, dd])                               // desc: (B, descDim)
-            let tDist = Tensor(zeros: [bs, 1])                               // tDist: (B, 1)
-            let tDir = Tensor(zeros: [bs, k])                                // tDir: (B, k)
-            /// Row b's distance and direction from its start to `point[offset..<offset + k]`.
-            func setTarget(_ b: Int, _ point: [Float], _ offset: Int) {
-                var s: Float = 0
-                for j in 0..<k {
-                    let v = point[offset + j] - r.data[b * k + j]
-                    tDir.data[b * k + j] = v; s += v * v
-                }
-                let len = s.squareRoot()
-                tDist.data[b] = len
-                for j in 0..<k { tDir.data[b * k + j] /= max(len, 1e-6) }
-            }
-            for b in 0..<bs {
-                if teacherRow[b] >= 0 {
-                    // The teacher's target; the description is the query's own caption.
-                    for j in 0..<dd { desc.data[b * dd + j] = queryDE[b][j] }
-                    setTarget(b, data.teacherTargets, teacherRow[b] * k)
-                    continue
-                }
-                let id = target[b]
-                guard id >= 0 && id < n else { throw TrainingError.invalidData("index returned id \(id)") }
-                if requested[b] >= 0 {
-                    for j in 0..<dd { desc.data[b * dd + j] = data.descriptions[id * dd + j] }
-                } else {
-                    for j in 0..<dd { desc.data[b * dd + j] = data.unconditional[j] }
-                }
-                setTarget(b, data.points, id * k)
-                // Statistics.
-                hits[id] += 1
-                if report.queries - searched + b < n {
-                    firstEpoch.insert(id)
-                    if isPrior[b] { firstEpochPrior.insert(id); priorQ += 1 }
-                }
-                if requested[b] >= 0 {
-                    let ok = data.labels[id] == requested[b] ? 1 : 0
-                    if isPrior[b] { matchPrior.0 += ok; matchPrior.1 += 1 } else { matchNear.0 += ok; matchNear.1 += 1 }
-                }
-            }
+            // 1. Queries and starts; 2-3. their targets (searched, or the teacher's).
+            var batch = starts.draw(rng: &rng)
+            if step > 1 { batch.moveSelfStarts(net) }
+            try setTargets(&batch, stats: &stats)
             // 4. Losses and update.
-            let (d, u) = net(r, desc, level: level)
-            let distLoss = (d - tDist).square().mean()
-            let dirLoss = (u - tDir).square().sumLast().pow(o.directionExponent / 2, eps: o.directionEps).mean()
+            let (d, u) = net(batch.r, batch.desc, level: batch.level)
+            let distLoss = (d - batch.distance).square().mean()
+            let dirLoss = (u - batch.direction).square().sumLast().pow(o.directionExponent / 2, eps: o.directionEps).mean()
             var loss = distLoss.scaled(o.distanceWeight) + dirLoss
-            var fakes: [Tensor] = [], fakeClasses: [Int] = []
-            if adversarial {
-                // Generator side: 1-step outputs from prior starts for requested classes (10%
-                // unconditional, class index `classes`), and optionally 2-step outputs after
-                // re-noising the first to `secondStepLevel`.
-                var cls: [Int] = [], de: [Float] = []
-                for _ in 0..<bs {
-                    if rng.nextFloat() < o.unconditionalFraction {
-                        cls.append(classes); de += data.unconditional
-                    } else {
-                        let c = rng.nextInt(below: classes)
-                        let caps = data.classDescriptions[c]
-                        cls.append(c); de += caps[rng.nextInt(below: caps.count)]
-                    }
-                }
-                let gdesc = Tensor(de, shape: [bs, dd])
-                let r0 = Tensor.randn([bs, k], rng: &rng)
-                let x1 = net.jump(r0, gdesc, level: Tensor(filled: 1, shape: [bs, 1]))
-                var g = disc(x1, classes: cls).mean().scaled(-1)
-                fakes.append(x1.detached()); fakeClasses += cls
-                var lastSecond: Tensor? = nil
-                if o.secondStepLevel > 0 {
-                    let t = o.secondStepLevel
-                    let r2: Tensor
-                    if o.renoisePath == .linear {
-                        r2 = x1.detached().scaled(1 - t) + Tensor.randn([bs, k], std: t, rng: &rng)
-                    } else {
-                        let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
-                        r2 = x1.detached() * Tensor(ca, shape: [k]) + Tensor.randn([bs, k], rng: &rng) * Tensor(cb, shape: [k])
-                    }
-                    let x2 = net.jump(r2, gdesc, level: Tensor(filled: t, shape: [bs, 1]))
-                    g = g + disc(x2, classes: cls).mean().scaled(-1)
-                    lastSecond = x2
-                    fakes.append(x2.detached()); fakeClasses += cls
-                }
-                advStats.g = g.item
-                loss = loss + g.scaled(o.adversarialWeight)
-                if useClassifier {
-                    let condRows = (0..<bs).filter { cls[$0] < classes }
-                    if !condRows.isEmpty {
-                        let labels = condRows.map { cls[$0] }
-                        var ce = Tensor.crossEntropyLoss(latentClassifier(x1.gatherRows(condRows)), labels: labels)
-                        if fakes.count > 1, let x2 = lastSecond {
-                            ce = ce + Tensor.crossEntropyLoss(latentClassifier(x2.gatherRows(condRows)), labels: labels)
-                        }
-                        loss = loss + ce.scaled(o.classifierWeight)
-                    }
-                }
-            }
-            let activeOpt = adversarial ? gopt : opt
+            if adversarial, let adversary { for term in adversary.generatorTerms(rng: &rng) { loss = loss + term } }
+            let activeOpt = adversarial ? adversary!.generatorOptimizer : opt
             activeOpt.zeroGrad()
             loss.backward()
             _ = clipGradNorm(net.parameters, maxNorm: 1)
             if !adversarial { opt.learningRate = schedule.rate(at: step) }
             activeOpt.update()
             ema.update(net.parameters)
-            if adversarial {
-                // Discriminator: hinge loss, training latents of the same classes against fakes.
-                let fake = Tensor.concat(fakes, axis: 0)
-                var realRows: [Float] = []
-                for c in fakeClasses {
-                    let item = c < classes && !byClass[c].isEmpty ? byClass[c][rng.nextInt(below: byClass[c].count)]
-                        : rng.nextInt(below: n)
-                    realRows += data.points[(item * k)..<((item + 1) * k)]
-                }
-                let real = Tensor(realRows, shape: [fakeClasses.count, k])
-                let dr = disc(real, classes: fakeClasses), df = disc(fake, classes: fakeClasses)
-                let dl = dr.scaled(-1).adding(1).relu().mean() + df.adding(1).relu().mean()
-                advStats.d = dl.item; advStats.real = dr.mean().item; advStats.fake = df.mean().item
-                dopt.zeroGrad()
-                dl.backward()
-                dopt.update()
-                if useClassifier { classifierLoss = classifierStep() }
-            }
-            if step <= 100 { firstDist.append(distLoss.item); firstDir.append(dirLoss.item) }
-            distHist.append(distLoss.item); dirHist.append(dirLoss.item)
-            if distHist.count > 100 { distHist.removeFirst(); dirHist.removeFirst() }
+            if adversarial, let adversary { adversary.discriminatorStep(rng: &rng) }
+            stats.recordLosses(step: step, distance: distLoss.item, direction: dirLoss.item)
             progress.update(step: step, loss: loss.item,
                             extra: adversarial
-                                ? String(format: "dist %.3f dir %.3f | adv g %.3f d %.3f D(real) %.2f D(fake) %.2f cls %.3f",
-                                         distLoss.item, dirLoss.item, advStats.g, advStats.d, advStats.real, advStats.fake, classifierLoss)
-                                : String(format: "dist %.3f dir %.3f distinct %d", distLoss.item, dirLoss.item, firstEpoch.count))
+                                ? String(format: "dist %.3f dir %.3f | ", distLoss.item, dirLoss.item) + adversary!.status
+                                : String(format: "dist %.3f dir %.3f distinct %d", distLoss.item, dirLoss.item, stats.firstEpoch.count))
         }
         ema.copy(into: net.parameters)
-        func avg(_ a: [Float]) -> Float { a.isEmpty ? 0 : a.reduce(0, +) / Float(a.count) }
+        var report = stats.report(descScale: descScale, options: o, indexBuildSeconds: indexBuildSeconds)
         report.steps = total
         report.seconds = progress.elapsed
-        report.firstDistanceLoss = avg(firstDist); report.firstDirectionLoss = avg(firstDir)
-        report.lastDistanceLoss = avg(distHist); report.lastDirectionLoss = avg(dirHist)
+        return report
+    }
+
+    /// Fills `batch`'s descriptions and targets: a teacher-coupled row takes its pair's target
+    /// and keeps its query's caption; the others search the index (the nearest pair, or the
+    /// hub-capped / one-to-one matched choice) and take the found item's own description.
+    func setTargets(_ batch: inout Batch, stats: inout Statistics) throws {
+        let o = options, k = data.dim, dd = data.descDim, n = data.count, bs = batch.size
+        var condRows: [Int] = [], uncondRows: [Int] = []
+        var condQ: [Float] = [], uncondQ: [Float] = []
+        let ks = data.searchDim
+        for b in 0..<bs where batch.teacherRow[b] < 0 {
+            let row = Array(UnsafeBufferPointer(start: batch.r.data + b * k, count: ks))
+            if batch.requested[b] < 0 {
+                uncondRows.append(b); uncondQ.append(contentsOf: row)
+            } else {
+                condRows.append(b)
+                condQ.append(contentsOf: batch.queryDE[b].map { $0 * descScale })
+                condQ.append(contentsOf: row)
+            }
+        }
+        let ts = Date()
+        let kc = o.hubCap == nil && o.coupling == .nearest ? 1 : max(1, o.candidates)
+        let condRes: (ids: [Int], distances: [Float]) = condRows.isEmpty ? ([], []) : try keyIndex.search(condQ, k: kc)
+        let uncondRes: (ids: [Int], distances: [Float]) = uncondRows.isEmpty ? ([], []) : try imageIndex.search(uncondQ, k: kc)
+        var condIds = condRes.ids, uncondIds = uncondRes.ids
+        if o.coupling == .matched {
+            condIds = Self.matchOneToOne(ids: condIds, distances: condRes.distances, rows: condRows.count, k: kc)
+            uncondIds = Self.matchOneToOne(ids: uncondIds, distances: uncondRes.distances, rows: uncondRows.count, k: kc)
+        } else if let cap = o.hubCap {
+            let limit = max(2, Int((cap * Float(stats.queries + bs) / Float(n)).rounded(.up)))
+            func pick(_ ids: [Int], _ rows: Int) -> [Int] {
+                (0..<rows).map { q in
+                    let cands = ids[(q * kc)..<((q + 1) * kc)].filter { $0 >= 0 }
+                    return cands.first { stats.hits[$0] < limit } ?? cands.first ?? -1
+                }
+            }
+            condIds = pick(condIds, condRows.count)
+            uncondIds = pick(uncondIds, uncondRows.count)
+        }
+        stats.searchSeconds += Date().timeIntervalSince(ts)
+        let searched = condRows.count + uncondRows.count
+        stats.queries += searched
+        var target = [Int](repeating: 0, count: bs)
+        for (i, b) in condRows.enumerated() { target[b] = condIds[i] }
+        for (i, b) in uncondRows.enumerated() { target[b] = uncondIds[i] }
+        for b in 0..<bs {
+            if batch.teacherRow[b] >= 0 {
+                for j in 0..<dd { batch.desc.data[b * dd + j] = batch.queryDE[b][j] }
+                batch.setTarget(b, data.teacherTargets, batch.teacherRow[b] * k)
+                continue
+            }
+            let id = target[b]
+            guard id >= 0 && id < n else { throw TrainingError.invalidData("index returned id \(id)") }
+            let source = batch.requested[b] >= 0 ? data.descriptions : data.unconditional
+            let offset = batch.requested[b] >= 0 ? id * dd : 0
+            for j in 0..<dd { batch.desc.data[b * dd + j] = source[offset + j] }
+            batch.setTarget(b, data.points, id * k)
+            stats.recordRetrieval(id: id, requested: batch.requested[b], isPrior: batch.isPrior[b],
+                                  firstEpoch: stats.queries - searched + b < n, labels: data.labels)
+        }
+    }
+}
+
+/// One training batch: each row's query (caption embedding, requested class or -1), its start
+/// and noise level, and, once `setTargets` ran, its description input and regression targets
+/// (the distance |x - R| and the direction normalize(x - R) to its target x).
+struct Batch {
+    var size: Int
+    var r: Tensor                      // (B, k) starts
+    var level: Tensor                  // (B, 1) noise level of each start
+    var queryDE: [[Float]]
+    var requested: [Int]
+    var isPrior: [Bool]
+    var teacherRow: [Int]              // the teacher pair of a coupled row, else -1
+    var selfRows: [Int]                // rows that start where the net's first step lands
+    var desc: Tensor                   // (B, descDim)
+    var distance: Tensor               // (B, 1)
+    var direction: Tensor              // (B, k)
+
+    /// Moves the self-start rows to where the current net's first step from them lands.
+    mutating func moveSelfStarts(_ net: CoalescerNet) {
+        guard !selfRows.isEmpty else { return }
+        let k = r.shape[1], dd = queryDE.first?.count ?? 0
+        let rows = selfRows, queries = queryDE, start = r
+        GradMode.withDisabled {
+            let rs = start.gatherRows(rows).detached()
+            let ds = Tensor(rows.flatMap { queries[$0] }, shape: [rows.count, dd])
+            let (d0, u0) = net(rs, ds, level: nil)
+            for (i, b) in rows.enumerated() {
+                var norm: Float = 0
+                for j in 0..<k { norm += u0.data[i * k + j] * u0.data[i * k + j] }
+                let scale = max(0, d0.data[i]) / max(norm.squareRoot(), 1e-6)
+                for j in 0..<k { start.data[b * k + j] += scale * u0.data[i * k + j] }
+            }
+        }
+    }
+
+    /// Row b's distance and direction from its start to `point[offset..<offset + k]`.
+    func setTarget(_ b: Int, _ point: [Float], _ offset: Int) {
+        let k = r.shape[1]
+        var s: Float = 0
+        for j in 0..<k {
+            let v = point[offset + j] - r.data[b * k + j]
+            direction.data[b * k + j] = v; s += v * v
+        }
+        let len = s.squareRoot()
+        distance.data[b] = len
+        for j in 0..<k { direction.data[b * k + j] /= max(len, 1e-6) }
+    }
+}
+
+/// Draws the queries and starts of a batch (step 1 of the method): a random caption of a random
+/// class (or the empty prompt) and a start that is a teacher pair's x_T or trajectory point, a
+/// prior draw, a re-noised pair target, a self-start, or a re-noised training item of the class.
+struct StartSampler {
+    let data: CoalescerData
+    let options: CoalescerTrainingOptions
+    let byClass: [[Int]]
+    /// Teacher pairs per class; the last list holds the empty prompt's.
+    let teacherByClass: [[Int]]
+    /// Pairs for an unconditional query: the empty prompt's, or any pair when there are none.
+    let uncondPairs: [Int]
+    let levels: Int
+    /// Whitening scales for the re-noising coefficients (only the variance-preserving path reads them).
+    let scales: [Float]
+
+    init(data: CoalescerData, options o: CoalescerTrainingOptions) throws {
+        self.data = data; options = o
+        let k = data.dim
+        byClass = data.itemsByClass
+        let classes = byClass.count
+        var tb = [[Int]](repeating: [], count: classes + 1)
+        for (i, c) in data.teacherLabels.enumerated() { tb[c >= 0 && c < classes ? c : classes].append(i) }
+        teacherByClass = tb
+        let pool = data.teacherLabels.count
+        uncondPairs = tb[classes].isEmpty ? Array(0..<pool) : tb[classes]
+        levels = data.trajectoryLevels.count
+        guard levels == 0 || data.teacherTrajectory.count == pool * levels * k else {
+            throw TrainingError.invalidData("coalescer data: \(data.teacherTrajectory.count) trajectory values for \(pool) pairs of \(levels) levels")
+        }
+        guard o.trajectoryFraction == 0 || (levels > 0 && o.renoisePath == .variancePreserving) else {
+            throw TrainingError.invalidConfig("trajectory starts need teacher pairs with trajectory points and the variance-preserving path")
+        }
+        scales = data.scales.count == k ? data.scales : [Float](repeating: 1, count: k)
+    }
+
+    func draw(rng: inout RandomGenerator) -> Batch {
+        let o = options, k = data.dim, dd = data.descDim, bs = o.batchSize, n = data.count
+        let classes = byClass.count
+        var batch = Batch(size: bs, r: Tensor(zeros: [bs, k]), level: Tensor(filled: 1, shape: [bs, 1]), queryDE: [],
+                          requested: [Int](repeating: -1, count: bs), isPrior: [Bool](repeating: false, count: bs),
+                          teacherRow: [Int](repeating: -1, count: bs), selfRows: [],
+                          desc: Tensor(zeros: [bs, dd]), distance: Tensor(zeros: [bs, 1]), direction: Tensor(zeros: [bs, k]))
+        let r = batch.r, level = batch.level
+        for b in 0..<bs {
+            let uncond = rng.nextFloat() < o.unconditionalFraction
+            let c = rng.nextInt(below: classes)
+            if uncond {
+                batch.queryDE.append(data.unconditional)
+            } else {
+                batch.requested[b] = c
+                let caps = data.classDescriptions[c]
+                batch.queryDE.append(caps[rng.nextInt(below: caps.count)])
+            }
+            batch.isPrior[b] = rng.nextFloat() < o.priorFraction
+            let pairs = uncond ? uncondPairs : teacherByClass[c]
+            if batch.isPrior[b] && !pairs.isEmpty {
+                // Teacher coupling: the pair's start (or a point of its trajectory), later its target.
+                let p = pairs[rng.nextInt(below: pairs.count)]
+                batch.teacherRow[b] = p
+                if levels > 0 && o.trajectoryFraction > 0 && rng.nextFloat() < o.trajectoryFraction {
+                    let lv = rng.nextInt(below: levels)
+                    level.data[b] = data.trajectoryLevels[lv]
+                    let src = (p * levels + lv) * k
+                    for j in 0..<k { r.data[b * k + j] = data.teacherTrajectory[src + j] }
+                } else {
+                    for j in 0..<k { r.data[b * k + j] = data.teacherStarts[p * k + j] }
+                }
+            } else if batch.isPrior[b] {
+                for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
+            } else if !pairs.isEmpty && o.teacherNearFraction > 0 && rng.nextFloat() < o.teacherNearFraction {
+                let p = pairs[rng.nextInt(below: pairs.count)]
+                batch.teacherRow[b] = p
+                renoise(r, row: b, from: data.teacherTargets, offset: p * k, level: level, rng: &rng)
+            } else if rng.nextFloat() < o.selfStartFraction {
+                for j in 0..<k { r.data[b * k + j] = rng.nextNormal() }
+                batch.selfRows.append(b)
+                level.data[b] = 0
+            } else {
+                let pool = uncond ? nil : byClass[c]
+                let item = pool.map { $0[rng.nextInt(below: $0.count)] } ?? rng.nextInt(below: n)
+                renoise(r, row: b, from: data.points, offset: item * k, level: level, rng: &rng)
+            }
+        }
+        return batch
+    }
+
+    /// Row b of `r` := `point[offset..<offset + k]` re-noised along the configured path to a
+    /// level t ~ U(nearMinT, nearMaxT) (written to `level`).
+    func renoise(_ r: Tensor, row b: Int, from point: [Float], offset: Int, level: Tensor, rng: inout RandomGenerator) {
+        let o = options, k = data.dim
+        let t = o.nearMinT + (o.nearMaxT - o.nearMinT) * rng.nextFloat()
+        level.data[b] = t
+        let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
+        for j in 0..<k { r.data[b * k + j] = ca[j] * point[offset + j] + cb[j] * rng.nextNormal() }
+    }
+}
+
+/// The adversarial phase's other players: a class-conditional latent discriminator (hinge loss)
+/// and, with `classifierWeight` > 0, an auxiliary latent classifier, with their optimisers and
+/// the net's own optimiser for this phase.
+final class Adversary {
+    let net: CoalescerNet
+    let data: CoalescerData
+    let options: CoalescerTrainingOptions
+    let scales: [Float]
+    let byClass: [[Int]]
+    let discriminator: LatentDiscriminator
+    let discriminatorOptimizer: AdamW
+    let generatorOptimizer: AdamW
+    let classifier: (net: LatentClassifier, optimizer: AdamW)?
+    /// The latest step's fakes (1-step, then 2-step outputs) and their classes.
+    var fakes: [Tensor] = []
+    var fakeClasses: [Int] = []
+    var stats: (g: Float, d: Float, real: Float, fake: Float, classifier: Float) = (0, 0, 0, 0, 0)
+
+    init(net: CoalescerNet, data: CoalescerData, options o: CoalescerTrainingOptions, scales: [Float]) {
+        self.net = net; self.data = data; options = o; self.scales = scales
+        byClass = data.itemsByClass
+        let classes = byClass.count, k = data.dim
+        var drng = RandomGenerator(seed: o.seed &+ 7)
+        discriminator = LatentDiscriminator(dim: k, hidden: o.discriminatorHidden, classes: classes, rng: &drng)
+        discriminatorOptimizer = AdamW(parameters: discriminator.parameters, learningRate: o.adversarialLearningRate, beta1: 0, beta2: 0.99, weightDecay: 0)
+        generatorOptimizer = AdamW(parameters: net.parameters, learningRate: o.adversarialLearningRate, beta1: 0, beta2: 0.99, weightDecay: 0)
+        if o.classifierWeight > 0 && classes >= 2 {
+            let c = LatentClassifier(dim: k, hidden: o.discriminatorHidden, classes: classes, rng: &drng)
+            classifier = (c, AdamW(parameters: c.parameters, learningRate: 1e-3, weightDecay: 1e-4))
+        } else {
+            classifier = nil
+        }
+    }
+
+    var status: String {
+        String(format: "adv g %.3f d %.3f D(real) %.2f D(fake) %.2f cls %.3f", stats.g, stats.d, stats.real, stats.fake, stats.classifier)
+    }
+
+    /// `classifierPretrainSteps` steps of the latent classifier on training latents.
+    func pretrainClassifier(rng: inout RandomGenerator) {
+        guard classifier != nil else { return }
+        for _ in 0..<max(0, options.classifierPretrainSteps) { classifierStep(rng: &rng) }
+    }
+
+    /// One step of the latent classifier on a batch of training latents of random classes.
+    func classifierStep(rng: inout RandomGenerator) {
+        guard let classifier else { return }
+        let k = data.dim, classes = byClass.count
+        var rows: [Float] = [], ys: [Int] = []
+        for _ in 0..<options.batchSize {
+            let c = rng.nextInt(below: classes)
+            guard !byClass[c].isEmpty else { continue }
+            let item = byClass[c][rng.nextInt(below: byClass[c].count)]
+            rows += data.points[(item * k)..<((item + 1) * k)]; ys.append(c)
+        }
+        guard !ys.isEmpty else { return }
+        let l = Tensor.crossEntropyLoss(classifier.net(Tensor(rows, shape: [ys.count, k])), labels: ys)
+        classifier.optimizer.zeroGrad(); l.backward(); classifier.optimizer.update()
+        stats.classifier = l.item
+    }
+
+    /// The net's adversarial terms, each weighted: the generator hinge loss of its 1-step
+    /// outputs from prior starts for requested classes (10% unconditional, class index
+    /// `classes`), with `secondStepLevel` > 0 also of its 2-step outputs after re-noising the
+    /// first along the configured path, and the latent classifier's cross-entropy on them.
+    func generatorTerms(rng: inout RandomGenerator) -> [Tensor] {
+        let o = options, k = data.dim, dd = data.descDim, bs = o.batchSize, classes = byClass.count
+        var cls: [Int] = [], de: [Float] = []
+        for _ in 0..<bs {
+            if rng.nextFloat() < o.unconditionalFraction {
+                cls.append(classes); de += data.unconditional
+            } else {
+                let c = rng.nextInt(below: classes)
+                let caps = data.classDescriptions[c]
+                cls.append(c); de += caps[rng.nextInt(below: caps.count)]
+            }
+        }
+        let gdesc = Tensor(de, shape: [bs, dd])
+        let r0 = Tensor.randn([bs, k], rng: &rng)
+        let x1 = net.jump(r0, gdesc, level: Tensor(filled: 1, shape: [bs, 1]))
+        var g = discriminator(x1, classes: cls).mean().scaled(-1)
+        fakes = [x1.detached()]; fakeClasses = cls
+        var second: Tensor? = nil
+        if o.secondStepLevel > 0 {
+            let t = o.secondStepLevel
+            let r2: Tensor
+            if o.renoisePath == .linear {
+                r2 = x1.detached().scaled(1 - t) + Tensor.randn([bs, k], std: t, rng: &rng)
+            } else {
+                let (ca, cb) = o.renoisePath.coefficients(level: t, scales: scales)
+                r2 = x1.detached() * Tensor(ca, shape: [k]) + Tensor.randn([bs, k], rng: &rng) * Tensor(cb, shape: [k])
+            }
+            let x2 = net.jump(r2, gdesc, level: Tensor(filled: t, shape: [bs, 1]))
+            g = g + discriminator(x2, classes: cls).mean().scaled(-1)
+            second = x2
+            fakes.append(x2.detached()); fakeClasses += cls
+        }
+        stats.g = g.item
+        var terms = [g.scaled(o.adversarialWeight)]
+        if let classifier {
+            let condRows = (0..<bs).filter { cls[$0] < classes }
+            if !condRows.isEmpty {
+                let labels = condRows.map { cls[$0] }
+                var ce = Tensor.crossEntropyLoss(classifier.net(x1.gatherRows(condRows)), labels: labels)
+                if let x2 = second {
+                    ce = ce + Tensor.crossEntropyLoss(classifier.net(x2.gatherRows(condRows)), labels: labels)
+                }
+                terms.append(ce.scaled(o.classifierWeight))
+            }
+        }
+        return terms
+    }
+
+    /// The discriminator's hinge step: training latents of the fakes' classes against the fakes;
+    /// then a classifier step.
+    func discriminatorStep(rng: inout RandomGenerator) {
+        let k = data.dim, n = data.count, classes = byClass.count
+        let fake = Tensor.concat(fakes, axis: 0)
+        var realRows: [Float] = []
+        for c in fakeClasses {
+            let item = c < classes && !byClass[c].isEmpty ? byClass[c][rng.nextInt(below: byClass[c].count)]
+                : rng.nextInt(below: n)
+            realRows += data.points[(item * k)..<((item + 1) * k)]
+        }
+        let real = Tensor(realRows, shape: [fakeClasses.count, k])
+        let dr = discriminator(real, classes: fakeClasses), df = discriminator(fake, classes: fakeClasses)
+        let dl = dr.scaled(-1).adding(1).relu().mean() + df.adding(1).relu().mean()
+        stats.d = dl.item; stats.real = dr.mean().item; stats.fake = df.mean().item
+        discriminatorOptimizer.zeroGrad()
+        dl.backward()
+        discriminatorOptimizer.update()
+        classifierStep(rng: &rng)
+    }
+}
+
+/// What the training loop counts for the report: retrievals (distinct items, hubness, class
+/// match) and the losses of the first and the latest 100 steps.
+struct Statistics {
+    var hits: [Int]
+    var firstEpoch = Set<Int>(), firstEpochPrior = Set<Int>()
+    var priorQueries = 0
+    var matchPrior = (0, 0), matchNear = (0, 0)
+    var queries = 0
+    var searchSeconds = 0.0
+    var firstDistance: [Float] = [], firstDirection: [Float] = []
+    var lastDistance: [Float] = [], lastDirection: [Float] = []
+
+    init(items: Int) { hits = [Int](repeating: 0, count: items) }
+
+    mutating func recordRetrieval(id: Int, requested: Int, isPrior: Bool, firstEpoch inFirst: Bool, labels: [Int]) {
+        hits[id] += 1
+        if inFirst {
+            firstEpoch.insert(id)
+            if isPrior { firstEpochPrior.insert(id); priorQueries += 1 }
+        }
+        if requested >= 0 {
+            let ok = labels[id] == requested ? 1 : 0
+            if isPrior { matchPrior.0 += ok; matchPrior.1 += 1 } else { matchNear.0 += ok; matchNear.1 += 1 }
+        }
+    }
+
+    mutating func recordLosses(step: Int, distance: Float, direction: Float) {
+        if step <= 100 { firstDistance.append(distance); firstDirection.append(direction) }
+        lastDistance.append(distance); lastDirection.append(direction)
+        if lastDistance.count > 100 { lastDistance.removeFirst(); lastDirection.removeFirst() }
+    }
+
+    func report(descScale: Float, options o: CoalescerTrainingOptions, indexBuildSeconds: Double) -> CoalescerReport {
+        func avg(_ a: [Float]) -> Float { a.isEmpty ? 0 : a.reduce(0, +) / Float(a.count) }
+        var report = CoalescerReport()
+        report.descScale = descScale
+        report.directionExponent = o.directionExponent
+        report.hubCap = o.hubCap
+        report.indexBuildSeconds = indexBuildSeconds
+        report.items = hits.count
+        report.searchSeconds = searchSeconds
+        report.queries = queries
+        report.firstDistanceLoss = avg(firstDistance); report.firstDirectionLoss = avg(firstDirection)
+        report.lastDistanceLoss = avg(lastDistance); report.lastDirectionLoss = avg(lastDirection)
         report.distinctFirstEpoch = firstEpoch.count
         report.distinctFirstEpochPrior = firstEpochPrior.count
-        report.priorQueriesFirstEpoch = priorQ
+        report.priorQueriesFirstEpoch = priorQueries
         report.distinctTotal = hits.filter { $0 > 0 }.count
         let sorted = hits.sorted(by: >)
-        let top = sorted.prefix(max(1, n / 100)).reduce(0, +)
+        let top = sorted.prefix(max(1, hits.count / 100)).reduce(0, +)
         report.top1PercentShare = Double(top) / Double(max(1, hits.reduce(0, +)))
         report.classMatchPrior = Double(matchPrior.0) / Double(max(1, matchPrior.1))
         report.classMatchNear = Double(matchNear.0) / Double(max(1, matchNear.1))
