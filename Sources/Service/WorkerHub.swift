@@ -30,11 +30,16 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         /// Restart delay after a crash: doubles per crash in the last minute, up to the max.
         public var restartBackoff: Duration
         public var restartBackoffMax: Duration
+        /// Workers map weights files read-only (`COALESCE_MAP_WEIGHTS=1`, `SafeTensors.map(path:)`), so
+        /// that workers loading the same file share its float32 tensors in the page cache.
+        public var mapWeights: Bool
         /// Compute threads hint passed with every call (Engine's `threads`); unused here.
         public init(executable: String = WorkerHub.currentExecutable(), heartbeatInterval: Duration = .milliseconds(250),
                     heartbeatTimeout: Duration = .seconds(3), loadTimeout: Duration = .seconds(120),
                     hangGrace: Duration = .seconds(2), maxLoadFailures: Int = 3,
-                    restartBackoff: Duration = .milliseconds(100), restartBackoffMax: Duration = .seconds(5)) {
+                    restartBackoff: Duration = .milliseconds(100), restartBackoffMax: Duration = .seconds(5),
+                    mapWeights: Bool = true) {
+            self.mapWeights = mapWeights
             self.executable = executable
             self.heartbeatInterval = heartbeatInterval
             self.heartbeatTimeout = heartbeatTimeout
@@ -221,7 +226,8 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         let token = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let args = [configuration.executable, "worker", "--endpoint", endpoint, "--token", token,
                     "--backend", spec.backend, "--model", spec.model, "--model-dir", spec.directory,
-                    "--plugins", spec.pluginDirectory, "--parent", String(getpid())]
+                    "--plugins", spec.pluginDirectory, "--parent", String(getpid()),
+                    configuration.mapWeights ? "--map-weights" : "--no-map-weights"]
         var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }
         // The daemon ignores SIGTERM/SIGINT (it handles them with Dispatch); a worker starts with

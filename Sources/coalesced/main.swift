@@ -98,6 +98,9 @@ struct Serve: ParsableCommand {
 
     @Option(help: "With --isolation process: a request still running this many seconds after its deadline (it is cancelled at the deadline) is answered DEADLINE_EXCEEDED and its worker killed and restarted.")
     var workerHangGraceS: Double = 2
+
+    @Flag(inversion: .prefixedNo, help: "With --isolation process: workers map weights files read-only and share their float32 tensors through the page cache (one copy per machine for a file several models load) instead of reading a copy each.")
+    var mapWeights = true
     @Option(help: "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT, e.g. 127.0.0.1:9464 (a bare PORT binds 127.0.0.1); off when not given. Read-only.")
     var http: String?
 
@@ -180,7 +183,8 @@ struct Serve: ParsableCommand {
 
         let hub = isolation == .process
             ? try WorkerHub(configuration: .init(heartbeatTimeout: .milliseconds(Int64(workerHeartbeatS * 1000)),
-                                                 hangGrace: .milliseconds(Int64(workerHangGraceS * 1000))))
+                                                 hangGrace: .milliseconds(Int64(workerHangGraceS * 1000)),
+                                                 mapWeights: mapWeights))
             : nil
         defer { hub?.stop() }
         let engine = Engine(configuration: .init(
@@ -274,10 +278,12 @@ struct Worker: ParsableCommand {
     @Option var modelDir: String
     @Option var plugins: String
     @Option var parent: Int32
+    @Flag(inversion: .prefixedNo) var mapWeights = true
 
     func run() throws {
         let status = BackendWorker.run(.init(endpoint: endpoint, token: token, backend: backend, model: model,
-                                             modelDirectory: modelDir, pluginDirectory: plugins, parent: parent))
+                                             modelDirectory: modelDir, pluginDirectory: plugins, parent: parent,
+                                             mapWeights: mapWeights))
         if status != 0 { throw ExitCode(status) }
     }
 }

@@ -334,19 +334,33 @@ def test_unload_returns_the_worker_memory(daemon_factory):
     assert after[0] < loaded[0] + 16  # the daemon did not take the model's memory
 
 
+def mapped_weights(pid: int) -> set[str]:
+    """The *.safetensors files process `pid` maps."""
+    return {line.split()[-1] for line in open(f"/proc/{pid}/maps") if line.rstrip().endswith(".safetensors")}
+
+
 @pytest.mark.skipif(not COALESCER_WEIGHTS.exists() or not (PLUGINS / "libCoalescerBackend.so").exists(),
                     reason="needs the coalescer plugin and the committed weights")
 def test_same_bytes_in_process_and_in_a_worker(daemon_factory):
-    models = {"tp": {}, "coalescer": {"backend": "coalescer"}}
+    """The same bytes in process, in workers that map their weights (the default: two models over
+    one weights file map the same file) and in workers that read a copy (--no-map-weights)."""
+    models = {"tp": {}, "coalescer": {"backend": "coalescer"}, "coalescer-again": {"backend": "coalescer"}}
     inproc = daemon_factory("--isolation", "in-process", models=models)
     worker = daemon_factory(models=models)
-    with inproc.client(timeout=60) as a, worker.client(timeout=60) as b:
+    copying = daemon_factory("--no-map-weights", models=models)
+    with inproc.client(timeout=60) as a, worker.client(timeout=60) as b, copying.client(timeout=60) as k:
         assert model(a, "tp").worker_pid == 0 and model(b, "tp").worker_pid > 0
-        for name, prompt in [("tp", "a shirt"), ("coalescer", "ankle boot"), ("coalescer", "")]:
+        weights = str(COALESCER_WEIGHTS.resolve())
+        assert mapped_weights(model(b, "coalescer").worker_pid) == {weights}
+        assert mapped_weights(model(b, "coalescer-again").worker_pid) == {weights}
+        assert mapped_weights(model(k, "coalescer").worker_pid) == set()
+        for name, prompt in [("tp", "a shirt"), ("coalescer", "ankle boot"), ("coalescer", ""),
+                             ("coalescer-again", "a bag")]:
             for steps in (0, 1):
                 x = a.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
                 y = b.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
-                assert list(x.images) == list(y.images), (name, prompt, steps)
+                z = k.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
+                assert list(x.images) == list(y.images) == list(z.images), (name, prompt, steps)
 
 
 def p99(latencies: list[float]) -> float:
