@@ -48,6 +48,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Most generate requests waiting; a full queue answers RESOURCE_EXHAUSTED.")
     var maxQueue: Int = 256
 
+    @Option(help: "Most generate requests waiting for one model (default: half of --max-queue, rounded up); beyond it that model's requests are answered RESOURCE_EXHAUSTED, so a stuck or flooded model leaves room for the others. Equal to --max-queue: no share.")
+    var maxQueuePerModel: Int?
+
     @Option(help: "Most requests batched into one backend call.")
     var maxBatch: Int = 16
 
@@ -154,7 +157,7 @@ struct Serve: ParsableCommand {
                 var c = try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "")
                 c.brokerPublicKey = curveBrokerKey
                 return c
-            })
+            }, maxQueuePerModel: maxQueuePerModel)
         try config.validate()
         if let http { try StatusServer.validate(address: http) }
         let claims = try EndpointClaims(configuration: config)
