@@ -198,7 +198,8 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
     // MARK: - BackendLauncher
 
     public func launch(backend: String, model: String, directory: String, pluginDirectory: String) throws -> BackendInstance {
-        let spec = WorkerSpec(backend: backend, model: model, directory: directory, pluginDirectory: pluginDirectory)
+        let spec = WorkerSpec(backend: backend, model: model, directory: directory, pluginDirectory: pluginDirectory,
+                              loadedFrom: WorkerSpec.resolve(directory))
         let p = try spawn(spec)
         cond.lock()
         let until = ContinuousClock.now + configuration.loadTimeout
@@ -430,8 +431,22 @@ public struct WorkerStat: Sendable, Equatable {
 struct WorkerSpec: Sendable {
     var backend: String
     var model: String
+    /// The model's directory as the repository names it (a symbolic link, for a link deploy):
+    /// the worker loads from this path, so that a backend finds what lies beside it.
     var directory: String
     var pluginDirectory: String
+    /// The folder `directory` led to when the instance was launched (nil: it could not be
+    /// resolved). A restart loads only while it still leads there: after a deploy switched the
+    /// link, a restarted worker would load another version under this instance's name,
+    /// revision and sizes.
+    var loadedFrom: String?
+
+    /// `path` with every symbolic link resolved (realpath); nil when it does not exist.
+    static func resolve(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
 }
 
 struct WorkerReady: Sendable {
