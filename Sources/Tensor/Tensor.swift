@@ -3,9 +3,9 @@ import Foundation
 /// A dense float32 tensor in row-major order with optional reverse-mode gradient.
 ///
 /// Storage is a 64-byte aligned buffer owned by the tensor, or, for weights read from a mapped
-/// safetensors file (`SafeTensors.map(path:)`), read-only memory it borrows (`isReadOnly`): the
-/// file's pages, shared by every process that maps the same file, kept mapped while any tensor
-/// uses them. Such a tensor must not be written through `data`; `copyValues(from:)`, the
+/// safetensors file (`SafeTensors.map(path:)`), read-only memory it borrows (`isReadOnly`, aligned
+/// only for `Float`): the file's pages, shared by every process that maps the same file, kept
+/// mapped while any tensor uses them. Such a tensor must not be written through `data`; `copyValues(from:)`, the
 /// subscript setter and the optimisers give it a buffer of its own first (`makeWritable()`).
 /// Ops (in `Ops/`) create a new output
 /// tensor and, when gradients are being recorded (`GradMode.isEnabled` and some input
