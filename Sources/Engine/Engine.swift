@@ -70,21 +70,48 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: - Registry
 
+    /// How many times `load` tries when the model's directory is switched to another folder (a
+    /// symbolic link deploy) while it loads.
+    static let loadAttempts = 3
+
     /// Loads model `name` from the repository (or hot-swaps it when already loaded).
+    ///
+    /// One version, even while a deploy switches the model's symbolic link: the directory the
+    /// name leads to is resolved first, and config.json, the weights check and the content
+    /// revision are read there; the backend is given the name's path (a backend may find files
+    /// beside the model's directory, such as `models/minilm`) and reads through the link, so the
+    /// link is resolved again after the backend has loaded, and a load during which it changed
+    /// (the backend may have read files of two versions) is dropped and made again, up to
+    /// `loadAttempts` times.
     /// - Returns: the status of the new instance.
     /// - Throws: `.invalidArgument` (bad name or config), `.notFound` (no such model or plugin),
-    ///   `.internal` (plugin refused: missing symbol, wrong ABI major, failing create). On any
-    ///   failure the previously loaded instance, if any, keeps serving.
+    ///   `.internal` (plugin refused: missing symbol, wrong ABI major, failing create),
+    ///   `.unavailable` (the directory switched during every attempt). On any failure the
+    ///   previously loaded instance, if any, keeps serving.
     @discardableResult
     public func load(_ name: String) throws -> ModelStatus {
         try loadLock.withLock {
             let start = ContinuousClock.now
             do {
-                let config = try repository.config(for: name)
-                let dir = try repository.directory(for: name)
-                try WeightsCheck.checkDirectory(dir)
-                let instance = try configuration.launcher.launch(backend: config.backend, model: name, directory: dir,
-                                                                 pluginDirectory: configuration.pluginDirectory)
+                let path = try repository.directory(for: name)
+                var loaded: (BackendInstance, String)?
+                for attempt in 1...Self.loadAttempts {
+                    let dir = try repository.resolvedDirectory(for: name)
+                    let config = try repository.config(for: name, in: dir)
+                    try WeightsCheck.checkDirectory(dir)
+                    let instance = try configuration.launcher.launch(backend: config.backend, model: name, directory: path,
+                                                                     pluginDirectory: configuration.pluginDirectory)
+                    if (try? repository.resolvedDirectory(for: name)) == dir {
+                        loaded = (instance, dir)
+                        break
+                    }
+                    logger.info("model directory switched while loading; loading again", metadata: [
+                        "model": "\(name)", "loaded_from": "\(dir)", "attempt": "\(attempt)"])
+                }
+                guard let (instance, dir) = loaded else {
+                    throw EngineError.unavailable("model \(quoted(name)): its directory was switched to another folder "
+                                                  + "during each of \(Self.loadAttempts) loads; load it again")
+                }
                 let generation = lock.withLock { () -> Int in loadCounter += 1; return loadCounter }
                 let log = logger
                 let model = try BackendModel(instance: instance, name: name, directory: dir, generation: generation,

@@ -121,11 +121,29 @@ public struct ModelRepository: Sendable {
         }.sorted()
     }
 
+    /// The directory model `name` leads to now, every symbolic link resolved (`realpath`): a
+    /// deploy that switches a link gives another answer. - Throws: `.invalidArgument` for a bad
+    /// name, `.notFound` when there is no such directory.
+    public func resolvedDirectory(for name: String) throws -> String {
+        let dir = try directory(for: name)
+        guard isDirectory(dir), let resolved = realpath(dir, nil) else {
+            throw EngineError.notFound("model \(quoted(name)) not found: no directory \(quoted(dir))")
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// Reads and decodes `<root>/<name>/config.json`.
     /// - Throws: `.invalidArgument` for a bad name or malformed config, `.notFound` when the
     ///   model directory or its config.json is missing.
     public func config(for name: String) throws -> ModelConfig {
-        let dir = try directory(for: name)
+        try config(for: name, in: try directory(for: name))
+    }
+
+    /// Reads and decodes the config.json of model `name` in `dir` (its directory, or the one that
+    /// directory resolves to); the same checks and errors as `config(for:)`.
+    public func config(for name: String, in dir: String) throws -> ModelConfig {
+        try Self.validate(name: name)
         guard isDirectory(dir) else {
             throw EngineError.notFound("model \(quoted(name)) not found: no directory \(quoted(dir))")
         }

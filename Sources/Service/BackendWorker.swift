@@ -16,9 +16,13 @@ public enum BackendWorker {
         public var pluginDirectory: String
         /// The daemon's pid: the worker exits when its parent changes (the daemon died).
         public var parent: Int32
+        /// Map weights files instead of reading them (sets `COALESCE_MAP_WEIGHTS` for the plugin,
+        /// whose safetensors reader decides by it; see `SafeTensors.map(path:)`).
+        public var mapWeights: Bool
 
         public init(endpoint: String, token: String, backend: String, model: String, modelDirectory: String,
-                    pluginDirectory: String, parent: Int32) {
+                    pluginDirectory: String, parent: Int32, mapWeights: Bool = true) {
+            self.mapWeights = mapWeights
             self.endpoint = endpoint
             self.token = token
             self.backend = backend
@@ -35,6 +39,9 @@ public enum BackendWorker {
     /// Runs the worker. - Returns: the process exit status (0 after a shutdown, 1 on load failure
     /// or a lost daemon).
     public static func run(_ o: Options) -> Int32 {
+        // Before any thread starts and before the plugin is loaded: each plugin carries its own
+        // copy of the tensor library, which reads the variable when it first reads a file.
+        setenv("COALESCE_MAP_WEIGHTS", o.mapWeights ? "1" : "0", 1)
         guard let ctx = zmq_ctx_new() else { return 1 }
         defer { zmq_ctx_term(ctx) }
         guard let socket = try? ZMQSocket(context: ctx, type: ZMQ_DEALER) else { return 1 }

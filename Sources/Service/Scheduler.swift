@@ -74,19 +74,39 @@ final class Scheduler: @unchecked Sendable {
         callsPerModel * (engine.loadedCount + 1)
     }
 
-    /// Queues a job. - Returns: false when the queue is full (the caller replies RESOURCE_EXHAUSTED).
-    func submit(_ job: Job) -> Bool {
+    /// Why `submit` refused a job (the caller replies RESOURCE_EXHAUSTED, or UNAVAILABLE when
+    /// stopping).
+    enum Refusal: Error, Equatable {
+        /// `maxQueue` jobs are waiting.
+        case queueFull
+        /// The job's model already has its share of the queue waiting (`queueSharePerModel`).
+        case modelShareFull
+        /// The scheduler is draining.
+        case stopping
+    }
+
+    /// Queues a job, unless the queue is full or the job's model already has
+    /// `queueSharePerModel` jobs waiting: a model whose requests pile up (stuck, slow, flooded)
+    /// cannot take the room other models need.
+    func submit(_ job: Job) -> Result<Void, Refusal> {
         let cap = threadCapNow()
         cond.lock()
         defer { cond.unlock() }
         threadCap = cap
-        guard queue.count < config.maxQueue, !stopping else { return false }
+        guard !stopping else { return .failure(.stopping) }
+        guard queue.count < config.maxQueue else { return .failure(.queueFull) }
+        let share = config.queueSharePerModel
+        if share < config.maxQueue {
+            var waiting = 0
+            for queued in queue where queued.op.model == job.op.model { waiting += 1 }
+            guard waiting < share else { return .failure(.modelShareFull) }
+        }
         queue.append(job)
         if idleThreads == 0, threadCount < threadCap, calls[job.op.model, default: 0] < callsPerModel {
             startThread()  // every thread is busy, maybe with a model that does not come back
         }
         cond.broadcast()
-        return true
+        return .success(())
     }
 
     enum CancelOutcome { case removedFromQueue(Job), stoppedRunning(Job), notFound }

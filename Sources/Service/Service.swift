@@ -329,9 +329,19 @@ public final class Service: @unchecked Sendable {
                 deadline = now + t
             }
             let job = Job(route: route, id: req.id, op: op, arrival: now, deadline: deadline)
-            if !scheduler.submit(job) {
-                metrics.recordGenerate(model: op.model, outcome: .resourceExhausted, images: 0, latencyMs: 0)
-                error(.resourceExhausted("queue full (\(configuration.maxQueue) requests waiting); retry later"))
+            if case .failure(let refusal) = scheduler.submit(job) {
+                let e: EngineError
+                switch refusal {
+                case .queueFull:
+                    e = .resourceExhausted("queue full (\(configuration.maxQueue) requests waiting); retry later")
+                case .modelShareFull:
+                    e = .resourceExhausted("model \(quoted(op.model)) has \(configuration.queueSharePerModel) requests "
+                                           + "waiting, its share of the queue (--max-queue-per-model); retry later")
+                case .stopping:
+                    e = .unavailable("daemon is draining (shutting down); send to another instance")
+                }
+                metrics.recordGenerate(model: op.model, outcome: e.code, images: 0, latencyMs: 0)
+                error(e)
             }
         case .listModels:
             reply(.models(loaded: engine.loadedModels(), available: engine.repository.modelNames()))

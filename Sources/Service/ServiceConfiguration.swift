@@ -28,6 +28,10 @@ public struct ServiceConfiguration: Sendable {
     public var endpoints: [ServiceEndpoint]
     /// Most generate requests waiting (not yet running); a full queue answers RESOURCE_EXHAUSTED.
     public var maxQueue: Int
+    /// Most generate requests waiting for one model (nil: half of `maxQueue`, rounded up; see
+    /// `queueSharePerModel`), so that one model's backlog leaves room for the others; beyond it
+    /// that model's requests are answered RESOURCE_EXHAUSTED naming it. 1...maxQueue.
+    public var maxQueuePerModel: Int?
     /// Most requests that share one backend call.
     public var maxBatch: Int
     /// How long the first request of a batch may wait for more (0 = take what is queued).
@@ -52,9 +56,10 @@ public struct ServiceConfiguration: Sendable {
                                                 ServiceEndpoint(url: ServiceConfiguration.defaultIPCEndpoint, admin: true)],
                 maxQueue: Int = 256, maxBatch: Int = 16, maxDelay: Duration = .zero, workers: Int = 2,
                 maxMessageBytes: Int = 1 << 20, drainTimeout: Duration = .seconds(30), defaultTimeout: Duration? = nil,
-                curve: CurveConfiguration? = nil) {
+                curve: CurveConfiguration? = nil, maxQueuePerModel: Int? = nil) {
         self.endpoints = endpoints
         self.maxQueue = maxQueue
+        self.maxQueuePerModel = maxQueuePerModel
         self.maxBatch = maxBatch
         self.maxDelay = maxDelay
         self.workers = workers
@@ -66,6 +71,10 @@ public struct ServiceConfiguration: Sendable {
 }
 
 extension ServiceConfiguration {
+    /// Most requests one model may have waiting: `maxQueuePerModel`, by default half of
+    /// `maxQueue` rounded up (a stuck or flooded model leaves at least half the queue to the rest).
+    public var queueSharePerModel: Int { maxQueuePerModel ?? (maxQueue + 1) / 2 }
+
     /// Checks everything about the configuration that can be checked without binding a socket:
     /// coalesced calls it before it starts any worker or loads any model, so a refused start is
     /// quick and leaves nothing behind. `Service.init` checks it too.
@@ -74,6 +83,9 @@ extension ServiceConfiguration {
         guard !endpoints.isEmpty else { throw ServiceError.configuration("no endpoints") }
         guard maxQueue >= 1, maxBatch >= 1, workers >= 1 else {
             throw ServiceError.configuration("max queue, max batch and workers must be >= 1")
+        }
+        if let share = maxQueuePerModel, !(1...maxQueue).contains(share) {
+            throw ServiceError.configuration("--max-queue-per-model must be 1...\(maxQueue) (--max-queue), got \(share)")
         }
         if let curve {
             if let key = curve.brokerPublicKey, key.utf8.count != 40 {

@@ -30,11 +30,16 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         /// Restart delay after a crash: doubles per crash in the last minute, up to the max.
         public var restartBackoff: Duration
         public var restartBackoffMax: Duration
+        /// Workers map weights files read-only (`COALESCE_MAP_WEIGHTS=1`, `SafeTensors.map(path:)`), so
+        /// that workers loading the same file share its float32 tensors in the page cache.
+        public var mapWeights: Bool
         /// Compute threads hint passed with every call (Engine's `threads`); unused here.
         public init(executable: String = WorkerHub.currentExecutable(), heartbeatInterval: Duration = .milliseconds(250),
                     heartbeatTimeout: Duration = .seconds(3), loadTimeout: Duration = .seconds(120),
                     hangGrace: Duration = .seconds(2), maxLoadFailures: Int = 3,
-                    restartBackoff: Duration = .milliseconds(100), restartBackoffMax: Duration = .seconds(5)) {
+                    restartBackoff: Duration = .milliseconds(100), restartBackoffMax: Duration = .seconds(5),
+                    mapWeights: Bool = true) {
+            self.mapWeights = mapWeights
             self.executable = executable
             self.heartbeatInterval = heartbeatInterval
             self.heartbeatTimeout = heartbeatTimeout
@@ -193,7 +198,8 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
     // MARK: - BackendLauncher
 
     public func launch(backend: String, model: String, directory: String, pluginDirectory: String) throws -> BackendInstance {
-        let spec = WorkerSpec(backend: backend, model: model, directory: directory, pluginDirectory: pluginDirectory)
+        let spec = WorkerSpec(backend: backend, model: model, directory: directory, pluginDirectory: pluginDirectory,
+                              loadedFrom: WorkerSpec.resolve(directory))
         let p = try spawn(spec)
         cond.lock()
         let until = ContinuousClock.now + configuration.loadTimeout
@@ -221,7 +227,8 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         let token = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let args = [configuration.executable, "worker", "--endpoint", endpoint, "--token", token,
                     "--backend", spec.backend, "--model", spec.model, "--model-dir", spec.directory,
-                    "--plugins", spec.pluginDirectory, "--parent", String(getpid())]
+                    "--plugins", spec.pluginDirectory, "--parent", String(getpid()),
+                    configuration.mapWeights ? "--map-weights" : "--no-map-weights"]
         var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }
         // The daemon ignores SIGTERM/SIGINT (it handles them with Dispatch); a worker starts with
@@ -424,8 +431,22 @@ public struct WorkerStat: Sendable, Equatable {
 struct WorkerSpec: Sendable {
     var backend: String
     var model: String
+    /// The model's directory as the repository names it (a symbolic link, for a link deploy):
+    /// the worker loads from this path, so that a backend finds what lies beside it.
     var directory: String
     var pluginDirectory: String
+    /// The folder `directory` led to when the instance was launched (nil: it could not be
+    /// resolved). A restart loads only while it still leads there: after a deploy switched the
+    /// link, a restarted worker would load another version under this instance's name,
+    /// revision and sizes.
+    var loadedFrom: String?
+
+    /// `path` with every symbolic link resolved (realpath); nil when it does not exist.
+    static func resolve(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
 }
 
 struct WorkerReady: Sendable {

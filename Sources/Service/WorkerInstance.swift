@@ -87,6 +87,18 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
         hub.cond.lock()
         guard case .restarting = state, current == nil else { hub.cond.unlock(); return }
         hub.cond.unlock()
+        if let from = spec.loadedFrom, WorkerSpec.resolve(spec.directory) != from {
+            // A deploy switched the model's link (or the folder went) since this instance loaded:
+            // a new worker would serve another version as this one. The next load (LoadModel,
+            // --poll-s) takes the new version.
+            hub.cond.lock()
+            state = .failed("its directory \(quoted(spec.directory)) no longer leads to \(quoted(from)), the folder this "
+                            + "instance was loaded from (switched by a deploy, or removed), so its worker is not restarted")
+            hub.logger.error("model failed", metadata: ["model": "\(spec.model)", "reason": "\(state.reason)"])
+            hub.cond.broadcast()
+            hub.cond.unlock()
+            return
+        }
         do {
             let p = try hub.spawn(spec)
             hub.cond.lock()

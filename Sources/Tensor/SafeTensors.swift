@@ -29,17 +29,69 @@ import Darwin
 ///
 /// Model code stores its configuration as a JSON string in the metadata under `configKey`
 /// (`"config"`); see `config`.
+///
+/// Mapped files: `map(path:)` (and `read(path:)` when `COALESCE_MAP_WEIGHTS=1`, which the daemon
+/// sets for its worker processes) maps the file read-only (`mmap`, `MAP_PRIVATE`, `PROT_READ`)
+/// instead of reading it. Each `F32` tensor whose data is aligned for `Float` (every tensor of an
+/// all-F32 file whose header length is a multiple of 4, as this library and Python's write them)
+/// is then left in the file's pages: `tensor(_:)` returns a read-only tensor over them
+/// (`Tensor.isReadOnly`) and `Layer.load(from:)` shares it, so processes that load the same file
+/// share one copy in the page cache. Other dtypes, and a tensor whose data is misaligned, are
+/// converted into a buffer of their own as when reading. The mapping lives as long as any tensor
+/// or entry using it. The file must not be rewritten in place while mapped (replace it by a
+/// rename, as `write(path:)` does): a truncated file's pages fault (SIGBUS) when touched.
 public struct SafeTensors: Equatable, Sendable {
     /// One tensor's shape and values (row-major; `values.count` is the product of `shape`).
     public struct Entry: Equatable, Sendable {
         public var shape: [Int]
-        public var values: [Float]
+        /// The values. For an entry of a mapped file (`isMapped`) this is a copy, made at each
+        /// access; `SafeTensors.tensor(_:)` reads the mapped values without copying them.
+        public var values: [Float] {
+            get { mapped.map { Array(UnsafeBufferPointer(start: $0.pointer, count: $0.count)) } ?? stored }
+            set {
+                stored = newValue
+                mapped = nil
+            }
+        }
+        private var stored: [Float]
+        fileprivate private(set) var mapped: MappedValues?
 
         public init(shape: [Int], values: [Float]) {
             self.shape = shape
-            self.values = values
+            self.stored = values
+        }
+
+        fileprivate init(shape: [Int], mapped: MappedValues) {
+            self.shape = shape
+            self.stored = []
+            self.mapped = mapped
+        }
+
+        /// Whether the values are read in place from a mapped file (see `SafeTensors.map(path:)`).
+        public var isMapped: Bool { mapped != nil }
+
+        /// The number of values (no copy).
+        public var valueCount: Int { mapped?.count ?? stored.count }
+
+        public static func == (a: Entry, b: Entry) -> Bool {
+            guard a.shape == b.shape, a.valueCount == b.valueCount else { return false }
+            if let ma = a.mapped, let mb = b.mapped, ma.pointer == mb.pointer { return true }
+            return a.values == b.values
         }
     }
+
+    /// `count` floats at `pointer` inside `file`, which keeps them mapped.
+    fileprivate struct MappedValues: @unchecked Sendable {
+        let file: MappedFile
+        let pointer: UnsafeMutablePointer<Float>
+        let count: Int
+    }
+
+    /// Whether `read(path:)` maps files (`map(path:)`) instead of reading them: true when the
+    /// environment variable `COALESCE_MAP_WEIGHTS` is `1` when first asked. Off by default: a
+    /// process that maps a weights file faults if the file is truncated under it, which a worker
+    /// process of the daemon survives (it is restarted) but a program using the library would not.
+    public static let mapsFilesByDefault: Bool = getenv("COALESCE_MAP_WEIGHTS").map { String(cString: $0) == "1" } ?? false
 
     /// The metadata key under which a model's configuration JSON is stored.
     public static let configKey = "config"
@@ -93,11 +145,17 @@ public struct SafeTensors: Equatable, Sendable {
         return out
     }
 
+    /// A mapped tensor (see `map(path:)`) is read-only memory of the file, not a copy.
     public func tensor(_ name: String) throws -> Tensor {
         guard let e = tensors[name] else {
             throw TensorError.safetensors("no tensor named \"\(name)\" (\(tensors.count) tensors present)")
         }
         try SafeTensors.check(e, name: name)
+        if let m = e.mapped {
+            let t = Tensor(borrowing: m.pointer, shape: e.shape, owner: m.file)
+            t.name = name
+            return t
+        }
         if e.values.isEmpty { return Tensor(zeros: e.shape) }
         let t = Tensor(e.values, shape: e.shape)
         t.name = name
@@ -106,10 +164,29 @@ public struct SafeTensors: Equatable, Sendable {
 
     // MARK: Reading
 
-    /// Reads and validates the file at `path`. File errors are `TensorError.io`; format errors are
-    /// `TensorError.safetensors` with the path in the message.
+    /// Reads and validates the file at `path` (maps it instead when `mapsFilesByDefault`). File
+    /// errors are `TensorError.io`; format errors are `TensorError.safetensors` with the path in
+    /// the message.
     public static func read(path: String) throws -> SafeTensors {
-        let bytes = try readFile(path)
+        if mapsFilesByDefault { return try map(path: path) }
+        return try read(bytes: readFile(path), path: path)
+    }
+
+    /// Maps the file at `path` read-only and validates it as `read(path:)` does (the same errors):
+    /// aligned `F32` tensors stay in the mapping (`Entry.isMapped`), the others are converted into
+    /// buffers of their own. An empty file is read, not mapped (it is refused either way).
+    public static func map(path: String) throws -> SafeTensors {
+        let file = try MappedFile(path: path)
+        guard let file else { return try read(bytes: readFile(path), path: path) }
+        do {
+            return try decode(UnsafeRawBufferPointer(start: file.base, count: file.size), mapping: file)
+        } catch let TensorError.safetensors(message) {
+            throw TensorError.safetensors("\(path): \(message)")
+        }
+    }
+
+    /// Decodes the bytes of the file at `path`, naming it in format errors.
+    private static func read(bytes: [UInt8], path: String) throws -> SafeTensors {
         do {
             return try decode(bytes)
         } catch let TensorError.safetensors(message) {
@@ -119,6 +196,11 @@ public struct SafeTensors: Equatable, Sendable {
 
     /// Decodes and validates safetensors bytes.
     public static func decode(_ bytes: [UInt8]) throws -> SafeTensors {
+        try bytes.withUnsafeBytes { try decode($0, mapping: nil) }
+    }
+
+    /// Decodes `bytes`; with `mapping` (whose memory `bytes` is), aligned F32 tensors refer to it.
+    private static func decode(_ bytes: UnsafeRawBufferPointer, mapping: MappedFile?) throws -> SafeTensors {
         guard bytes.count >= 8 else {
             throw TensorError.safetensors("file is \(bytes.count) bytes, shorter than the 8-byte header length")
         }
@@ -132,7 +214,7 @@ public struct SafeTensors: Equatable, Sendable {
             throw TensorError.safetensors("header length \(n) exceeds the limit of \(maxHeaderBytes) bytes")
         }
         let headerEnd = 8 + Int(n)
-        let header = try parseHeader(Array(bytes[8..<headerEnd]))
+        let header = try parseHeader(Array(UnsafeRawBufferPointer(rebasing: bytes[8..<headerEnd])))
         let bufferSize = bytes.count - headerEnd
 
         // Offsets: each in range and of the right size, together tiling the buffer exactly.
@@ -182,11 +264,12 @@ public struct SafeTensors: Equatable, Sendable {
             }
             covered = info.end
             previous = name
-            let values = bytes.withUnsafeBytes { raw in
-                dtype.convert(UnsafeRawBufferPointer(rebasing: raw[(headerEnd + info.begin)..<(headerEnd + info.end)]),
-                              count: count)
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[(headerEnd + info.begin)..<(headerEnd + info.end)])
+            if let mapping, let floats = dtype.inPlace(raw, count: count) {
+                result.tensors[name] = Entry(shape: info.shape, mapped: MappedValues(file: mapping, pointer: floats, count: count))
+            } else {
+                result.tensors[name] = Entry(shape: info.shape, values: dtype.convert(raw, count: count))
             }
-            result.tensors[name] = Entry(shape: info.shape, values: values)
         }
         guard covered == bufferSize else {
             throw TensorError.safetensors("bytes \(covered)..<\(bufferSize) of the data buffer belong to no tensor "
@@ -219,7 +302,7 @@ public struct SafeTensors: Equatable, Sendable {
             }
             let e = tensors[name]!
             try SafeTensors.check(e, name: name)
-            let end = offset + 4 * e.values.count
+            let end = offset + 4 * e.valueCount
             if !first { json += "," }
             first = false
             json += SafeTensors.quote(name) + ":{\"dtype\":\"F32\",\"shape\":["
@@ -278,9 +361,9 @@ public struct SafeTensors: Equatable, Sendable {
             throw TensorError.safetensors("tensor \"\(name)\": negative size in shape \(e.shape)")
         }
         let count = e.shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }
-        guard count == e.values.count else {
+        guard count == e.valueCount else {
             throw TensorError.safetensors("tensor \"\(name)\": shape \(e.shape) needs \(count) values, "
-                                          + "has \(e.values.count)")
+                                          + "has \(e.valueCount)")
         }
     }
 
@@ -294,6 +377,18 @@ public struct SafeTensors: Equatable, Sendable {
             case .f16, .bf16: return 2
             case .f64: return 8
             }
+        }
+
+        /// The values of `raw` as they lie, when they can be used without converting them: F32 on a
+        /// little-endian machine, aligned for Float, not empty. nil otherwise (then `convert`).
+        func inPlace(_ raw: UnsafeRawBufferPointer, count: Int) -> UnsafeMutablePointer<Float>? {
+            #if _endian(little)
+            guard self == .f32, count > 0, let base = raw.baseAddress,
+                  Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 else { return nil }
+            return UnsafeMutableRawPointer(mutating: base).bindMemory(to: Float.self, capacity: count)
+            #else
+            return nil
+            #endif
         }
 
         func convert(_ raw: UnsafeRawBufferPointer, count: Int) -> [Float] {
@@ -452,7 +547,7 @@ public struct SafeTensors: Equatable, Sendable {
     /// Runs a POSIX call returning -1 on failure (retrying on EINTR); throws `TensorError.io`
     /// naming the call and `strerror(errno)`.
     @discardableResult
-    private static func sys<T: BinaryInteger>(_ call: String, _ path: String, _ body: () -> T) throws -> T {
+    static func sys<T: BinaryInteger>(_ call: String, _ path: String, _ body: () -> T) throws -> T {
         while true {
             let r = body()
             if r >= 0 { return r }

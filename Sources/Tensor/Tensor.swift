@@ -2,7 +2,12 @@ import Foundation
 
 /// A dense float32 tensor in row-major order with optional reverse-mode gradient.
 ///
-/// Storage is a 64-byte aligned buffer owned by the tensor. Ops (in `Ops/`) create a new output
+/// Storage is a 64-byte aligned buffer owned by the tensor, or, for weights read from a mapped
+/// safetensors file (`SafeTensors.map(path:)`), read-only memory it borrows (`isReadOnly`, aligned
+/// only for `Float`): the file's pages, shared by every process that maps the same file, kept
+/// mapped while any tensor uses them. Such a tensor must not be written through `data`; `copyValues(from:)`, the
+/// subscript setter and the optimisers give it a buffer of its own first (`makeWritable()`).
+/// Ops (in `Ops/`) create a new output
 /// tensor and, when gradients are being recorded (`GradMode.isEnabled` and some input
 /// `requiresGrad`), attach a backward closure that *adds* into the inputs' `grad`.
 /// Call `backward()` on a scalar loss to run every recorded closure in reverse topological order.
@@ -15,8 +20,12 @@ public final class Tensor {
     public let shape: [Int]
     /// Number of elements (product of `shape`).
     public let count: Int
-    /// The values. Owned by this tensor; valid while it lives.
-    public let data: UnsafeMutablePointer<Float>
+    /// The values, valid while the tensor lives: its own buffer, or read-only borrowed memory when
+    /// `isReadOnly` (never write through `data` then; call `makeWritable()` first).
+    /// Set at creation; only `share(valuesOf:)` and `makeWritable()` change it.
+    @exclusivity(unchecked) public private(set) var data: UnsafeMutablePointer<Float>
+    /// What keeps borrowed storage alive (a mapped file); nil when the tensor owns `data`.
+    private var storageOwner: AnyObject?
     /// Accumulated gradient, allocated (zero-filled) on first use by `gradBuffer()`.
     public private(set) var grad: UnsafeMutablePointer<Float>?
     /// Whether gradients flow into this tensor. Parameters set it; op outputs inherit it.
@@ -65,9 +74,49 @@ public final class Tensor {
     /// A scalar.
     public convenience init(scalar: Float) { self.init([scalar], shape: []) }
 
+    /// A tensor over `count(shape)` floats at `data` that it does not own and never writes;
+    /// `owner` keeps them valid (a mapped file) and is released with the tensor.
+    internal init(borrowing data: UnsafeMutablePointer<Float>, shape: [Int], owner: AnyObject) {
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.data = data
+        self.storageOwner = owner
+        self.requiresGrad = false
+    }
+
     deinit {
-        data.deallocate()
+        if storageOwner == nil { data.deallocate() }
         grad?.deallocate()
+    }
+
+    // MARK: Borrowed (read-only) storage
+
+    /// Whether `data` is read-only memory this tensor borrows (weights of a mapped file).
+    public var isReadOnly: Bool { storageOwner != nil }
+
+    /// Gives a read-only tensor a buffer of its own holding the same values, so that it can be
+    /// written (no-op for a tensor that owns its buffer). Not thread-safe: call it before other
+    /// threads use the tensor, as for any write.
+    public func makeWritable() { ownStorage(keepingValues: true) }
+
+    private func ownStorage(keepingValues: Bool) {
+        guard storageOwner != nil else { return }
+        let own = Tensor.allocate(count)
+        if keepingValues { own.update(from: data, count: count) }
+        data = own
+        storageOwner = nil
+    }
+
+    /// Takes the values of `other` (same shape) without copying them when `other` is read-only:
+    /// this tensor then reads the same borrowed memory (and is read-only too), so weights loaded
+    /// from a mapped file stay shared between processes; otherwise copies them, as
+    /// `copyValues(from:)`. `Layer.load(from:)` loads parameters this way.
+    public func share(valuesOf other: Tensor) {
+        precondition(other.count == count, "share(valuesOf:): \(other.shape) into \(shape)")
+        guard let owner = other.storageOwner else { return copyValues(from: other) }
+        if storageOwner == nil { data.deallocate() }
+        data = other.data
+        storageOwner = owner
     }
 
     static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
@@ -106,7 +155,10 @@ public final class Tensor {
 
     public subscript(_ i: Int) -> Float {
         get { data[i] }
-        set { data[i] = newValue }
+        set {
+            if storageOwner != nil { makeWritable() }
+            data[i] = newValue
+        }
     }
 
     /// A copy of the values with no autograd history.
@@ -116,9 +168,11 @@ public final class Tensor {
         return t
     }
 
-    /// Copies values from `other` (same element count) without touching autograd history.
+    /// Copies values from `other` (same element count) without touching autograd history. A
+    /// read-only tensor gets a buffer of its own first (`makeWritable()`).
     public func copyValues(from other: Tensor) {
         precondition(other.count == count, "copyValues: \(other.shape) into \(shape)")
+        ownStorage(keepingValues: other === self)
         data.update(from: other.data, count: count)
     }
 

@@ -48,6 +48,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Most generate requests waiting; a full queue answers RESOURCE_EXHAUSTED.")
     var maxQueue: Int = 256
 
+    @Option(help: "Most generate requests waiting for one model (default: half of --max-queue, rounded up); beyond it that model's requests are answered RESOURCE_EXHAUSTED, so a stuck or flooded model leaves room for the others. Equal to --max-queue: no share.")
+    var maxQueuePerModel: Int?
+
     @Option(help: "Most requests batched into one backend call.")
     var maxBatch: Int = 16
 
@@ -98,6 +101,9 @@ struct Serve: ParsableCommand {
 
     @Option(help: "With --isolation process: a request still running this many seconds after its deadline (it is cancelled at the deadline) is answered DEADLINE_EXCEEDED and its worker killed and restarted.")
     var workerHangGraceS: Double = 2
+
+    @Flag(inversion: .prefixedNo, help: "With --isolation process: workers map weights files read-only and share their float32 tensors through the page cache (one copy per machine for a file several models load) instead of reading a copy each.")
+    var mapWeights = true
     @Option(help: "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at HOST:PORT, e.g. 127.0.0.1:9464 (a bare PORT binds 127.0.0.1); off when not given. Read-only.")
     var http: String?
 
@@ -151,7 +157,7 @@ struct Serve: ParsableCommand {
                 var c = try CurveConfiguration.load(secretKeyFile: $0, clientsFile: curveClients ?? "")
                 c.brokerPublicKey = curveBrokerKey
                 return c
-            })
+            }, maxQueuePerModel: maxQueuePerModel)
         try config.validate()
         if let http { try StatusServer.validate(address: http) }
         let claims = try EndpointClaims(configuration: config)
@@ -180,7 +186,8 @@ struct Serve: ParsableCommand {
 
         let hub = isolation == .process
             ? try WorkerHub(configuration: .init(heartbeatTimeout: .milliseconds(Int64(workerHeartbeatS * 1000)),
-                                                 hangGrace: .milliseconds(Int64(workerHangGraceS * 1000))))
+                                                 hangGrace: .milliseconds(Int64(workerHangGraceS * 1000)),
+                                                 mapWeights: mapWeights))
             : nil
         defer { hub?.stop() }
         let engine = Engine(configuration: .init(
@@ -274,10 +281,12 @@ struct Worker: ParsableCommand {
     @Option var modelDir: String
     @Option var plugins: String
     @Option var parent: Int32
+    @Flag(inversion: .prefixedNo) var mapWeights = true
 
     func run() throws {
         let status = BackendWorker.run(.init(endpoint: endpoint, token: token, backend: backend, model: model,
-                                             modelDirectory: modelDir, pluginDirectory: plugins, parent: parent))
+                                             modelDirectory: modelDir, pluginDirectory: plugins, parent: parent,
+                                             mapWeights: mapWeights))
         if status != 0 { throw ExitCode(status) }
     }
 }

@@ -35,6 +35,19 @@ final class ServiceTests: XCTestCase {
         return (service, tcp, thread, done)
     }
 
+    func testEachModelGetsAShareOfTheQueue() throws {
+        XCTAssertEqual(ServiceConfiguration(maxQueue: 256).queueSharePerModel, 128)
+        XCTAssertEqual(ServiceConfiguration(maxQueue: 7).queueSharePerModel, 4)
+        XCTAssertEqual(ServiceConfiguration(maxQueue: 1).queueSharePerModel, 1)
+        XCTAssertEqual(ServiceConfiguration(maxQueue: 8, maxQueuePerModel: 8).queueSharePerModel, 8)
+        XCTAssertNoThrow(try ServiceConfiguration(maxQueue: 8, maxQueuePerModel: 1).validate())
+        for share in [0, -1, 9] {
+            XCTAssertThrowsError(try ServiceConfiguration(maxQueue: 8, maxQueuePerModel: share).validate()) { error in
+                XCTAssertTrue("\(error)".contains("--max-queue-per-model must be 1...8"), "\(error)")
+            }
+        }
+    }
+
     func testGenerateOverTheWireMatchesTheEngine() throws {
         let (service, tcp, _, _) = try startService()
         let client = TestClient(endpoint: tcp)

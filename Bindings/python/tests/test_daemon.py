@@ -527,7 +527,7 @@ def test_stale_admin_socket_of_a_dead_daemon_is_taken_over(tmp_path):
 # ---- scheduling ---------------------------------------------------------------------------
 
 def test_full_queue_answers_resource_exhausted_at_once(daemon_factory):
-    d = daemon_factory("--max-queue", "2", "--workers", "1", "--max-batch", "1",
+    d = daemon_factory("--max-queue", "2", "--max-queue-per-model", "2", "--workers", "1", "--max-batch", "1",
                        models={"slow": {"step_delay_ms": 50}})
     with d.client() as c:
         # The first request is running (its first progress message says so) before the rest are
@@ -553,6 +553,63 @@ def test_full_queue_answers_resource_exhausted_at_once(daemon_factory):
         assert codes == {pb.RESOURCE_EXHAUSTED}
         # Refused at once: every refusal arrives before the first image (a request takes 200 ms).
         assert order.index("images") == len(ids) - kinds.count("images"), order
+
+
+def flood_then_ask_another_model(d, flood: int) -> tuple[dict, dict]:
+    """Sends `flood` requests for the slow model "slow" (one already running, each expiring after
+    1.5 s), then three for "fast". Returns the final replies of both, by id."""
+    with d.client() as c:
+        first = c.send(make_generate("slow", want_progress=True, timeout_ms=1500))
+        while True:  # running before the flood, so it holds no place in the queue
+            r = c.recv(10)
+            assert r is not None and r.id == first
+            if r.WhichOneof("kind") == "progress":
+                break
+        slow = [c.send(make_generate("slow", timeout_ms=1500)) for _ in range(flood)]
+        fast = [c.send(make_generate("fast", seed=s)) for s in range(3)]
+        finals = {}
+        while len(finals) < 1 + flood + len(fast):
+            r = c.recv(10)
+            assert r is not None, finals
+            if r.WhichOneof("kind") != "progress":
+                finals[r.id] = r
+        return {i: finals[i] for i in slow}, {i: finals[i] for i in fast}
+
+
+def test_a_flooded_model_gets_only_its_share_of_the_queue(daemon_factory):
+    """One model flooded with requests it serves slowly (a stuck or overloaded backend) holds at
+    most its share of the queue (--max-queue-per-model, by default half of --max-queue); beyond it
+    its requests are refused at once with RESOURCE_EXHAUSTED naming it, and another model's
+    requests still find room and are served. With the share equal to --max-queue (no share), the
+    flood fills the queue and the other model is refused too."""
+    models = {"slow": {"step_delay_ms": 100, "default_steps": 20}, "fast": {}}
+    args = ("--max-queue", "8", "--workers", "1", "--max-batch", "1")
+
+    d = daemon_factory(*args, models=models)  # default share: 4 of 8
+    slow, fast = flood_then_ask_another_model(d, flood=12)
+    refused = [r for r in slow.values() if r.WhichOneof("kind") == "error" and r.error.code == pb.RESOURCE_EXHAUSTED]
+    assert len(refused) == 12 - 4, [r.error.message for r in slow.values()]
+    assert all('model "slow" has 4 requests waiting' in r.error.message and "--max-queue-per-model" in r.error.message
+               for r in refused), refused[0].error.message
+    assert [r.WhichOneof("kind") for r in fast.values()] == ["images"] * 3, list(fast.values())
+
+    d = daemon_factory(*args, "--max-queue-per-model", "8", models=models)
+    slow, fast = flood_then_ask_another_model(d, flood=12)
+    refused = [r for r in slow.values() if r.WhichOneof("kind") == "error" and r.error.code == pb.RESOURCE_EXHAUSTED]
+    assert len(refused) == 12 - 8
+    assert {(r.WhichOneof("kind"), r.error.code) for r in fast.values()} == {("error", pb.RESOURCE_EXHAUSTED)}
+    assert all("queue full (8 requests waiting)" in r.error.message for r in fast.values())
+
+
+@pytest.mark.parametrize("share", ["0", "9", "-1"])
+def test_a_queue_share_outside_the_queue_refuses_to_start(tmp_path, share):
+    write_model(tmp_path / "m", "tp")
+    p = subprocess.run([str(COALESCED), "--models", str(tmp_path / "m"), "--plugins", str(PLUGINS),
+                        "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--admin-endpoint", f"ipc://{tmp_path}/a.ipc",
+                        "--max-queue", "8", "--max-queue-per-model", share],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=20)
+    assert p.returncode != 0 and "--max-queue-per-model" in p.stdout, (p.returncode, p.stdout)
+    assert "model loaded" not in p.stdout, p.stdout
 
 
 def test_deadline_and_cancel(daemon_factory):

@@ -104,6 +104,33 @@ def test_crashing_request_fails_alone_and_the_model_serves_again(daemon_factory)
     assert not pid_alive(first_pid)
 
 
+def test_a_worker_is_not_restarted_into_another_version(daemon_factory):
+    """A model deployed by a symbolic link, the link switched to another version without a reload
+    (no --poll-s), then its worker killed: the restart would load the other version under the old
+    instance's name and revision, so the model is failed instead, saying why; LoadModel loads the
+    new version. Without a switch a killed worker is restarted (the crash tests above)."""
+    d = daemon_factory(models={"other": {}})
+    write_model(d.repo / "releases", "v1", revision="v1")
+    write_model(d.repo / "releases", "v2", revision="v2")
+    (d.repo / "tp").symlink_to("releases/v1")
+    with d.admin_client() as a, d.client() as c:
+        a.load_model("tp")
+        assert c.generate("tp", seed=1).revision == "v1"
+        (d.repo / ".tp.tmp").symlink_to("releases/v2")
+        os.replace(d.repo / ".tp.tmp", d.repo / "tp")
+        pid = model(c, "tp").worker_pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: model(c, "tp").state == "failed", "the model to fail")
+        assert "no longer leads to" in model(c, "tp").failure and "releases/v1" in model(c, "tp").failure
+        with pytest.raises(CoalesceError) as e:
+            c.generate("tp", seed=1)
+        assert e.value.code == pb.UNAVAILABLE and "switched by a deploy" in e.value.message, e.value
+        assert [f.name for f in c.health().failed] == ["tp"]
+        assert c.generate("other", seed=1).images  # the other model serves throughout
+        a.load_model("tp")
+        assert c.generate("tp", seed=1).revision == "v2" and model(c, "tp").state == "serving"
+
+
 def test_hung_backend_is_cancelled_then_killed_and_restarted(daemon_factory):
     """The client hears DEADLINE_EXCEEDED at its deadline; the backend, which never reaches a
     step, is killed --worker-hang-grace-s later and its worker restarted."""
@@ -334,19 +361,33 @@ def test_unload_returns_the_worker_memory(daemon_factory):
     assert after[0] < loaded[0] + 16  # the daemon did not take the model's memory
 
 
+def mapped_weights(pid: int) -> set[str]:
+    """The *.safetensors files process `pid` maps."""
+    return {line.split()[-1] for line in open(f"/proc/{pid}/maps") if line.rstrip().endswith(".safetensors")}
+
+
 @pytest.mark.skipif(not COALESCER_WEIGHTS.exists() or not (PLUGINS / "libCoalescerBackend.so").exists(),
                     reason="needs the coalescer plugin and the committed weights")
 def test_same_bytes_in_process_and_in_a_worker(daemon_factory):
-    models = {"tp": {}, "coalescer": {"backend": "coalescer"}}
+    """The same bytes in process, in workers that map their weights (the default: two models over
+    one weights file map the same file) and in workers that read a copy (--no-map-weights)."""
+    models = {"tp": {}, "coalescer": {"backend": "coalescer"}, "coalescer-again": {"backend": "coalescer"}}
     inproc = daemon_factory("--isolation", "in-process", models=models)
     worker = daemon_factory(models=models)
-    with inproc.client(timeout=60) as a, worker.client(timeout=60) as b:
+    copying = daemon_factory("--no-map-weights", models=models)
+    with inproc.client(timeout=60) as a, worker.client(timeout=60) as b, copying.client(timeout=60) as k:
         assert model(a, "tp").worker_pid == 0 and model(b, "tp").worker_pid > 0
-        for name, prompt in [("tp", "a shirt"), ("coalescer", "ankle boot"), ("coalescer", "")]:
+        weights = str(COALESCER_WEIGHTS.resolve())
+        assert mapped_weights(model(b, "coalescer").worker_pid) == {weights}
+        assert mapped_weights(model(b, "coalescer-again").worker_pid) == {weights}
+        assert mapped_weights(model(k, "coalescer").worker_pid) == set()
+        for name, prompt in [("tp", "a shirt"), ("coalescer", "ankle boot"), ("coalescer", ""),
+                             ("coalescer-again", "a bag")]:
             for steps in (0, 1):
                 x = a.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
                 y = b.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
-                assert list(x.images) == list(y.images), (name, prompt, steps)
+                z = k.generate(name, prompt=prompt, seed=11, count=5, steps=steps)
+                assert list(x.images) == list(y.images) == list(z.images), (name, prompt, steps)
 
 
 def p99(latencies: list[float]) -> float:

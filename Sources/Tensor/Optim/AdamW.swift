@@ -35,6 +35,7 @@ public final class AdamW {
         let lr = learningRate, b1 = beta1, b2 = beta2, eps = eps
         for (i, p) in parameters.enumerated() {
             guard let g = p.grad else { continue }
+            p.makeWritable()  // a parameter that shares a mapped file's values gets its own copy
             let decay: Float = (decayAll || p.rank >= 2) ? lr * weightDecay : 0
             let (pd, mi, vi) = (p.data, m[i], v[i])
             Runtime.parallelFor(p.count, cost: 8) { lo, hi in

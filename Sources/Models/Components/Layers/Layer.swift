@@ -19,8 +19,12 @@ extension Layer {
         Dictionary(uniqueKeysWithValues: namedParameters.map { (prefix + $0.0, $0.1) })
     }
 
-    /// Copies values from `tensors` (keys = `prefix` + parameter key). Every parameter must be
+    /// Takes values from `tensors` (keys = `prefix` + parameter key). Every parameter must be
     /// present with the same shape; the error names the first key that is missing or wrong.
+    /// Values are copied, except those of read-only tensors (a mapped safetensors file, see
+    /// `SafeTensors.map(path:)`), which the parameters share (`Tensor.share(valuesOf:)`): they
+    /// stay in the file's pages, one copy for every process that maps the file. Training that
+    /// writes such a parameter gets a copy first (`Tensor.makeWritable()`).
     public func load(from tensors: [String: Tensor], prefix: String = "") throws {
         for (key, p) in namedParameters {
             guard let t = tensors[prefix + key] else {
@@ -29,7 +33,7 @@ extension Layer {
             guard t.shape == p.shape else {
                 throw ModelError.weightShape(key: prefix + key, expected: p.shape, got: t.shape)
             }
-            p.copyValues(from: t)
+            p.share(valuesOf: t)
         }
     }
 }
