@@ -31,7 +31,7 @@
 #   latent-diffusion 1, 2, 4, 8, 16, 50      19 + 22 + 29 + 42 + 54 + 142 = 308 s   (50 steps: 4 images/s)
 #   distilled-unet   1, 2, 4, 8, 16          18 + 20 + 26 + 31 + 39 = 134 s
 #   coalescer-v1, coalescer-v2 (1, 2, 4), real-train, reconstruction, noise, test-pattern: 9-14 s each = 123 s
-#   coalescer (1, 2, 4): 31 s (measured alone, 2026-12-01, as coalescer-v3)
+#   coalescer and coalescer-v3 (1, 2, 4 each): about 31 s each (measured alone, 2026-12-01, as coalescer-v3)
 # Each row: the eval (generation, then scoring it and the real-image reference, about 6 s) and the
 # two speed runs (a warm-up call, then at least BENCH_SECONDS of calls each). COUNT scales the
 # generation part (about 1150 s of the 1327); with COUNT=1000 the run would take about 40 minutes.
@@ -55,7 +55,7 @@ RENDER=${RENDER:-1}
 SPEED=${SPEED:-1}
 DEFAULT_ROWS="real-train:1 reconstruction:1 noise:1 test-pattern:1
 coalescer:1 coalescer:2 coalescer:4
-coalescer-v1:1 coalescer-v1:2 coalescer-v1:4 coalescer-v2:1 coalescer-v2:2 coalescer-v2:4
+coalescer-v1:1 coalescer-v1:2 coalescer-v1:4 coalescer-v2:1 coalescer-v2:2 coalescer-v2:4 coalescer-v3:1 coalescer-v3:2 coalescer-v3:4
 distilled-unet:1 distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet:16
 distilled-unet-2step:1 distilled-unet-2step:2 distilled-unet-2step:4
 latent-diffusion:1 latent-diffusion:2 latent-diffusion:4 latent-diffusion:8 latent-diffusion:16 latent-diffusion:50

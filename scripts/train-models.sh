@@ -9,13 +9,18 @@
 #   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG;
 #      12,000 steps, about 80 minutes alone at the 0.41 s a step measured at its start);
 #   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 -> 4 steps into a smaller UNet
-#      (served at 8 steps by default, its best; 4 and 2 on request);
-#   6. models/coalescer (the third version): 60,000 noise-to-latent pairs of the student at 8 steps (teacher coupling), a
-#      4.9M-parameter residual net on them and on searched targets, then adversarial fine-tuning;
-#      its net stored as float16 (scripts/half-weights.py) to stay under 20 MiB;
+#      (served at 8 steps by default, its best; 4 and 2 on request), and models/distilled-unet-2step,
+#      the same distillation one phase further (32 -> ... -> 2);
+#   6. models/coalescer-v3: 60,000 noise-to-latent pairs of the student at 8 steps (teacher coupling,
+#      with the points of each sampling trajectory), a 4.9M-parameter residual net on the pairs' noise
+#      and on searched targets, then adversarial fine-tuning; its net stored as float16
+#      (scripts/half-weights.py) to stay under 20 MiB;
+#   6b. models/coalescer (the fourth version): the same net on the same pairs, half of the starts a point
+#      of the pair's trajectory, no search; 6000 regression steps, then adversarial fine-tuning;
 #   7. models/nested-unet: the pixel-space nested UNet, 1500 CPU-s of the 14x14 inner network, then
-#      2000 CPU-s nested (about 44 minutes alone), with the sampling settings of its config.json.
-# About 5 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
+#      2000 CPU-s nested (about 44 minutes alone), with the sampling settings of its config.json, and
+#      models/pixel-unet, its plain baseline (one UNet at 28x28) for the same 3500 CPU-s.
+# About 7 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M="${1:-models}"
@@ -44,19 +49,43 @@ $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 
 rm -rf "$M/latent-diffusion/checkpoint.safetensors" "$M/latent-diffusion/checkpoints"
 $C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 4 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
 echo '{"backend": "distilled-unet", "weights": "distilled-unet.safetensors", "default_guidance": 2, "default_steps": 8}' > "$M/distilled-unet/config.json"
+# The 2-step student: the same distillation one phase further (phase files are kept in --out, so this
+# repeats the first three phases unless their files are copied over first).
+$C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 2 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet-2step"
+echo '{"backend": "distilled-unet", "weights": "distilled-unet.safetensors", "default_guidance": 2, "default_steps": 2}' > "$M/distilled-unet-2step/config.json"
+# The pairs with their trajectories (the pairs themselves are the same bytes without them).
+PAIRS="$M/coalescer-pairs.safetensors"
 $C train teacher-pairs --teacher "$M/distilled-unet" --steps 8 --guidance 2 --count 60000 --seed 11 \
-    --out "$M/coalescer-v3-pairs.safetensors"
+    --trajectory-every 1 --chunk 6000 --out "$PAIRS"
 V3=(--reuse "$M/coalescer-v2/coalescer.safetensors" --pca-dim 128 --hidden 768 --blocks 4 --level-input --renoise 0.5
-    --probe-per-class 0 --prior-fraction 0.8 --teacher-pairs "$M/coalescer-v3-pairs.safetensors" --seed 1)
+    --probe-per-class 0 --prior-fraction 0.8 --teacher-pairs "$PAIRS" --seed 1)
 $C train coalescer "${V3[@]}" --steps 3000 --out "$M/coalescer-v3-regression"
 $C train coalescer "${V3[@]}" --init-net "$M/coalescer-v3-regression/coalescer.safetensors" --steps 0 \
+    --adversarial-steps 1500 --classifier-weight 0.1 --out "$M/coalescer-v3"
+echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 1}' > "$M/coalescer-v3/config.json"
+python3 scripts/half-weights.py "$M/coalescer-v3/coalescer.safetensors" net.
+V4=(--reuse "$M/coalescer-v2/coalescer.safetensors" --pca-dim 128 --hidden 768 --blocks 4 --level-input
+    --probe-per-class 0 --teacher-pairs "$PAIRS" --renoise-path variance_preserving --trajectory-fraction 0.5
+    --renoise 0.711 --prior-fraction 1.0 --seed 1)
+$C train coalescer "${V4[@]}" --steps 3000 --out "$M/coalescer-v4-regression"
+$C train coalescer "${V4[@]}" --init-net "$M/coalescer-v4-regression/coalescer.safetensors" --steps 3000 --lr 5e-4 \
+    --out "$M/coalescer-v4-regression2"
+$C train coalescer "${V4[@]}" --init-net "$M/coalescer-v4-regression2/coalescer.safetensors" --steps 0 \
     --adversarial-steps 1500 --classifier-weight 0.1 --out "$M/coalescer"
-echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 1}' > "$M/coalescer/config.json"
+echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 2, "renoise_levels": [0.711, 0.562, 0.391]}' \
+    > "$M/coalescer/config.json"
 python3 scripts/half-weights.py "$M/coalescer/coalescer.safetensors" net.
-rm -rf "$M/coalescer-v3-regression" "$M/coalescer-v3-pairs.safetensors" "$M/coalescer/autoencoder.safetensors" "$M/coalescer/autoencoder.json"
+rm -rf "$M/coalescer-v3-regression" "$M/coalescer-v4-regression" "$M/coalescer-v4-regression2" "$PAIRS" \
+    "$M/coalescer-v3/autoencoder.safetensors" "$M/coalescer-v3/autoencoder.json" \
+    "$M/coalescer/autoencoder.safetensors" "$M/coalescer/autoencoder.json"
 $C train nested-unet --out "$M/nested-unet" --seed 1 --inner-layers 1 --batch-size 32 --phase1-steps 100000 \
     --phase2-steps 100000 --phase1-seconds 1500 --phase2-seconds 2000 --snapshot-every 700 --guidance 1.5
 echo '{"backend": "nested-unet", "weights": "nested-unet.safetensors", "default_guidance": 3, "guidance_interval": [0, 0.7], "clip_recompute_noise": true}' > "$M/nested-unet/config.json"
 rm -rf "$M/nested-unet/checkpoint-phase1.safetensors" "$M/nested-unet/checkpoint-phase2.safetensors" "$M/nested-unet/snapshots"
+# Its plain baseline at the same budget: one UNet at 28x28.
+$C train nested-unet --plain --outer-channels 32,64,128 --outer-attention 0,0,1 --outer-layers 1 --out "$M/pixel-unet" --seed 1 \
+    --batch-size 32 --phase2-steps 100000 --phase2-seconds 3500 --snapshot-every 700 --guidance 1.5
+echo '{"backend": "nested-unet", "weights": "nested-unet.safetensors", "default_guidance": 3, "guidance_interval": [0, 0.7], "clip_recompute_noise": true}' > "$M/pixel-unet/config.json"
+rm -rf "$M/pixel-unet/checkpoint-phase2.safetensors" "$M/pixel-unet/snapshots"
 } 2>&1 | tee "$LOG"
-echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer-v1,autoencoder,coalescer-v2,coalescer-v1-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,coalescer,nested-unet}"
+echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer-v1,autoencoder,coalescer-v2,coalescer-v1-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,distilled-unet-2step,coalescer-v3,coalescer,nested-unet,pixel-unet}"

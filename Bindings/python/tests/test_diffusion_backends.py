@@ -248,21 +248,21 @@ def test_clip_settings_in_config_json(repo, tmp_path):
 
 
 def test_teacher_coupled_coalescer_defaults_to_one_step(tmp_path):
-    """models/coalescer asks for one step in config.json ("default_steps": 1, which a Swift
+    """models/coalescer-v3 asks for one step in config.json ("default_steps": 1, which a Swift
     plugin once refused because JSON 1 also reads as true): steps 0 means 1 in the library and
     the CLI."""
-    src = MODELS_ROOT / "coalescer"
+    src = MODELS_ROOT / "coalescer-v3"
     if not (src / "config.json").exists():
         pytest.skip(f"{src} is not a trained model")
     with coalesce.Engine(plugin_dir=str(plugin_dir())) as eng:
-        eng.load_model("coalescer", src)
-        assert eng.model_info("coalescer").default_steps == 1
-        default = eng.generate("coalescer", prompt="bag", seed=3, steps=0, count=2)
-        one = eng.generate("coalescer", prompt="bag", seed=3, steps=1, count=2)
-        two = eng.generate("coalescer", prompt="bag", seed=3, steps=2, count=2)
+        eng.load_model("coalescer-v3", src)
+        assert eng.model_info("coalescer-v3").default_steps == 1
+        default = eng.generate("coalescer-v3", prompt="bag", seed=3, steps=0, count=2)
+        one = eng.generate("coalescer-v3", prompt="bag", seed=3, steps=1, count=2)
+        two = eng.generate("coalescer-v3", prompt="bag", seed=3, steps=2, count=2)
     np.testing.assert_array_equal(default, one)
     assert not np.array_equal(one, two)
-    cli = cli_generate(src.parent, tmp_path, "coalescer", "bag", 3, 0, 2, 0.0)
+    cli = cli_generate(src.parent, tmp_path, "coalescer-v3", "bag", 3, 0, 2, 0.0)
     np.testing.assert_array_equal(cli, one)
 
 

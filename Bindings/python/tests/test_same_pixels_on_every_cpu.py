@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 CLI = os.environ.get("COALESCE_CLI")
 MODELS = REPO / "models"
 # (model, steps): few steps keep it quick; every backend's whole network runs at each step.
-CASES = [("test-pattern", 2), ("coalescer", 1), ("coalescer-v1", 2), ("coalescer-v2", 2),
+CASES = [("test-pattern", 2), ("coalescer", 2), ("coalescer-v3", 1), ("coalescer-v1", 2), ("coalescer-v2", 2),
          ("coalescer-v1-minilm", 2), ("coalescer-v2-minilm", 2), ("latent-diffusion", 3),
          ("distilled-unet", 2), ("distilled-unet-2step", 2), ("nested-unet", 3), ("pixel-unet", 3)]
 VARIANTS = {
