@@ -304,7 +304,7 @@ def test_info_shows_what_a_user_needs_to_pick_a_model():
     if "coalescer" not in models or "latent-diffusion" not in models:
         pytest.skip("the bundled models are not there")
     co, te = models["coalescer"], models["latent-diffusion"]
-    assert co["default_steps"] == 1 and "default_guidance" not in co and co["text_encoder"] == "trigram"
+    assert co["default_steps"] == 2 and "default_guidance" not in co and co["text_encoder"] == "trigram"
     assert te["default_steps"] == 50 and te["default_guidance"] == 2
-    if (REPO / "bench/results/coalescer-1.json").exists():
-        assert co["bench"]["steps"] == 1 and co["bench"]["fid"] > 0
+    if (REPO / "bench/results/coalescer-2.json").exists():
+        assert co["bench"]["steps"] == 2 and co["bench"]["fid"] > 0
