@@ -269,18 +269,16 @@ public enum BackendKit {
         return req
     }
 
-    /// Splits requests (in order, same steps and guidance) into model calls of at most `chunk`
-    /// images; a request bigger than that spans several calls (seeds continue).
+    /// Cuts requests (in order; the host grouped them by steps and guidance, see
+    /// `generate_batch` in coalesce_backend.h) into model calls of at most `chunk` images; a
+    /// request bigger than that spans several calls (seeds continue).
     static func plan(_ requests: [SwiftBackendRequest]) -> [[SwiftBackendRequest]] {
         var calls: [[SwiftBackendRequest]] = []
         var images = 0
         for r in requests {
             var done = 0
             while done < r.count {
-                if calls.isEmpty || images == chunk || calls[calls.count - 1][0].steps != r.steps
-                    || calls[calls.count - 1][0].guidance != r.guidance {
-                    calls.append([]); images = 0
-                }
+                if calls.isEmpty || images == chunk { calls.append([]); images = 0 }
                 let b = min(chunk - images, r.count - done)
                 var part = r
                 part.seed = r.seed &+ UInt64(done); part.count = b
@@ -305,6 +303,11 @@ public enum BackendKit {
             for k in 0..<Int(nReqs) { parsed.append(try parse(reqs[k], info: info, model: box.model)) }
         } catch {
             writeError("\(error)", err, errCap); return invalid
+        }
+        if let other = parsed.first(where: { $0.steps != parsed[0].steps || $0.guidance != parsed[0].guidance }) {
+            writeError("the requests of one generate_batch call must share steps and guidance: steps \(parsed[0].steps) "
+                       + "and \(other.steps), guidance \(parsed[0].guidance) and \(other.guidance)", err, errCap)
+            return invalid
         }
         let total = parsed.reduce(0) { $0 + $1.count }
         guard cap >= total * n else {

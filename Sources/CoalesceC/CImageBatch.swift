@@ -25,10 +25,11 @@ final class CImageBatch: @unchecked Sendable {
         height = batch.height
         channels = batch.channels
         self.firstSeed = firstSeed
-        let n = max(1, batch.pixels.count)
+        let source = batch.pixels
+        let n = max(1, source.count)
         pixels = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
         pixels.initialize(repeating: 0, count: n)
-        batch.pixels.withUnsafeBufferPointer { src in
+        source.withUnsafeBufferPointer { src in
             if let base = src.baseAddress, src.count > 0 {
                 pixels.update(from: base, count: src.count)
             }

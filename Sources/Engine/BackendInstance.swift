@@ -81,10 +81,38 @@ public protocol BackendInstance: AnyObject, Sendable {
     /// `stillWanted` (called on the calling thread) may be asked between steps by an instance that
     /// can stop its backend sooner than the next step's `progress` (a worker process, told at once
     /// to stop at its next step); false stops the whole call as `progress` returning false does.
-    /// - Returns: one result per request (an in-process call succeeds or fails as a whole; a
-    ///   worker that died can fail one request and still serve the others).
+    /// - Returns: the call's pixels in one buffer and one outcome per request, its range of that
+    ///   buffer (an in-process call succeeds or fails as a whole; a worker that died can fail one
+    ///   request and still serve the others).
     func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> [Result<[UInt8], EngineError>]
+                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> BackendOutput
+}
+
+/// What one backend call gave: every image in one buffer, request after request, and for each
+/// request its bytes of that buffer or why it failed.
+public struct BackendOutput: Sendable {
+    public var pixels: [UInt8]
+    public var results: [Result<Range<Int>, EngineError>]
+
+    public init(pixels: [UInt8], results: [Result<Range<Int>, EngineError>]) {
+        self.pixels = pixels
+        self.results = results
+    }
+
+    /// All of `reqs` from one buffer holding their images request after request.
+    public init(pixels: [UInt8], of reqs: [BackendRequest], imageBytes: Int) {
+        var offset = 0
+        self.init(pixels: pixels, results: reqs.map { r in
+            let n = Int(r.count) * imageBytes
+            defer { offset += n }
+            return .success(offset..<(offset + n))
+        })
+    }
+
+    /// Every one of `count` requests failed with `error`.
+    public init(failing count: Int, with error: EngineError) {
+        self.init(pixels: [], results: Array(repeating: .failure(error), count: count))
+    }
 }
 
 /// Makes instances: in this process, or in a worker process.

@@ -115,9 +115,9 @@ public final class BackendModel: @unchecked Sendable {
     func enter() { lock.withLock { inFlightCount += 1 } }
     func leave() { lock.withLock { inFlightCount -= 1 } }
 
-    /// Runs the backend on requests that share steps and guidance; one result per request.
+    /// Runs the backend on requests that share steps and guidance: one buffer, one outcome per request.
     func run(_ reqs: [BackendRequest], deadline: ContinuousClock.Instant?, progress: ((Int, Int) -> Bool)?,
-             stillWanted: (() -> Bool)? = nil) -> [Result<[UInt8], EngineError>] {
+             stillWanted: (() -> Bool)? = nil) -> BackendOutput {
         instance.generate(reqs, imageBytes: info.imageBytes, threads: threads, deadline: deadline, progress: progress,
                           stillWanted: stillWanted)
     }

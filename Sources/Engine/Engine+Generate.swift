@@ -220,7 +220,8 @@ extension Engine {
         let deadline = deadlines.count == chunk.count ? deadlines.max() : nil
         model.enter()
         defer { model.leave() }
-        let outcomes = model.run(reqs, deadline: deadline, progress: fanOut, stillWanted: wanted)
+        let output = model.run(reqs, deadline: deadline, progress: fanOut, stillWanted: wanted)
+        let outcomes = output.results
         for (k, i) in chunk.enumerated() {
             let r = items[i].request
             if let e = stopped[k] {
@@ -230,12 +231,13 @@ extension Engine {
             switch outcomes[k] {
             case .failure(let e):
                 results[i] = .failure(e)
-            case .success(let pixels):
+            case .success(let range):
+                // Every request of the call keeps the call's one buffer and its range of it.
                 results[i] = .success(ImageBatch(
                     model: model.name, backend: model.instance.backendName, backendVersion: model.instance.backendVersion,
                     revision: model.info.revision, generation: model.generation,
                     width: model.info.width, height: model.info.height, channels: model.info.channels,
-                    count: Int(r.count), pixels: pixels))
+                    count: Int(r.count), buffer: output.pixels, range: range))
             }
         }
         logger.debug("batch generated", metadata: [

@@ -44,7 +44,9 @@ public struct GenerateProgress: Sendable, Equatable {
 public typealias ProgressHandler = (GenerateProgress) -> Bool
 
 /// Images produced by one request: `count` images of height x width x channels uint8 pixels,
-/// row-major, image after image.
+/// row-major, image after image. The batches of the requests of one backend call share that
+/// call's buffer, each holding its range of it: nothing is copied until `pixels` of a batch that
+/// is not its whole buffer is read (`image(_:)` never copies).
 public struct ImageBatch: Sendable, Equatable {
     public var model: String
     /// Backend name and version, and the model's revision and load generation that served it.
@@ -56,10 +58,20 @@ public struct ImageBatch: Sendable, Equatable {
     public var height: Int
     public var channels: Int
     public var count: Int
-    public var pixels: [UInt8]
+    /// The buffer the images are in, and their bytes of it.
+    private var buffer: [UInt8]
+    private var range: Range<Int>
 
     public init(model: String, backend: String, backendVersion: String, revision: String, generation: Int,
                 width: Int, height: Int, channels: Int, count: Int, pixels: [UInt8]) {
+        self.init(model: model, backend: backend, backendVersion: backendVersion, revision: revision,
+                  generation: generation, width: width, height: height, channels: channels, count: count,
+                  buffer: pixels, range: pixels.indices)
+    }
+
+    /// A batch whose images are `buffer[range]` (`range` within `buffer`).
+    init(model: String, backend: String, backendVersion: String, revision: String, generation: Int,
+         width: Int, height: Int, channels: Int, count: Int, buffer: [UInt8], range: Range<Int>) {
         self.model = model
         self.backend = backend
         self.backendVersion = backendVersion
@@ -69,7 +81,14 @@ public struct ImageBatch: Sendable, Equatable {
         self.height = height
         self.channels = channels
         self.count = count
-        self.pixels = pixels
+        self.buffer = buffer
+        self.range = range
+    }
+
+    /// All images, image after image.
+    public var pixels: [UInt8] {
+        get { range == buffer.indices ? buffer : Array(buffer[range]) }
+        set { buffer = newValue; range = newValue.indices }
     }
 
     /// Bytes of one image.
@@ -77,7 +96,14 @@ public struct ImageBatch: Sendable, Equatable {
 
     /// The pixels of image `index`.
     public func image(_ index: Int) -> ArraySlice<UInt8> {
-        pixels[(index * imageBytes)..<((index + 1) * imageBytes)]
+        let start = range.lowerBound + index * imageBytes
+        return buffer[start..<(start + imageBytes)]
+    }
+
+    public static func == (a: ImageBatch, b: ImageBatch) -> Bool {
+        a.model == b.model && a.backend == b.backend && a.backendVersion == b.backendVersion && a.revision == b.revision
+            && a.generation == b.generation && a.width == b.width && a.height == b.height && a.channels == b.channels
+            && a.count == b.count && a.buffer[a.range].elementsEqual(b.buffer[b.range])
     }
 }
 

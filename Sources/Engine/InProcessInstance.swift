@@ -43,21 +43,14 @@ public final class InProcessInstance: BackendInstance, @unchecked Sendable {
 
     /// `stillWanted` is not asked: the backend runs in this thread, and `progress` decides at its next step.
     public func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                         progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)? = nil) -> [Result<[UInt8], EngineError>] {
+                         progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)? = nil) -> BackendOutput {
         do {
             let pixels = try run(reqs, imageBytes: imageBytes, threads: threads, progress: progress)
-            var out: [Result<[UInt8], EngineError>] = []
-            var offset = 0
-            for r in reqs {
-                let n = Int(r.count) * imageBytes
-                out.append(.success(Array(pixels[offset..<(offset + n)])))
-                offset += n
-            }
-            return out
+            return BackendOutput(pixels: pixels, of: reqs, imageBytes: imageBytes)
         } catch let e as EngineError {
-            return reqs.map { _ in .failure(e) }
+            return BackendOutput(failing: reqs.count, with: e)
         } catch {
-            return reqs.map { _ in .failure(.internal("\(error)")) }
+            return BackendOutput(failing: reqs.count, with: .internal("\(error)"))
         }
     }
 

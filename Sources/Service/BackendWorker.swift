@@ -99,20 +99,21 @@ public enum BackendWorker {
                                 state.end(call)
                                 return
                             }
-                            let results = instance.generate(requests, imageBytes: imageBytes > 0 ? imageBytes : info.imageBytes,
-                                                            threads: threads, deadline: nil) { step, total in
-                                outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))
-                                return !state.isCancelled(call)
-                            }
-                            var pixels: [UInt8] = []
-                            var failure: EngineError?
-                            for r in results {
-                                switch r {
-                                case .success(let px): pixels += px
-                                case .failure(let e): failure = failure ?? e
+                            // The call's one buffer goes back as it is: the daemon knows each request's range.
+                            let reply: FromWorker
+                            do {
+                                let pixels = try instance.run(requests, imageBytes: imageBytes > 0 ? imageBytes : info.imageBytes,
+                                                              threads: threads) { step, total in
+                                    outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))
+                                    return !state.isCancelled(call)
                                 }
+                                reply = .pixels(call: call, pixels)
+                            } catch let e as EngineError {
+                                reply = .error(call: call, e)
+                            } catch {
+                                reply = .error(call: call, .internal("\(error)"))
                             }
-                            outbox.push(route, WorkerProtocol.encode(failure.map { .error(call: call, $0) } ?? .pixels(call: call, pixels)))
+                            outbox.push(route, WorkerProtocol.encode(reply))
                             state.end(call)
                         }
                         t.name = "coalesced-worker-call"

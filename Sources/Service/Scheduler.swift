@@ -300,15 +300,16 @@ final class Scheduler: @unchecked Sendable {
         for (job, result) in zip(batch, results) {
             guard job.claimFinal() else { continue }  // answered at its deadline while it ran
             switch result {
-            case .success(let images):
-                var encoded: [[UInt8]] = []
+            case .success(var images):
+                // Raw images are the job's ranges of the call's buffer, not copies; PNGs replace them.
+                var encoded: [ArraySlice<UInt8>] = []
                 encoded.reserveCapacity(images.count)
                 do {
                     for i in 0..<images.count {
                         encoded.append(job.op.format == .png
                             ? try PNG.encode(pixels: images.image(i), width: images.width, height: images.height,
-                                             channels: images.channels)
-                            : Array(images.image(i)))
+                                             channels: images.channels)[...]
+                            : images.image(i))
                     }
                 } catch {
                     finish(job, outcome: .internal, images: 0)
@@ -318,6 +319,7 @@ final class Scheduler: @unchecked Sendable {
                 let queueMs = milliseconds(start - job.arrival)
                 // Metrics first: a client that reads metrics right after its reply must see it counted.
                 finish(job, outcome: .ok, images: images.count)
+                images.pixels = []  // the payload carries the images once, in `images`
                 send(job.route, job.id, .images(ImagesPayload(
                     batch: images, format: job.op.format, images: encoded, queueMs: UInt32(queueMs.rounded()),
                     runMs: UInt32(runMs.rounded()), batchRequests: UInt32(batch.count))))

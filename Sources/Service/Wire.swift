@@ -65,9 +65,12 @@ public enum WireReply: Sendable {
 }
 
 public struct ImagesPayload: Sendable {
+    /// Model, backend, revision, generation and size of the images (its pixels are not read:
+    /// `images` carries them).
     public var batch: ImageBatch
     public var format: ImageFormat
-    public var images: [[UInt8]]
+    /// One entry per image: its raw bytes (a range of the backend call's buffer) or its PNG.
+    public var images: [ArraySlice<UInt8>]
     public var queueMs: UInt32
     public var runMs: UInt32
     public var batchRequests: UInt32
@@ -386,7 +389,9 @@ final class Arena {
         return p
     }
 
-    func bytes(_ b: [UInt8]) -> UnsafeMutablePointer<UInt8> {
+    func bytes(_ b: [UInt8]) -> UnsafeMutablePointer<UInt8> { bytes(b[...]) }
+
+    func bytes(_ b: ArraySlice<UInt8>) -> UnsafeMutablePointer<UInt8> {
         let p = raw(b.count).bindMemory(to: UInt8.self, capacity: max(b.count, 1))
         b.withUnsafeBufferPointer { src in
             if let s = src.baseAddress { p.initialize(from: s, count: src.count) }

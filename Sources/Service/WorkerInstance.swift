@@ -132,7 +132,7 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
     // MARK: - Generation
 
     func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> [Result<[UInt8], EngineError>] {
+                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> BackendOutput {
         enter(exclusive: false)
         let first = attempt(reqs, imageBytes: imageBytes, threads: threads, deadline: deadline, progress: progress,
                             stillWanted: stillWanted)
@@ -142,10 +142,11 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
         // crashes the worker fails.
         hub.logger.warning("retrying requests of a dead worker one at a time", metadata: [
             "model": "\(spec.model)", "requests": "\(reqs.count)", "how": "\(reason)"])
-        var out: [Result<[UInt8], EngineError>] = []
+        // The requests that come back are gathered into one buffer again, request after request.
+        var out = BackendOutput(pixels: [], results: [])
         for r in reqs {
             if let deadline, ContinuousClock.now >= deadline {
-                out.append(.failure(.deadlineExceeded("deadline passed while the model's worker restarted")))
+                out.results.append(.failure(.deadlineExceeded("deadline passed while the model's worker restarted")))
                 continue
             }
             enter(exclusive: true)
@@ -153,22 +154,25 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                                 stillWanted: stillWanted)
             leave(exclusive: true)
             if case .died(let why) = again {
-                out.append(.failure(.internal("\(why) while running this request")))
+                out.results.append(.failure(.internal("\(why) while running this request")))
             } else {
-                out += again.results(count: 1)
+                let alone = again.results(count: 1)
+                let start = out.pixels.count
+                out.pixels += alone.pixels
+                out.results += alone.results.map { $0.map { ($0.lowerBound + start)..<($0.upperBound + start) } }
             }
         }
         return out
     }
 
     private enum Attempt {
-        case done([Result<[UInt8], EngineError>])
+        case done(BackendOutput)
         case died(String)
 
-        func results(count: Int) -> [Result<[UInt8], EngineError>] {
+        func results(count: Int) -> BackendOutput {
             switch self {
             case .done(let r): return r
-            case .died(let why): return Array(repeating: .failure(.internal(why)), count: count)
+            case .died(let why): return BackendOutput(failing: count, with: .internal(why))
             }
         }
     }
@@ -210,19 +214,19 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
         if isFailed {
             let why = state.reason
             cond.unlock()
-            return .done(reqs.map { _ in .failure(.unavailable("model \(quoted(spec.model)) is failed: \(why); load it again")) })
+            return .done(BackendOutput(failing: reqs.count, with: .unavailable("model \(quoted(spec.model)) is failed: \(why); load it again")))
         }
         guard let p = current, usable(p) else {
             cond.unlock()
             let e: EngineError = deadline != nil
                 ? .deadlineExceeded("deadline passed while the model's worker restarted")
                 : .unavailable("model \(quoted(spec.model)): no worker came back within \(seconds(hub.configuration.loadTimeout)) s")
-            return .done(reqs.map { _ in .failure(e) })
+            return .done(BackendOutput(failing: reqs.count, with: e))
         }
         if let deadline, ContinuousClock.now >= deadline {
             // It passed while this call waited (for a restart, or for a retry running alone).
             cond.unlock()
-            return .done(reqs.map { _ in .failure(.deadlineExceeded("deadline passed before the backend call started")) })
+            return .done(BackendOutput(failing: reqs.count, with: .deadlineExceeded("deadline passed before the backend call started")))
         }
         let call = hub.newCallID()
         p.calls[call] = []
@@ -234,7 +238,7 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
             cond.unlock()
         }
         if let stillWanted, !stillWanted() {  // cancelled while it waited (for a restart, a retry alone)
-            return .done(reqs.map { _ in .failure(.cancelled("cancelled before the backend call started")) })
+            return .done(BackendOutput(failing: reqs.count, with: .cancelled("cancelled before the backend call started")))
         }
         hub.send(p, .generate(call: call, requests: reqs, imageBytes: imageBytes, threads: threads))
 
@@ -279,8 +283,8 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                 }
                 let grace = seconds(hub.configuration.hangGrace)
                 hub.kill(p, reason: "ran a request \(grace) s past its deadline")
-                return .done(reqs.map { _ in .failure(.deadlineExceeded(
-                    "model \(quoted(spec.model)): the backend did not stop within \(grace) s of the deadline; its worker (pid \(p.pid)) was killed and restarts")) })
+                return .done(BackendOutput(failing: reqs.count, with: .deadlineExceeded(
+                    "model \(quoted(spec.model)): the backend did not stop within \(grace) s of the deadline; its worker (pid \(p.pid)) was killed and restarts")))
             }
             for e in events {
                 switch e {
@@ -292,20 +296,13 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                 case .pixels(let px):
                     guard px.count == total else {
                         let e = EngineError.internal("model \(quoted(spec.model)): worker returned \(px.count) bytes, expected \(total)")
-                        return .done(reqs.map { _ in .failure(e) })
+                        return .done(BackendOutput(failing: reqs.count, with: e))
                     }
-                    var out: [Result<[UInt8], EngineError>] = []
-                    var offset = 0
-                    for r in reqs {
-                        let n = Int(r.count) * imageBytes
-                        out.append(.success(Array(px[offset..<(offset + n)])))
-                        offset += n
-                    }
-                    return .done(out)
+                    return .done(BackendOutput(pixels: px, of: reqs, imageBytes: imageBytes))
                 case .error(let err):
                     let e = deadlineCancel && err.code == .cancelled
                         ? EngineError.deadlineExceeded("deadline passed; the backend stopped at its next step") : err
-                    return .done(reqs.map { _ in .failure(e) })
+                    return .done(BackendOutput(failing: reqs.count, with: e))
                 case .died(let why):
                     return .died("model \(quoted(spec.model)): worker \(why)")
                 }

@@ -111,9 +111,8 @@ struct Generate: ParsableCommand {
     /// One PNG per image (gray or RGB as the model makes them) into --out: image i of the batch
     /// is file firstIndex + i.
     private func writePNGs(_ batch: ImageBatch, firstIndex: Int) throws {
-        let n = batch.width * batch.height * batch.channels
         for i in 0..<batch.count {
-            let png = try PNG.encode(pixels: batch.pixels[(i * n)..<((i + 1) * n)], width: batch.width,
+            let png = try PNG.encode(pixels: batch.image(i), width: batch.width,
                                      height: batch.height, channels: batch.channels)
             try Data(png).write(to: URL(fileURLWithPath: String(format: "%@/%05d.png", out, firstIndex + i)), options: .atomic)
         }
@@ -127,10 +126,8 @@ struct Generate: ParsableCommand {
         var total = 0
         for b in batches {
             guard b.width == w, b.height == h, b.channels == c else { throw ValidationError("images of different sizes") }
-            let n = w * h * c
             for i in 0..<b.count {
-                let img = b.pixels[(i * n)..<((i + 1) * n)]
-                planar += PNG.planar(img, width: w, height: h, channels: c)
+                planar += PNG.planar(b.image(i), width: w, height: h, channels: c)
             }
             total += b.count
         }

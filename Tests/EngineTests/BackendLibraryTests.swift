@@ -78,4 +78,23 @@ final class BackendLibraryTests: XCTestCase {
         try FileManager.default.copyItem(atPath: built, toPath: other + "/renamed.so")
         TestSupport.assertThrows(.notFound) { _ = try BackendLibrary.load(name: "test-pattern", directory: other) }
     }
+
+    /// A Swift plugin takes the requests of one generate_batch call as the host grouped them (same
+    /// steps and guidance, as the ABI says) and refuses a call that mixes them: the images of such a
+    /// call would not be those of its requests alone.
+    func testSwiftPluginRefusesABatchThatMixesSteps() throws {
+        let directory = TestSupport.repoRoot + "/models/coalescer"
+        guard FileManager.default.fileExists(atPath: directory + "/coalescer.safetensors") else {
+            throw XCTSkip("no committed coalescer weights")
+        }
+        let lib = try BackendLibrary.load(name: "coalescer", directory: TestSupport.pluginDirectory)
+        let model = try InProcessInstance(library: lib, model: "coalescer", directory: directory)
+        let one = BackendRequest(prompt: "a bag", seed: 1, steps: 1, count: 1, guidance: 0)
+        var two = one
+        two.steps = 2
+        TestSupport.assertThrows(.invalidArgument, containing: "must share steps and guidance") {
+            _ = try model.run([one, two], imageBytes: 28 * 28, threads: 1, progress: nil)
+        }
+        XCTAssertEqual(try model.run([one, one], imageBytes: 28 * 28, threads: 1, progress: nil).count, 2 * 28 * 28)
+    }
 }

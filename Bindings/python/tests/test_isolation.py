@@ -150,6 +150,30 @@ def test_hung_backend_is_cancelled_then_killed_and_restarted(daemon_factory):
     assert "ran a request 0.5 s past its deadline" in d.logs()
 
 
+def test_requests_batched_with_a_crashing_one_get_their_own_images(daemon_factory):
+    """Requests of one and two images batched into one call with a request that crashes the worker
+    are tried again one at a time: each gets the images it gets alone (its range of the gathered
+    buffer), the crashing one INTERNAL."""
+    d = daemon_factory("--workers", "1", "--max-batch", "8", "--max-delay-ms", "300",
+                       models={"tp": {"chaos": True}})
+    with d.client(timeout=30) as c:
+        asks = [dict(prompt="a shirt", seed=s, count=1 + s % 2) for s in range(5)]
+        ids = {c.send(make_generate("tp", **a)): k for k, a in enumerate(asks)}
+        crash = c.send(make_generate("tp", prompt="chaos:segv", seed=1))
+        got = {}
+        while len(got) < len(ids) + 1:
+            r = c.recv(30)
+            assert r is not None
+            if r.WhichOneof("kind") != "progress":
+                got[r.id] = r
+        assert got[crash].WhichOneof("kind") == "error" and got[crash].error.code == pb.INTERNAL, got[crash]
+        assert max(got[rid].images.batch_requests for rid in ids) > 1, "requests were not batched"
+        for rid, k in ids.items():
+            assert got[rid].WhichOneof("kind") == "images", got[rid]
+            assert list(got[rid].images.images) == list(c.generate("tp", **asks[k]).images), asks[k]
+    assert "retrying requests of a dead worker" in d.logs()
+
+
 def test_progress_never_goes_back_after_a_worker_crash(daemon_factory):
     """A request running when its worker dies runs again from its first step on the restarted
     worker; its client hears every step at most once and in order (nothing until the retry passes
