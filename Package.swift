@@ -106,6 +106,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
+        .testTarget(name: "BackendKitTests", dependencies: ["BackendKit", "Models"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Engine"]),
     ]
 )

@@ -19,6 +19,10 @@ public struct SwiftBackendRequest: Sendable {
     public var steps: Int
     /// The guidance scale: the request's, or the model's default when the request says 0.
     public var guidance: Float
+
+    package init(prompt: String, seed: UInt64, count: Int, steps: Int, guidance: Float) {
+        self.prompt = prompt; self.seed = seed; self.count = count; self.steps = steps; self.guidance = guidance
+    }
 }
 
 /// What `describe()` reports (Include/coalesce_backend.h).
@@ -272,7 +276,7 @@ public enum BackendKit {
     /// Cuts requests (in order; the host grouped them by steps and guidance, see
     /// `generate_batch` in coalesce_backend.h) into model calls of at most `chunk` images; a
     /// request bigger than that spans several calls (seeds continue).
-    static func plan(_ requests: [SwiftBackendRequest]) -> [[SwiftBackendRequest]] {
+    package static func plan(_ requests: [SwiftBackendRequest]) -> [[SwiftBackendRequest]] {
         var calls: [[SwiftBackendRequest]] = []
         var images = 0
         for r in requests {
