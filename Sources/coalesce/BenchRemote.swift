@@ -25,10 +25,7 @@ struct BenchRemote: ParsableCommand {
         print("# \(endpoint) model=\(model) steps=\(steps) count=\(count) seconds=\(seconds), client threads in one process")
         print("clients  requests    req/s   p50_ms   p90_ms   p99_ms   max_ms  errors")
         for n in clients {
-            let lock = Lock()
-            var latencies: [Double] = []
-            var errors = 0
-            var firstError: String?
+            let tally = Tally()
             let start = ContinuousClock.now
             let warmupEnd = start + .milliseconds(300)
             let end = warmupEnd + .milliseconds(Int(seconds * 1000))
@@ -39,7 +36,7 @@ struct BenchRemote: ParsableCommand {
                 Thread.detachNewThread {
                 defer { done.leave() }
                 guard let client = try? ServiceClient(endpoint: endpoint, timeout: .seconds(10)) else {
-                    lock.withLock { errors += 1 }
+                    tally.lock.withLock { tally.errors += 1 }
                     return
                 }
                 var mine: [Double] = []
@@ -55,18 +52,18 @@ struct BenchRemote: ParsableCommand {
                             mine.append(Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) / 1e15)
                         }
                     } catch {
-                        lock.withLock {
-                            errors += 1
-                            if firstError == nil { firstError = "\(error)" }
+                        tally.lock.withLock {
+                            tally.errors += 1
+                            if tally.firstError == nil { tally.firstError = "\(error)" }
                         }
                     }
                     seed &+= 1
                 }
-                lock.withLock { latencies += mine }
+                tally.lock.withLock { tally.latencies += mine }
                 }
             }
             done.wait()
-            latencies.sort()
+            let latencies = tally.latencies.sorted(), errors = tally.errors, firstError = tally.firstError
             func q(_ p: Double) -> Double {
                 latencies.isEmpty ? .nan : latencies[min(latencies.count - 1, Int(p * Double(latencies.count)))]
             }
@@ -75,4 +72,12 @@ struct BenchRemote: ParsableCommand {
             if let firstError { print("  first error: \(firstError)") }
         }
     }
+}
+
+/// What the client threads of one round add up, under its lock.
+private final class Tally: @unchecked Sendable {
+    let lock = Lock()
+    var latencies: [Double] = []
+    var errors = 0
+    var firstError: String?
 }

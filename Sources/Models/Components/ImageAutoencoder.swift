@@ -144,7 +144,7 @@ public final class ImageAutoencoder: Layer {
     /// decoder (`Tensor.conv3x3NHWC`: bias, SiLU/sigmoid and the x2 upsampling inside each
     /// convolution); otherwise the autograd layers. Both compute the same function (tested).
     public func decode(_ latents: Tensor) throws -> Tensor {
-        let s = config.imageSize, side = config.latentSide, n = config.pixelCount
+        let side = config.latentSide, n = config.pixelCount
         guard latents.rank == 2, latents.shape[1] == config.latentDim else {
             throw ModelError.invalidInput("decode: expected (B, \(config.latentDim)) latents, got \(latents.shape)")
         }

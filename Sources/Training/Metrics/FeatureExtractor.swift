@@ -80,7 +80,7 @@ extension FeatureExtractor {
         let d = classifier.config.featureDim, k = classifier.config.classes
         if let data = FileManager.default.contents(atPath: path), data.count == (count * (d + k)) * 4 {
             var values = [Float](repeating: 0, count: count * (d + k))
-            values.withUnsafeMutableBytes { dst in data.copyBytes(to: dst) }
+            _ = values.withUnsafeMutableBytes { dst in data.copyBytes(to: dst) }
             return ClassifierOutputs(count: count, featureDim: d, classes: k,
                                      features: Array(values[0 ..< count * d]), logits: Array(values[count * d ..< count * (d + k)]))
         }
@@ -89,7 +89,7 @@ extension FeatureExtractor {
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let values = out.features + out.logits
         let data = values.withUnsafeBytes { Data($0) }
-        FileManager.default.createFile(atPath: path + ".tmp", contents: data)
+        guard FileManager.default.createFile(atPath: path + ".tmp", contents: data) else { return out }
         _ = try? FileManager.default.removeItem(atPath: path)
         try? FileManager.default.moveItem(atPath: path + ".tmp", toPath: path)
         return out
