@@ -71,7 +71,7 @@ $C train coalescer "${V4[@]}" --steps 3000 --out "$M/coalescer-v4-regression"
 $C train coalescer "${V4[@]}" --init-net "$M/coalescer-v4-regression/coalescer.safetensors" --steps 3000 --lr 5e-4 \
     --out "$M/coalescer-v4-regression2"
 $C train coalescer "${V4[@]}" --init-net "$M/coalescer-v4-regression2/coalescer.safetensors" --steps 0 \
-    --adversarial-steps 1500 --classifier-weight 0.1 --out "$M/coalescer"
+    --adversarial-steps 1500 --classifier-weight 0.3 --out "$M/coalescer"
 echo '{"backend": "coalescer", "weights": "coalescer.safetensors", "default_steps": 2, "renoise_levels": [0.711, 0.562, 0.391]}' \
     > "$M/coalescer/config.json"
 python3 scripts/half-weights.py "$M/coalescer/coalescer.safetensors" net.
