@@ -117,6 +117,18 @@ static void test_limits_at_their_bounds(void) {
     p.guidance = -0.5f;
     EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
     CHECK(b == NULL, "batch out not cleared");
+    p.guidance = 0;
+    char prompt[CZ_MAX_PROMPT_BYTES + 2];
+    memset(prompt, 'p', CZ_MAX_PROMPT_BYTES);
+    prompt[CZ_MAX_PROMPT_BYTES] = 0;
+    p.prompt = prompt;
+    CHECK(cz_generate(eng, &p, &b) == CZ_OK && b, "prompt of CZ_MAX_PROMPT_BYTES: %s", cz_engine_errmsg(eng));
+    cz_image_batch_free(b);
+    b = NULL;
+    prompt[CZ_MAX_PROMPT_BYTES] = 'p';
+    prompt[CZ_MAX_PROMPT_BYTES + 1] = 0;
+    EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
+    CHECK(strcmp(cz_engine_errmsg(eng), "prompt is longer than 1024 bytes") == 0, "prompt message: %s", cz_engine_errmsg(eng));
     cz_engine_free(eng);
 }
 

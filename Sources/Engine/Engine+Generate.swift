@@ -150,8 +150,9 @@ extension Engine {
                 "steps must be in 1...\(maxSteps), or 0 for the default (\(model.info.defaultSteps)) or -1 for auto; got \(r.steps)")
         }
         guard r.prompt.utf8.count <= limits.maxPromptBytes else {
-            throw EngineError.invalidArgument(
-                "prompt is \(r.prompt.utf8.count) bytes; the limit is \(limits.maxPromptBytes)")
+            // The C library's words for it (it sees a C string only up to the limit), so every face
+            // answers the same.
+            throw EngineError.invalidArgument("prompt is longer than \(limits.maxPromptBytes) bytes")
         }
         guard !r.prompt.utf8.contains(0) else {
             throw EngineError.invalidArgument("prompt contains a NUL byte")

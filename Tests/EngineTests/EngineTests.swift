@@ -129,7 +129,7 @@ final class EngineTests: XCTestCase {
         TestSupport.assertThrows(.invalidArgument, containing: "steps") {
             _ = try engine.generate(GenerateRequest(model: "tp", steps: -2))
         }
-        TestSupport.assertThrows(.invalidArgument, containing: "prompt is 17 bytes") {
+        TestSupport.assertThrows(.invalidArgument, containing: "prompt is longer than 16 bytes") {
             _ = try engine.generate(GenerateRequest(model: "tp", prompt: String(repeating: "p", count: 17)))
         }
         TestSupport.assertThrows(.invalidArgument, containing: "NUL") {

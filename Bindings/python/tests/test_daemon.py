@@ -397,6 +397,12 @@ def test_limits_at_their_bounds_as_in_the_c_library(daemon):
         assert e.value.code == pb.INVALID_ARGUMENT
         assert str(e.value.message) == \
             "guidance must be a finite number in 0...100 (0 = the model's default), got 100.5"
+        max_prompt = _header_constant("CZ_MAX_PROMPT_BYTES")
+        assert len(c.generate("tp", prompt="p" * max_prompt).images) == 1
+        with pytest.raises(CoalesceError) as e:
+            c.generate("tp", prompt="p" * (max_prompt + 1))
+        assert e.value.code == pb.INVALID_ARGUMENT
+        assert str(e.value.message) == f"prompt is longer than {max_prompt} bytes"
 
 
 def _ld(field: int, data: bytes) -> bytes:
