@@ -52,6 +52,22 @@ final class TeacherCouplingTests: XCTestCase {
                                                                           steps: 1, initialNoise: p0))
     }
 
+    /// Squared error of jumps x (m, k) from their targets, and the targets' squared spread around
+    /// their class means (two balanced classes): a net that averaged over targets would have an
+    /// error near the spread.
+    static func errorAndSpread(_ x: [Float], targets: [Float], labels: [Int], k: Int) -> (err: Double, spread: Double) {
+        let m = labels.count
+        var err = 0.0, spread = 0.0
+        for i in 0..<m {
+            for j in 0..<k {
+                let mean = (0..<m).filter { labels[$0] == labels[i] }.map { Double(targets[$0 * k + j]) }.reduce(0, +) / Double(m / 2)
+                err += pow(Double(x[i * k + j] - targets[i * k + j]), 2)
+                spread += pow(Double(targets[i * k + j]) - mean, 2)
+            }
+        }
+        return (err, spread)
+    }
+
     /// 64 pairs whose target is a fixed nonlinear function of the start: trained only on prior
     /// starts through the coupling, one jump from each start lands close to its own target,
     /// far closer than the mean of its class's targets is.
@@ -83,14 +99,7 @@ final class TeacherCouplingTests: XCTestCase {
         let x = GradMode.withDisabled {
             net.jump(Tensor(starts, shape: [m, k]), Tensor(labels.flatMap { classDesc[$0][0] }, shape: [m, dd])).array
         }
-        var err = 0.0, spread = 0.0
-        for i in 0..<m {
-            for j in 0..<k {
-                let mean = (0..<m).filter { labels[$0] == labels[i] }.map { Double(targets[$0 * k + j]) }.reduce(0, +) / Double(m / 2)
-                err += pow(Double(x[i * k + j] - targets[i * k + j]), 2)
-                spread += pow(Double(targets[i * k + j]) - mean, 2)
-            }
-        }
+        let (err, spread) = Self.errorAndSpread(x, targets: targets, labels: labels, k: k)
         XCTAssertLessThan(err, 0.1 * spread, "squared error \(err) of the jumps vs \(spread) of the class means")
     }
 
@@ -232,14 +241,7 @@ final class TeacherCouplingTests: XCTestCase {
             let x = GradMode.withDisabled {
                 net.jump(r, Tensor(labels.flatMap { classDesc[$0][0] }, shape: [m, dd]), level: Tensor(filled: sg, shape: [m, 1])).array
             }
-            var err = 0.0, spread = 0.0
-            for i in 0..<m {
-                for j in 0..<k {
-                    let mean = (0..<m).filter { labels[$0] == labels[i] }.map { Double(targets[$0 * k + j]) }.reduce(0, +) / Double(m / 2)
-                    err += pow(Double(x[i * k + j] - targets[i * k + j]), 2)
-                    spread += pow(Double(targets[i * k + j]) - mean, 2)
-                }
-            }
+            let (err, spread) = Self.errorAndSpread(x, targets: targets, labels: labels, k: k)
             XCTAssertLessThan(err, 0.1 * spread, "level \(sg): squared error \(err) of the jumps vs \(spread) of the class means")
         }
     }

@@ -313,7 +313,7 @@ public final class CoalescerTrainer {
         let regression = o.adversarialSteps > 0 ? max(0, o.steps) : max(1, o.steps)
         let total = regression + max(0, o.adversarialSteps)
         // The discriminator, the latent classifier and their optimisers exist only when used.
-        let adversary = o.adversarialSteps > 0 ? Adversary(net: net, data: data, options: o, scales: starts.scales) : nil
+        let adversary = o.adversarialSteps > 0 ? Adversary(net: net, data: data, options: o, byClass: starts.byClass, scales: starts.scales) : nil
         adversary?.pretrainClassifier(rng: &rng)
         let progress = ProgressReporter(label: "train coalescer", total: total, itemsPerStep: o.batchSize,
                                         interval: 10, enabled: o.progress)
@@ -574,9 +574,8 @@ final class Adversary {
     var fakeClasses: [Int] = []
     var stats: (g: Float, d: Float, real: Float, fake: Float, classifier: Float) = (0, 0, 0, 0, 0)
 
-    init(net: CoalescerNet, data: CoalescerData, options o: CoalescerTrainingOptions, scales: [Float]) {
-        self.net = net; self.data = data; options = o; self.scales = scales
-        byClass = data.itemsByClass
+    init(net: CoalescerNet, data: CoalescerData, options o: CoalescerTrainingOptions, byClass: [[Int]], scales: [Float]) {
+        self.net = net; self.data = data; options = o; self.byClass = byClass; self.scales = scales
         let classes = byClass.count, k = data.dim
         var drng = RandomGenerator(seed: o.seed &+ 7)
         discriminator = LatentDiscriminator(dim: k, hidden: o.discriminatorHidden, classes: classes, rng: &drng)
