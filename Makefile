@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 BUILD   ?= .build/release
 SWIFTFLAGS ?= -c release
 
-.PHONY: all deps build test test-swift test-python test-c demo serve bench bench-headline bench-peers models install clean info
+.PHONY: all deps build test test-swift test-python test-c demo serve bench bench-headline bench-judge bench-peers models install clean info
 
 all: build
 
@@ -86,6 +86,12 @@ HEADLINE_ROWS ?= real-train:1 reconstruction:1 coalescer:1 coalescer:2 coalescer
 bench-headline: build
 	COUNT=2000 RESULTS=bench/headline RENDER=0 SPEED=0 ROWS="$(HEADLINE_ROWS)" bash scripts/bench.sh
 	$(PYTHON) scripts/bench-report.py render
+
+# Does our yardstick rank models as the independent judge did? The judged weights from git history,
+# regenerated at the judge's n, scored in each feature network, ranks compared (scripts/judge-check.sh).
+bench-judge: build
+	NETS="$(JUDGE_NETS)" bash scripts/judge-check.sh
+JUDGE_NETS ?= A=models/classifier B=models/classifier-b
 
 # The bundled denoisers (latent-diffusion, distilled-unet, nested-unet) timed in Coalesce, PyTorch
 # eager and ONNX Runtime in one run, after checking all three compute the same function on the same

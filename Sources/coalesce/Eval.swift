@@ -32,6 +32,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
     @Option(help: "Write a PNG grid of the first 100 generated images here.") var grid: String?
     @Option(help: "Write every scored image as DIR/NNNNN.png and DIR/labels.txt (file<TAB>requested class).") var saveImages: String?
+    @Option(help: "Score the images in this folder (as --save-images writes them: NNNNN.png and labels.txt of file<TAB>class) instead of generating (the row is named images:DIR).")
+    var images: String?
     @Flag(help: "Skip scoring real training images as reference.") var noReference = false
     @Flag(help: "Print the report as JSON (progress still goes to stderr).") var json = false
     @Flag(help: "List the registered generators and exit.") var list = false
@@ -68,7 +70,8 @@ struct Eval: ParsableCommand {
         }
         let evaluator = try Evaluator(classifier: clf, secondClassifier: second, train: train, test: test, settings: settings)
         evaluator.showProgress = !quiet && isatty(STDERR_FILENO) == 1
-        let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train, guidance: guidance))
+        let generator: Generator = try images.map { try SavedImagesGenerator(directory: $0, prompts: settings.prompts ?? []) }
+            ?? GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir, train: train, guidance: guidance))
         let report = try evaluator.evaluate(generator, withReference: !noReference)
         let channels = generator.imageChannels
         if let grid, let gen = evaluator.lastGenerated {

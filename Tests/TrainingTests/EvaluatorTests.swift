@@ -1,3 +1,5 @@
+import Foundation
+import ImageIO
 import Training
 import XCTest
 
@@ -19,6 +21,33 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertEqual(a.count, 3 * 784)
         XCTAssertEqual(a, try noise.generate(prompt: "bag", seed: 4, steps: 1, count: 3))
         XCTAssertNotEqual(a, try noise.generate(prompt: "bag", seed: 5, steps: 1, count: 3))
+    }
+
+    /// Saved images come back by class, in the order of labels.txt, as the same bytes; asking for
+    /// more than a class holds, and malformed folders, are clear errors.
+    func testSavedImagesReplayByClass() throws {
+        let dir = NSTemporaryDirectory() + "/saved-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var list = ""
+        for i in 0..<5 {
+            let pixels = [UInt8](repeating: UInt8(40 * i), count: 784)
+            try Data(try PNG.encode(pixels: pixels[...], width: 28, height: 28, channels: 1)).write(to: URL(fileURLWithPath: dir + "/\(i).png"))
+            list += "\(i).png\t\(i % 2 == 0 ? 8 : 9)\n"  // 0, 2, 4 are bags; 1, 3 ankle boots
+        }
+        try list.write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+        let g = try SavedImagesGenerator(directory: dir)
+        XCTAssertEqual(g.imageSide, 28)
+        XCTAssertEqual(try g.generate(prompt: "bag", seed: 1, steps: 1, count: 2), [UInt8](repeating: 0, count: 784) + [UInt8](repeating: 80, count: 784))
+        XCTAssertEqual(try g.generate(prompt: "ankle boot", seed: 1, steps: 1, count: 1), [UInt8](repeating: 40, count: 784))
+        XCTAssertEqual(try g.generate(prompt: "bag", seed: 2, steps: 1, count: 1), [UInt8](repeating: 160, count: 784))
+        XCTAssertThrowsError(try g.generate(prompt: "bag", seed: 3, steps: 1, count: 1))
+        XCTAssertThrowsError(try g.generate(prompt: "something", seed: 3, steps: 1, count: 1))
+        try "0.png\tbag\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try SavedImagesGenerator(directory: dir))
+        try "missing.png\t1\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try SavedImagesGenerator(directory: dir))
+        XCTAssertThrowsError(try SavedImagesGenerator(directory: dir + "/nowhere"))
     }
 
     /// The whole harness on a small run: real training images score a low FID, high class

@@ -1,3 +1,4 @@
+import Foundation
 import ImageIO
 import Tensor
 
@@ -54,5 +55,60 @@ public final class NoiseGenerator: Generator {
     public func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
         var rng = RandomGenerator(seed: seed)
         return (0..<(count * imageSide * imageSide)).map { _ in UInt8(truncatingIfNeeded: rng.nextUInt64() >> 56) }
+    }
+}
+
+/// A "generator" that replays images written earlier by `coalesce eval --save-images DIR` (or any
+/// folder with a `labels.txt` of `file<TAB>class` lines and those PNGs): each request for a class
+/// gets that class's next unused images, in the file's order. It lets one set of generated images be
+/// scored in other feature networks, or after a transform, without generating them again.
+public final class SavedImagesGenerator: Generator {
+    public var name: String { "images:" + directory }
+    public let imageSide: Int
+    public let imageChannels: Int
+    public let directory: String
+    private var byClass: [Int: [[UInt8]]] = [:]
+    private var next: [Int: Int] = [:]
+    private let labelOf: [String: Int]
+
+    /// `prompts`: the class each prompt asks for (else the Fashion-MNIST class a prompt names).
+    public init(directory: String, prompts: [LabeledPrompt] = []) throws {
+        self.directory = directory
+        let listPath = directory + "/labels.txt"
+        guard let list = try? String(contentsOfFile: listPath, encoding: .utf8) else {
+            throw TrainingError.invalidData("\(listPath) is missing or not UTF-8 (write one with `coalesce eval --save-images DIR`)")
+        }
+        var side = 0, channels = 0
+        for (number, line) in list.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+            let fields = line.split(separator: "\t")
+            guard fields.count == 2, let label = Int(fields[1]), label >= 0 else {
+                throw TrainingError.invalidData("\(listPath) line \(number + 1): expected file<TAB>class, got \"\(line)\"")
+            }
+            let image = try PNG.readPlanar(path: directory + "/" + fields[0])
+            guard image.width == image.height else {
+                throw TrainingError.invalidData("\(fields[0]) is \(image.width)x\(image.height); square images only")
+            }
+            if side == 0 { (side, channels) = (image.width, image.channels) }
+            guard image.width == side, image.channels == channels else {
+                throw TrainingError.invalidData("\(fields[0]) is \(image.width)x\(image.height)x\(image.channels), the first image \(side)x\(side)x\(channels)")
+            }
+            byClass[label, default: []].append(image.pixels)
+        }
+        guard side > 0 else { throw TrainingError.invalidData("\(listPath) lists no images") }
+        imageSide = side
+        imageChannels = channels
+        labelOf = Dictionary(prompts.map { ($0.prompt, $0.label) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
+        guard let c = labelOf[prompt] ?? EvaluationPrompts.classIndex(of: prompt) else {
+            throw TrainingError.generation("saved images are by class; \"\(prompt)\" names none")
+        }
+        let images = byClass[c] ?? [], start = next[c, default: 0]
+        guard start + count <= images.count else {
+            throw TrainingError.generation("\(directory) holds \(images.count) images of class \(c); \(start + count) were asked for")
+        }
+        next[c] = start + count
+        return images[start ..< start + count].flatMap { $0 }
     }
 }
