@@ -64,7 +64,8 @@ SIGNIFICANCE = 2.0
 # names, so a claim of the current `coalescer` is marked with what the judge saw of its predecessor.
 # The independent judge's FIDs (1000 images) and the first 16 hex digits of the sha256 of the weights
 # it scored (None: no weights file, the reconstructions). A row whose weights differ was not judged.
-JUDGE = {("latent-diffusion", 50): (18.8, "6ec8108c33abaaad"), ("distilled-unet", 16): (17.6, "2dd9e326752d50a5"),
+JUDGE = {("latent-diffusion", 50): (18.8, "6ec8108c33abaaad"), ("latent-diffusion", 8): (30.2, "6ec8108c33abaaad"),
+         ("distilled-unet", 16): (17.6, "2dd9e326752d50a5"),
          ("distilled-unet", 8): (23.1, "2dd9e326752d50a5"), ("distilled-unet", 4): (39.0, "2dd9e326752d50a5"),
          ("coalescer", 1): (32.7, "09399211c20d33f6"), ("coalescer", 2): (59.9, "09399211c20d33f6"),
          ("coalescer-v3", 1): (32.7, "09399211c20d33f6"), ("coalescer-v3", 2): (59.9, "09399211c20d33f6"),
@@ -694,8 +695,16 @@ def headline_reading(rows):
     out.append("- **Best generator row:** %s (%s)%s." % (
         name(best), scores(best), ", ahead of every other row in both networks" if sure_best
         else "; the two networks do not both put it clearly ahead of every other row, so read it as one of the best"))
+    penalised = penalised_models()
     for x, y in pairs:
         c = compare(x, y)
+        w, l = (x, y) if c < 0 else (y, x)
+        if c != 0 and w["model"] not in PSEUDO and judged_model(l["model"]) in penalised:
+            out.append("- %s against %s: no claim. Both our networks put the first ahead (%s against %s), but on the weights "
+                       "the independent judge scored, every one of our feature networks scores `%s` worse than the judge "
+                       "does ([judge check](BENCHMARKS.md#does-our-yardstick-agree-with-the-independent-judge)), so our "
+                       "yardstick does not settle a win over it." % (name(w), name(l), scores(w), scores(l), l["model"]))
+            continue
         if c == 0:
             out.append("- %s against %s: no claim (%s against %s; the networks disagree or the difference is within %g standard errors)." % (
                 name(x), name(y), scores(x), scores(y), SIGNIFICANCE))
@@ -789,6 +798,100 @@ def cmd_compare(a):
             fmt_latency(latency_ms(r)), fmt_latency(latency_ms(o)), max(r["load_average"]), max(o["load_average"])))
 
 
+# The judge's FID of real training images at its 1000 images (its reference row).
+JUDGE_REAL = 4.5
+
+
+def cmd_judge(a):
+    """How each feature network's FID and KID order the rows the independent judge scored
+    (scripts/judge-check.sh writes SCORES/NET/MODEL-STEPS.json for the judged weights): Spearman's
+    rank correlation with the judge's FID and the share of row pairs ordered the same way, over all
+    ten rows and over the eight generator rows; then the pairs a network orders the other way."""
+    judge = {("real-train", 1): JUDGE_REAL}
+    judge.update({k: v[0] for k, v in JUDGE.items() if not k[0] == "coalescer"})
+
+    def rank(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        out = [0] * len(v)
+        for k, i in enumerate(order):
+            out[i] = k
+        return out
+
+    def spearman(x, y):
+        rx, ry, n = rank(x), rank(y), len(x)
+        return 1 - 6 * sum((p - q) ** 2 for p, q in zip(rx, ry)) / (n * (n * n - 1))
+
+    def discordant(names, x, y):
+        return [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))
+                if (x[i] - x[j]) * (y[i] - y[j]) < 0]
+
+    def label(k):
+        return "%s %d" % k if k[0] not in ("real-train", "reconstruction") else k[0]
+
+    print("| network | metric | Spearman, all rows | pairs as the judge, all rows | Spearman, generators | pairs as the judge, generators | pairs ordered the other way |")
+    print("|---|---|---|---|---|---|---|")
+    record = {"networks": {}}
+    disputed = None
+    for net in sorted(os.listdir(a.scores)):
+        rows = {}
+        for k in judge:
+            path = os.path.join(a.scores, net, "%s-%d.json" % k)
+            if os.path.exists(path):
+                with open(path) as f:
+                    rows[k] = json.load(f)["generated"]
+        names = [k for k in judge if k in rows]
+        if len(names) < 3:
+            continue
+        for metric, get in (("FID", lambda g: g["fid"]), ("KID", lambda g: g["kid"]["value"])):
+            x, y = [get(rows[k]) for k in names], [judge[k] for k in names]
+            gen = [i for i, k in enumerate(names) if k[0] not in ("real-train", "reconstruction")]
+            gx, gy, gnames = [x[i] for i in gen], [y[i] for i in gen], [names[i] for i in gen]
+            n, m = len(names), len(gen)
+            bad, gbad = discordant(names, x, y), discordant(gnames, gx, gy)
+            record["networks"].setdefault(net, {})[metric] = {
+                "spearman": spearman(x, y), "pairs": n * (n - 1) // 2, "discordant": [[list(p), list(q)] for p, q in bad]}
+            if metric == "FID":
+                # For each model, the other models it loses to in our FID while the judge puts it ahead.
+                against = {}
+                for i, k in enumerate(gnames):
+                    for j, o in enumerate(gnames):
+                        if k[0] != o[0] and gy[i] < gy[j] and gx[i] > gx[j]:
+                            against.setdefault(k[0], set()).add(o[0])
+                models = {m for m, others in against.items() if len(others) >= 2}
+                disputed = models if disputed is None else disputed & models
+            print("| %s | %s | %.3f | %d of %d | %.3f | %d of %d | %s |" % (
+                net, metric, spearman(x, y), n * (n - 1) // 2 - len(bad), n * (n - 1) // 2, spearman(gx, gy),
+                m * (m - 1) // 2 - len(gbad), m * (m - 1) // 2,
+                "; ".join("%s / %s" % (label(p), label(q)) for p, q in bad) or "none"))
+    # Models our yardstick scores worse than the judge does: in every network's FID, rows of theirs
+    # the judge puts ahead of rows of at least two other models come out behind them. That is a
+    # property of the yardstick, not of particular weights, so the README claims no win over them.
+    record["penalised_models"] = sorted(disputed or set())
+    print("\nModels every network scores worse than the judge does (behind at least two models the judge puts them ahead of): %s"
+          % (", ".join(record["penalised_models"]) or "none"))
+    if a.out:
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+
+JUDGE_AGREEMENT = "bench/judge/agreement.json"
+
+
+def penalised_models():
+    """Models our feature networks score worse than the independent judge does (make bench-judge)."""
+    if not os.path.exists(JUDGE_AGREEMENT):
+        return set()
+    with open(JUDGE_AGREEMENT) as f:
+        return set(json.load(f).get("penalised_models", []))
+
+
+def judged_model(model):
+    """The judged model a row's model stands for: the judge scored `coalescer`'s predecessor, now coalescer-v3."""
+    return "coalescer-v3" if model == "coalescer" else model
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -816,8 +919,11 @@ def main():
     v.add_argument("--out", default="docs/images/teacher-curve.png")
     v.add_argument("--count", default="500")
     v.add_argument("--reference", action="append", help="LABEL=EVAL.json of a model scored the same way")
+    j = sub.add_parser("judge", help="rank agreement of each feature network with the independent judge")
+    j.add_argument("scores", help="scripts/judge-check.sh's OUT/scores: one folder of eval JSON per network")
+    j.add_argument("--out", help="write the agreement as JSON here (bench/judge/agreement.json feeds the README's reading)")
     a = p.parse_args()
-    {"row": cmd_row, "render": cmd_render, "compare": cmd_compare, "curve": cmd_curve}[a.cmd](a)
+    {"row": cmd_row, "render": cmd_render, "compare": cmd_compare, "curve": cmd_curve, "judge": cmd_judge}[a.cmd](a)
 
 
 if __name__ == "__main__":
