@@ -27,6 +27,9 @@ struct TrainAutoencoder: ParsableCommand {
     @Option(help: "Fraction of training after which the discriminator is switched on.") var adversarialStart: Double = 0.5
     @Option(help: "Start from this trained autoencoder (directory or file) instead of a new one (its sizes are kept).") var initFrom: String?
     @Flag(help: "Train only the decoder: the encoder, the latent space and latent_scale stay as they are.") var decoderOnly = false
+    @Option(help: "Classifier (directory or model.safetensors) whose convolution activations the perceptual term compares; not one the evaluation scores with.")
+    var perceptual: String?
+    @Option(help: "Weight of the perceptual term (0 = none).") var perceptualWeight: Float = 0
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -52,6 +55,19 @@ struct TrainAutoencoder: ParsableCommand {
         o.adversarialWeight = adversarialWeight
         o.adversarialStart = adversarialStart
         o.decoderOnly = decoderOnly
+        guard perceptualWeight.isFinite, perceptualWeight >= 0 else { throw ValidationError("--perceptual-weight must be a finite number >= 0") }
+        guard (perceptualWeight > 0) == (perceptual != nil) else {
+            throw ValidationError("--perceptual and --perceptual-weight go together")
+        }
+        o.perceptualWeight = perceptualWeight
+        if let p = perceptual {
+            let resolved = URL(fileURLWithPath: Eval.checkpoint(p)).standardizedFileURL.resolvingSymlinksInPath().path
+            for scored in ["models/classifier", "models/classifier-b"]
+            where URL(fileURLWithPath: Eval.checkpoint(scored)).standardizedFileURL.resolvingSymlinksInPath().path == resolved {
+                throw ValidationError("\(p) is a feature network `coalesce eval` scores with; a perceptual loss in it would train towards the yardstick")
+            }
+        }
+        let perceptualNet = try perceptual.map { try Classifier.load(path: Eval.checkpoint($0)) }
         o.seed = seed &+ 1
         var lines = ["command: coalesce " + CommandLine.arguments.dropFirst().joined(separator: " "),
                      "data: \(data.data), \(train.count) training and \(test.count) test images of "
@@ -60,7 +76,7 @@ struct TrainAutoencoder: ParsableCommand {
                         + "(\(cfg.latentDim) values); encoder \(cfg.channels), decoder \(cfg.decoderWidths); "
                         + "BLAS \(BLAS.coreName), \(Runtime.threads) threads"]
         lines.forEach { print($0) }
-        let report = try AutoencoderTrainer.train(ae, train: train, test: test, options: o)
+        let report = try AutoencoderTrainer.train(ae, train: train, test: test, options: o, perceptual: perceptualNet)
         lines.append(report.description)
         try AutoencoderArtifact.save(ae, directory: out)
         // Reconstructions: first row test images, second row their reconstructions (x3).

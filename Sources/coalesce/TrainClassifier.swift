@@ -21,6 +21,8 @@ struct TrainClassifier: ParsableCommand {
     @Option(help: "Seed for initialisation, shuffling and augmentation.") var seed: UInt64 = 1
     @Option(help: "Random shift of up to this many pixels (0 = none).") var maxShift = 2
     @Flag(help: "Disable random horizontal flips.") var noFlip = false
+    @Option(help: "Photometric jitter amplitude a: pixels v become min(1, c v^g), log g and 2 log c uniform in [-a, a] (0 = none).")
+    var photometric: Float = 0
     @Option(help: "Score on only the first N test images each epoch (0 = all).") var testLimit = 0
     @Option(help: "Output channels of the 3x3 convolutions, comma-separated.") var channels = "32,32,64,32"
     @Option(help: "Stride (1 or 2) of each convolution, comma-separated.") var strides = "1,2,1,2"
@@ -42,6 +44,8 @@ struct TrainClassifier: ParsableCommand {
         config.seed = seed
         config.maxShift = maxShift
         config.flip = !noFlip
+        guard photometric.isFinite, photometric >= 0, photometric <= 2 else { throw ValidationError("--photometric must be in 0...2") }
+        config.photometric = photometric
         config.trainLimit = data.trainLimit
         config.maxSteps = maxSteps
         var ccfg = ClassifierConfig()

@@ -27,6 +27,30 @@ final class ClassifierTrainerTests: XCTestCase {
     }
 
     /// Save then load gives the same config and the same logits; a checkpoint without config fails.
+    /// Photometric jitter off draws nothing, so old runs keep their weights; on, it changes the
+    /// run, deterministically; the setting round-trips through JSON.
+    func testPhotometricJitter() throws {
+        let (train, _) = try EvalFixtures.data()
+        func run(_ a: Float) throws -> [[Float]] {
+            var config = ClassifierConfig()
+            config.convChannels = [4, 4]; config.convStrides = [2, 2]; config.featureDim = 8
+            let c = try Classifier(config: config, seed: 3)
+            var cfg = ClassifierTrainingConfig()
+            cfg.epochs = 1; cfg.trainLimit = 256; cfg.warmupSteps = 2; cfg.photometric = a
+            let trainer = ClassifierTrainer(classifier: c, config: cfg)
+            trainer.showProgress = false
+            try trainer.train(on: train)
+            return c.parameters.map(\.array)
+        }
+        let plain = try run(0), jittered = try run(0.4)
+        XCTAssertNotEqual(plain, jittered)
+        XCTAssertEqual(jittered, try run(0.4))
+        var cfg = ClassifierTrainingConfig()
+        cfg.photometric = 0.4
+        XCTAssertEqual(try JSONDecoder().decode(ClassifierTrainingConfig.self, from: JSONEncoder().encode(cfg)).photometric, 0.4)
+        XCTAssertEqual(try JSONDecoder().decode(ClassifierTrainingConfig.self, from: Data("{}".utf8)).photometric, 0)
+    }
+
     func testCheckpointRoundTrip() throws {
         var config = ClassifierConfig()
         config.convChannels = [8, 8]

@@ -71,6 +71,23 @@ final class CoalescerTrainingTests: XCTestCase {
         XCTAssertLessThan(r.testMSE, 0.7 * before, "\(r)")
         XCTAssertGreaterThan(r.latentScale, 0)
 
+        // The decoder alone with a perceptual term: the encoder and the perceptual network keep their
+        // bytes, the decoder moves; a perceptual weight without a network is refused.
+        var pcfg = ClassifierConfig()
+        pcfg.convChannels = [4, 8]; pcfg.convStrides = [2, 2]; pcfg.featureDim = 8
+        let percNet = try Classifier(config: pcfg, seed: 5)
+        let encoderBefore = ae.namedParameters.filter { !$0.0.hasPrefix("decoder.") }.map { $0.1.array }
+        let decoderBefore = ae.namedParameters.filter { $0.0.hasPrefix("decoder.") }.map { $0.1.array }
+        let percBefore = percNet.parameters.map(\.array)
+        var d = AutoencoderTrainingOptions()
+        d.maxSteps = 5; d.batchSize = 32; d.progress = false; d.decoderOnly = true; d.perceptualWeight = 0.1
+        let dr = try AutoencoderTrainer.train(ae, train: train, test: train.slice(0..<128), options: d, perceptual: percNet)
+        XCTAssertTrue(dr.finalLoss.isFinite)
+        XCTAssertEqual(ae.namedParameters.filter { !$0.0.hasPrefix("decoder.") }.map { $0.1.array }, encoderBefore)
+        XCTAssertNotEqual(ae.namedParameters.filter { $0.0.hasPrefix("decoder.") }.map { $0.1.array }, decoderBefore)
+        XCTAssertEqual(percNet.parameters.map(\.array), percBefore)
+        XCTAssertThrowsError(try AutoencoderTrainer.train(ae, train: train, test: train.slice(0..<128), options: d))
+
         var tcfg = TextEncoderConfig()
         tcfg.hidden = 32
         let te = try TextEncoder(config: tcfg, rng: &rng)

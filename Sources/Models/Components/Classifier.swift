@@ -139,6 +139,18 @@ public final class Classifier: Layer {
         return fc1(h)                                                        // (B, featureDim)
     }
 
+    /// Every convolution's output after its ReLU, first layer first: x (B, C, S, S) in [0, 1] ->
+    /// [(B, C_i, S_i, S_i)]. The layers a perceptual loss compares.
+    public func convActivations(_ x: Tensor) -> [Tensor] {
+        var h = x.adding(-config.inputMean).scaled(1 / config.inputStd)
+        var out: [Tensor] = []
+        for conv in convs {
+            h = conv(h).relu()
+            out.append(h)
+        }
+        return out
+    }
+
     /// The features the evaluation scores (`config.featureLayer`): `features(x)`, or after its
     /// ReLU. (B, 1, S, S) -> (B, featureDim).
     public func evaluationFeatures(_ x: Tensor) -> Tensor {

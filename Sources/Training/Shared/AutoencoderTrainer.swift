@@ -17,6 +17,10 @@ public struct AutoencoderTrainingOptions: Sendable {
     /// Train only the decoder (the encoder, hence the latent space and `latent_scale`, stay as
     /// they are): to sharpen a trained autoencoder without moving the latents generators use.
     public var decoderOnly = false
+    /// Weight of the perceptual term (0 = none): for every convolution layer of a frozen
+    /// classifier, the squared difference of its activations on the reconstruction and on the
+    /// image, averaged over channels and summed over positions, per image, like the squared error.
+    public var perceptualWeight: Float = 0
     public var seed: UInt64 = 1
     public var progress = true
     public init() {}
@@ -48,8 +52,10 @@ public func floatPixels(_ images: LabeledImages) -> [Float] {
 /// plus, when `adversarialWeight > 0`, a patch discriminator's hinge loss on the reconstructions
 /// (Esser et al.'s VQGAN / latent-diffusion autoencoder recipe, with a fixed weight).
 public enum AutoencoderTrainer {
+    /// `perceptual`: the frozen network of the perceptual term (`options.perceptualWeight`); it must
+    /// not be a feature network the evaluation scores with, or the loss would train towards the yardstick.
     public static func train(_ ae: ImageAutoencoder, train: LabeledImages, test: LabeledImages,
-                             options: AutoencoderTrainingOptions,
+                             options: AutoencoderTrainingOptions, perceptual: Classifier? = nil,
                              onProgress: ((Int, Int) -> Void)? = nil) throws -> AutoencoderReport {
         let s = ae.config.imageSize, ch = ae.config.imageChannels, np = ae.config.pixelCount
         guard train.width == s, train.height == s, train.channels == ch else {
@@ -58,6 +64,14 @@ public enum AutoencoderTrainer {
         }
         let n = train.count
         guard n >= 1 else { throw TrainingError.invalidData("autoencoder: no training images") }
+        let usePerceptual = options.perceptualWeight > 0
+        if usePerceptual {
+            guard let p = perceptual else { throw TrainingError.invalidConfig("autoencoder: a perceptual weight needs a perceptual network") }
+            guard p.config.imageSize == s, p.config.imageChannels == ch else {
+                throw TrainingError.invalidConfig("autoencoder: the perceptual network takes \(p.config.imageSize)x\(p.config.imageSize)x\(p.config.imageChannels) images, the autoencoder \(s)x\(s)x\(ch)")
+            }
+            for q in p.parameters { q.requiresGrad = false }
+        }
         let bs = min(options.batchSize, n)
         let pixels = floatPixels(train)
         var totalSteps = max(1, Int(options.epochs * Double(n) / Double(bs)))
@@ -96,6 +110,19 @@ public enum AutoencoderTrainer {
             let rec = (recon - x).square().sum().scaled(1 / Float(bs))
             let kl = (mu.square() + logvar.exp() - logvar).adding(-1).sum().scaled(0.5 / Float(bs))
             var loss = options.decoderOnly ? rec : rec + kl.scaled(ae.config.klWeight)
+            var perc: Float = 0
+            if usePerceptual, let p = perceptual {
+                let target = GradMode.withDisabled { p.convActivations(x) }
+                var term: Tensor?
+                for (a, b) in zip(p.convActivations(recon), target) {
+                    let d = (a - b).square().sum().scaled(1 / Float(bs * a.shape[1]))
+                    term = term.map { $0 + d } ?? d
+                }
+                if let term {
+                    perc = term.item
+                    loss = loss + term.scaled(options.perceptualWeight)
+                }
+            }
             let adv = useAdv && step >= advFrom
             var gAdv: Float = 0, dLoss: Float = 0
             if adv {
@@ -121,8 +148,9 @@ public enum AutoencoderTrainer {
             }
             lossAvg = step == 1 ? loss.item : 0.98 * lossAvg + 0.02 * loss.item
             progress.update(step: step, loss: lossAvg,
-                            extra: adv ? String(format: "rec %.2f kl %.1f g %.2f d %.3f", rec.item, kl.item, gAdv, dLoss)
-                                       : String(format: "rec %.2f kl %.1f", rec.item, kl.item))
+                            extra: (adv ? String(format: "rec %.2f kl %.1f g %.2f d %.3f", rec.item, kl.item, gAdv, dLoss)
+                                        : String(format: "rec %.2f kl %.1f", rec.item, kl.item))
+                                + (usePerceptual ? String(format: " perc %.2f", perc) : ""))
             onProgress?(step, totalSteps)
         }
         // latent_scale: std of the encoder means over the training set (unchanged encoder: kept).

@@ -17,6 +17,10 @@ public struct ClassifierTrainingConfig: Codable, Equatable, Sendable {
     public var flip: Bool = true
     /// Random translation by up to this many pixels in x and y (zero fill).
     public var maxShift: Int = 2
+    /// Photometric jitter: each image's pixels v in [0, 1] become min(1, c * v^g) with
+    /// log g and 2 log c drawn uniformly from [-a, a], a this value (0 = off). Features learnt this
+    /// way depend less on a garment's overall brightness and contrast.
+    public var photometric: Float = 0
     /// Gradient clipping by global norm (0 = off).
     public var clipNorm: Float = 5
     /// Use only the first N training images (0 = all), for tests and quick runs.
@@ -28,7 +32,7 @@ public struct ClassifierTrainingConfig: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch_size", learningRate = "learning_rate", weightDecay = "weight_decay"
-        case warmupSteps = "warmup_steps", seed, flip, maxShift = "max_shift", clipNorm = "clip_norm"
+        case warmupSteps = "warmup_steps", seed, flip, maxShift = "max_shift", photometric, clipNorm = "clip_norm"
         case trainLimit = "train_limit", maxSteps = "max_steps"
     }
 
@@ -43,6 +47,7 @@ public struct ClassifierTrainingConfig: Codable, Equatable, Sendable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
         flip = try c.decodeIfPresent(Bool.self, forKey: .flip) ?? d.flip
         maxShift = try c.decodeIfPresent(Int.self, forKey: .maxShift) ?? d.maxShift
+        photometric = try c.decodeIfPresent(Float.self, forKey: .photometric) ?? d.photometric
         clipNorm = try c.decodeIfPresent(Float.self, forKey: .clipNorm) ?? d.clipNorm
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? d.trainLimit
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? d.maxSteps
@@ -144,6 +149,10 @@ public final class ClassifierTrainer {
         let m = config.maxShift
         let dx = m > 0 ? rng.nextInt(below: 2 * m + 1) - m : 0
         let dy = m > 0 ? rng.nextInt(below: 2 * m + 1) - m : 0
+        // Drawn only when on, so runs without it keep their random stream.
+        let a = config.photometric
+        let gamma = a > 0 ? expf(a * (2 * rng.nextFloat() - 1)) : 1
+        let gain = a > 0 ? expf(0.5 * a * (2 * rng.nextFloat() - 1)) : 1
         let plane = side * side
         pixels.withUnsafeBufferPointer { p in
             for c in 0..<channels {
@@ -155,6 +164,9 @@ public final class ClassifierTrainer {
                         if flip { sx = side - 1 - sx }
                         out[y * side + x] = (sy >= 0 && sy < side && sx >= 0 && sx < side) ? Float(p[src + sy * side + sx]) / 255 : 0
                     }
+                }
+                if a > 0 {
+                    for i in 0..<plane where out[i] > 0 { out[i] = min(1, gain * powf(out[i], gamma)) }
                 }
             }
         }
