@@ -4,15 +4,17 @@ import Models
 import Tensor
 import Training
 
-/// `coalesce train text-encoder`: gives a trained coalescer a MiniLM text encoder (a projection of
-/// the frozen sentence embedding trained against the model's own trigram embeddings); the
-/// autoencoder, projection and net are copied unchanged.
+/// `coalesce train text-encoder`: gives a trained coalescer, latent diffusion teacher or distilled
+/// student a MiniLM text encoder (a projection of the frozen sentence embedding trained against the
+/// model's own trigram embeddings); everything else (autoencoder, projection, net or UNet) is
+/// copied unchanged.
 struct TrainTextEncoder: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "text-encoder",
-        abstract: "Give a trained coalescer the MiniLM sentence encoder (projection trained in seconds; the net is kept).")
+        abstract: "Give a trained coalescer, latent-diffusion or distilled-unet model the MiniLM sentence encoder (projection trained in seconds; the network is kept).")
 
-    @Option(help: "The trained coalescer's directory (trigram text encoder).") var from = "models/coalescer-v1"
+    @Option(help: "The trained model's directory (coalescer, latent-diffusion or distilled-unet; trigram text encoder).")
+    var from = "models/coalescer-v1"
     @Option(help: "Output model directory (its name is the model's name).") var out = "models/coalescer-v1-minilm"
     @Option(help: "The MiniLM directory (scripts/fetch-minilm.sh).") var minilm = "models/minilm"
     @Option(help: "Optimiser steps.") var steps = 1500
@@ -29,10 +31,31 @@ struct TrainTextEncoder: ParsableCommand {
               var modelConfig = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ValidationError("\(configPath): cannot read a JSON object")
         }
-        let weights = (modelConfig["weights"] as? String) ?? "coalescer.safetensors"
-        let source = try CoalescerModel.load(path: from + "/" + weights)
-        guard source.config.textEncoder.kind == .trigram else {
-            throw ValidationError("\(from) already has a \(source.config.textEncoder.kind) text encoder")
+        let backend = (modelConfig["backend"] as? String) ?? "coalescer"
+        let latent = backend == "latent-diffusion" || backend == "distilled-unet"
+        guard latent || backend == "coalescer" else {
+            throw ValidationError("\(from) is a \(backend) model; text-encoder takes coalescer, latent-diffusion or distilled-unet")
+        }
+        let weightsFile = latent ? backend + ".safetensors" : "coalescer.safetensors"
+        let weights = (modelConfig["weights"] as? String) ?? weightsFile
+        let sourceEncoder: TextEncoder
+        let save: (TextEncoder) throws -> Void
+        if latent {
+            let source = try LatentDiffusionModel.load(path: from + "/" + weights)
+            sourceEncoder = source.textEncoder
+            save = { try source.replacingTextEncoder(with: $0).save(path: out + "/" + weightsFile) }
+        } else {
+            let source = try CoalescerModel.load(path: from + "/" + weights)
+            sourceEncoder = source.textEncoder
+            save = { student in
+                var config = source.config
+                config.textEncoder = student.config
+                try CoalescerModel(config: config, autoencoder: source.autoencoder, textEncoder: student,
+                                   projection: source.projection, net: source.net).save(path: out + "/" + weightsFile)
+            }
+        }
+        guard sourceEncoder.config.kind == .trigram else {
+            throw ValidationError("\(from) already has a \(sourceEncoder.config.kind) text encoder")
         }
         let sentence = try MiniLM.shared(directory: minilm)
         var options = TextEncoderDistillOptions()
@@ -43,28 +66,24 @@ struct TrainTextEncoder: ParsableCommand {
         options.classMeanTargets = classMeanTargets
         let train = Captions.all(templates: Captions.trainTemplates)
         let (student, report) = try TextEncoderDistiller.distill(
-            teacher: source.textEncoder, minilm: sentence,
+            teacher: sourceEncoder, minilm: sentence,
             captions: train.map(\.0), classes: train.map(\.1),
             heldOut: Captions.all(templates: Captions.heldOutTemplates).map(\.0), options: options)
         print(report)
-        var config = source.config
-        config.textEncoder = student.config
-        let model = try CoalescerModel(config: config, autoencoder: source.autoencoder, textEncoder: student,
-                                       projection: source.projection, net: source.net)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        try model.save(path: out + "/coalescer.safetensors")
-        modelConfig["weights"] = "coalescer.safetensors"
+        try save(student)
+        modelConfig["weights"] = weightsFile
         let json = try JSONSerialization.data(withJSONObject: modelConfig, options: [.sortedKeys])
         try json.write(to: URL(fileURLWithPath: out + "/config.json"))
         let text = """
             \(out): \(from) with the MiniLM text encoder (coalesce train text-encoder --from \(from) --out \(out) \
             --steps \(steps) --hidden \(hidden) --seed \(seed) --weight-decay \(weightDecay)\(classMeanTargets ? " --class-mean-targets" : ""))
-            autoencoder, latent projection and net copied from \(from)/\(weights); text encoder: all-MiniLM-L6-v2 \
+            \(latent ? "autoencoder and UNet" : "autoencoder, latent projection and net") copied from \(from)/\(weights); text encoder: all-MiniLM-L6-v2 \
             (frozen, \(minilm)) -> MLP \(student.config.minilmWidth)-\(hidden)-\(student.config.dim), \(student.parameterCount) parameters
             \(report)
 
             """
         try text.write(toFile: out + "/training-report.txt", atomically: true, encoding: .utf8)
-        print("wrote \(out)/coalescer.safetensors, config.json, training-report.txt")
+        print("wrote \(out)/\(weightsFile), config.json, training-report.txt")
     }
 }

@@ -114,6 +114,32 @@ final class LatentDiffusionTests: XCTestCase {
                        try images(m, [.init(prompt: "bag", seed: 4, count: 2, guidance: 3)], steps: 2, threads: 1))
     }
 
+    /// Another text encoder (as `coalesce train text-encoder` fits a MiniLM projection) keeps the
+    /// autoencoder and UNet bytes: the same embedding gives the same images; another embedding
+    /// different ones; an encoder of another width is refused.
+    func testReplacingTheTextEncoderKeepsTheUNet() throws {
+        let m = try tinyModel()
+        var rng = RandomGenerator(seed: 31)
+        let same = try TextEncoder(config: m.config.textEncoder, rng: &rng)
+        for ((_, p), (_, q)) in zip(same.namedParameters, m.textEncoder.namedParameters) { p.data.update(from: q.data, count: q.count) }
+        let copy = try m.replacingTextEncoder(with: same)
+        copy.prepareForInference()
+        XCTAssertEqual(copy.stateDict().filter { !$0.key.hasPrefix("text_encoder.") }.mapValues(\.array),
+                       m.stateDict().filter { !$0.key.hasPrefix("text_encoder.") }.mapValues(\.array))
+        let req = [LatentDiffusionSampler.Request(prompt: "bag", seed: 4, count: 2, guidance: 3)]
+        XCTAssertEqual(try images(copy, req, steps: 2, threads: 1), try images(m, req, steps: 2, threads: 1))
+        let other = try TextEncoder(config: m.config.textEncoder, rng: &rng)
+        for (k, p) in other.namedParameters where k == "fc1.weight" {
+            for i in 0..<p.count { p.data[i] = Float(sin(Double(i) * 0.23)) * 0.5 }
+        }
+        let swapped = try m.replacingTextEncoder(with: other)
+        swapped.prepareForInference()
+        XCTAssertNotEqual(try images(swapped, req, steps: 2, threads: 1), try images(m, req, steps: 2, threads: 1))
+        var wide = m.config.textEncoder
+        wide.dim += 1
+        XCTAssertThrowsError(try m.replacingTextEncoder(with: try TextEncoder(config: wide, rng: &rng)))
+    }
+
     /// The UNet joins odd-sized levels (7 -> 4 -> 8 -> crop 7) and its gradient reaches the input.
     func testUNetOnAnOddGridHasGradients() throws {
         var u = UNetConfig()

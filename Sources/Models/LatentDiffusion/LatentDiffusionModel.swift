@@ -29,7 +29,12 @@ public final class LatentDiffusionModel: Layer {
         nest("autoencoder", autoencoder) + nest("text_encoder", textEncoder) + nest("unet", unet)
     }
 
-    public static func load(path: String) throws -> LatentDiffusionModel {
+    /// Loads a file written by `save`. A model whose text encoder is `minilm` also loads the MiniLM
+    /// sentence encoder from `minilmDirectory`, by default `models/minilm` beside the model's
+    /// directory (`MiniLM.directory(besideModelFile:)`).
+    public static func load(path: String) throws -> LatentDiffusionModel { try load(path: path, minilmDirectory: nil) }
+
+    public static func load(path: String, minilmDirectory: String?) throws -> LatentDiffusionModel {
         let st = try SafeTensors.read(path: path)
         guard let json = st.config else { throw ModelError.invalidConfig("\(path) has no \"config\" metadata") }
         let config = try LatentDiffusionConfig.from(json: json)
@@ -37,6 +42,28 @@ public final class LatentDiffusionModel: Layer {
         let model = try LatentDiffusionModel(config: config, rng: &rng)
         let tensors = try st.allTensors()
         try model.load(from: tensors)
+        if config.textEncoder.kind == .minilm {
+            try model.textEncoder.attach(try MiniLM.shared(directory: minilmDirectory ?? MiniLM.directory(besideModelFile: path)))
+        }
+        return model
+    }
+
+    /// The same autoencoder and UNet (copies of their weights) with another text encoder of the
+    /// same output width, e.g. a MiniLM projection trained to reproduce this model's trigram
+    /// embeddings (`coalesce train text-encoder`).
+    public func replacingTextEncoder(with encoder: TextEncoder) throws -> LatentDiffusionModel {
+        guard encoder.config.dim == config.textEncoder.dim else {
+            throw ModelError.invalidConfig("text encoder width \(encoder.config.dim) != the model's \(config.textEncoder.dim)")
+        }
+        var c = config
+        c.textEncoder = encoder.config
+        var rng = RandomGenerator(seed: 0)
+        let model = try LatentDiffusionModel(config: c, rng: &rng)
+        var tensors = [String: Tensor]()
+        for (name, t) in nest("autoencoder", autoencoder) + nest("unet", unet) { tensors[name] = t }
+        for (name, t) in nest("text_encoder", encoder) { tensors[name] = t }
+        try model.load(from: tensors)
+        if let m = encoder.minilm { try model.textEncoder.attach(m) }
         return model
     }
 
