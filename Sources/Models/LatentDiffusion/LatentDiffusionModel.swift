@@ -44,7 +44,12 @@ public final class LatentDiffusionModel: Layer {
         try SafeTensors(tensors: stateDict(), metadata: [SafeTensors.configKey: try config.json()]).write(path: path)
     }
 
-    public func prepareForInference() { autoencoder.prepareForInference() }
+    /// Packs the autoencoder's and the UNet's weights for inference (same bits); call it again
+    /// after the weights change.
+    public func prepareForInference() {
+        autoencoder.prepareForInference()
+        unet.prepareForInference()
+    }
 
     /// Latent grid shape (C, S, S).
     public var latentShape: (channels: Int, side: Int) { (config.autoencoder.latentChannels, config.autoencoder.latentSide) }
