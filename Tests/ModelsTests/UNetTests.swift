@@ -8,12 +8,13 @@ import XCTest
 /// nor on the thread count.
 final class UNetTests: XCTestCase {
     /// A small UNet with every kind of layer the bundled ones have (strided and 1x1
-    /// convolutions, self- and cross-attention, a condition), every parameter random (a fresh
-    /// network starts with zero output projections, which would hide them).
+    /// convolutions, self- and cross-attention, a condition, linear layers on either side of
+    /// `RowGEMM.dotMinK` inputs), every parameter random (a fresh network starts with zero output
+    /// projections, which would hide them).
     func randomUNet() throws -> UNet {
         var c = UNetConfig()
-        (c.inChannels, c.outChannels, c.channels, c.layersPerLevel) = (3, 3, [16, 32], 1)
-        (c.attentionLevels, c.heads, c.groups, c.condDim, c.contextDim) = ([false, true], 2, 4, 8, 8)
+        (c.inChannels, c.outChannels, c.channels, c.layersPerLevel) = (3, 3, [32, 128], 1)
+        (c.attentionLevels, c.heads, c.groups, c.condDim, c.contextDim) = ([false, true], 4, 8, 8, 8)
         var rng = RandomGenerator(seed: 11)
         let net = try UNet(c, rng: &rng)
         for p in net.parameters {

@@ -37,7 +37,7 @@ public final class Linear: Layer {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
-    /// The weight packed for inference (`prepareForInference`), where its products use a packed layout.
+    /// The weight packed for inference (`prepareForInference`).
     public private(set) var packed: PackedLinearWeight?
 
     /// Packs the weight once for the inference products (gradients off); the weight must not
