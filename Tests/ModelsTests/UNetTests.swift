@@ -46,6 +46,20 @@ final class UNetTests: XCTestCase {
                 XCTAssertEqual(one, Array(unpacked[(i * per)..<((i + 1) * per)]), "image \(i) alone, \(threads) thread(s)")
             }
         }
+        // The batch cut into one chunk per thread, each run whole on its thread: the same bits.
+        for batch in [2, 3] {
+            let chunked = Runtime.withThreadCap(2) {
+                GradMode.withDisabled {
+                    BatchChunks.map(batch: batch) { rows in
+                        let c = cond.slice(rows)
+                        return [net(x.slice(rows), t: Array(t[rows]), cond: c, context: c.reshaped([rows.count, 1, 8])), c]
+                    }
+                }
+            }
+            XCTAssertEqual(chunked[0].shape, [batch, 3, 7, 7])
+            XCTAssertEqual(chunked[0].array, Array(unpacked[0..<(batch * per)]), "batch \(batch) in chunks")
+            XCTAssertEqual(chunked[1].array, Array(cond.array[0..<(batch * 8)]), "second output, batch \(batch)")
+        }
         // Training ignores the packs: with gradients on, the layers read the weights as they are
         // (through other kernels, so equal to float rounding only).
         net.parameters[0].data[0] += 1                                 // conv_in's weight
