@@ -290,6 +290,59 @@ static CCK_TARGET void CCK_CAT(gemm_nt_rows_, CCK_T)(const float *x, int ldx, in
     }
 }
 
+// The same products and sums as gemm_nt_rows, from the weight packed transposed as gemm_rows
+// reads it (wt: (k, ldw), output columns in lanes): lane j of accumulator p holds partial sum p of
+// output j, summed over the whole blocks of k in index order with one FMA per term, exactly as lane
+// p of gemm_nt_tile's accumulator does; the partial sums are then added to 0 in order 0, 1, ...,
+// CCK_RLANES - 1, then the k tail in index order, then y when accumulating: gemm_nt_rows' bits,
+// without its CCK_RLANES-lane horizontal sum per output. A tile is NTP_R rows x one register of
+// columns x NTP_PS partial sums at a time (CCK_RLANES / NTP_PS passes over k, each adding its
+// partial sums to the running total in order).
+static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_ntp_tile_, CCK_T)(
+    const float *x, int ldx, int k, const float *wt, int ldw, float *y, int ldy, int n, int r, int j,
+    int accumulate, const int R) {
+    enum { PS = CCK_W >= 16 ? 8 : 4 };
+    const int kv = k / CCK_RLANES * CCK_RLANES;
+    VF s[2];
+    for (int q = 0; q < R; q++) s[q] = CCK_CAT(splat_, CCK_T)(0.0f);
+    for (int p0 = 0; p0 < CCK_RLANES; p0 += PS) {
+        VF acc[2][PS];
+        for (int q = 0; q < R; q++)
+            for (int p = 0; p < PS; p++) acc[q][p] = CCK_CAT(splat_, CCK_T)(0.0f);
+        for (int kk = p0; kk < kv; kk += CCK_RLANES) {
+            for (int p = 0; p < PS; p++) {
+                const VF wv = *(const VF *)(wt + (size_t)(kk + p) * ldw + j);
+                for (int q = 0; q < R; q++) acc[q][p] += x[(size_t)(r + q) * ldx + kk + p] * wv;
+            }
+        }
+        for (int q = 0; q < R; q++)
+            for (int p = 0; p < PS; p++) s[q] += acc[q][p];
+    }
+    for (int kk = kv; kk < k; kk++) {
+        const VF wv = *(const VF *)(wt + (size_t)kk * ldw + j);
+        for (int q = 0; q < R; q++) s[q] += x[(size_t)(r + q) * ldx + kk] * wv;
+    }
+    for (int q = 0; q < R; q++) {
+        float *dst = y + (size_t)(r + q) * ldy + j;
+        VF v = s[q];
+        if (j + CCK_W <= n) {
+            if (accumulate) v += *(const VF *)dst;
+            *(VF *)dst = v;
+        } else {
+            for (int i = 0; i < n - j; i++) dst[i] = accumulate ? v[i] + dst[i] : v[i];
+        }
+    }
+}
+
+static CCK_TARGET void CCK_CAT(gemm_ntp_rows_, CCK_T)(const float *x, int ldx, int k, const float *wt, int ldw, int n,
+                                                      float *y, int ldy, int accumulate, int row0, int row1) {
+    for (int j = 0; j < n; j += CCK_W) {  // one register of columns: k x CCK_W floats of wt stay in L1
+        int r = row0;
+        for (; r + 2 <= row1; r += 2) CCK_CAT(gemm_ntp_tile_, CCK_T)(x, ldx, k, wt, ldw, y, ldy, n, r, j, accumulate, 2);
+        if (r < row1) CCK_CAT(gemm_ntp_tile_, CCK_T)(x, ldx, k, wt, ldw, y, ldy, n, r, j, accumulate, 1);
+    }
+}
+
 // y[i] = x[i] * sigmoid(x[i]) for i in [0, n).
 static CCK_TARGET void CCK_CAT(silu_, CCK_T)(const float *x, float *y, long n) {
     long i = 0;

@@ -106,6 +106,16 @@ void cck_gemm_rows_nt(const float *x, int ldx, int k, const float *w, int ldw, i
     }
 }
 
+void cck_gemm_rows_nt_packed(const float *x, int ldx, int k, const float *wt, int ldw, int n, float *y, int ldy,
+                             int accumulate, int row0, int row1, int isa) {
+    if (row0 >= row1 || n <= 0) return;
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: gemm_ntp_rows_512(x, ldx, k, wt, ldw, n, y, ldy, accumulate, row0, row1); break;
+    case CCK_ISA_AVX2: gemm_ntp_rows_256(x, ldx, k, wt, ldw, n, y, ldy, accumulate, row0, row1); break;
+    default: gemm_ntp_rows_base(x, ldx, k, wt, ldw, n, y, ldy, accumulate, row0, row1); break;
+    }
+}
+
 void cck_silu(const float *x, float *y, long n, int isa) {
     switch (resolve(isa)) {
     case CCK_ISA_AVX512: silu_512(x, y, n); break;

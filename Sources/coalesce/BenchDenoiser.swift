@@ -27,6 +27,7 @@ final class BenchDenoiser {
             trainSteps = m.config.trainSteps
         case "nested-unet":
             let m = try NestedUNetModel.load(path: weights)
+            m.prepareForInference()
             latent = nil; nested = m
             dim = m.config.textEncoder.dim; sides = m.config.resolutions; channels = m.config.imageChannels
             trainSteps = m.config.trainSteps

@@ -193,6 +193,12 @@ final class DirectConvTests: XCTestCase {
             }
             XCTAssertEqual(run(a2, nt: false), run(a5, nt: false), "gemm_rows \(m)x\(k)x\(n)")
             XCTAssertEqual(run(a2, nt: true), run(a5, nt: true), "gemm_rows_nt \(m)x\(k)x\(n)")
+            func runPacked(_ isa: Int32) -> [Float] {  // w read as (k, np): the nt product of its transpose
+                var y = [Float](repeating: 0, count: m * n)
+                cck_gemm_rows_nt_packed(x, Int32(k), Int32(k), w, Int32(np), Int32(n), &y, Int32(n), 0, 0, Int32(m), isa)
+                return y
+            }
+            XCTAssertEqual(runPacked(a2), runPacked(a5), "gemm_rows_nt_packed \(m)x\(k)x\(n)")
         }
         let v = (0..<1003).map { _ in 3 * rng.nextNormal() }
         var y2 = [Float](repeating: 0, count: v.count), y5 = y2

@@ -77,6 +77,13 @@ void cck_gemm_rows(const float *x, int ldx, int k, const float *w, int ldw, int 
 void cck_gemm_rows_nt(const float *x, int ldx, int k, const float *w, int ldw, int n, float *y, int ldy,
                       int accumulate, int row0, int row1, int isa);
 
+/// cck_gemm_rows_nt's result, bit for bit, from the weight packed transposed as cck_gemm_rows reads
+/// it (wt: (k, ldw), ldw >= n rounded up to CCK_COUT_BLOCK, zero past n): the same products summed
+/// in the same order, output columns in lanes instead of one horizontal sum per output (faster
+/// wherever k is at least a few blocks of 16).
+void cck_gemm_rows_nt_packed(const float *x, int ldx, int k, const float *wt, int ldw, int n, float *y, int ldy,
+                             int accumulate, int row0, int row1, int isa);
+
 /// y = x * sigmoid(x) over n values (y may alias x).
 void cck_silu(const float *x, float *y, long n, int isa);
 /// gx += gy * d silu(x) / dx over n values.

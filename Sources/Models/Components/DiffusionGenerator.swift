@@ -83,8 +83,7 @@ extension NestedUNetModel: DiffusionGenerator {
     public var imageSide: Int { config.imageSize }
     public var imageChannels: Int { config.imageChannels }
     public var classNames: [String] { config.classNames }
-    /// Nothing to pack: the nested UNet's layers run as they are loaded.
-    public func prepareForInference() {}
+    public func prepareForInference() { net.prepareForInference() }
     public func generate(_ requests: [SamplerRequest], steps: Int, progress: ((Int, Int) -> Bool)?) throws -> [Float] {
         try NestedUNetSampler(model: self).generate(requests, steps: steps, progress: progress)
     }

@@ -183,6 +183,17 @@ public final class UNet: Layer {
         return p + nest("norm_out", normOut) + nest("conv_out", convOut)
     }
 
+    /// Packs every convolution's and linear layer's weight for the inference forward pass (same
+    /// values, same bits). Call it once the weights are final (after loading); weights changed
+    /// afterwards are not seen with gradients off until it is called again. Training never needs it.
+    public func prepareForInference() {
+        for c in [convIn, convOut] + downsample + upsample { c.prepareForInference() }
+        for l in [time1, time2] + (condProj.map { [$0] } ?? []) { l.prepareForInference() }
+        for b in (down + up).joined() + [mid1, mid2].compactMap({ $0 }) { b.prepareForInference() }
+        for a in (downAttn + upAttn).joined() + [midAttn].compactMap({ $0 }) { a.prepareForInference() }
+        for a in (downCross + upCross).joined() { a.prepareForInference() }
+    }
+
     /// Names of the blocks `disabledBlocks` can bypass, input to output.
     public var blockNames: [String] {
         var names: [String] = []

@@ -71,7 +71,12 @@ public final class LatentDiffusionModel: Layer {
         try SafeTensors(tensors: stateDict(), metadata: [SafeTensors.configKey: try config.json()]).write(path: path)
     }
 
-    public func prepareForInference() { autoencoder.prepareForInference() }
+    /// Packs the autoencoder's and the UNet's weights for inference (same bits); call it again
+    /// after the weights change.
+    public func prepareForInference() {
+        autoencoder.prepareForInference()
+        unet.prepareForInference()
+    }
 
     /// Latent grid shape (C, S, S).
     public var latentShape: (channels: Int, side: Int) { (config.autoencoder.latentChannels, config.autoencoder.latentSide) }
@@ -87,10 +92,14 @@ public final class LatentDiffusionModel: Layer {
         return out
     }
 
-    /// v = unet(x_t, t, cond): x (B, C, S, S), t per row, cond (B, dim).
+    /// v = unet(x_t, t, cond): x (B, C, S, S), t per row, cond (B, dim). With gradients off, the
+    /// batch is cut into one chunk of images per thread (`BatchChunks`; the same bits).
     public func predictV(_ x: Tensor, t: [Float], cond: Tensor) -> Tensor {
         let b = cond.shape[0]
-        let context = config.unet.contextDim > 0 ? cond.reshaped([b, 1, cond.shape[1]]) : nil
-        return unet(x, t: t, cond: cond, context: context)
+        return BatchChunks.map(batch: b) { rows in
+            let (xr, cr) = rows.count == b ? (x, cond) : (x.slice(rows), cond.slice(rows))
+            let context = config.unet.contextDim > 0 ? cr.reshaped([rows.count, 1, cr.shape[1]]) : nil
+            return [unet(xr, t: Array(t[rows]), cond: cr, context: context)]
+        }[0]
     }
 }

@@ -48,6 +48,14 @@ public final class NestedUNet: Layer {
         return p
     }
 
+    /// Packs both networks' and the adapters' weights for inference (`UNet.prepareForInference`).
+    public func prepareForInference() {
+        outer.prepareForInference()
+        inner?.prepareForInference()
+        inAdapter?.prepareForInference()
+        outAdapter?.prepareForInference()
+    }
+
     /// One prediction per resolution, highest first: `xs` are the noisy inputs, highest first
     /// ((B, C, H, W) and, when nested, (B, C, H/2^k, W/2^k) with k = outer levels − 1); `t` one
     /// noise level per row shared by the resolutions; cond (B, dim); context (B, T, dim) or nil.

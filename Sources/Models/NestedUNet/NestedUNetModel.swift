@@ -57,11 +57,15 @@ public final class NestedUNetModel: Layer {
         return out
     }
 
-    /// v at every resolution: xs highest first, (B, C, r, r) each; t per row; cond (B, dim).
+    /// v at every resolution: xs highest first, (B, C, r, r) each; t per row; cond (B, dim). With
+    /// gradients off, the batch is cut into one chunk of images per thread (`BatchChunks`; the same bits).
     public func predictV(_ xs: [Tensor], t: [Float], cond: Tensor) -> [Tensor] {
         let b = cond.shape[0]
-        let context = config.outer.contextDim > 0 ? cond.reshaped([b, 1, cond.shape[1]]) : nil
-        return net(xs, t: t, cond: cond, context: context)
+        return BatchChunks.map(batch: b) { rows in
+            let (xr, cr) = rows.count == b ? (xs, cond) : (xs.map { $0.slice(rows) }, cond.slice(rows))
+            let context = config.outer.contextDim > 0 ? cr.reshaped([rows.count, 1, cr.shape[1]]) : nil
+            return net(xr, t: Array(t[rows]), cond: cr, context: context)
+        }
     }
 
     /// Average pooling by `factor` of `count` planar images (C, side, side): D^r(x).

@@ -27,9 +27,10 @@ import Foundation
 extension Tensor {
     /// 2-D cross-correlation (PyTorch `conv2d`): x (B, Cin, H, W), weight (Cout, Cin, K, K),
     /// bias (Cout) or nil; zero padding `padding` on every side; output
-    /// (B, Cout, (H + 2p - K) / stride + 1, (W + 2p - K) / stride + 1).
+    /// (B, Cout, (H + 2p - K) / stride + 1, (W + 2p - K) / stride + 1). `packed`: the weight
+    /// packed beforehand for inference (used only when no gradient is recorded; same bits).
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1,
-                              padding: Int = 0) -> Tensor {
+                              padding: Int = 0, packed: PackedConvWeight? = nil) -> Tensor {
         precondition(x.rank == 4, "conv2d: input must be (B, Cin, H, W), got \(x.shape)")
         precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3],
                      "conv2d: weight must be (Cout, Cin, K, K), got \(weight.shape)")
@@ -42,23 +43,33 @@ extension Tensor {
                      "conv2d: kernel \(g.k) with padding \(padding) does not fit input \(x.shape)")
         if let bias { precondition(bias.count == g.cout, "conv2d: bias \(bias.shape) for \(g.cout) output channels") }
         if g.isPointwise { return pointwiseConv2d(x, weight: weight, bias: bias, g) }
-        if g.isDirect3x3 { return directConv2d(x, weight: weight, bias: bias, g) }
+        let inference = !recordsGradient(bias.map { [x, weight, $0] } ?? [x, weight])
+        let prepacked = inference ? packed.flatMap { $0.fits(g) ? $0 : nil } : nil
+        if g.isDirect3x3 { return directConv2d(x, weight: weight, bias: bias, g, packed: prepacked?.direct) }
 
         let out = Tensor(uninitialized: [g.batch, g.cout, g.ho, g.wo])  // out: (B, Cout, Ho, Wo)
-        let inference = !recordsGradient(bias.map { [x, weight, $0] } ?? [x, weight])
-        let wp = g.permutedWeight(weight.data)                            // wp: (Cout, K*K*Cin)
+        let wp = prepacked == nil ? g.permutedWeight(weight.data) : nil   // wp: (Cout, K*K*Cin)
         let biasPointer = bias.map { UnsafePointer($0.data) }
-        // Inference: the row-stable kernel on the weight packed once (K*K*Cin, Cout rounded up),
-        // so a pixel depends on its image alone and the same bits come on every machine.
-        let packed = inference ? RowGEMM.packTransposed(wp.pointer, n: g.cout, k: g.kc, ldb: g.kc) : nil
+        // Inference: the row-stable kernel on the weight packed (K*K*Cin, Cout rounded up),
+        // beforehand or here once per call, so a pixel depends on its image alone and the same
+        // bits come on every machine.
+        var packedNow: (buffer: Scratch.Buffer, ldw: Int)? = nil
+        var rowWeight: (pointer: UnsafePointer<Float>, ldw: Int)? = nil
+        if let prepacked, let rows = prepacked.rows {
+            rowWeight = (UnsafePointer(rows), prepacked.ldw)
+        } else if inference, let wp {
+            let p = RowGEMM.packTransposed(wp.pointer, n: g.cout, k: g.kc, ldb: g.kc)
+            packedNow = p
+            rowWeight = (UnsafePointer(p.buffer.pointer), p.ldw)
+        }
         g.forEachChunk { b0, cg in
             let cols = cg.columns(x.data + b0 * g.inputImage)              // cols: (n*P, K*K*Cin)
             let rows = Scratch.take(cg.rows * g.cout)                       // rows: (n*P, Cout)
-            if let packed {
+            if let rowWeight {
                 RowGEMM.multiplyPacked(m: cg.rows, n: g.cout, k: g.kc, a: cols.pointer, lda: g.kc,
-                                       w: packed.buffer.pointer, ldw: packed.ldw, accumulate: false,
+                                       w: rowWeight.pointer, ldw: rowWeight.ldw, accumulate: false,
                                        c: rows.pointer, ldc: g.cout)
-            } else {
+            } else if let wp {
                 BLAS.sgemm(transA: false, transB: true, m: cg.rows, n: g.cout, k: g.kc, a: cols.pointer, lda: g.kc,
                            b: wp.pointer, ldb: g.kc, beta: 0, c: rows.pointer, ldc: g.cout)
             }
@@ -67,8 +78,8 @@ extension Tensor {
                              into: out.data + b0 * g.outputImage, bias: biasPointer)
             Scratch.give(rows)
         }
-        wp.release()
-        if let packed { Scratch.give(packed.buffer) }
+        wp?.release()
+        if let packedNow { Scratch.give(packedNow.buffer) }
 
         return out.recordingConv(x, weight, bias, g) { go in                // go: (B, Cout, P)
             // dwp: (Cout, K*K*Cin), summed over chunks; for K = 1 it is weight.grad itself.
@@ -124,12 +135,13 @@ extension Tensor {
     /// Measured at batch 64, forward alone: 28x28 32->32 167-196 GFLOP/s vs 93-105 for im2col +
     /// sgemm, 14x14 64->64 204-208 vs 130-135, 7x7 128->128 158 vs 158-164; UNet training step
     /// 63-68 vs 48-56 images/s (`coalesce bench ops` with and without COALESCE_CONV=im2col).
-    fileprivate static func directConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, _ g: ConvGeometry) -> Tensor {
+    fileprivate static func directConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, _ g: ConvGeometry,
+                                         packed: PackedConv3x3?) -> Tensor {
         let (bn, cin, cout, p) = (g.batch, g.cin, g.cout, g.p)
         let xp = Tensor(uninitialized: [bn, g.h + 2, g.w + 2, cin])       // xp: x padded, NHWC
         Layout.toPaddedNHWC(x.data, n: bn, c: cin, h: g.h, w: g.w, into: xp.data)
         let yh = Scratch.take(bn * p * cout)                               // yh: (B, H, W, Cout)
-        directConv3x3(padded: xp.data, batch: bn, h: g.h, w: g.w, PackedConv3x3(weight: weight, bias: nil),
+        directConv3x3(padded: xp.data, batch: bn, h: g.h, w: g.w, packed ?? PackedConv3x3(weight: weight, bias: nil),
                       into: yh.pointer)
         let out = Tensor(uninitialized: [bn, cout, g.ho, g.wo])            // out: (B, Cout, H, W)
         Layout.transpose(yh.pointer, batch: bn, rows: p, cols: cout, into: out.data,

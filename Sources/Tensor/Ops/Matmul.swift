@@ -62,8 +62,7 @@ extension Tensor {
             // Inference: every row computed the same whatever the number of rows (RowGEMM); a
             // weight packed beforehand skips the per-call packing (same kernel, same bits).
             if let packed, packed.n == outF, packed.k == inF {
-                RowGEMM.multiplyPacked(m: rows, n: outF, k: inF, a: x.data, lda: inF, w: packed.data, ldw: packed.ldw,
-                                       accumulate: bias != nil, c: out.data, ldc: outF)
+                packed.multiply(m: rows, a: x.data, lda: inF, accumulate: bias != nil, c: out.data, ldc: outF)
             } else {
                 RowGEMM.multiply(transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
                                  accumulate: bias != nil, c: out.data, ldc: outF)

@@ -11,23 +11,45 @@ import CCoalesceKernels
 // (Linear, matmul, attention, convolutions that are not the direct 3x3 kernel's), so generation
 // never calls OpenBLAS, whose kernels differ between its cores.
 
-/// A Linear weight (n, k) packed once for inference in the layout `cck_gemm_rows` reads, for the
-/// layers whose products take the packed path (k below `RowGEMM.dotMinK`); `RowGEMM.multiply`
-/// would otherwise pack it again on every call, which at one row costs as much as the product.
-/// The packed product gives the same bits as the unpacked one. The weight must not change after
-/// packing (callers pack in `prepareForInference`, after loading).
+/// A Linear weight (n, k) packed once for inference, transposed in the layout `cck_gemm_rows`
+/// reads (k, n rounded up). Below `RowGEMM.dotMinK` the product takes the packed path anyway, and
+/// `RowGEMM.multiply` would pack the weight again on every call, which at one row costs as much as
+/// the product; from it on the product is `cck_gemm_rows_nt`'s dot products, which
+/// `cck_gemm_rows_nt_packed` takes from the pack with the same bits and without a horizontal sum
+/// per output (AVX-512, 1 thread, best of 15: 128 -> 384 at 32 rows 84-88 GFLOP/s against 58, at
+/// 2048 rows 77 against 55; 256 -> 256 at 2 rows level, 75 against 77; from k = 512 on it is
+/// slower, 15 against 45 at one row, so such weights stay unpacked). The packed product gives the same bits as the unpacked one. The weight must not
+/// change after packing (callers pack in `prepareForInference`, after loading).
 public final class PackedLinearWeight: @unchecked Sendable {
     let data: UnsafeMutablePointer<Float>
     let ldw: Int, n: Int, k: Int
 
-    /// nil where the product reads the weight as it is (k >= `RowGEMM.dotMinK`): nothing to pack.
+    /// Packed only below this k (see above); chosen from k alone.
+    static let maxK = 512
+
+    /// nil where the product reads the weight as it is (k >= `maxK`): nothing to pack.
     public init?(weight: Tensor) {
         precondition(weight.rank == 2, "PackedLinearWeight: weight must be (out, in), got \(weight.shape)")
         (n, k) = (weight.shape[0], weight.shape[1])
-        guard k < RowGEMM.dotMinK else { return nil }
+        guard k < Self.maxK else { return nil }
         ldw = RowGEMM.paddedWidth(n)
         data = Tensor.allocate(max(1, k * ldw))
         RowGEMM.pack(weight.data, transposed: true, n: n, k: k, ldb: k, into: data, ldw: ldw)
+    }
+
+    /// C (m, n) = A (m, k) @ weightᵀ (+ C when `accumulate`), the same bits as
+    /// `RowGEMM.multiply(transB: true, ...)` on the weight as stored.
+    func multiply(m: Int, a: UnsafePointer<Float>, lda: Int, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if k < RowGEMM.dotMinK {
+            RowGEMM.multiplyPacked(m: m, n: n, k: k, a: a, lda: lda, w: data, ldw: ldw, accumulate: accumulate, c: c, ldc: ldc)
+            return
+        }
+        if m <= 0 || n <= 0 { return }
+        let (n, k, w, ldw, isa) = (n, k, UnsafePointer(data), ldw, Int32(CCK_ISA_BEST))
+        Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
+            cck_gemm_rows_nt_packed(a, Int32(lda), Int32(k), w, Int32(ldw), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
+                                    Int32(lo), Int32(hi), isa)
+        }
     }
 
     deinit { data.deallocate() }

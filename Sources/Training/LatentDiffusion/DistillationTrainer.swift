@@ -111,7 +111,9 @@ public enum DistillationTrainer {
             try copy.load(from: student.stateDict())
             return copy
         }
+        // The teacher is frozen: its weights are packed once for its gradient-free calls.
         var teacher = firstPhase == 0 ? original : try frozenCopy()
+        teacher.prepareForInference()
         let previous = firstPhase == 0 ? [:] : try SafeTensors.read(path: phaseFile(firstPhase - 1)).metadata
         var phaseSeconds = previous["seconds"].flatMap(Double.init) ?? 0
         var phaseCPU = previous["cpu_seconds"].flatMap(Double.init) ?? 0
@@ -128,6 +130,7 @@ public enum DistillationTrainer {
                                                        path: o.outputDirectory + "/samples-\(phase.student)-steps.png")
             // The next phase's teacher is a frozen copy of this student.
             teacher = try frozenCopy()
+            teacher.prepareForInference()
         }
         try student.save(path: o.outputDirectory + "/distilled-unet.safetensors")
         try LatentDiffusionTrainer.writeModelConfig(o.outputDirectory, backend: "distilled-unet", weights: "distilled-unet.safetensors")

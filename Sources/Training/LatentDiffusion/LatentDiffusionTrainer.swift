@@ -211,8 +211,10 @@ public enum LatentDiffusionTrainer {
     }
 
     /// One row of 8 images (seeds 1...8) per class (at most 10 classes).
+    /// Packs only the frozen autoencoder: the UNet is still training, and packed weights would
+    /// go stale (its unpacked forward pass gives the same images).
     public static func writeSampleGrid(model: LatentDiffusionModel, steps: Int, guidance: Float, path: String) throws {
-        model.prepareForInference()
+        model.autoencoder.prepareForInference()
         let sampler = LatentDiffusionSampler(model: model)
         let ae = model.config.autoencoder
         let names = model.config.classNames

@@ -37,7 +37,7 @@ public final class Linear: Layer {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
-    /// The weight packed for inference (`prepareForInference`), where its products use a packed layout.
+    /// The weight packed for inference (`prepareForInference`).
     public private(set) var packed: PackedLinearWeight?
 
     /// Packs the weight once for the inference products (gradients off); the weight must not
@@ -71,8 +71,16 @@ public final class Conv2d: Layer {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
+    /// The weight packed for inference (`prepareForInference`); nil where the forward pass reads
+    /// the weight as it is (1x1).
+    public private(set) var packed: PackedConvWeight?
+
+    /// Packs the weight once for the inference forward pass (gradients off); the weight must not
+    /// change afterwards (or call it again). Training never calls it: its passes do not use the pack.
+    public func prepareForInference() { packed = PackedConvWeight(weight: weight, stride: stride, padding: padding) }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        Tensor.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, packed: packed)
     }
 }
 

@@ -26,6 +26,12 @@ public final class ResBlock: Layer {
         return p
     }
 
+    /// Packs the convolutions' and the time projection's weights for inference (`Conv2d.prepareForInference`).
+    public func prepareForInference() {
+        for c in [conv1, conv2] + (skip.map { [$0] } ?? []) { c.prepareForInference() }
+        timeProj?.prepareForInference()
+    }
+
     /// x: (B, Cin, H, W); temb: (B, timeDim) already passed through SiLU by the caller, or nil.
     public func callAsFunction(_ x: Tensor, _ temb: Tensor?) -> Tensor {
         var h = conv1(norm1(x).silu())
@@ -53,6 +59,9 @@ public final class SpatialSelfAttention: Layer {
     }
 
     public var namedParameters: [(String, Tensor)] { nest("norm", norm) + nest("qkv", qkv) + nest("out", out) }
+
+    /// Packs the projections' weights for inference (`Linear.prepareForInference`).
+    public func prepareForInference() { for l in [qkv, out] { l.prepareForInference() } }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -83,6 +92,9 @@ public final class CrossAttention: Layer {
     public var namedParameters: [(String, Tensor)] {
         nest("norm", norm) + nest("q", q) + nest("k", k) + nest("v", v) + nest("out", out)
     }
+
+    /// Packs the projections' weights for inference (`Linear.prepareForInference`).
+    public func prepareForInference() { for l in [q, k, v, out] { l.prepareForInference() } }
 
     /// x: (B, C, H, W); context: (B, T, contextDim).
     public func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
