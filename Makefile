@@ -81,7 +81,7 @@ bench: build
 # the README's reading, which states only the comparisons both networks agree on). About 50 min: the
 # nested-unet 16- and 50-step rows took 1945 s at nice 19 beside a training run, the other rows 1098 s.
 HEADLINE_ROWS ?= real-train:1 reconstruction:1 coalescer:1 coalescer:2 coalescer:4 coalescer-v3:1 distilled-unet-2step:1 distilled-unet-2step:2 \
-    distilled-unet:2 distilled-unet:4 distilled-unet:8 \
+    distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet-minilm:8 \
     distilled-unet:16 latent-diffusion:50 nested-unet:16 nested-unet:50 pixel-unet:16
 bench-headline: build
 	COUNT=2000 RESULTS=bench/headline RENDER=0 SPEED=0 ROWS="$(HEADLINE_ROWS)" bash scripts/bench.sh

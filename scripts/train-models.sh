@@ -3,7 +3,7 @@
 #   1. models/coalescer-v1: the first coalescer, the seed's method with searched targets (its own
 #      small autoencoder, 48 whitened dims, MLP);
 #   2. models/autoencoder: the shared image autoencoder (encoder + decoder, then the decoder alone
-#      against a patch discriminator);
+#      against a patch discriminator; its third stage is step 7);
 #   3. models/coalescer-v2 on it: the residual net by regression on searched targets, then
 #      adversarial fine-tuning of the same net with a latent discriminator and classifier;
 #   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG;
@@ -17,7 +17,10 @@
 #      (scripts/half-weights.py) to stay under 20 MiB;
 #   6b. models/coalescer (the fourth version): the same net on the same pairs, half of the starts a point
 #      of the pair's trajectory, no search; 6000 regression steps, then adversarial fine-tuning;
-#   7. models/nested-unet: the pixel-space nested UNet, 1500 CPU-s of the 14x14 inner network, then
+#   7. models/classifier-p and the decoder's third stage (a perceptual term in classifier-p's
+#      features), swapped into the teacher and the students (scripts/swap-decoder.py), which then get
+#      MiniLM: models/latent-diffusion-minilm, models/distilled-unet-minilm;
+#   8. models/nested-unet: the pixel-space nested UNet, 1500 CPU-s of the 14x14 inner network, then
 #      2000 CPU-s nested (about 44 minutes alone), with the sampling settings of its config.json, and
 #      models/pixel-unet, its plain baseline (one UNet at 28x28) for the same 3500 CPU-s.
 # About 7 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
@@ -78,6 +81,17 @@ python3 scripts/half-weights.py "$M/coalescer/coalescer.safetensors" net.
 rm -rf "$M/coalescer-v3-regression" "$M/coalescer-v4-regression" "$M/coalescer-v4-regression2" "$PAIRS" \
     "$M/coalescer-v3/autoencoder.safetensors" "$M/coalescer-v3/autoencoder.json" \
     "$M/coalescer/autoencoder.safetensors" "$M/coalescer/autoencoder.json"
+# The decoder's third stage, after the coalescers (they keep the decoder they were trained with): a
+# perceptual term in classifier-p, a network no evaluation scores with; then the teacher and the
+# students take the new decoder (the encoder and the latent space are unchanged), and get MiniLM.
+$C train classifier --channels 32,64,64,128 --strides 1,2,2,1 --feature-dim 256 --pool average \
+    --feature-layer post_activation --epochs 8 --max-shift 1 --photometric 0.4 --seed 11 --out "$M/classifier-p"
+$C train autoencoder --init-from "$M/autoencoder" --decoder-only --perceptual "$M/classifier-p" --perceptual-weight 0.1 \
+    --adversarial-weight 0.1 --adversarial-start 0 --lr 5e-4 --epochs 4 --max-steps 3000 --seed 12 --out "$M/autoencoder"
+python3 scripts/swap-decoder.py --autoencoder "$M/autoencoder/autoencoder.safetensors" "$M/latent-diffusion/latent-diffusion.safetensors" \
+    "$M/distilled-unet/distilled-unet.safetensors" "$M/distilled-unet-2step/distilled-unet.safetensors"
+$C train text-encoder --from "$M/latent-diffusion" --out "$M/latent-diffusion-minilm" --minilm "$M/minilm"
+$C train text-encoder --from "$M/distilled-unet" --out "$M/distilled-unet-minilm" --minilm "$M/minilm"
 $C train nested-unet --out "$M/nested-unet" --seed 1 --inner-layers 1 --batch-size 32 --phase1-steps 100000 \
     --phase2-steps 100000 --phase1-seconds 1500 --phase2-seconds 2000 --snapshot-every 700 --guidance 1.5
 echo '{"backend": "nested-unet", "weights": "nested-unet.safetensors", "default_guidance": 3, "guidance_interval": [0, 0.7], "clip_recompute_noise": true}' > "$M/nested-unet/config.json"
@@ -88,4 +102,4 @@ $C train nested-unet --plain --outer-channels 32,64,128 --outer-attention 0,0,1 
 echo '{"backend": "nested-unet", "weights": "nested-unet.safetensors", "default_guidance": 3, "guidance_interval": [0, 0.7], "clip_recompute_noise": true}' > "$M/pixel-unet/config.json"
 rm -rf "$M/pixel-unet/checkpoint-phase2.safetensors" "$M/pixel-unet/snapshots"
 } 2>&1 | tee "$LOG"
-echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer-v1,autoencoder,coalescer-v2,coalescer-v1-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,distilled-unet-2step,coalescer-v3,coalescer,nested-unet,pixel-unet}"
+echo "default models retrained in $(( $(date +%s) - start ))s -> $M/{coalescer-v1,autoencoder,coalescer-v2,coalescer-v1-minilm,coalescer-v2-minilm,latent-diffusion,distilled-unet,distilled-unet-2step,coalescer-v3,coalescer,classifier-p,latent-diffusion-minilm,distilled-unet-minilm,nested-unet,pixel-unet}"

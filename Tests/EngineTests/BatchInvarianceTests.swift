@@ -2,8 +2,8 @@ import Engine
 import Foundation
 import XCTest
 
-/// Every backend in the repository (the coalescer plugin with the committed weights, and
-/// test-pattern), through the Engine: the same seeds generated at batch sizes 1, 3, 8, 17 and 64,
+/// Every backend in the repository (the coalescer, latent-diffusion, distilled-unet and nested-unet
+/// plugins with the committed weights, and test-pattern), through the Engine: the same seeds generated at batch sizes 1, 3, 8, 17 and 64,
 /// as one request per batch and as a dynamic batch of one-image requests, alone and with another
 /// call sharing the cores (the plugin then runs on fewer threads), give byte-identical images.
 final class EngineBatchInvarianceTests: XCTestCase {
@@ -82,6 +82,20 @@ final class EngineBatchInvarianceTests: XCTestCase {
             throw XCTSkip("models/minilm not set up (scripts/fetch-minilm.sh)")
         }
         try check("coalescer-v2-minilm")
+    }
+
+    /// The UNet backends: the teacher, the student and the pixel-space nested UNet (guided, the
+    /// batch cut into one chunk per thread at every call).
+    func testLatentDiffusion() throws { try check("latent-diffusion") }
+    func testDistilledUNet() throws { try check("distilled-unet") }
+    func testNestedUNet() throws { try check("nested-unet") }
+
+    /// A latent diffusion model with the MiniLM text encoder: the same rule through the UNet sampler.
+    func testDistilledUNetMiniLM() throws {
+        guard FileManager.default.fileExists(atPath: TestSupport.repoRoot + "/models/minilm/minilm.safetensors") else {
+            throw XCTSkip("models/minilm not set up (scripts/fetch-minilm.sh)")
+        }
+        try check("distilled-unet-minilm")
     }
 
     func testTestPattern() throws { try check("test-pattern") }

@@ -17,7 +17,8 @@ MODELS = REPO / "models"
 # (model, steps): few steps keep it quick; every backend's whole network runs at each step.
 CASES = [("test-pattern", 2), ("coalescer", 2), ("coalescer-v3", 1), ("coalescer-v1", 2), ("coalescer-v2", 2),
          ("coalescer-v1-minilm", 2), ("coalescer-v2-minilm", 2), ("latent-diffusion", 3),
-         ("distilled-unet", 2), ("distilled-unet-2step", 2), ("nested-unet", 3), ("pixel-unet", 3)]
+         ("distilled-unet", 2), ("distilled-unet-2step", 2), ("distilled-unet-minilm", 2), ("latent-diffusion-minilm", 2),
+         ("nested-unet", 3), ("pixel-unet", 3)]
 VARIANTS = {
     "widest kernels": {},
     "AVX2 kernels": {"COALESCE_ISA": "avx2"},
