@@ -68,7 +68,7 @@ let package = Package(
 
         // ---- Faces -------------------------------------------------------------------------
         .executableTarget(name: "coalesce", dependencies: [
-            "Tensor", "Models", "Training", "Engine", "Service", "ImageIO",
+            "Tensor", "Models", "Training", "Engine", "Service", "ImageIO", "BackendKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coalesced", dependencies: [

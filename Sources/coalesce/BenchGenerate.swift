@@ -1,5 +1,8 @@
 import ArgumentParser
+import BackendKit
 import Foundation
+import ImageIO
+import Models
 import Tensor
 import Training
 #if canImport(Glibc)
@@ -23,6 +26,8 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
     @Flag(help: "Print the result as JSON.") var json = false
     @Flag(help: "No progress line (it is drawn only on a terminal, after the first second).") var quiet = false
+    @Flag(help: "Where the time of an image goes (text encoder, UNet calls, guidance and DDIM arithmetic, decode, 8-bit and PNG), for latent-diffusion and distilled-unet models: the model runs in this process, its directory's config.json applied, with a clock per stage.")
+    var profile = false
 
     func run() throws {
         BLAS.load()
@@ -30,6 +35,7 @@ struct BenchGenerate: ParsableCommand {
         guard batch >= 1, steps >= 0, minCalls >= 1, maxCalls >= minCalls else {
             throw ValidationError("need --batch >= 1, --steps >= 0, 1 <= --min-calls <= --max-calls")
         }
+        if profile { return try runProfile() }
         let generator = try GeneratorRegistry.make(model, context: GeneratorContext(modelsDirectory: modelsDir))
         let prompts = prompt.map { [$0] } ?? EvaluationPrompts.classPrompts
         let expected = batch * generator.imageChannels * generator.imageSide * generator.imageSide
@@ -72,6 +78,66 @@ struct BenchGenerate: ParsableCommand {
                          result.imagesPerSecond, result.latencyP50 * 1e3, result.latencyP99 * 1e3,
                          result.latencyMean * 1e3, result.peakMemoryMiB))
         }
+    }
+
+    /// `--profile`: the sampler in process with `StageClock` on; per image, each stage's share of a call.
+    func runProfile() throws {
+        let directory = modelsDir + "/" + model
+        let config = try ModelDirectoryConfig(directory: directory)
+        guard let backend = config.backend, backend == "latent-diffusion" || backend == "distilled-unet" else {
+            throw ValidationError("--profile takes a latent-diffusion or distilled-unet model; \(model) is \(config.backend ?? "not a model directory")")
+        }
+        let loaded = try LatentDiffusionBackendModel(backend: backend, directory: directory, config: config,
+                                                     defaultWeights: backend + ".safetensors")
+        let steps = self.steps > 0 ? self.steps : loaded.description.defaultSteps
+        let prompts = prompt.map { [$0] } ?? EvaluationPrompts.classPrompts
+        let side = loaded.description.height, channels = loaded.description.channels
+        let guidance = loaded.description.defaultGuidance ?? 1
+        func call(_ i: Int) throws {
+            let px = try loaded.generate([SwiftBackendRequest(prompt: prompts[i % prompts.count], seed: UInt64(i), count: batch,
+                                                              steps: steps, guidance: guidance)],
+                                         progress: { _, _ in true })
+            let bytes = StageClock.measure("8-bit") { px.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) } }
+            let n = side * side * channels
+            try StageClock.measure("PNG") {
+                for j in 0..<batch {
+                    let image = PNG.interleave(bytes[(j * n)..<((j + 1) * n)], width: side, height: side, channels: channels)
+                    _ = try PNG.encode(pixels: image[...], width: side, height: side, channels: channels)
+                }
+            }
+        }
+        try call(0)  // warm-up
+        StageClock.reset()
+        StageClock.enabled = true
+        defer { StageClock.enabled = false }
+        var calls = 0
+        var spent = 0.0
+        while calls < maxCalls && (calls < minCalls || spent < seconds) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try call(calls + 1)
+            spent += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            calls += 1
+        }
+        let images = Double(calls * batch)
+        let stages = StageClock.report()
+        let other = spent - stages.reduce(0) { $0 + $1.seconds }
+        let rows = stages.map { ($0.stage, $0.seconds) } + [("other (sampler set-up, request handling)", other)]
+        if json {
+            let out: [String: Any] = ["model": model, "steps": steps, "batch": batch, "calls": calls, "threads": Runtime.threads,
+                                      "ms_per_image": spent / images * 1e3,
+                                      "stages_ms_per_image": Dictionary(uniqueKeysWithValues: rows.map { ($0.0, $0.1 / images * 1e3) })]
+            let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("model \(model) (\(backend), in process), \(steps) steps, guidance \(guidance), batch \(batch), "
+              + "\(calls) calls, \(Runtime.threads) threads")
+        func pad(_ s: String) -> String { s.padding(toLength: 42, withPad: " ", startingAt: 0) }
+        print(pad("stage") + "   ms/image   share")
+        for (stage, s) in rows {
+            print(pad(stage) + String(format: " %10.3f %6.1f%%", s / images * 1e3, 100 * s / max(spent, 1e-12)))
+        }
+        print(pad("total") + String(format: " %10.3f", spent / images * 1e3))
     }
 
     /// Nearest-rank percentile (q in 0...1) of the values.

@@ -140,6 +140,23 @@ final class LatentDiffusionTests: XCTestCase {
         XCTAssertThrowsError(try m.replacingTextEncoder(with: try TextEncoder(config: wide, rng: &rng)))
     }
 
+    /// The stage clock of `bench generate --profile`: off, nothing is recorded; on, the sampler's
+    /// stages are, the network once per step, and the images are the same bytes.
+    func testStageClock() throws {
+        let m = try tinyModel()
+        let req = [LatentDiffusionSampler.Request(prompt: "bag", seed: 4, count: 2, guidance: 3)]
+        StageClock.reset()
+        let plain = try images(m, req, steps: 3, threads: 1)
+        XCTAssertTrue(StageClock.report().isEmpty)
+        StageClock.enabled = true
+        defer { StageClock.enabled = false; StageClock.reset() }
+        XCTAssertEqual(try images(m, req, steps: 3, threads: 1), plain)
+        let report = StageClock.report()
+        XCTAssertEqual(report.map(\.stage), ["text encoder", "guidance and DDIM update", "UNet calls", "decode"])
+        XCTAssertEqual(report.first { $0.stage == "UNet calls" }?.calls, 3)
+        XCTAssertTrue(report.allSatisfy { $0.seconds >= 0 })
+    }
+
     /// The UNet joins odd-sized levels (7 -> 4 -> 8 -> crop 7) and its gradient reaches the input.
     func testUNetOnAnOddGridHasGradients() throws {
         var u = UNetConfig()

@@ -22,7 +22,7 @@ public struct LatentDiffusionSampler {
     public func generate(_ requests: [Request], steps: Int,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> [Float] {
         let x = try latents(requests, steps: steps, progress: progress)
-        return try GradMode.withDisabled { try model.autoencoder.decode(x).array }
+        return try StageClock.measure("decode") { try GradMode.withDisabled { try model.autoencoder.decode(x).array } }
     }
 
     /// The final latents (B, latentDim) before decoding. `initialNoise` (B * latentDim values)
@@ -49,7 +49,7 @@ public struct LatentDiffusionSampler {
                 for k in 0..<per { x[i * per + k] = rng.nextNormal() }
             }
         }
-        let cond = model.conditions(prompts), dim = cond.shape[1]
+        let cond = StageClock.measure("text encoder") { model.conditions(prompts) }, dim = cond.shape[1]
         let guide = ClassifierFreeGuidance(scales: guidance, interval: ClassifierFreeGuidance.range(cfg.guidanceInterval),
                                           trainSteps: model.schedule.trainSteps)
         let updates = model.schedule.updates(steps, spacing: cfg.spacing)
@@ -61,14 +61,20 @@ public struct LatentDiffusionSampler {
                 // (row-invariant kernels: the same values as two calls, at larger GEMMs);
                 // its condition rows are the conditional rows' embeddings, then zeros.
                 let rowsIn = condRows + uncondRows
-                let condAll = Tensor(zeros: [rowsIn.count, dim])
-                for (r, i) in condRows.enumerated() {
-                    (condAll.data + r * dim).update(from: cond.data + i * dim, count: dim)
+                let (xt, condAll) = StageClock.measure("guidance and DDIM update") { () -> (Tensor, Tensor) in
+                    let condAll = Tensor(zeros: [rowsIn.count, dim])
+                    for (r, i) in condRows.enumerated() {
+                        (condAll.data + r * dim).update(from: cond.data + i * dim, count: dim)
+                    }
+                    return (Tensor(Self.rows(x, rowsIn, per), shape: [rowsIn.count, c, s, s]), condAll)
                 }
-                let xt = Tensor(Self.rows(x, rowsIn, per), shape: [rowsIn.count, c, s, s])
-                let out = model.predictV(xt, t: [Float](repeating: Float(u.t), count: rowsIn.count), cond: condAll).array
-                let v = ClassifierFreeGuidance.combine(g, per: per, vc: out, vu: out, vuStart: condRows.count * per)
-                model.schedule.ddimStep(&x, v: v, t: u.t, prev: u.prev)
+                let out = StageClock.measure("UNet calls") {
+                    model.predictV(xt, t: [Float](repeating: Float(u.t), count: rowsIn.count), cond: condAll).array
+                }
+                StageClock.measure("guidance and DDIM update") {
+                    let v = ClassifierFreeGuidance.combine(g, per: per, vc: out, vu: out, vuStart: condRows.count * per)
+                    model.schedule.ddimStep(&x, v: v, t: u.t, prev: u.prev)
+                }
                 visit?(k, u.prev, x)
                 if let progress, !progress(k + 1, steps) { throw ModelError.cancelled }
             }
