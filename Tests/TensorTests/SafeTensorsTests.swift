@@ -45,7 +45,7 @@ final class SafeTensorsTests: XCTestCase {
         }
         values[0] = -0.0
         values[1] = 1e30
-        values[2] = 1e-40  // subnormal
+        values[2] = Float.leastNormalMagnitude / 1024  // subnormal
         values[3] = .infinity
         return SafeTensors(tensors: [
             "b.weight": .init(shape: [3, 4], values: (0..<12).map { Float($0) * 0.37 - 1.1 }),
