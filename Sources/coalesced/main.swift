@@ -87,7 +87,9 @@ struct Serve: ParsableCommand {
     @Option(help: "CurveZMQ: allow-list file, one \"<client Z85 public key> [admin]\" per line; admin keys may load/unload.")
     var curveClients: String?
 
-    @Option(help: "CurveZMQ with --connect: the broker's Z85 public key (the daemon is then a CURVE client of the broker, with the key pair of --curve-secret-key-file).")
+    // Unconditional: a Z85 key may begin with "-" (its alphabet has it), which would otherwise read as an option.
+    @Option(parsing: .unconditional,
+            help: "CurveZMQ with --connect: the broker's Z85 public key (the daemon is then a CURVE client of the broker, with the key pair of --curve-secret-key-file).")
     var curveBrokerKey: String?
 
     @Option(help: "Poll the model repository every N seconds: reload changed models, load new ones, unload removed ones (0: off).")
@@ -143,6 +145,9 @@ struct Serve: ParsableCommand {
 
         // The whole configuration first, and the ipc endpoints claimed: a start that is refused
         // exits before any worker directory, worker process or model exists.
+        if curveBrokerKey != nil && curveSecretKeyFile == nil {
+            throw ValidationError("--curve-broker-key needs --curve-secret-key-file (the daemon's own key pair for CURVE to the broker)")
+        }
         var endpoints: [ServiceEndpoint] = []
         if !endpoint.isEmpty { endpoints.append(ServiceEndpoint(url: endpoint, admin: adminAnywhere)) }
         for url in connect { endpoints.append(ServiceEndpoint(url: url, admin: adminAnywhere, connect: true)) }

@@ -1305,6 +1305,19 @@ def test_broker_with_curve_end_to_end(cluster_factory, tmp_path):
     assert "CURVE peer refused" in cl.broker_log.read_text()
 
 
+def test_broker_key_may_begin_with_a_dash(tmp_path):
+    """Z85's alphabet has "-": a broker key that begins with one is read as the option's value, and
+    the daemon gets as far as checking it (here refused: a broker key without the daemon's own key
+    pair would silently leave the connection in the clear)."""
+    write_model(tmp_path / "m", "tp")
+    p = subprocess.run([str(COALESCED), "serve", "--models", str(tmp_path / "m"), "--plugins", str(PLUGINS),
+                        "--endpoint", "", "--admin-endpoint", "", "--connect", f"tcp://127.0.0.1:{free_port()}",
+                        "--curve-broker-key", "-" + "a" * 38], capture_output=True, text=True, timeout=20)
+    out = p.stdout + p.stderr
+    assert "Missing value" not in out, out
+    assert p.returncode != 0 and "--curve-broker-key needs --curve-secret-key-file" in out, (p.returncode, out)
+
+
 def test_connect_with_curve_but_no_broker_key_refuses_to_start(tmp_path):
     _, sec = (k.decode() for k in zmq.curve_keypair())
     (tmp_path / "k").write_text(sec + "\n")
