@@ -38,12 +38,7 @@ take() {
 take latent-diffusion 2eb5910 6ec8108c33abaaad 5f03259^ latent-diffusion.safetensors
 take distilled-unet 78417d9 2dd9e326752d50a5 d849ab2^ distilled-unet.safetensors
 take nested-unet 9e8fa25 fdd3937b692366ab bedf898^ nested-unet.safetensors
-if [ ! -f "$M/coalescer-v3/coalescer.safetensors" ]; then
-    mkdir -p "$M/coalescer-v3"
-    git show 300e7bb:models/coalescer-v3/coalescer.safetensors > "$M/coalescer-v3/coalescer.safetensors"
-    echo '{"backend": "coalescer", "weights": "coalescer.safetensors"}' > "$M/coalescer-v3/config.json"
-fi
-[ "$(sha256sum "$M/coalescer-v3/coalescer.safetensors" | cut -c1-16)" = 09399211c20d33f6 ] || { echo "judge-check: coalescer-v3 weights differ" >&2; exit 1; }
+take coalescer-v3 300e7bb 09399211c20d33f6 300e7bb coalescer.safetensors
 [ -d "$M/autoencoder" ] || { mkdir -p "$M/autoencoder"; git archive 6ee1f44 models/autoencoder | tar -x -C "$OUT"; }
 
 ROWS="real-train:1 reconstruction:1 latent-diffusion:50 latent-diffusion:8 distilled-unet:16 distilled-unet:8 distilled-unet:4 coalescer-v3:1 coalescer-v3:2 nested-unet:16"

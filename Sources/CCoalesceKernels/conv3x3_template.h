@@ -179,6 +179,18 @@ static CCK_TARGET void CCK_CAT(conv3x3_, CCK_T)(const float *in, int h, int w, i
     }
 }
 
+// One register of a GEMM output row stored at dst: `avail` columns are real (a full register when
+// avail >= CCK_W), added to what is there when `accumulate`.
+static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(store_cols_, CCK_T)(float *dst, VF v, int avail,
+                                                                                      int accumulate) {
+    if (avail >= CCK_W) {
+        if (accumulate) v += *(const VF *)dst;
+        *(VF *)dst = v;
+    } else {
+        for (int i = 0; i < avail; i++) dst[i] = accumulate ? v[i] + dst[i] : v[i];
+    }
+}
+
 // One GEMM tile: PX rows of x x CB registers of output columns, each accumulator summed over
 // kk = 0, 1, ..., k-1 in that order (one FMA per step), whatever the tile: a row's result does not
 // depend on the rows computed beside it.
@@ -200,14 +212,7 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_tile_,
     for (int c = 0; c < CB; c++) {
         const int co = (cb0 + c) * CCK_W;
         for (int p = 0; p < PX; p++) {
-            float *dst = y + (size_t)(r + p) * ldy + co;
-            VF v = acc[p][c];
-            if (co + CCK_W <= n) {
-                if (accumulate) v += *(const VF *)dst;
-                *(VF *)dst = v;
-            } else {
-                for (int i = 0; i < n - co; i++) dst[i] = accumulate ? v[i] + dst[i] : v[i];
-            }
+            CCK_CAT(store_cols_, CCK_T)(y + (size_t)(r + p) * ldy + co, acc[p][c], n - co, accumulate);
         }
     }
 }
@@ -323,14 +328,7 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_ntp_ti
         for (int q = 0; q < R; q++) s[q] += x[(size_t)(r + q) * ldx + kk] * wv;
     }
     for (int q = 0; q < R; q++) {
-        float *dst = y + (size_t)(r + q) * ldy + j;
-        VF v = s[q];
-        if (j + CCK_W <= n) {
-            if (accumulate) v += *(const VF *)dst;
-            *(VF *)dst = v;
-        } else {
-            for (int i = 0; i < n - j; i++) dst[i] = accumulate ? v[i] + dst[i] : v[i];
-        }
+        CCK_CAT(store_cols_, CCK_T)(y + (size_t)(r + q) * ldy + j, s[q], n - j, accumulate);
     }
 }
 

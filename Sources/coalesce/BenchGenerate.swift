@@ -97,7 +97,7 @@ struct BenchGenerate: ParsableCommand {
             let px = try loaded.generate([SwiftBackendRequest(prompt: prompts[i % prompts.count], seed: UInt64(i), count: batch,
                                                               steps: steps, guidance: guidance)],
                                          progress: { _, _ in true })
-            let bytes = StageClock.measure("8-bit") { px.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) } }
+            let bytes = StageClock.measure("8-bit") { EightBit.pixels(px) }
             let n = side * side * channels
             try StageClock.measure("PNG") {
                 for j in 0..<batch {

@@ -85,7 +85,7 @@ struct TrainAutoencoder: ParsableCommand {
             let grid = try GradMode.withDisabled { () throws -> [UInt8] in
                 let x = Tensor(Array(floatPixels(test.slice(0..<n))), shape: [n, cfg.pixelCount])
                 let r = try ae.decode(try ae.encode(x))
-                return (0..<(n * cfg.pixelCount)).map { i in test.pixels[i] } + r.array.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+                return (0..<(n * cfg.pixelCount)).map { i in test.pixels[i] } + EightBit.pixels(r.array)
             }
             let images = LabeledImages(count: 2 * n, width: cfg.imageSize, height: cfg.imageSize, channels: cfg.imageChannels,
                                        pixels: grid, labels: [Int](repeating: 0, count: 2 * n))

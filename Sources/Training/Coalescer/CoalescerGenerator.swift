@@ -48,7 +48,7 @@ public final class CoalescerGenerator: Generator {
 
     /// [0, 1] floats -> bytes (rounded, clamped).
     public static func bytes(_ pixels: [Float]) -> [UInt8] {
-        pixels.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+        EightBit.pixels(pixels)
     }
 }
 

@@ -50,6 +50,6 @@ public final class ReconstructionGenerator: Generator {
             x += images.pixels[(i * n)..<((i + 1) * n)].map { Float($0) / 255 }
         }
         let r = try GradMode.withDisabled { try autoencoder.decode(try autoencoder.encode(Tensor(x, shape: [count, n]))) }
-        return r.array.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+        return EightBit.pixels(r.array)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ImageIO
 import Models
 import Tensor
 
@@ -21,6 +22,6 @@ public final class LatentDiffusionGenerator: Generator {
     public func generate(prompt: String, seed: UInt64, steps: Int, count: Int) throws -> [UInt8] {
         let px = try LatentDiffusionSampler(model: model).generate(
             [.init(prompt: prompt, seed: seed, count: count, guidance: guidance)], steps: steps)
-        return px.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+        return EightBit.pixels(px)
     }
 }

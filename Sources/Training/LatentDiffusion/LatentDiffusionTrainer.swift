@@ -222,7 +222,7 @@ public enum LatentDiffusionTrainer {
         let reqs = (0..<rows).map { LatentDiffusionSampler.Request(prompt: names.isEmpty ? "" : names[$0], seed: 1, count: 8, guidance: guidance) }
         let px = try sampler.generate(reqs, steps: min(steps, model.config.maxSteps))
         let images = LabeledImages(count: rows * 8, width: ae.imageSize, height: ae.imageSize, channels: ae.imageChannels,
-                                   pixels: px.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) },
+                                   pixels: EightBit.pixels(px),
                                    labels: [Int](repeating: 0, count: rows * 8))
         try ImageGrid.write(images, columns: 8, scale: 2, to: path)
     }

@@ -366,7 +366,7 @@ public enum NestedUNetTrainer {
         let px = try NestedUNetSampler(model: model).generate(reqs, steps: min(steps, model.config.maxSteps))
         let s = model.config.imageSize
         let images = LabeledImages(count: rows * 8, width: s, height: s, channels: model.config.imageChannels,
-                                   pixels: px.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) },
+                                   pixels: EightBit.pixels(px),
                                    labels: [Int](repeating: 0, count: rows * 8))
         try ImageGrid.write(images, columns: 8, scale: 2, to: path)
     }
