@@ -104,9 +104,9 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CCoalesceKernels"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"], exclude: ["Fixtures"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Tensor"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
-        .testTarget(name: "BackendKitTests", dependencies: ["BackendKit", "Models"]),
+        .testTarget(name: "BackendKitTests", dependencies: ["BackendKit", "Models", "CCoalesceABI"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Engine"]),
     ]
 )

@@ -94,7 +94,10 @@ typedef struct {
 
     /* required: JSON describing the model: {"backend":..., "height":28, "width":28,
      * "channels":1, "default_steps":2, "max_steps":..., "max_batch":...,
-     * "supports_guidance":false, "classes":[...]}. Owned by the model. */
+     * "supports_guidance":false, "classes":[...]}. Owned by the model. "max_batch" is the most
+     * images one generate() or generate_batch() call may ask for: the host cuts bigger requests
+     * into calls of at most that many (image i keeping seed + i), and a backend may refuse a call
+     * above it with CZ_BACKEND_INVALID_ARGUMENT. */
     const char *(*describe)(cz_backend_model *model);
 
     /* required: generate req->count images of height*width*channels uint8 pixels into

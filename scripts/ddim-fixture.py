@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes Tests/TrainingTests/Fixtures/ddim-diffusers.json: diffusers' DDIMScheduler (PyPI
+"""Writes Tests/ModelsTests/Fixtures/ddim-diffusers.json: diffusers' DDIMScheduler (PyPI
 `diffusers`, on PyTorch) for the configuration our latent diffusion models use (1000 steps,
 "squaredcos_cap_v2", v-prediction, set_alpha_to_one, steps_offset 0): its alphas_cumprod, its
 timesteps for several step counts and spacings, and single step() updates on fixed inputs.
@@ -16,7 +16,7 @@ import diffusers
 import torch
 from diffusers import DDIMScheduler
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "TrainingTests", "Fixtures", "ddim-diffusers.json")
+OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ModelsTests", "Fixtures", "ddim-diffusers.json")
 
 
 def scheduler(spacing):

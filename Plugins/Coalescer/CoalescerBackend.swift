@@ -44,7 +44,7 @@ final class CoalescerInstance: SwiftBackendModel {
         description = BackendDescription(
             backend: CoalescerBackend.name, height: c.autoencoder.imageSize, width: c.autoencoder.imageSize,
             channels: c.autoencoder.imageChannels, defaultSteps: c.defaultSteps, maxSteps: SamplingLimits.maxSteps,
-            maxBatch: BackendKit.maxCount, supportsGuidance: false, supportsAutoSteps: true,
+            maxBatch: BackendKit.maxBatch, supportsGuidance: false, supportsAutoSteps: true,
             classes: c.classNames.isEmpty ? Captions.classPhrases.map { $0[0] } : c.classNames)
     }
 

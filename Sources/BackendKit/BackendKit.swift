@@ -149,11 +149,10 @@ public struct ModelDirectoryConfig {
 
 /// Builds the C vtable of a Swift backend.
 public enum BackendKit {
-    /// Largest count one request may ask for.
-    public static let maxCount = 65536
-    /// Images per `generate` call of the model (bigger requests are split; each image is
-    /// independent of the batch around it).
-    public static let chunk = 256
+    /// Most images one call may ask for (`max_batch` in every Swift backend's describe JSON): the
+    /// host cuts bigger requests into calls of at most this many (coalesce_backend.h), so each
+    /// call is one call of the model.
+    public static let maxBatch = 256
 
     /// The plugin's vtable; call it from `cz_backend_entry`. One backend per plugin library.
     public static func vtable<B: SwiftBackend>(for backend: B.Type) -> UnsafePointer<cz_backend_vtable> {
@@ -248,8 +247,8 @@ public enum BackendKit {
         }
         guard let cPrompt = r.prompt else { throw BackendError.invalidArgument("prompt is NULL") }
         guard let prompt = String(validatingCString: cPrompt) else { throw BackendError.invalidArgument("prompt is not valid UTF-8") }
-        guard r.count >= 1, Int(r.count) <= maxCount else {
-            throw BackendError.invalidArgument("count \(r.count) must be in 1...\(maxCount)")
+        guard r.count >= 1, Int(r.count) <= maxBatch else {
+            throw BackendError.invalidArgument("count \(r.count) must be in 1...\(maxBatch) (max_batch)")
         }
         let steps: Int
         switch r.steps {
@@ -273,26 +272,6 @@ public enum BackendKit {
         return req
     }
 
-    /// Cuts requests (in order; the host grouped them by steps and guidance, see
-    /// `generate_batch` in coalesce_backend.h) into model calls of at most `chunk` images; a
-    /// request bigger than that spans several calls (seeds continue).
-    package static func plan(_ requests: [SwiftBackendRequest]) -> [[SwiftBackendRequest]] {
-        var calls: [[SwiftBackendRequest]] = []
-        var images = 0
-        for r in requests {
-            var done = 0
-            while done < r.count {
-                if calls.isEmpty || images == chunk { calls.append([]); images = 0 }
-                let b = min(chunk - images, r.count - done)
-                var part = r
-                part.seed = r.seed &+ UInt64(done); part.count = b
-                calls[calls.count - 1].append(part)
-                images += b; done += b
-            }
-        }
-        return calls
-    }
-
     static func generateBatch(_ mp: OpaquePointer?, _ reqs: UnsafePointer<cz_backend_request>?, _ nReqs: Int32,
                               _ pixels: UnsafeMutablePointer<UInt8>?, _ cap: Int,
                               _ progress: cz_backend_progress_fn?, _ user: UnsafeMutableRawPointer?,
@@ -314,13 +293,14 @@ public enum BackendKit {
             return invalid
         }
         let total = parsed.reduce(0) { $0 + $1.count }
+        guard total <= maxBatch else {
+            writeError("the call asks for \(total) images; max_batch is \(maxBatch) (the host cuts bigger requests)", err, errCap)
+            return invalid
+        }
         guard cap >= total * n else {
             writeError("pixel buffer holds \(cap) bytes, \(total * n) needed", err, errCap); return invalid
         }
-        let calls = plan(parsed)
-        var tick = 0, totalTicks = 1
         var cancelled = false
-        var offset = 0
         do {
             // The host's thread count for this call (ABI 1.2), else all cores; calls running at
             // once share the cores.
@@ -328,30 +308,22 @@ public enum BackendKit {
             let wanted = r0.struct_size >= UInt32(MemoryLayout<cz_backend_request>.size) && r0.threads > 0
                 ? Int(r0.threads) : Runtime.threads
             try Runtime.sharingCores { try Runtime.withThreadCap(min(wanted, Runtime.availableThreads)) {
-                for (ci, call) in calls.enumerated() {
-                    let floats = try box.model.generate(call) { step, steps in
-                        // Progress over the whole batch: `steps` ticks per model call.
-                        totalTicks = max(totalTicks, calls.count * steps)
-                        tick = ci * steps + step
-                        guard let progress else { return true }
-                        if progress(Int32(min(tick, totalTicks)), Int32(totalTicks), user) == 0 { cancelled = true; return false }
-                        return true
-                    }
-                    let images = call.reduce(0) { $0 + $1.count }
-                    guard floats.count == images * n else {
-                        throw BackendError.failed("backend returned \(floats.count) values for \(images) images of \(n)")
-                    }
-                    // Planar floats (C, H, W) per image -> interleaved bytes (H, W, C), the ABI's layout.
-                    let out = pixels + offset
-                    for img in 0..<images {
-                        for ch in 0..<info.channels {
-                            for p in 0..<plane {
-                                let v = floats[img * n + ch * plane + p]
-                                out[img * n + p * info.channels + ch] = UInt8(max(0, min(255, (v * 255).rounded())))
-                            }
+                let floats = try box.model.generate(parsed) { step, steps in
+                    guard let progress else { return true }
+                    if progress(Int32(step), Int32(steps), user) == 0 { cancelled = true; return false }
+                    return true
+                }
+                guard floats.count == total * n else {
+                    throw BackendError.failed("backend returned \(floats.count) values for \(total) images of \(n)")
+                }
+                // Planar floats (C, H, W) per image -> interleaved bytes (H, W, C), the ABI's layout.
+                for img in 0..<total {
+                    for ch in 0..<info.channels {
+                        for p in 0..<plane {
+                            let v = floats[img * n + ch * plane + p]
+                            pixels[img * n + p * info.channels + ch] = UInt8(max(0, min(255, (v * 255).rounded())))
                         }
                     }
-                    offset += images * n
                 }
             } }
         } catch {

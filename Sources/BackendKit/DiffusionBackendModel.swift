@@ -23,7 +23,7 @@ public final class DiffusionBackendModel<Model: DiffusionGenerator>: SwiftBacken
         description = BackendDescription(
             backend: backend, height: model.imageSide, width: model.imageSide,
             channels: model.imageChannels, defaultSteps: c.defaultSteps, maxSteps: c.maxSteps,
-            maxBatch: BackendKit.maxCount, supportsGuidance: true, supportsAutoSteps: false,
+            maxBatch: BackendKit.maxBatch, supportsGuidance: true, supportsAutoSteps: false,
             classes: model.classNames, defaultGuidance: c.defaultGuidance)
     }
 

@@ -21,128 +21,120 @@ extension Engine {
     /// `progress` is called on this thread after every backend step; return false to cancel.
     /// - Throws: `EngineError` (`.invalidArgument` for limits, `.notFound` for an unloaded model,
     ///   `.cancelled`, `.deadlineExceeded`, `.unavailable` during shutdown, backend errors).
-    ///
-    /// A request for more images than the model takes in one backend call (its `max_batch`), up to
-    /// the engine's `maxCount`, runs as parts of `max_batch` images one after another on the same
-    /// model instance, image i keeping seed + i, so the bytes are those of asking part by part;
-    /// progress counts over all parts.
     public func generate(_ request: GenerateRequest, progress: ProgressHandler? = nil) throws -> ImageBatch {
-        if request.count > 1, let model = try? instance(request.model), Int(request.count) > model.info.maxBatch {
-            return try generateInParts(request, on: model, progress: progress)
-        }
         guard let result = generateBatch([BatchItem(request: request, progress: progress)]).first else {
             throw EngineError.internal("generateBatch returned no result")
         }
         return try result.get()
     }
 
-    /// Generates several requests, batching those that share model, steps and guidance into as
-    /// few backend calls as the model's max batch allows. Results are in the order of `items`;
-    /// one request's failure (bad argument, cancel, deadline) does not fail the others.
+    /// Generates several requests. This is the one place where requests become backend calls
+    /// (`plan`): each request is validated once, requests that share model, steps and guidance
+    /// share calls of at most the model's `max_batch` images, and a request for more images than
+    /// that runs as parts of `max_batch` images, image i keeping seed + i, so the bytes are those
+    /// of asking part by part; its progress counts over all parts. Results are in the order of
+    /// `items`; one request's failure (bad argument, cancel, deadline) does not fail the others.
     public func generateBatch(_ items: [BatchItem]) -> [Result<ImageBatch, EngineError>] {
         var results = [Result<ImageBatch, EngineError>?](repeating: nil, count: items.count)
-        // Group by model, resolving each model's instance once for the whole call.
-        var byModel: [String: [Int]] = [:]
-        var order: [String] = []
-        for (i, item) in items.enumerated() {
-            if byModel[item.request.model] == nil { order.append(item.request.model) }
-            byModel[item.request.model, default: []].append(i)
-        }
-        for name in order {
-            let indices = byModel[name] ?? []
-            let model: BackendModel
-            do {
-                model = try instance(name)
-            } catch let e as EngineError {
-                for i in indices { results[i] = .failure(e) }
-                continue
-            } catch {
-                for i in indices { results[i] = .failure(.internal("\(error)")) }
-                continue
-            }
-            // Validate, then group by (steps, guidance) and cut into chunks of <= max batch images.
-            var groups: [GroupKey: [Int]] = [:]
-            var groupOrder: [GroupKey] = []
-            let now = ContinuousClock.now
-            for i in indices {
-                let r = items[i].request
-                do {
-                    try validate(r, for: model)
-                } catch let e as EngineError {
-                    results[i] = .failure(e)
-                    continue
-                } catch {
-                    results[i] = .failure(.internal("\(error)"))
-                    continue
-                }
-                if let d = r.deadline, d <= now {
-                    results[i] = .failure(.deadlineExceeded("deadline passed before the request started"))
-                    continue
-                }
-                let key = GroupKey(steps: r.steps == 0 ? Int32(model.info.defaultSteps) : r.steps,
-                                   guidance: model.info.supportsGuidance ? r.guidance : 0)
-                if groups[key] == nil { groupOrder.append(key) }
-                groups[key, default: []].append(i)
-            }
-            for key in groupOrder {
-                var chunk: [Int] = []
-                var images = 0
-                for i in groups[key] ?? [] {
-                    let c = Int(items[i].request.count)
-                    if images + c > model.info.maxBatch, !chunk.isEmpty {
-                        run(chunk, of: items, on: model, into: &results)
-                        chunk = []
-                        images = 0
-                    }
-                    chunk.append(i)
-                    images += c
-                }
-                if !chunk.isEmpty { run(chunk, of: items, on: model, into: &results) }
-            }
+        var parts: [Int: [ImageBatch]] = [:]  // finished parts of requests that span several calls
+        for call in plan(items, into: &results) {
+            run(call, of: items, into: &results, parts: &parts)
         }
         return results.map { $0 ?? .failure(.internal("request was not processed")) }
     }
 
-    /// `generate` for a request of more images than one backend call of `model` takes.
-    private func generateInParts(_ request: GenerateRequest, on model: BackendModel,
-                                 progress: ProgressHandler?) throws -> ImageBatch {
-        try validate(request, for: model, inParts: true)
-        if let d = request.deadline, d <= ContinuousClock.now {
-            throw EngineError.deadlineExceeded("deadline passed before the request started")
-        }
-        let size = model.info.maxBatch, count = Int(request.count)
-        let parts = stride(from: 0, to: count, by: size).map { ($0, min(size, count - $0)) }
-        var pixels: [UInt8] = []
-        pixels.reserveCapacity(count * model.info.imageBytes)
-        var last: ImageBatch?
-        for (k, (start, n)) in parts.enumerated() {
-            var part = request
-            part.seed = request.seed &+ UInt64(start)
-            part.count = Int32(n)
-            let counted: ProgressHandler? = progress.map { p in
-                { g in p(GenerateProgress(step: k * g.total + g.step, total: parts.count * g.total)) }
-            }
-            var results = [Result<ImageBatch, EngineError>?](repeating: nil, count: 1)
-            run([0], of: [BatchItem(request: part, progress: counted)], on: model, into: &results)
-            let batch = try (results[0] ?? .failure(.internal("request was not processed"))).get()
-            pixels += batch.pixels
-            last = batch
-        }
-        guard let last else { throw EngineError.internal("no parts generated") }
-        return ImageBatch(model: last.model, backend: last.backend, backendVersion: last.backendVersion,
-                          revision: last.revision, generation: last.generation, width: last.width,
-                          height: last.height, channels: last.channels, count: count, pixels: pixels)
+    /// Images `first ..< first + count` of request `item` (seeds seed + first onwards): part
+    /// `index` of the `of` parts the request was cut into.
+    struct Part {
+        var item: Int
+        var first: Int
+        var count: Int
+        var index: Int
+        var of: Int
     }
 
-    /// Checks one request against the engine's limits and the model's own (`inParts`: the count
-    /// may exceed the model's max batch, up to the engine's limit).
-    func validate(_ r: GenerateRequest, for model: BackendModel, inParts: Bool = false) throws {
+    /// One backend call: parts of requests for one model that share steps and guidance, at most
+    /// the model's `max_batch` images.
+    struct Call {
+        let model: BackendModel
+        var parts: [Part] = []
+        var images: Int { parts.reduce(0) { $0 + $1.count } }
+    }
+
+    /// Resolves each model once, validates each request once (failures go into `results`), and
+    /// cuts the rest into backend calls, in the order the requests came.
+    func plan(_ items: [BatchItem], into results: inout [Result<ImageBatch, EngineError>?]) -> [Call] {
+        var models: [String: Result<BackendModel, EngineError>] = [:]
+        var groups: [CallKey: [Int]] = [:]
+        var order: [CallKey] = []
+        var modelOf: [CallKey: BackendModel] = [:]
+        let now = ContinuousClock.now
+        for (i, item) in items.enumerated() {
+            let r = item.request
+            let resolved: Result<BackendModel, EngineError>
+            if let known = models[r.model] {
+                resolved = known
+            } else {
+                do { resolved = .success(try instance(r.model)) } catch let e as EngineError { resolved = .failure(e) } catch {
+                    resolved = .failure(.internal("\(error)"))
+                }
+                models[r.model] = resolved
+            }
+            let model: BackendModel
+            switch resolved {
+            case .failure(let e): results[i] = .failure(e); continue
+            case .success(let m): model = m
+            }
+            do {
+                try validate(r, for: model)
+            } catch let e as EngineError {
+                results[i] = .failure(e)
+                continue
+            } catch {
+                results[i] = .failure(.internal("\(error)"))
+                continue
+            }
+            if let d = r.deadline, d <= now {
+                results[i] = .failure(.deadlineExceeded("deadline passed before the request started"))
+                continue
+            }
+            let key = CallKey(model: r.model, steps: r.steps == 0 ? Int32(model.info.defaultSteps) : r.steps,
+                              guidance: model.info.supportsGuidance ? r.guidance : 0)
+            if groups[key] == nil { order.append(key); modelOf[key] = model }
+            groups[key, default: []].append(i)
+        }
+        var calls: [Call] = []
+        for key in order {
+            guard let model = modelOf[key] else { continue }
+            let size = model.info.maxBatch
+            var call = Call(model: model)
+            for i in groups[key] ?? [] {
+                let count = Int(items[i].request.count)
+                if count <= size {
+                    // Whole requests share a call while they fit.
+                    if call.images + count > size, !call.parts.isEmpty { calls.append(call); call = Call(model: model) }
+                    call.parts.append(Part(item: i, first: 0, count: count, index: 0, of: 1))
+                } else {
+                    // A request bigger than one call: one call per part.
+                    if !call.parts.isEmpty { calls.append(call); call = Call(model: model) }
+                    let of = (count + size - 1) / size
+                    for k in 0..<of {
+                        let part = Part(item: i, first: k * size, count: min(size, count - k * size), index: k, of: of)
+                        calls.append(Call(model: model, parts: [part]))
+                    }
+                }
+            }
+            if !call.parts.isEmpty { calls.append(call) }
+        }
+        return calls
+    }
+
+    /// Checks one request against the engine's limits and the model's own (a count above the
+    /// model's `max_batch`, up to the engine's limit, runs in parts).
+    func validate(_ r: GenerateRequest, for model: BackendModel) throws {
         let limits = configuration.limits
         guard r.count >= 1, r.count <= limits.maxCount else {
             throw EngineError.invalidArgument("count must be in 1...\(limits.maxCount), got \(r.count)")
-        }
-        guard inParts || r.count <= model.info.maxBatch else {
-            throw EngineError.invalidArgument("count must be in 1...\(model.info.maxBatch) (the model's max batch), got \(r.count)")
         }
         let maxSteps = min(Int(limits.maxSteps), model.info.maxSteps)
         guard r.steps >= -1, r.steps <= maxSteps else {
@@ -164,29 +156,33 @@ extension Engine {
         }
     }
 
-    /// Runs one chunk (same model, steps, guidance; fits max batch) and fills its results.
-    /// A request whose deadline passed before the backend call starts (an earlier chunk or part
-    /// ran meanwhile) fails without it: no backend step is spent on it.
-    private func run(_ chunk: [Int], of items: [BatchItem], on model: BackendModel,
-                     into results: inout [Result<ImageBatch, EngineError>?]) {
+    /// Runs one call and fills the results of the requests it finishes. A request whose deadline
+    /// passed before the call starts (an earlier call ran meanwhile), or whose earlier part
+    /// failed, fails without it: no backend step is spent on it.
+    private func run(_ call: Call, of items: [BatchItem], into results: inout [Result<ImageBatch, EngineError>?],
+                     parts finished: inout [Int: [ImageBatch]]) {
+        let model = call.model
         let start = ContinuousClock.now
-        let chunk = chunk.filter { i in
-            guard let d = items[i].request.deadline, d <= start else { return true }
-            results[i] = .failure(.deadlineExceeded("deadline passed before the request started"))
+        let parts = call.parts.filter { p in
+            if results[p.item] != nil { return false }
+            guard let d = items[p.item].request.deadline, d <= start else { return true }
+            results[p.item] = .failure(.deadlineExceeded("deadline passed before the request started"))
+            finished[p.item] = nil
             return false
         }
-        if chunk.isEmpty { return }
-        // Per-request outcome decided by the progress fan-out: nil = still wanted.
-        var stopped = [EngineError?](repeating: nil, count: chunk.count)
+        if parts.isEmpty { return }
+        // Per-part outcome decided by the progress fan-out: nil = still wanted.
+        var stopped = [EngineError?](repeating: nil, count: parts.count)
         var reached = (step: 0, total: 0)
         let fanOut: (Int, Int) -> Bool = { step, total in
             reached = (step, total)
             let now = ContinuousClock.now
             var anyLive = false
-            for (k, i) in chunk.enumerated() where stopped[k] == nil {
-                if let d = items[i].request.deadline, d <= now {
+            for (k, p) in parts.enumerated() where stopped[k] == nil {
+                if let d = items[p.item].request.deadline, d <= now {
                     stopped[k] = .deadlineExceeded("deadline passed at step \(step) of \(total)")
-                } else if let p = items[i].progress, !p(GenerateProgress(step: step, total: total)) {
+                } else if let progress = items[p.item].progress,
+                          !progress(GenerateProgress(step: p.index * total + step, total: p.of * total)) {
                     stopped[k] = .cancelled("cancelled by the caller at step \(step) of \(total)")
                 } else {
                     anyLive = true
@@ -199,10 +195,10 @@ extension Engine {
             let now = ContinuousClock.now
             let at = reached.step == 0 ? "before the backend's first step" : "after step \(reached.step) of \(reached.total)"
             var anyLive = false
-            for (k, i) in chunk.enumerated() where stopped[k] == nil {
-                if let d = items[i].request.deadline, d <= now {
+            for (k, p) in parts.enumerated() where stopped[k] == nil {
+                if let d = items[p.item].request.deadline, d <= now {
                     stopped[k] = .deadlineExceeded("deadline passed \(at)")
-                } else if let w = items[i].stillWanted, !w() {
+                } else if let w = items[p.item].stillWanted, !w() {
                     stopped[k] = .cancelled("cancelled by the caller \(at)")
                 } else {
                     anyLive = true
@@ -210,45 +206,64 @@ extension Engine {
             }
             return anyLive
         }
-        let reqs = chunk.map { i -> BackendRequest in
-            let r = items[i].request
-            return BackendRequest(prompt: r.prompt, seed: r.seed, steps: r.steps, count: r.count,
+        let reqs = parts.map { p -> BackendRequest in
+            let r = items[p.item].request
+            return BackendRequest(prompt: r.prompt, seed: r.seed &+ UInt64(p.first), steps: r.steps, count: Int32(p.count),
                                   guidance: model.info.supportsGuidance ? r.guidance : 0)
         }
-        // The latest deadline of the chunk, when every request has one (an instance that cannot
+        // The latest deadline of the call, when every request has one (an instance that cannot
         // interrupt its backend gives up some time after it).
-        let deadlines = chunk.compactMap { items[$0].request.deadline }
-        let deadline = deadlines.count == chunk.count ? deadlines.max() : nil
+        let deadlines = parts.compactMap { items[$0.item].request.deadline }
+        let deadline = deadlines.count == parts.count ? deadlines.max() : nil
         model.enter()
         defer { model.leave() }
         let output = model.run(reqs, deadline: deadline, progress: fanOut, stillWanted: wanted)
         let outcomes = output.results
-        for (k, i) in chunk.enumerated() {
-            let r = items[i].request
+        for (k, p) in parts.enumerated() {
+            let outcome: Result<ImageBatch, EngineError>
             if let e = stopped[k] {
-                results[i] = .failure(e)
-                continue
+                outcome = .failure(e)
+            } else {
+                switch outcomes[k] {
+                case .failure(let e):
+                    outcome = .failure(e)
+                case .success(let range):
+                    // Every request of the call keeps the call's one buffer and its range of it.
+                    outcome = .success(ImageBatch(
+                        model: model.name, backend: model.instance.backendName, backendVersion: model.instance.backendVersion,
+                        revision: model.info.revision, generation: model.generation,
+                        width: model.info.width, height: model.info.height, channels: model.info.channels,
+                        count: p.count, buffer: output.pixels, range: range))
+                }
             }
-            switch outcomes[k] {
-            case .failure(let e):
-                results[i] = .failure(e)
-            case .success(let range):
-                // Every request of the call keeps the call's one buffer and its range of it.
-                results[i] = .success(ImageBatch(
-                    model: model.name, backend: model.instance.backendName, backendVersion: model.instance.backendVersion,
-                    revision: model.info.revision, generation: model.generation,
-                    width: model.info.width, height: model.info.height, channels: model.info.channels,
-                    count: Int(r.count), buffer: output.pixels, range: range))
+            switch outcome {
+            case .failure:
+                results[p.item] = outcome
+                finished[p.item] = nil
+            case .success(let batch) where p.of == 1:
+                results[p.item] = .success(batch)
+            case .success(let batch):
+                // A request in parts: its images are joined once its last part is done.
+                finished[p.item, default: []].append(batch)
+                if p.index == p.of - 1, let all = finished.removeValue(forKey: p.item) {
+                    results[p.item] = .success(ImageBatch(
+                        model: batch.model, backend: batch.backend, backendVersion: batch.backendVersion,
+                        revision: batch.revision, generation: batch.generation, width: batch.width,
+                        height: batch.height, channels: batch.channels, count: Int(items[p.item].request.count),
+                        pixels: all.flatMap(\.pixels)))
+                }
             }
         }
         logger.debug("batch generated", metadata: [
-            "model": "\(model.name)", "generation": "\(model.generation)", "requests": "\(chunk.count)",
+            "model": "\(model.name)", "generation": "\(model.generation)", "requests": "\(parts.count)",
             "images": "\(reqs.reduce(0) { $0 + Int($1.count) })", "ms": "\(milliseconds(since: start))",
             "failed": "\(outcomes.filter { if case .failure = $0 { return true } else { return false } }.count)"])
     }
 }
 
-private struct GroupKey: Hashable {
+/// What requests must share to share a backend call.
+struct CallKey: Hashable {
+    var model: String
     var steps: Int32
     var guidance: Float
 }

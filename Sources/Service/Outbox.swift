@@ -1,4 +1,4 @@
-// Outbox: replies produced on worker threads, handed to the I/O thread (the only one that
+// Outbox: replies produced on scheduler threads, handed to the I/O thread (the only one that
 // touches ZeroMQ sockets), which is woken through an eventfd it polls.
 #if canImport(Glibc)
 import Engine

@@ -1,4 +1,4 @@
-// Scheduler: the bounded queue of generate jobs, the dynamic batcher and the worker threads.
+// Scheduler: the bounded queue of generate jobs, the dynamic batcher and its threads.
 import Engine
 import Foundation
 import ImageIO
@@ -8,12 +8,12 @@ import Logging
 /// backend call (up to maxBatch jobs, waiting at most maxDelay after the oldest arrived), and
 /// sends every job's final reply. Every accepted job gets exactly one final reply.
 ///
-/// Threads: one model runs at most `workers` backend calls at once, each on a thread of its own,
+/// Threads: one model runs at most `callsPerModel` backend calls at once, each on a thread of its own,
 /// and no model can take the threads another model needs: when a job's model has a free call
 /// and no thread is idle, another thread starts. So a model whose calls do not come back (a
-/// worker frozen or stuck inside a call, a worker restarting) holds `workers` threads and delays
-/// only its own requests. `workers` threads live as long as the scheduler; the threads started
-/// beyond them exit after `surplusLinger` without work. At most `workers` x (loaded models + 1)
+/// worker frozen or stuck inside a call, a worker restarting) holds `callsPerModel` threads and delays
+/// only its own requests. `callsPerModel` threads live as long as the scheduler; the threads started
+/// beyond them exit after `surplusLinger` without work. At most `callsPerModel` x (loaded models + 1)
 /// threads exist at once.
 final class Scheduler: @unchecked Sendable {
     typealias Send = @Sendable (ReplyRoute, String, WireReply) -> Void
@@ -35,7 +35,7 @@ final class Scheduler: @unchecked Sendable {
     private var threadCap: Int           // guarded by cond; see `threadCapNow`
     private var threadsStarted = 0
 
-    /// How long a thread started beyond `workers` waits for work before it exits.
+    /// How long a thread started beyond `callsPerModel` waits for work before it exits.
     static let surplusLinger: Duration = .seconds(5)
 
     init(engine: Engine, config: ServiceConfiguration, metrics: Metrics, logger: Logger, send: @escaping Send) {
@@ -44,11 +44,11 @@ final class Scheduler: @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         self.send = send
-        self.threadCap = max(1, config.workers) * 2
+        self.threadCap = max(1, config.callsPerModel) * 2
     }
 
     /// Backend calls one model may run at once (threads it may hold).
-    private var callsPerModel: Int { max(1, config.workers) }
+    private var callsPerModel: Int { max(1, config.callsPerModel) }
 
     func start() {
         let cap = threadCapNow()
@@ -67,7 +67,7 @@ final class Scheduler: @unchecked Sendable {
         t.start()
     }
 
-    /// `workers` threads for every loaded model and for one more (requests for a name that is not
+    /// `callsPerModel` threads for every loaded model and for one more (requests for a name that is not
     /// loaded fail at once, but hold a thread meanwhile). Called outside cond: the engine has its
     /// own lock.
     private func threadCapNow() -> Int {
@@ -160,7 +160,7 @@ final class Scheduler: @unchecked Sendable {
     var runningCount: Int { cond.lock(); defer { cond.unlock() }; return running.count }
     var isIdle: Bool { cond.lock(); defer { cond.unlock() }; return queue.isEmpty && running.isEmpty }
 
-    /// Stops accepting; workers finish the queue and exit.
+    /// Stops accepting; its threads finish the queue and exit.
     func beginDrain() {
         cond.lock()
         stopping = true
@@ -212,7 +212,7 @@ final class Scheduler: @unchecked Sendable {
     }
 
     /// Under cond (released while waiting). Blocks until a batch is ready; nil when the thread
-    /// exits: draining with an empty queue, or a thread beyond `workers` without work for
+    /// exits: draining with an empty queue, or a thread beyond `callsPerModel` without work for
     /// `surplusLinger`.
     private func nextBatch() -> [Job]? {
         let idleSince = ContinuousClock.now

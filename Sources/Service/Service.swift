@@ -1,6 +1,6 @@
 // Service: the coalesced daemon's request loop. One I/O thread owns the ZeroMQ ROUTER sockets
 // (a public tcp endpoint and an admin ipc endpoint by default); generate requests go to the
-// Scheduler's workers, whose replies come back through the Outbox.
+// Scheduler's threads, whose replies come back through the Outbox.
 import CZMQ
 import Engine
 import Foundation
@@ -133,7 +133,7 @@ public final class Service: @unchecked Sendable {
         logger.info("serving", metadata: [
             "models": "\(engine.loadedModels().map(\.name).joined(separator: ","))",
             "max_queue": "\(configuration.maxQueue)", "max_batch": "\(configuration.maxBatch)",
-            "max_delay_ms": "\(milliseconds(configuration.maxDelay))", "workers": "\(configuration.workers)"])
+            "max_delay_ms": "\(milliseconds(configuration.maxDelay))", "calls_per_model": "\(configuration.callsPerModel)"])
         onReady?()
 
         var items = sockets.map { $0.pollItem() }
@@ -241,9 +241,9 @@ public final class Service: @unchecked Sendable {
     }
 
     /// Tells every broker this daemon is connected to that it is alive and how many requests it
-    /// wants in flight (workers x max batch; 0 while draining).
+    /// wants in flight (calls per model x max batch; 0 while draining).
     private func sendHeartbeats(_ sockets: [ZMQSocket], draining: Bool) {
-        let capacity = draining ? 0 : configuration.workers * configuration.maxBatch
+        let capacity = draining ? 0 : configuration.callsPerModel * configuration.maxBatch
         let frames = BrokerProtocol.heartbeatFrames(capacity: capacity)
         for (i, ep) in configuration.endpoints.enumerated() where ep.connect {
             sendFrames(sockets, ReplyRoute(endpoint: i, envelope: [BrokerProtocol.brokerRoutingID] + frames.dropLast()),

@@ -38,7 +38,7 @@ public struct ServiceConfiguration: Sendable {
     public var maxDelay: Duration
     /// Backend calls (batches) one model runs at once, each on a thread of its own; models never
     /// share these threads, so one whose calls hang holds only its own.
-    public var workers: Int
+    public var callsPerModel: Int
     /// Largest message accepted with an error reply; 4x this is the hard socket limit
     /// (ZMQ_MAXMSGSIZE) beyond which the peer is disconnected.
     public var maxMessageBytes: Int
@@ -54,7 +54,7 @@ public struct ServiceConfiguration: Sendable {
 
     public init(endpoints: [ServiceEndpoint] = [ServiceEndpoint(url: "tcp://127.0.0.1:5555", admin: false),
                                                 ServiceEndpoint(url: ServiceConfiguration.defaultIPCEndpoint, admin: true)],
-                maxQueue: Int = 256, maxBatch: Int = 16, maxDelay: Duration = .zero, workers: Int = 2,
+                maxQueue: Int = 256, maxBatch: Int = 16, maxDelay: Duration = .zero, callsPerModel: Int = 2,
                 maxMessageBytes: Int = 1 << 20, drainTimeout: Duration = .seconds(30), defaultTimeout: Duration? = nil,
                 curve: CurveConfiguration? = nil, maxQueuePerModel: Int? = nil) {
         self.endpoints = endpoints
@@ -62,7 +62,7 @@ public struct ServiceConfiguration: Sendable {
         self.maxQueuePerModel = maxQueuePerModel
         self.maxBatch = maxBatch
         self.maxDelay = maxDelay
-        self.workers = workers
+        self.callsPerModel = callsPerModel
         self.maxMessageBytes = maxMessageBytes
         self.drainTimeout = drainTimeout
         self.defaultTimeout = defaultTimeout
@@ -81,8 +81,8 @@ extension ServiceConfiguration {
     /// - Throws: `ServiceError.configuration` saying what is wrong.
     public func validate() throws {
         guard !endpoints.isEmpty else { throw ServiceError.configuration("no endpoints") }
-        guard maxQueue >= 1, maxBatch >= 1, workers >= 1 else {
-            throw ServiceError.configuration("max queue, max batch and workers must be >= 1")
+        guard maxQueue >= 1, maxBatch >= 1, callsPerModel >= 1 else {
+            throw ServiceError.configuration("max queue, max batch and calls per model must be >= 1")
         }
         if let share = maxQueuePerModel, !(1...maxQueue).contains(share) {
             throw ServiceError.configuration("--max-queue-per-model must be 1...\(maxQueue) (--max-queue), got \(share)")

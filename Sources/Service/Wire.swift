@@ -188,8 +188,26 @@ public enum Wire {
         return (string(r.pointee.id), r.pointee.kind_case != COALESCE__V1__REPLY__KIND_PROGRESS)
     }
 
-    /// Encodes a Reply.
+    /// Encodes a Reply. The images of an images reply are packed from where they are (the
+    /// backend call's buffer, or each PNG): one copy, into the message.
     public static func encodeReply(id: String, _ payload: WireReply) -> [UInt8] {
+        guard case .images(let im) = payload else { return encodeReply(id: id, payload, imageData: []) }
+        var data: [ProtobufCBinaryData] = []
+        data.reserveCapacity(im.images.count)
+        return pinned(im.images, from: 0, into: &data) { encodeReply(id: id, payload, imageData: $0) }
+    }
+
+    /// Calls `body` with the address and length of each of `images`, valid during the call.
+    private static func pinned<R>(_ images: [ArraySlice<UInt8>], from i: Int, into data: inout [ProtobufCBinaryData],
+                                  _ body: ([ProtobufCBinaryData]) -> R) -> R {
+        guard i < images.count else { return body(data) }
+        return images[i].withUnsafeBufferPointer { bytes in
+            data.append(ProtobufCBinaryData(len: bytes.count, data: UnsafeMutablePointer(mutating: bytes.baseAddress)))
+            return pinned(images, from: i + 1, into: &data, body)
+        }
+    }
+
+    private static func encodeReply(id: String, _ payload: WireReply, imageData: [ProtobufCBinaryData]) -> [UInt8] {
         let arena = Arena()
         var reply = Coalesce__V1__Reply()
         coalesce__v1__reply__init(&reply)
@@ -213,10 +231,8 @@ public enum Wire {
             m.height = UInt32(im.batch.height)
             m.channels = UInt32(im.batch.channels)
             m.format = Coalesce__V1__ImageFormat(rawValue: UInt32(im.format.rawValue))
-            m.n_images = im.images.count
-            m.images = arena.array(im.images.map { bytes in
-                ProtobufCBinaryData(len: bytes.count, data: arena.bytes(bytes))
-            })
+            m.n_images = imageData.count
+            m.images = arena.array(imageData)
             m.queue_ms = im.queueMs
             m.run_ms = im.runMs
             m.batch_requests = im.batchRequests
@@ -386,16 +402,6 @@ final class Arena {
             for i in 0..<src.count { p[i] = CChar(bitPattern: src[i]) }
         }
         p[utf8.count] = 0
-        return p
-    }
-
-    func bytes(_ b: [UInt8]) -> UnsafeMutablePointer<UInt8> { bytes(b[...]) }
-
-    func bytes(_ b: ArraySlice<UInt8>) -> UnsafeMutablePointer<UInt8> {
-        let p = raw(b.count).bindMemory(to: UInt8.self, capacity: max(b.count, 1))
-        b.withUnsafeBufferPointer { src in
-            if let s = src.baseAddress { p.initialize(from: s, count: src.count) }
-        }
         return p
     }
 

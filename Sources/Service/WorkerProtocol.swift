@@ -91,6 +91,14 @@ enum WorkerProtocol {
     }
 
     static func encode(_ m: FromWorker) -> [UInt8] {
+        // Pixels are packed from where they are: one copy, into the message.
+        guard case .pixels(_, let px) = m else { return encode(m, pixels: nil) }
+        return px.withUnsafeBufferPointer { bytes in
+            encode(m, pixels: ProtobufCBinaryData(len: bytes.count, data: UnsafeMutablePointer(mutating: bytes.baseAddress)))
+        }
+    }
+
+    private static func encode(_ m: FromWorker, pixels: ProtobufCBinaryData?) -> [UInt8] {
         let arena = Arena()
         var f = Coalesce__Worker__V1__FromWorker()
         coalesce__worker__v1__from_worker__init(&f)
@@ -122,10 +130,10 @@ enum WorkerProtocol {
             p.total = Int32(clamping: total)
             f.kind_case = COALESCE__WORKER__V1__FROM_WORKER__KIND_PROGRESS
             f.progress = arena.box(p)
-        case .pixels(let call, let px):
+        case .pixels(let call, _):
             f.call = call
             f.kind_case = COALESCE__WORKER__V1__FROM_WORKER__KIND_PIXELS
-            f.pixels = ProtobufCBinaryData(len: px.count, data: arena.bytes(px))
+            f.pixels = pixels ?? ProtobufCBinaryData(len: 0, data: nil)
         case .error(let call, let e):
             f.call = call
             f.kind_case = COALESCE__WORKER__V1__FROM_WORKER__KIND_ERROR

@@ -25,6 +25,8 @@ struct TrainLatentDiffusion: ParsableCommand {
     @Option(help: "Default guidance scale stored in the model.") var guidance: Float = 3
     @Option(help: "Checkpoint every N steps.") var checkpointEvery = 250
     @Option(help: "Sample grid every N steps (0 = none).") var sampleEvery = 1000
+    @Option(help: "Warmup steps before the cosine decay of the learning rate.") var warmupSteps = 100
+    @Option(help: "Continue a trained teacher: its weights file (autoencoder, text encoder, UNet and settings are its own; --autoencoder, --channels, --attention, --layers-per-level and --guidance are not used).") var initFrom: String?
     @Option(help: "Keep a copy of the checkpoint every N steps in <out>/checkpoints/<step>/ (0 = none; for scripts/teacher-curve.sh).") var keepCheckpointsEvery = 0
 
     func run() throws {
@@ -41,6 +43,8 @@ struct TrainLatentDiffusion: ParsableCommand {
         o.conditionDropout = conditionDropout; o.defaultGuidance = guidance
         o.checkpointEvery = max(1, checkpointEvery); o.sampleEvery = sampleEvery
         o.keepCheckpointsEvery = max(0, keepCheckpointsEvery)
+        o.warmupSteps = max(0, warmupSteps)
+        o.initFrom = initFrom
         guard steps >= 1, batchSize >= 1, lr > 0, (0...1).contains(conditionDropout) else {
             throw ValidationError("--steps, --batch-size and --lr must be positive, --condition-dropout in 0...1")
         }

@@ -57,8 +57,9 @@ struct Serve: ParsableCommand {
     @Option(help: "How long the oldest queued request waits for a batch to fill, in ms (0: take what is queued).")
     var maxDelayMs: Double = 0
 
-    @Option(help: "Backend calls one model runs at once, each on a daemon thread of its own; models never share these threads.")
-    var workers: Int = 2
+    @Option(name: [.customLong("calls-per-model"), .customLong("workers")],
+            help: "Backend calls one model runs at once, each on a daemon thread of its own; models never share these threads (--workers is the old name).")
+    var callsPerModel: Int = 2
 
     @Option(help: "Default per-request timeout in ms when a request sets none (0: none).")
     var timeoutMs: Int = 0
@@ -118,10 +119,10 @@ struct Serve: ParsableCommand {
     }
 
     func validate() throws {
-        guard maxQueue >= 1, maxBatch >= 1, workers >= 1, maxCount >= 1, maxSteps >= 1, maxPromptBytes >= 0,
+        guard maxQueue >= 1, maxBatch >= 1, callsPerModel >= 1, maxCount >= 1, maxSteps >= 1, maxPromptBytes >= 0,
               maxMessageBytes >= 64, maxDelayMs >= 0, drainTimeoutS >= 0, timeoutMs >= 0, pollS >= 0,
               workerHeartbeatS > 0, workerHangGraceS >= 0 else {
-            throw ValidationError("limits must be positive (max-queue, max-batch, workers, max-count, max-steps >= 1)")
+            throw ValidationError("limits must be positive (max-queue, max-batch, calls-per-model, max-count, max-steps >= 1)")
         }
         guard maxSteps <= EngineLimits.stepLimit else {
             throw ValidationError("--max-steps must be at most \(EngineLimits.stepLimit) (CZ_MAX_STEPS), got \(maxSteps)")
@@ -155,7 +156,7 @@ struct Serve: ParsableCommand {
         if !admin.isEmpty { endpoints.append(ServiceEndpoint(url: admin, admin: true)) }
         let config = ServiceConfiguration(
             endpoints: endpoints, maxQueue: maxQueue, maxBatch: maxBatch,
-            maxDelay: .microseconds(Int64(maxDelayMs * 1000)), workers: workers, maxMessageBytes: maxMessageBytes,
+            maxDelay: .microseconds(Int64(maxDelayMs * 1000)), callsPerModel: callsPerModel, maxMessageBytes: maxMessageBytes,
             drainTimeout: .milliseconds(Int64(drainTimeoutS * 1000)),
             defaultTimeout: timeoutMs > 0 ? .milliseconds(Int64(timeoutMs)) : nil,
             curve: try curveSecretKeyFile.map {

@@ -1,11 +1,12 @@
 import BackendKit
+import CCoalesceABI
 import Foundation
 import Models
 import XCTest
 
 /// What every Swift plugin shares: a model directory's config.json read with typed, range-checked
 /// keys (JSON true is not the number 1, and the other way round), the sampling overrides a
-/// diffusion model's directory may carry, and the cutting of a call into model calls.
+/// diffusion model's directory may carry, and the one size limit of a call (max_batch).
 final class BackendKitTests: XCTestCase {
     var dir = ""
 
@@ -68,14 +69,52 @@ final class BackendKitTests: XCTestCase {
         XCTAssertTrue(message { try config(#"{"clip_sample": 1}"#).apply(to: &pixel) }.contains("true or false"))
     }
 
-    func testACallIsCutIntoModelCallsWithSeedsContinuing() {
-        let a = SwiftBackendRequest(prompt: "a", seed: 10, count: 300, steps: 2, guidance: 1)
-        let b = SwiftBackendRequest(prompt: "b", seed: 5, count: 3, steps: 2, guidance: 1)
-        let calls = BackendKit.plan([a, b])
-        XCTAssertEqual(calls.map { $0.reduce(0) { $0 + $1.count } }, [BackendKit.chunk, 300 + 3 - BackendKit.chunk])
-        XCTAssertEqual(calls[0].map(\.seed), [10])
-        XCTAssertEqual(calls[1].map(\.prompt), ["a", "b"])
-        XCTAssertEqual(calls[1].map(\.seed), [10 + UInt64(BackendKit.chunk), 5])
-        XCTAssertTrue(BackendKit.plan([]).isEmpty)
+    func testACallOfMoreThanMaxBatchImagesIsRefusedAndOneAtTheBoundRunsOnce() throws {
+        try #"{"backend": "counting"}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        let vt = BackendKit.vtable(for: CountingBackend.self).pointee
+        var err = [CChar](repeating: 0, count: 512)
+        guard let model = vt.create!(dir, &err, err.count) else { return XCTFail(String(cString: err)) }
+        defer { vt.destroy!(model) }
+        XCTAssertTrue(String(cString: vt.describe!(model)!).contains("\"max_batch\":\(BackendKit.maxBatch)"))
+        func call(_ counts: [Int32]) -> (Int32, String) {
+            let prompt = strdup("a")!
+            defer { free(prompt) }
+            var reqs = counts.enumerated().map { k, c in
+                cz_backend_request(struct_size: UInt32(MemoryLayout<cz_backend_request>.size), prompt: prompt, seed: UInt64(10 * k),
+                                   steps: 1, count: c, guidance: 0, reserved0: 0, threads: 1)
+            }
+            let total = Int(counts.reduce(0, +))
+            var pixels = [UInt8](repeating: 0, count: total * 4)
+            err = [CChar](repeating: 0, count: 512)
+            let rc = vt.generate_batch!(model, &reqs, Int32(reqs.count), &pixels, pixels.count, nil, nil, &err, err.count)
+            return (rc, String(cString: err))
+        }
+        CountingBackend.Model.calls = []
+        XCTAssertEqual(call([200, Int32(BackendKit.maxBatch) - 200]).0, Int32(CZ_BACKEND_OK.rawValue))
+        XCTAssertEqual(CountingBackend.Model.calls, [BackendKit.maxBatch], "one model call for the whole host call")
+        let (rc, message) = call([200, Int32(BackendKit.maxBatch) - 199])
+        XCTAssertEqual(rc, Int32(CZ_BACKEND_INVALID_ARGUMENT.rawValue))
+        XCTAssertTrue(message.contains("max_batch is \(BackendKit.maxBatch)"), message)
+        XCTAssertEqual(CountingBackend.Model.calls, [BackendKit.maxBatch], "nothing ran")
+    }
+}
+
+/// A 2x2 one-channel backend that records the images of each model call.
+enum CountingBackend: SwiftBackend {
+    static let name = "counting"
+    static let version = "1"
+    static func load(directory: String, config: ModelDirectoryConfig) throws -> SwiftBackendModel { Model() }
+
+    final class Model: SwiftBackendModel {
+        nonisolated(unsafe) static var calls: [Int] = []
+        var description: BackendDescription {
+            BackendDescription(backend: "counting", height: 2, width: 2, channels: 1, defaultSteps: 1, maxSteps: 1,
+                               maxBatch: BackendKit.maxBatch, supportsGuidance: false, supportsAutoSteps: false, classes: [])
+        }
+        func generate(_ requests: [SwiftBackendRequest], progress: (Int, Int) -> Bool) throws -> [Float] {
+            let n = requests.reduce(0) { $0 + $1.count }
+            Self.calls.append(n)
+            return [Float](repeating: 0.5, count: n * 4)
+        }
     }
 }

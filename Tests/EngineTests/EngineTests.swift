@@ -77,6 +77,28 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// The batch path plans a request over max_batch the same way as `generate` (one planner):
+    /// beside whole requests it runs in parts and gives the bytes it gives alone; a failed part
+    /// fails only its request.
+    func testABatchWithARequestOverTheModelMaxBatch() throws {
+        let (engine, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig(defaultSteps: 2)],
+                                                 limits: EngineLimits(maxCount: 600))
+        try engine.load("tp")
+        let big = GenerateRequest(model: "tp", prompt: "x", seed: 9, count: 300)
+        let small = GenerateRequest(model: "tp", prompt: "y", seed: 4, count: 3)
+        var steps: [Int] = []
+        let results = engine.generateBatch([BatchItem(request: small), BatchItem(request: big) { steps.append($0.step); return true },
+                                            BatchItem(request: small)])
+        XCTAssertEqual(try results[1].get().count, 300)
+        XCTAssertEqual(try results[1].get().pixels, try engine.generate(big).pixels)
+        XCTAssertEqual(try results[0].get().pixels, try engine.generate(small).pixels)
+        XCTAssertEqual(try results[2].get().pixels, try results[0].get().pixels)
+        XCTAssertEqual(steps, [1, 2, 3, 4])
+        let cancelled = engine.generateBatch([BatchItem(request: big) { $0.step < 3 }, BatchItem(request: small)])
+        if case .failure(let e) = cancelled[0] { XCTAssertEqual(e.code, .cancelled) } else { XCTFail("expected cancel") }
+        XCTAssertEqual(try cancelled[1].get().pixels, try engine.generate(small).pixels)
+    }
+
     func testProgressReportsStepsAndCanCancel() throws {
         let (engine, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig(defaultSteps: 5)])
         try engine.load("tp")

@@ -6,7 +6,7 @@ import XCTest
 
 final class ServiceTests: XCTestCase {
     /// Starts a Service on a free tcp port over a repository with one test-pattern model.
-    private func startService(delayMs: Int = 0, maxQueue: Int = 64, workers: Int = 2)
+    private func startService(delayMs: Int = 0, maxQueue: Int = 64, callsPerModel: Int = 2)
         throws -> (Service, String, Thread, DispatchSemaphore) {
         let dir = try ServiceTestSupport.tempDirectory(self)
         try FileManager.default.createDirectory(atPath: dir + "/models/tp", withIntermediateDirectories: true)
@@ -18,7 +18,7 @@ final class ServiceTests: XCTestCase {
         let service = try Service(engine: engine, configuration: ServiceConfiguration(
             endpoints: [ServiceEndpoint(url: "tcp://127.0.0.1:*", admin: false),
                         ServiceEndpoint(url: "ipc://\(dir)/admin.ipc", admin: true)],
-            maxQueue: maxQueue, workers: workers, drainTimeout: .seconds(10)))
+            maxQueue: maxQueue, callsPerModel: callsPerModel, drainTimeout: .seconds(10)))
         let ready = DispatchSemaphore(value: 0)
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
@@ -81,7 +81,7 @@ final class ServiceTests: XCTestCase {
     }
 
     func testDrainAnswersEveryAcceptedRequest() throws {
-        let (service, tcp, _, done) = try startService(delayMs: 5, workers: 1)
+        let (service, tcp, _, done) = try startService(delayMs: 5, callsPerModel: 1)
         let client = TestClient(endpoint: tcp)
         for i in 0..<20 { client.send(ServiceTestSupport.generate(id: "d\(i)", model: "tp", seed: UInt64(i))) }
         Thread.sleep(forTimeInterval: 0.05)

@@ -533,7 +533,7 @@ def test_stale_admin_socket_of_a_dead_daemon_is_taken_over(tmp_path):
 # ---- scheduling ---------------------------------------------------------------------------
 
 def test_full_queue_answers_resource_exhausted_at_once(daemon_factory):
-    d = daemon_factory("--max-queue", "2", "--max-queue-per-model", "2", "--workers", "1", "--max-batch", "1",
+    d = daemon_factory("--max-queue", "2", "--max-queue-per-model", "2", "--calls-per-model", "1", "--max-batch", "1",
                        models={"slow": {"step_delay_ms": 50}})
     with d.client() as c:
         # The first request is running (its first progress message says so) before the rest are
@@ -589,7 +589,7 @@ def test_a_flooded_model_gets_only_its_share_of_the_queue(daemon_factory):
     requests still find room and are served. With the share equal to --max-queue (no share), the
     flood fills the queue and the other model is refused too."""
     models = {"slow": {"step_delay_ms": 100, "default_steps": 20}, "fast": {}}
-    args = ("--max-queue", "8", "--workers", "1", "--max-batch", "1")
+    args = ("--max-queue", "8", "--calls-per-model", "1", "--max-batch", "1")
 
     d = daemon_factory(*args, models=models)  # default share: 4 of 8
     slow, fast = flood_then_ask_another_model(d, flood=12)
@@ -619,7 +619,7 @@ def test_a_queue_share_outside_the_queue_refuses_to_start(tmp_path, share):
 
 
 def test_deadline_and_cancel(daemon_factory):
-    d = daemon_factory("--workers", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 30}})
+    d = daemon_factory("--calls-per-model", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 30}})
     with d.client() as c:
         with pytest.raises(CoalesceError) as e:
             c.generate("slow", steps=20, timeout_ms=100)
@@ -675,7 +675,7 @@ def test_cancel_of_a_running_request_is_answered_at_once(daemon_factory, isolati
     step + 20 ms (in a worker process it used to take two steps), and nothing follows; the backend
     call ends at the backend's next step (in_flight is 0 again within a step + 50 ms, median of 3),
     and the model serves the next request."""
-    d = daemon_factory("--isolation", isolation, "--workers", "1", "--max-batch", "1",
+    d = daemon_factory("--isolation", isolation, "--calls-per-model", "1", "--max-batch", "1",
                        models={"slow": {"step_delay_ms": 100}})
     answered, ended = [], []
     with d.client() as c, d.client() as probe:
@@ -711,7 +711,7 @@ def test_cancel_of_a_running_request_is_answered_at_once(daemon_factory, isolati
 
 
 def test_concurrent_requests_are_batched_and_identical(daemon_factory):
-    d = daemon_factory("--workers", "1", "--max-batch", "8", "--max-delay-ms", "20",
+    d = daemon_factory("--calls-per-model", "1", "--max-batch", "8", "--max-delay-ms", "20",
                        models={"tp": {"step_delay_ms": 5}})
     with d.client() as c:
         ids = {c.send(make_generate("tp", seed=s, prompt="batch")): s for s in range(16)}
@@ -738,7 +738,7 @@ def test_same_pixels_at_any_batch_size_and_thread_count(daemon_factory):
     seeds = range(1000, 1064)
     results = {}
     for threads in ("1", "2"):
-        d = daemon_factory("--workers", "1", "--max-batch", "64", "--max-delay-ms", "20", models=models,
+        d = daemon_factory("--calls-per-model", "1", "--max-batch", "64", "--max-delay-ms", "20", models=models,
                            env={"COALESCE_THREADS": threads})
         with d.client() as c:
             for model in models:
@@ -1043,7 +1043,7 @@ def test_requests_arriving_around_exit_get_a_final_reply(daemon_factory):
 
 
 def test_draining_daemon_refuses_new_work(daemon_factory):
-    d = daemon_factory("--workers", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 100}})
+    d = daemon_factory("--calls-per-model", "1", "--max-batch", "1", models={"slow": {"step_delay_ms": 100}})
     with d.client() as c:
         first = c.send(make_generate("slow"))
         time.sleep(0.05)
@@ -1065,7 +1065,7 @@ def test_draining_daemon_refuses_new_work(daemon_factory):
 
 
 def test_drain_timeout_answers_the_rest_unavailable(daemon_factory):
-    d = daemon_factory("--workers", "1", "--max-batch", "1", "--drain-timeout-s", "0.3",
+    d = daemon_factory("--calls-per-model", "1", "--max-batch", "1", "--drain-timeout-s", "0.3",
                        models={"slow": {"step_delay_ms": 50}})
     with d.client() as c:
         ids = [c.send(make_generate("slow", seed=i)) for i in range(20)]
@@ -1257,7 +1257,7 @@ def test_broker_sends_more_to_the_faster_daemon(cluster_factory):
     serves several times more (round-robin would split evenly)."""
     cl = cluster_factory([{"tp": {"step_delay_ms": 20, "default_steps": 2, "revision": "slow"}},
                           {"tp": {"step_delay_ms": 2, "default_steps": 2, "revision": "fast"}}],
-                         worker_args=("--workers", "1", "--max-batch", "1"))
+                         worker_args=("--calls-per-model", "1", "--max-batch", "1"))
     served = {"slow": 0, "fast": 0}
     lock = threading.Lock()
     stop = threading.Event()

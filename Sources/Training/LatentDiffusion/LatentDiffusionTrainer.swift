@@ -38,6 +38,11 @@ public struct LatentDiffusionTrainingOptions: Sendable {
     public var trainLimit: Int? = nil
     public var seed: UInt64 = 1
     public var progress = true
+    /// Start from a trained teacher's weights file (its autoencoder, text encoder and UNet, and
+    /// its settings) instead of a fresh UNet and a newly trained text encoder: more training
+    /// for a bundled teacher, on a new warmup and cosine schedule over `steps`. `unet`,
+    /// `textEncoder` and `defaultGuidance` are then the file's.
+    public var initFrom: String? = nil
 
     public init() {}
 }
@@ -68,6 +73,45 @@ public enum LatentDiffusionTrainer {
         var train = loaded.train
         if let lim = o.trainLimit { train = train.slice(0..<min(lim, train.count)) }
         say("data: \(o.data): \(train.count) training images of \(train.width)x\(train.height)x\(train.channels); seed \(o.seed)")
+        let model: LatentDiffusionModel
+        if let from = o.initFrom {
+            model = try LatentDiffusionModel.load(path: from)
+            guard model.config.textEncoder.kind != .minilm else {
+                throw TrainingError.invalidData("\(from) has the MiniLM text encoder; continue the trigram teacher it was made from")
+            }
+            let a = model.config.autoencoder
+            guard a.imageSize == train.width, a.imageChannels == train.channels else {
+                throw TrainingError.invalidData("\(from) takes \(a.imageSize)x\(a.imageSize)x\(a.imageChannels) images but the data is \(train.width)x\(train.height)x\(train.channels)")
+            }
+            say("continuing \(from): its autoencoder, text encoder and UNet (\(model.unet.parameterCount) parameters); a new schedule over \(o.steps) steps")
+        } else {
+            model = try newModel(o, train: train, say: say)
+        }
+        let data = try LatentDiffusionData(train: train, fashionMNIST: o.data == TrainingData.fashionMNIST,
+                                           autoencoder: model.autoencoder, textEncoder: model.textEncoder)
+        say("latents: \(data.count) x \(data.latentSize); UNet \(model.unet.parameterCount) parameters, channels \(model.config.unet.channels), attention \(model.config.unet.attentionLevels)")
+
+        let prep = Date().timeIntervalSince(t0)
+        let report = try runDenoiserTraining(model: model, data: data, options: o, say: say)
+        model.config.classNames = data.classNames
+        try model.save(path: o.outputDirectory + "/latent-diffusion.safetensors")
+        try writeModelConfig(o.outputDirectory, backend: "latent-diffusion", weights: "latent-diffusion.safetensors")
+        try writeSampleGrid(model: model, steps: 50, guidance: model.config.defaultGuidance, path: o.outputDirectory + "/samples.png")
+        say("teacher: \(report)")
+        // Training time: data preparation of this run + every run's denoiser steps (a resumed
+        // run counts the time before it from the checkpoint).
+        let total = prep + report.seconds
+        say("total \(Int(total))s")
+        try writeTrainingJSON(o.outputDirectory, seconds: total, steps: report.steps, cpuSeconds: report.cpuSeconds,
+                              stepSeconds: report.seconds)
+        say("wrote \(o.outputDirectory)/latent-diffusion.safetensors, config.json, samples.png (50 steps, guidance \(model.config.defaultGuidance))")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
+        return model
+    }
+
+    /// A fresh teacher: the shared autoencoder from `autoencoderPath`, a text encoder trained here
+    /// on the data's captions (seconds, frozen afterwards) and a newly initialised UNet.
+    static func newModel(_ o: LatentDiffusionTrainingOptions, train: LabeledImages, say: (String) -> Void) throws -> LatentDiffusionModel {
         let ae = try AutoencoderArtifact.load(path: o.autoencoderPath)
         guard ae.config.imageSize == train.width, ae.config.imageChannels == train.channels else {
             throw TrainingError.invalidData("the autoencoder takes \(ae.config.imageSize)x\(ae.config.imageSize)x\(ae.config.imageChannels) images but the data is \(train.width)x\(train.height)x\(train.channels)")
@@ -84,8 +128,6 @@ public enum LatentDiffusionTrainer {
         var rng = RandomGenerator(seed: o.seed)
         let model = try LatentDiffusionModel(config: config, rng: &rng)
         try model.autoencoder.load(from: ae.stateDict())
-
-        // Text encoder: trained here on the data's captions (seconds), frozen afterwards.
         let captions = try CaptionPlan(train: train, fashionMNIST: o.data == TrainingData.fashionMNIST)
         model.config.classNames = captions.classNames
         var teOpt = TextEncoderTrainingOptions()
@@ -93,25 +135,6 @@ public enum LatentDiffusionTrainer {
         let te = try TextEncoderTrainer.train(model.textEncoder, classes: captions.classNames.count, pairs: captions.pairs,
                                               heldOut: captions.heldOut, options: teOpt)
         say(te.description)
-        let data = try LatentDiffusionData(train: train, fashionMNIST: o.data == TrainingData.fashionMNIST,
-                                           autoencoder: model.autoencoder, textEncoder: model.textEncoder)
-        say("latents: \(data.count) x \(data.latentSize); UNet \(model.unet.parameterCount) parameters, channels \(config.unet.channels), attention \(config.unet.attentionLevels)")
-
-        let prep = Date().timeIntervalSince(t0)
-        let report = try runDenoiserTraining(model: model, data: data, options: o, say: say)
-        model.config.classNames = data.classNames
-        try model.save(path: o.outputDirectory + "/latent-diffusion.safetensors")
-        try writeModelConfig(o.outputDirectory, backend: "latent-diffusion", weights: "latent-diffusion.safetensors")
-        try writeSampleGrid(model: model, steps: 50, guidance: o.defaultGuidance, path: o.outputDirectory + "/samples.png")
-        say("teacher: \(report)")
-        // Training time: data preparation of this run + every run's denoiser steps (a resumed
-        // run counts the time before it from the checkpoint).
-        let total = prep + report.seconds
-        say("total \(Int(total))s")
-        try writeTrainingJSON(o.outputDirectory, seconds: total, steps: report.steps, cpuSeconds: report.cpuSeconds,
-                              stepSeconds: report.seconds)
-        say("wrote \(o.outputDirectory)/latent-diffusion.safetensors, config.json, samples.png (50 steps, guidance \(o.defaultGuidance))")
-        try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
         return model
     }
 

@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import Training
 import XCTest
 
 /// Generation: determinism, odd prompts, bad settings, and the saved checkpoint round trip.
