@@ -364,7 +364,7 @@ typedef struct {
     uint64_t seed;            /* image i of the batch uses seed + i (default 0) */
     int32_t steps;            /* network evaluations: 1..the model's max_steps; 0 = the model's
                                  default, -1 = "auto" where the backend has it (default 0) */
-    int32_t count;            /* images: 1..CZ_MAX_COUNT (default 1); more than the model's
+    int32_t count;            /* images: 1..CZ_MAX_COUNT, 0 = 1 (default 1); more than the model's
                                  max_batch run as several backend calls of max_batch images, one
                                  after another, image i keeping seed + i (the same bytes as asking
                                  part by part); progress then counts over all of them */

@@ -7,7 +7,9 @@
 #   step  wall_s  cpu_s  fid_a  kid_a  kid_a_se  fid_b  kid_b  kid_b_se  class_acc_a  recall
 # KID is unbiased at any n, so COUNT can stay small (FID at small n only ranks points of one curve).
 # Steps already in OUT are kept, so it can run while the training goes on.
-# Usage: scripts/teacher-curve.sh SNAPS [OUT] (COUNT=500, COALESCE=.build/release/coalesce)
+# A run that continued a trained teacher (`--init-from WEIGHTS`) needs INIT_FROM=WEIGHTS here too,
+# so that each point gets that teacher's autoencoder and text encoder.
+# Usage: scripts/teacher-curve.sh SNAPS [OUT] (COUNT=500, COALESCE=.build/release/coalesce, INIT_FROM=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SNAPS=${1:?usage: teacher-curve.sh SNAPS [OUT]}
@@ -29,7 +31,8 @@ print(m["step"], m.get("elapsed_seconds", "0"), m.get("cpu_seconds", "0"))' "$ck
     name="teacher-$step"
     mkdir -p "$MODELS/$name"
     cp "$ckpt" "$MODELS/$name/checkpoint.safetensors"
-    "$COALESCE" train latent-diffusion --steps "$step" --seed 1 --sample-every 0 --out "$MODELS/$name" > "$MODELS/$name.log" 2>&1
+    "$COALESCE" train latent-diffusion --steps "$step" --seed 1 --sample-every 0 --out "$MODELS/$name" \
+        ${INIT_FROM:+--init-from "$INIT_FROM"} > "$MODELS/$name.log" 2>&1
     rm -f "$MODELS/$name/checkpoint.safetensors"
     "$COALESCE" eval --models-dir "$MODELS" --model "$name" --steps 50 --guidance 2 --count "$COUNT" --batch 64 \
         --no-reference --json --quiet > "$MODELS/$name.json"

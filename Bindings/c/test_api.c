@@ -191,11 +191,18 @@ static void test_null_and_bad_input(void) {
           cz_engine_errmsg(eng));
     p = params_defaults();
     p.model = "tp";
-    int counts[] = {0, -1, -2147483647 - 1, CZ_MAX_COUNT + 1, 2147483647};
+    int counts[] = {-1, -2147483647 - 1, CZ_MAX_COUNT + 1, 2147483647};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
         p.count = counts[i];
         EXPECT_STATUS(cz_generate(eng, &p, &b), CZ_INVALID_ARGUMENT, cz_engine_errmsg(eng));
     }
+    /* count 0 is the default, one image (as on the daemon's wire) */
+    p.count = 0;
+    b = NULL;
+    CHECK(cz_generate(eng, &p, &b) == CZ_OK, "count 0: %s", cz_engine_errmsg(eng));
+    CHECK(b != NULL && cz_image_batch_count(b) == 1, "count 0 gave %d images", b ? cz_image_batch_count(b) : -1);
+    cz_image_batch_free(b);
+    b = NULL;
     p.count = 1;
     int steps[] = {-2, CZ_MAX_STEPS + 1, 2147483647};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
@@ -649,7 +656,7 @@ static void *gen_thread(void *arg) {
         memcpy(t->pixels, cz_image_batch_pixels(b, 0), sizeof t->pixels);
         cz_image_batch_free(b);
         /* A failing call on this thread must not disturb the other thread's message. */
-        p.count = 0;
+        p.count = -1;
         b = NULL;
         if (cz_generate(t->eng, &p, &b) != CZ_INVALID_ARGUMENT || !strstr(cz_engine_errmsg(t->eng), "count")) {
             t->rc = -1;

@@ -83,7 +83,7 @@ public func czGenerate(_ engine: OpaquePointer?, _ params: UnsafePointer<cz_gene
             // Unloaded or swapped to another directory between lookup and run: say so plainly.
             throw EngineError.unavailable("model \(quoted(model)) was unloaded while the request started; retry")
         }
-        guard batch.count == Int(p.count), batch.pixels.count == batch.count * batch.imageBytes else {
+        guard batch.count == max(1, Int(p.count)), batch.pixels.count == batch.count * batch.imageBytes else {
             throw EngineError.internal("engine returned \(batch.count) images / \(batch.pixels.count) bytes for \(p.count) requested")
         }
         out.pointee = batchHandles.register(CImageBatch(batch, firstSeed: p.seed))

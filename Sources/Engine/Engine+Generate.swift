@@ -35,6 +35,12 @@ extension Engine {
     /// of asking part by part; its progress counts over all parts. Results are in the order of
     /// `items`; one request's failure (bad argument, cancel, deadline) does not fail the others.
     public func generateBatch(_ items: [BatchItem]) -> [Result<ImageBatch, EngineError>] {
+        // Count 0 means the default, one image, in every face (as steps and guidance 0 do).
+        let items = items.map { item in
+            var item = item
+            if item.request.count == 0 { item.request.count = 1 }
+            return item
+        }
         var results = [Result<ImageBatch, EngineError>?](repeating: nil, count: items.count)
         var parts: [Int: [ImageBatch]] = [:]  // finished parts of requests that span several calls
         for call in plan(items, into: &results) {

@@ -151,7 +151,7 @@ public enum Wire {
             }
             return .success(WireRequest(id: id, op: .generate(GenerateOp(
                 model: model, prompt: string(g.prompt), seed: g.seed, steps: g.steps,
-                count: g.count == 0 ? 1 : g.count, guidance: g.guidance, format: format,
+                count: g.count, guidance: g.guidance, format: format,
                 timeoutMs: g.timeout_ms, wantProgress: g.want_progress != 0))))
         case COALESCE__V1__REQUEST__KIND_LIST_MODELS:
             if let s = r.list_models?.pointee, let m = checkSub(s.base, "ListModelsRequest") { return fail(m) }

@@ -30,7 +30,7 @@ final class EngineTests: XCTestCase {
         let reqs = [GenerateRequest(model: "tp", prompt: "x", seed: 1, count: 2),
                     GenerateRequest(model: "tp", prompt: "y", seed: 9, count: 1),
                     GenerateRequest(model: "tp", prompt: "z", seed: 3, steps: 2, count: 1),
-                    GenerateRequest(model: "tp", prompt: "bad", seed: 3, count: 0),
+                    GenerateRequest(model: "tp", prompt: "bad", seed: 3, count: -1),
                     GenerateRequest(model: "missing", seed: 3)]
         let results = engine.generateBatch(reqs.map { BatchItem(request: $0) })
         XCTAssertEqual(results.count, 5)
@@ -99,6 +99,19 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(try cancelled[1].get().pixels, try engine.generate(small).pixels)
     }
 
+    /// Count 0 is the default, one image, as steps 0 and guidance 0 are defaults (the wire cannot
+    /// tell 0 from unset, so every face reads it the same way).
+    func testCountZeroIsOneImage() throws {
+        let (engine, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig()])
+        try engine.load("tp")
+        let zero = try engine.generate(GenerateRequest(model: "tp", seed: 3, count: 0))
+        XCTAssertEqual(zero.count, 1)
+        XCTAssertEqual(zero.pixels, try engine.generate(GenerateRequest(model: "tp", seed: 3, count: 1)).pixels)
+        TestSupport.assertThrows(.invalidArgument, containing: "count") {
+            _ = try engine.generate(GenerateRequest(model: "tp", count: -1))
+        }
+    }
+
     func testProgressReportsStepsAndCanCancel() throws {
         let (engine, _) = try TestSupport.engine(self, models: ["tp": TestSupport.testPatternConfig(defaultSteps: 5)])
         try engine.load("tp")
@@ -140,7 +153,7 @@ final class EngineTests: XCTestCase {
                                                  limits: EngineLimits(maxCount: 8, maxSteps: 10, maxPromptBytes: 16))
         try engine.load("tp")
         TestSupport.assertThrows(.invalidArgument, containing: "count must be in 1...8") {
-            _ = try engine.generate(GenerateRequest(model: "tp", count: 0))
+            _ = try engine.generate(GenerateRequest(model: "tp", count: -1))
         }
         TestSupport.assertThrows(.invalidArgument, containing: "count") {
             _ = try engine.generate(GenerateRequest(model: "tp", count: 9))

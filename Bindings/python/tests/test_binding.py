@@ -270,7 +270,6 @@ def test_unknown_model_and_bad_paths(engine, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    (dict(count=0), "count"),
     (dict(count=-3), "count"),
     (dict(count=10**6), "count"),
     (dict(count=2**31 - 1), "count"),
@@ -417,6 +416,11 @@ def test_models_dir_and_preload(tmp_path):
 
 # ---- Threads, cycles --------------------------------------------------------------------------
 
+def test_count_zero_is_one_image_as_on_the_wire(engine):
+    assert engine.generate("tp", seed=3, count=0).shape == (1, 28, 28)
+    assert (engine.generate("tp", seed=3, count=0) == engine.generate("tp", seed=3, count=1)).all()
+
+
 def test_concurrent_generate_on_one_engine(engine):
     expected = engine.generate("tp", prompt="a dress", seed=100, count=8)
     errors, results = [], []
@@ -426,7 +430,7 @@ def test_concurrent_generate_on_one_engine(engine):
             for _ in range(25):
                 results.append(engine.generate("tp", prompt="a dress", seed=100, count=8))
                 with pytest.raises(coalesce.InvalidArgumentError, match="count"):
-                    engine.generate("tp", count=0)
+                    engine.generate("tp", count=-1)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 

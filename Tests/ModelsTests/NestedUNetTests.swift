@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import Training
 import XCTest
 
 /// The nested-UNet model (Matryoshka Diffusion) on a small random model: the zero adapters make
