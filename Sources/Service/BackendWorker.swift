@@ -1,6 +1,7 @@
 // BackendWorker: the body of `coalesced worker`, a child process the daemon starts for one model
 // instance. It dlopens the plugin, creates the model, reports Ready, then runs the Generate calls
-// the daemon sends (each on its own thread) and answers heartbeats from its I/O thread.
+// the daemon sends (each on a thread of its own, kept for later calls) and answers heartbeats
+// from its I/O thread.
 import CZMQ
 import Engine
 import Foundation
@@ -75,10 +76,11 @@ public enum BackendWorker {
         send(.ready(describeJSON: instance.describeJSON, backend: instance.backendName,
                     version: instance.backendVersion, pid: getpid()))
 
-        // Calls run on their own threads; their messages reach the socket through the outbox.
+        // Calls run on threads kept for the next call; their messages reach the socket through the outbox.
         let outbox: Outbox
         do { outbox = try Outbox() } catch { return 1 }
         let state = CallState()
+        let callThreads = CallThreads()
         var items = [socket.pollItem(), zmq_pollitem_t(socket: nil, fd: outbox.fd, events: Int16(ZMQ_POLLIN), revents: 0)]
         var lastHeard = ContinuousClock.now
         var shuttingDown = false
@@ -92,7 +94,7 @@ public enum BackendWorker {
                     switch WorkerProtocol.decodeToWorker(bytes) {
                     case .generate(let call, let requests, let imageBytes, let threads):
                         state.begin(call)
-                        let t = Thread {
+                        callThreads.run {
                             if state.isCancelled(call) {  // cancelled (its deadline passed) before it began
                                 let e = EngineError.cancelled("cancelled before the backend call started")
                                 outbox.push(route, WorkerProtocol.encode(.error(call: call, e)))
@@ -116,8 +118,6 @@ public enum BackendWorker {
                             outbox.push(route, WorkerProtocol.encode(reply))
                             state.end(call)
                         }
-                        t.name = "coalesced-worker-call"
-                        t.start()
                     case .cancel(let call): state.cancel(call)
                     case .ping: send(.pong)
                     case .shutdown: shuttingDown = true
@@ -142,4 +142,38 @@ private final class CallState: @unchecked Sendable {
     func cancel(_ call: UInt64) { lock.withLock { if calls[call] != nil { calls[call] = true } } }
     func isCancelled(_ call: UInt64) -> Bool { lock.withLock { calls[call] ?? true } }
     var running: Int { lock.withLock { calls.count } }
+}
+
+/// The threads that run a worker's calls, each kept for a later call when its call returns instead
+/// of a new thread per call. A call that does not return (a stuck plugin) keeps its thread, so a
+/// call that finds no idle thread starts another: calls never wait for each other here.
+final class CallThreads: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var jobs: [() -> Void] = []
+    private var idle = 0   // threads waiting for a job, guarded by cond
+
+    func run(_ job: @escaping () -> Void) {
+        cond.lock()
+        jobs.append(job)
+        if jobs.count > idle {
+            let t = Thread { [self] in serve() }
+            t.name = "coalesced-worker-call"
+            t.start()
+        }
+        cond.signal()
+        cond.unlock()
+    }
+
+    private func serve() {
+        cond.lock()
+        while true {
+            idle += 1
+            while jobs.isEmpty { cond.wait() }
+            idle -= 1
+            let job = jobs.removeFirst()
+            cond.unlock()
+            job()
+            cond.lock()
+        }
+    }
 }
