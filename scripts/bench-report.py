@@ -770,7 +770,7 @@ def cmd_curve(a):
         for ref in refs:
             ax.axhline(ref[ref_i], color="gray", linestyle="--", linewidth=1)
             ax.annotate(ref[0], (minutes[0] if minutes else 0, ref[ref_i]), fontsize=8, va="bottom")
-        ax.set_xlabel("training time, minutes (wall, 2 cores)")
+        ax.set_xlabel("training time, minutes (wall, %d %s)" % (a.cores, "core" if a.cores == 1 else "cores"))
         ax.set_ylabel("KID x 1000 (%s), lower is better" % label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -917,6 +917,7 @@ def main():
     v = sub.add_parser("curve", help="the teacher's quality against training time: plot and table")
     v.add_argument("tsv", help="scripts/teacher-curve.sh's output")
     v.add_argument("--out", default="docs/images/teacher-curve.png")
+    v.add_argument("--cores", type=int, default=2, help="cores the run trained on (for the axis label)")
     v.add_argument("--count", default="500")
     v.add_argument("--reference", action="append", help="LABEL=EVAL.json of a model scored the same way")
     j = sub.add_parser("judge", help="rank agreement of each feature network with the independent judge")
