@@ -26,6 +26,7 @@ struct TrainLatentDiffusion: ParsableCommand {
     @Option(help: "Checkpoint every N steps.") var checkpointEvery = 250
     @Option(help: "Sample grid every N steps (0 = none).") var sampleEvery = 1000
     @Option(help: "Warmup steps before the cosine decay of the learning rate.") var warmupSteps = 100
+    @Option(name: .customLong("min-snr-gamma"), help: "Min-SNR-γ loss weighting: each row's loss times min(SNR, γ) / (SNR + 1) (e.g. 5; 0 = off, every row alike).") var minSNRGamma: Float = 0
     @Option(help: "Continue a trained teacher: its weights file (autoencoder, text encoder, UNet and settings are its own; --autoencoder, --channels, --attention, --layers-per-level and --guidance are not used).") var initFrom: String?
     @Option(help: "Keep a copy of the checkpoint every N steps in <out>/checkpoints/<step>/ (0 = none; for scripts/teacher-curve.sh).") var keepCheckpointsEvery = 0
 
@@ -45,6 +46,8 @@ struct TrainLatentDiffusion: ParsableCommand {
         o.keepCheckpointsEvery = max(0, keepCheckpointsEvery)
         o.warmupSteps = max(0, warmupSteps)
         o.initFrom = initFrom
+        guard minSNRGamma >= 0, minSNRGamma.isFinite else { throw ValidationError("--min-snr-gamma must be >= 0") }
+        o.minSNRGamma = minSNRGamma
         guard steps >= 1, batchSize >= 1, lr > 0, (0...1).contains(conditionDropout) else {
             throw ValidationError("--steps, --batch-size and --lr must be positive, --condition-dropout in 0...1")
         }

@@ -43,6 +43,15 @@ final class LatentDiffusionTests: XCTestCase {
         return (0..<(px.count / n)).map { Array(px[($0 * n)..<(($0 + 1) * n)]) }
     }
 
+    /// Min-SNR-γ for v-prediction: min(SNR, γ) / (SNR + 1).
+    func testMinSNRWeight() {
+        let h = Float(0.5).squareRoot()
+        XCTAssertEqual(LatentDiffusionTrainer.minSNRWeight(alpha: h, sigma: h, gamma: 5), 0.5, accuracy: 1e-6)  // SNR 1
+        let a = Float(0.99).squareRoot(), s = Float(0.01).squareRoot()                                         // SNR 99
+        XCTAssertEqual(LatentDiffusionTrainer.minSNRWeight(alpha: a, sigma: s, gamma: 5), 0.05, accuracy: 1e-5)
+        XCTAssertEqual(LatentDiffusionTrainer.minSNRWeight(alpha: 0, sigma: 1, gamma: 5), 0)                    // pure noise
+    }
+
     func testBatchThreadAndMixInvariance() throws {
         let m = try tinyModel()
         let one = try (0..<6).flatMap { i in

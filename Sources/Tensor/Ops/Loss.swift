@@ -16,6 +16,29 @@ extension Tensor {
         }
     }
 
+    /// Mean squared error with one weight per row (the first dimension): mean over all elements
+    /// of w[row] (pred - target)^2, so weights of 1 give `mseLoss`. `target` gets no gradient.
+    public static func mseLoss(_ pred: Tensor, _ target: Tensor, rowWeights w: [Float]) -> Tensor {
+        precondition(pred.count == target.count, "mseLoss: \(pred.shape) vs \(target.shape)")
+        precondition(pred.rank >= 1 && pred.shape[0] == w.count, "mseLoss: \(w.count) row weights for \(pred.shape)")
+        let per = pred.count / max(1, w.count)
+        var acc: Double = 0
+        for r in 0..<w.count {
+            var row: Double = 0
+            for i in (r * per)..<((r + 1) * per) { let d = Double(pred.data[i] - target.data[i]); row += d * d }
+            acc += Double(w[r]) * row
+        }
+        let n = Float(max(1, pred.count))
+        let out = Tensor([Float(acc) / n], shape: [])
+        return out.recording([pred]) { out in
+            let g = out.grad![0] * 2 / n, gp = pred.gradBuffer()
+            for r in 0..<w.count {
+                let gr = g * w[r]
+                for i in (r * per)..<((r + 1) * per) { gp[i] += gr * (pred.data[i] - target.data[i]) }
+            }
+        }
+    }
+
     /// Softmax cross-entropy: logits (B, C), labels in 0..<C, mean over B.
     public static func crossEntropyLoss(_ logits: Tensor, labels: [Int]) -> Tensor {
         precondition(logits.rank == 2 && logits.shape[0] == labels.count,

@@ -28,6 +28,10 @@ public struct LatentDiffusionTrainingOptions: Sendable {
     /// Fraction of training rows whose condition is dropped (classifier-free guidance).
     public var conditionDropout: Float = 0.1
     public var emaDecay: Float = 0.999
+    /// Min-SNR-γ loss weighting (Hang et al. 2023) when > 0: each row's v-loss is weighted by
+    /// min(SNR(t), γ) / (SNR(t) + 1), so that nearly clean timesteps stop dominating; 0 = every
+    /// row alike (the bundled teacher's loss).
+    public var minSNRGamma: Float = 0
     public var defaultGuidance: Float = 3
     public var checkpointEvery = 250
     /// Also keep a copy of the checkpoint every this many steps, as
@@ -171,10 +175,12 @@ public enum LatentDiffusionTrainer {
             let (x0, cond) = data.batch(idx, dropout: o.conditionDropout, rng: &rng)
             var xt = [Float](repeating: 0, count: b * per), vt = xt
             var ts = [Float](repeating: 0, count: b)
+            var weights = [Float](repeating: 1, count: b)
             for r in 0..<b {
                 let t = rng.nextInt(below: schedule.trainSteps)
                 ts[r] = Float(t)
                 let (a, sg) = schedule.scales(t)
+                if o.minSNRGamma > 0 { weights[r] = minSNRWeight(alpha: a, sigma: sg, gamma: o.minSNRGamma) }
                 for k in 0..<per {
                     let e = rng.nextNormal(), x = x0[r * per + k]
                     xt[r * per + k] = a * x + sg * e
@@ -183,7 +189,8 @@ public enum LatentDiffusionTrainer {
             }
             opt.learningRate = sched.rate(at: step)
             let pred = model.predictV(Tensor(xt, shape: [b, c, s, s]), t: ts, cond: Tensor(cond, shape: [b, dim]))
-            let loss = Tensor.mseLoss(pred, Tensor(vt, shape: [b, c, s, s]))
+            let target = Tensor(vt, shape: [b, c, s, s])
+            let loss = o.minSNRGamma > 0 ? Tensor.mseLoss(pred, target, rowWeights: weights) : Tensor.mseLoss(pred, target)
             opt.zeroGrad()
             loss.backward()
             clipGradNorm(params, maxNorm: 1)
@@ -216,6 +223,13 @@ public enum LatentDiffusionTrainer {
         ema.copy(into: params)
         return DiffusionTrainingReport(steps: step, resumedFrom: start, seconds: before + Date().timeIntervalSince(t0),
                                        cpuSeconds: cpuSoFar(), finalLoss: lossAvg, parameters: model.unet.parameterCount)
+    }
+
+    /// The min-SNR-γ weight of a v-prediction loss at a timestep with signal and noise scales
+    /// `alpha`, `sigma`: min(SNR, γ) / (SNR + 1), SNR = alpha² / sigma².
+    public static func minSNRWeight(alpha: Float, sigma: Float, gamma: Float) -> Float {
+        let snr = alpha * alpha / max(sigma * sigma, 1e-12)
+        return min(snr, gamma) / (snr + 1)
     }
 
     /// `training.json`: {"seconds": wall-clock training time, "steps": optimiser steps}, and where
