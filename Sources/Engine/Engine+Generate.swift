@@ -73,7 +73,6 @@ extension Engine {
         var models: [String: Result<BackendModel, EngineError>] = [:]
         var groups: [CallKey: [Int]] = [:]
         var order: [CallKey] = []
-        var modelOf: [CallKey: BackendModel] = [:]
         let now = ContinuousClock.now
         for (i, item) in items.enumerated() {
             let r = item.request
@@ -106,12 +105,12 @@ extension Engine {
             }
             let key = CallKey(model: r.model, steps: r.steps == 0 ? Int32(model.info.defaultSteps) : r.steps,
                               guidance: model.info.supportsGuidance ? r.guidance : 0)
-            if groups[key] == nil { order.append(key); modelOf[key] = model }
+            if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(i)
         }
         var calls: [Call] = []
         for key in order {
-            guard let model = modelOf[key] else { continue }
+            guard case .success(let model)? = models[key.model] else { continue }
             let size = model.info.maxBatch
             var call = Call(model: model)
             for i in groups[key] ?? [] {
