@@ -412,7 +412,7 @@ const ProtobufCMessageDescriptor coalesce__worker__v1__backend_request__descript
   (ProtobufCMessageInit) coalesce__worker__v1__backend_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor coalesce__worker__v1__generate__field_descriptors[3] =
+static const ProtobufCFieldDescriptor coalesce__worker__v1__generate__field_descriptors[4] =
 {
   {
     "requests",
@@ -450,16 +450,29 @@ static const ProtobufCFieldDescriptor coalesce__worker__v1__generate__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "progress",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Coalesce__Worker__V1__Generate, progress),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned coalesce__worker__v1__generate__field_indices_by_name[] = {
   1,   /* field[1] = image_bytes */
+  3,   /* field[3] = progress */
   0,   /* field[0] = requests */
   2,   /* field[2] = threads */
 };
 static const ProtobufCIntRange coalesce__worker__v1__generate__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor coalesce__worker__v1__generate__descriptor =
 {
@@ -469,7 +482,7 @@ const ProtobufCMessageDescriptor coalesce__worker__v1__generate__descriptor =
   "Coalesce__Worker__V1__Generate",
   "coalesce.worker.v1",
   sizeof(Coalesce__Worker__V1__Generate),
-  3,
+  4,
   coalesce__worker__v1__generate__field_descriptors,
   coalesce__worker__v1__generate__field_indices_by_name,
   1,  coalesce__worker__v1__generate__number_ranges,

@@ -81,11 +81,14 @@ public protocol BackendInstance: AnyObject, Sendable {
     /// `stillWanted` (called on the calling thread) may be asked between steps by an instance that
     /// can stop its backend sooner than the next step's `progress` (a worker process, told at once
     /// to stop at its next step); false stops the whole call as `progress` returning false does.
+    /// `everyStep` false says `progress` reports nothing and only decides what `stillWanted` and
+    /// `deadline` decide as well: an instance that asks `stillWanted` may then skip it (a worker
+    /// process sends no message per step).
     /// - Returns: the call's pixels in one buffer and one outcome per request, its range of that
     ///   buffer (an in-process call succeeds or fails as a whole; a worker that died can fail one
     ///   request and still serve the others).
     func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> BackendOutput
+                  progress: ((Int, Int) -> Bool)?, everyStep: Bool, stillWanted: (() -> Bool)?) -> BackendOutput
 }
 
 /// What one backend call gave: every image in one buffer, request after request, and for each

@@ -117,8 +117,8 @@ public final class BackendModel: @unchecked Sendable {
 
     /// Runs the backend on requests that share steps and guidance: one buffer, one outcome per request.
     func run(_ reqs: [BackendRequest], deadline: ContinuousClock.Instant?, progress: ((Int, Int) -> Bool)?,
-             stillWanted: (() -> Bool)? = nil) -> BackendOutput {
+             everyStep: Bool = true, stillWanted: (() -> Bool)? = nil) -> BackendOutput {
         instance.generate(reqs, imageBytes: info.imageBytes, threads: threads, deadline: deadline, progress: progress,
-                          stillWanted: stillWanted)
+                          everyStep: everyStep, stillWanted: stillWanted)
     }
 }

@@ -8,6 +8,10 @@ public struct BatchItem {
     /// progress would (a worker process, told to stop at once): false cancels this request as
     /// `progress` returning false does. Nil: wanted until `progress` says otherwise.
     public var stillWanted: (() -> Bool)?
+    /// False when `progress` reports to no one and only answers what `stillWanted` answers (a
+    /// daemon request that did not ask for progress): a worker process then sends no message per
+    /// step for it. True by default: `progress` is called after every step.
+    public var reportsProgress = true
 
     public init(request: GenerateRequest, progress: ProgressHandler? = nil) {
         self.request = request
@@ -220,9 +224,15 @@ extension Engine {
         // interrupt its backend gives up some time after it).
         let deadlines = parts.compactMap { items[$0.item].request.deadline }
         let deadline = deadlines.count == parts.count ? deadlines.max() : nil
+        // Steps must be heard when a request reports them, has no `stillWanted`, or has a deadline
+        // (the step it reached is in the deadline's error message).
+        let everyStep = !deadlines.isEmpty || parts.contains { p in
+            let item = items[p.item]
+            return item.progress != nil && (item.reportsProgress || item.stillWanted == nil)
+        }
         model.enter()
         defer { model.leave() }
-        let output = model.run(reqs, deadline: deadline, progress: fanOut, stillWanted: wanted)
+        let output = model.run(reqs, deadline: deadline, progress: fanOut, everyStep: everyStep, stillWanted: wanted)
         let outcomes = output.results
         for (k, p) in parts.enumerated() {
             let outcome: Result<ImageBatch, EngineError>

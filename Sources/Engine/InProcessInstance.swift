@@ -41,9 +41,11 @@ public final class InProcessInstance: BackendInstance, @unchecked Sendable {
         library.vtable.pointee.destroy?(handle)
     }
 
-    /// `stillWanted` is not asked: the backend runs in this thread, and `progress` decides at its next step.
+    /// `stillWanted` is not asked and `progress` is called after every step whatever `everyStep`
+    /// says: the backend runs in this thread, and `progress` decides at its next step.
     public func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                         progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)? = nil) -> BackendOutput {
+                         progress: ((Int, Int) -> Bool)?, everyStep: Bool = true,
+                         stillWanted: (() -> Bool)? = nil) -> BackendOutput {
         do {
             let pixels = try run(reqs, imageBytes: imageBytes, threads: threads, progress: progress)
             return BackendOutput(pixels: pixels, of: reqs, imageBytes: imageBytes)

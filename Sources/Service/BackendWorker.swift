@@ -92,7 +92,7 @@ public enum BackendWorker {
                 lastHeard = .now
                 for bytes in parts {
                     switch WorkerProtocol.decodeToWorker(bytes) {
-                    case .generate(let call, let requests, let imageBytes, let threads):
+                    case .generate(let call, let requests, let imageBytes, let threads, let sendsProgress):
                         state.begin(call)
                         callThreads.run {
                             if state.isCancelled(call) {  // cancelled (its deadline passed) before it began
@@ -106,7 +106,9 @@ public enum BackendWorker {
                             do {
                                 let pixels = try instance.run(requests, imageBytes: imageBytes > 0 ? imageBytes : info.imageBytes,
                                                               threads: threads) { step, total in
-                                    outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))
+                                    if sendsProgress {
+                                        outbox.push(route, WorkerProtocol.encode(.progress(call: call, step: step, total: total)))
+                                    }
                                     return !state.isCancelled(call)
                                 }
                                 reply = .pixels(call: call, pixels)

@@ -292,6 +292,7 @@ final class Scheduler: @unchecked Sendable {
                 return !job.isCancelled && !isAborting
             }
             item.stillWanted = { [self] in !job.isCancelled && !isAborting }
+            item.reportsProgress = job.op.wantProgress
             return item
         }
         let results = engine.generateBatch(items)

@@ -371,9 +371,11 @@ public final class Service: @unchecked Sendable {
                 // Answered now, not when the backend reaches its next step; a worker process is told
                 // at once to stop there (its call stops unless other requests batched with it still run).
                 flush(sockets)  // progress reported before the claim goes out before the final reply
+                // A request with neither progress nor a deadline may run in a worker that reports no steps.
                 let (step, total) = job.lastReported
-                let e = EngineError.cancelled("cancelled by request \(quotedID(req.id)) while running, "
-                    + (step == 0 ? "before the backend's first step" : "after step \(step) of \(total)"))
+                let stepsHeard = job.op.wantProgress || job.deadline != nil
+                let e = EngineError.cancelled("cancelled by request \(quotedID(req.id)) while running"
+                    + (step > 0 ? ", after step \(step) of \(total)" : stepsHeard ? ", before the backend's first step" : ""))
                 sendDirect(sockets, job.route, job.id, .error(e.code, e.message))
                 scheduler.finish(job, outcome: .cancelled, images: 0)
                 workers?.recheckCalls()

@@ -323,7 +323,8 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
         cond.unlock()
         return live.map { p in
             WorkerStat(model: p.spec.model, pid: p.pid, rssBytes: residentBytes(pid: p.pid),
-                       state: p.retireDeadline != nil ? "draining" : p.ready == nil ? "starting" : "serving")
+                       state: p.retireDeadline != nil ? "draining" : p.ready == nil ? "starting" : "serving",
+                       progressMessages: p.progressHeard)
         }.sorted { ($0.model, $0.pid) < ($1.model, $1.pid) }
     }
 
@@ -406,7 +407,9 @@ public final class WorkerHub: BackendLauncher, @unchecked Sendable {
                 owner = p.owner
                 owner?.workerReady(p)
             case .loadFailed(let e): p.loadError = e
-            case .progress(let call, let step, let total): p.calls[call]?.append(.progress(step, total))
+            case .progress(let call, let step, let total):
+                p.progressHeard += 1
+                p.calls[call]?.append(.progress(step, total))
             case .pixels(let call, let px): p.calls[call]?.append(.pixels(px))
             case .error(let call, let e): p.calls[call]?.append(.error(e))
             case .pong: break
@@ -438,6 +441,8 @@ public struct WorkerStat: Sendable, Equatable {
     public var rssBytes: UInt64
     /// "starting", "serving" or "draining" (replaced or unloaded; exits when its calls end).
     public var state: String
+    /// Progress messages heard from it: one per step of each call that asked for them.
+    public var progressMessages: Int
 }
 
 /// What a worker was asked to load.
@@ -490,6 +495,7 @@ final class WorkerProcess: @unchecked Sendable {
     var retireDeadline: ContinuousClock.Instant?
     var lastPong = ContinuousClock.now
     var calls: [UInt64: [CallEvent]] = [:]
+    var progressHeard = 0
 
     init(pid: pid_t, token: String, spec: WorkerSpec) {
         self.pid = pid

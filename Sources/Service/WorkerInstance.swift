@@ -132,9 +132,12 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
     // MARK: - Generation
 
     func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
-                  progress: ((Int, Int) -> Bool)?, stillWanted: (() -> Bool)?) -> BackendOutput {
+                  progress: ((Int, Int) -> Bool)?, everyStep: Bool, stillWanted: (() -> Bool)?) -> BackendOutput {
+        // Without `everyStep` the worker sends no progress: `stillWanted` (asked whenever the hub
+        // says requests were cancelled) and the call's deadline are what stop it.
+        let stepProgress = everyStep || stillWanted == nil ? progress : nil
         enter(exclusive: false)
-        let first = attempt(reqs, imageBytes: imageBytes, threads: threads, deadline: deadline, progress: progress,
+        let first = attempt(reqs, imageBytes: imageBytes, threads: threads, deadline: deadline, progress: stepProgress,
                             stillWanted: stillWanted)
         leave(exclusive: false)
         guard case .died(let reason) = first else { return first.results(count: reqs.count) }
@@ -150,7 +153,7 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
                 continue
             }
             enter(exclusive: true)
-            let again = attempt([r], imageBytes: imageBytes, threads: threads, deadline: deadline, progress: progress,
+            let again = attempt([r], imageBytes: imageBytes, threads: threads, deadline: deadline, progress: stepProgress,
                                 stillWanted: stillWanted)
             leave(exclusive: true)
             if case .died(let why) = again {
@@ -240,7 +243,7 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
         if let stillWanted, !stillWanted() {  // cancelled while it waited (for a restart, a retry alone)
             return .done(BackendOutput(failing: reqs.count, with: .cancelled("cancelled before the backend call started")))
         }
-        hub.send(p, .generate(call: call, requests: reqs, imageBytes: imageBytes, threads: threads))
+        hub.send(p, .generate(call: call, requests: reqs, imageBytes: imageBytes, threads: threads, progress: progress != nil))
 
         let total = reqs.reduce(0) { $0 + Int($1.count) } * imageBytes
         var cancelSent = false

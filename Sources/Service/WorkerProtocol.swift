@@ -8,7 +8,7 @@ import Glibc
 
 /// Daemon -> worker.
 enum ToWorker: Equatable {
-    case generate(call: UInt64, requests: [BackendRequest], imageBytes: Int, threads: Int)
+    case generate(call: UInt64, requests: [BackendRequest], imageBytes: Int, threads: Int, progress: Bool)
     case cancel(call: UInt64)
     case ping
     case shutdown
@@ -30,7 +30,7 @@ enum WorkerProtocol {
         var t = Coalesce__Worker__V1__ToWorker()
         coalesce__worker__v1__to_worker__init(&t)
         switch m {
-        case .generate(let call, let requests, let imageBytes, let threads):
+        case .generate(let call, let requests, let imageBytes, let threads, let progress):
             t.call = call
             var g = Coalesce__Worker__V1__Generate()
             coalesce__worker__v1__generate__init(&g)
@@ -47,6 +47,7 @@ enum WorkerProtocol {
             })
             g.image_bytes = UInt32(clamping: imageBytes)
             g.threads = Int32(clamping: threads)
+            g.progress = progress ? 1 : 0
             t.kind_case = COALESCE__WORKER__V1__TO_WORKER__KIND_GENERATE
             t.generate = arena.box(g)
         case .cancel(let call):
@@ -82,7 +83,8 @@ enum WorkerProtocol {
                 reqs.append(BackendRequest(prompt: string(r.prompt), seed: r.seed, steps: r.steps, count: r.count,
                                            guidance: r.guidance))
             }
-            return .generate(call: t.call, requests: reqs, imageBytes: Int(g.image_bytes), threads: Int(g.threads))
+            return .generate(call: t.call, requests: reqs, imageBytes: Int(g.image_bytes), threads: Int(g.threads),
+                             progress: g.progress != 0)
         case COALESCE__WORKER__V1__TO_WORKER__KIND_CANCEL: return .cancel(call: t.call)
         case COALESCE__WORKER__V1__TO_WORKER__KIND_PING: return .ping
         case COALESCE__WORKER__V1__TO_WORKER__KIND_SHUTDOWN: return .shutdown

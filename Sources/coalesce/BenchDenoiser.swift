@@ -68,21 +68,29 @@ final class BenchDenoiser {
     /// A closure running one training step as the trainers write it: MSE against the fixed
     /// targets (summed over resolutions with the config's loss weights), backward, gradient
     /// norm clipped to 1, AdamW (lr 1e-4, weight decay 0.01 on weights).
-    func trainingStep() -> () -> Void {
+    /// The closure returns the seconds of the step's phases (for `--profile`).
+    func trainingStep() -> () -> (forward: Double, backward: Double, optimizer: Double) {
         let params = parameters
         let opt = AdamW(parameters: params, learningRate: 1e-4, weightDecay: 0.01)
         let weights = nested?.config.lossWeights ?? [1]
+        func seconds(since t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
         return { [self] in
+            let t0 = DispatchTime.now().uptimeNanoseconds
             let preds = forward()
             var loss: Tensor? = nil
             for l in preds.indices where weights[l] > 0 {
                 let term = Tensor.mseLoss(preds[l], targets[l]).scaled(weights[l])
                 loss = loss.map { $0 + term } ?? term
             }
+            let forwardSeconds = seconds(since: t0)
+            let t1 = DispatchTime.now().uptimeNanoseconds
             opt.zeroGrad()
             loss!.backward()
+            let backwardSeconds = seconds(since: t1)
+            let t2 = DispatchTime.now().uptimeNanoseconds
             clipGradNorm(params, maxNorm: 1)
             opt.update()
+            return (forwardSeconds, backwardSeconds, seconds(since: t2))
         }
     }
 

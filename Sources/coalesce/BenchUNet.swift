@@ -28,6 +28,8 @@ struct BenchUNet: ParsableCommand {
     @Option(help: "Write the inputs and the output of one inference call to this directory (float32 .bin files and meta.json), then time as usual.")
     var dump: String?
     @Flag(help: "Only dump (with --dump): no timing.") var dumpOnly = false
+    @Flag(help: "After timing, run one more call (with --train: one training step) op by op and print where its time goes.")
+    var profile = false
 
     func validate() throws {
         guard batch >= 1, rounds >= 1, seconds >= 0 else { throw ValidationError("need --batch >= 1, --rounds >= 1, --seconds >= 0") }
@@ -41,7 +43,8 @@ struct BenchUNet: ParsableCommand {
         let denoiser = try BenchDenoiser(backend: backend, weights: weights, batch: batch, seed: seed)
         if let dump { try denoiser.dump(to: dump, model: model, weights: weights) }
         if dumpOnly { print("wrote \(dump!)"); return }
-        let call: () -> Void = train ? denoiser.trainingStep() : { _ = denoiser.infer() }
+        let step = denoiser.trainingStep()
+        let call: () -> Void = train ? { _ = step() } : { _ = denoiser.infer() }
         call()  // warm-up: buffers allocated, weights packed
         var times: [Double] = []
         for _ in 0..<rounds {
@@ -64,10 +67,33 @@ struct BenchUNet: ParsableCommand {
         print(String(format: "%@ %@, batch %d, %d threads: %.3f ms per call (median; min %.3f) over %d calls in %d round%@; %.3f GFLOP per call, %.1f GFLOP/s; %d parameters",
                      model, result.mode, batch, result.threads, result.msMedian, result.msMin, result.calls, rounds, rounds == 1 ? "" : "s",
                      gflop, result.gflops, result.params))
+        if profile { printProfile(denoiser, step: step) }
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             try encoder.encode(result).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    /// One more call with `OpProfiler` on: forward, backward and optimiser time, then the ops
+    /// by total time (forward time by gaps, so the model's glue lands on the next op).
+    func printProfile(_ denoiser: BenchDenoiser, step: () -> (forward: Double, backward: Double, optimizer: Double)) {
+        OpProfiler.enabled = true
+        defer { OpProfiler.enabled = false }
+        OpProfiler.reset()
+        if train {
+            let phases = step()
+            print(String(format: "profiled step: forward %.1f ms, backward %.1f ms (zeroGrad included), clip and AdamW %.1f ms",
+                         phases.forward * 1e3, phases.backward * 1e3, phases.optimizer * 1e3))
+        } else {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = denoiser.infer()
+            print(String(format: "profiled call: %.1f ms", Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6))
+        }
+        print("op                      calls   forward ms  backward ms")
+        for row in OpProfiler.report().prefix(20) {
+            let name = row.op.count < 22 ? row.op + String(repeating: " ", count: 22 - row.op.count) : row.op
+            print(name + String(format: "  %6d   %10.2f  %11.2f", row.calls, row.forward * 1e3, row.backward * 1e3))
         }
     }
 

@@ -47,6 +47,35 @@ final class WorkerHubTests: XCTestCase {
         XCTAssertTrue(a.allSatisfy { $0?.count == 3 * 28 * 28 })
         XCTAssertEqual(steps, [1, 2, 3, 4])  // progress crosses the process boundary
 
+        // Progress that reports to no one (the daemon's request without want_progress) is not sent
+        // per step: the worker's call is stopped through `stillWanted` instead. A deadline needs the
+        // steps again (its error names the step reached).
+        func quiet(deadline: ContinuousClock.Instant?) -> (pixels: [UInt8]?, calls: Int) {
+            var calls = 0
+            var item = BatchItem(request: GenerateRequest(model: "tp", prompt: "p0", seed: 0, count: 3, deadline: deadline)) { _ in
+                calls += 1
+                return true
+            }
+            item.reportsProgress = false
+            item.stillWanted = { true }
+            return (try? isolated.generateBatch([item])[0].get().pixels, calls)
+        }
+        func heard() -> Int { hub.stats().reduce(0) { $0 + $1.progressMessages } }
+        let before = heard()
+        let silent = quiet(deadline: nil)
+        XCTAssertEqual(silent.pixels, a[0])
+        XCTAssertEqual(silent.calls, 0)
+        XCTAssertEqual(heard(), before, "the worker sent progress nobody asked for")
+        let timed = quiet(deadline: .now + .seconds(60))
+        XCTAssertEqual(timed.pixels, a[0])
+        XCTAssertEqual(timed.calls, 4)
+        XCTAssertEqual(heard(), before + 4)
+        var stopped = BatchItem(request: GenerateRequest(model: "tp", seed: 1)) { _ in true }
+        stopped.reportsProgress = false
+        stopped.stillWanted = { false }  // asked before the call starts
+        guard case .failure(let notWanted)? = isolated.generateBatch([stopped]).first else { return XCTFail("an unwanted call succeeded") }
+        XCTAssertEqual(notWanted.code, .cancelled)
+
         // Cancel from the progress callback stops the worker's call.
         let cancelled = isolated.generateBatch([BatchItem(request: GenerateRequest(model: "tp", seed: 1)) { _ in false }])
         guard case .failure(let e)? = cancelled.first else { return XCTFail("a cancelled call succeeded") }

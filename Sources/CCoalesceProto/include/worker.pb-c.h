@@ -59,10 +59,14 @@ struct  Coalesce__Worker__V1__Generate
    * cz_backend_request.threads
    */
   int32_t threads;
+  /*
+   * send a Progress after every step (else only the call's Pixels or Error)
+   */
+  protobuf_c_boolean progress;
 };
 #define COALESCE__WORKER__V1__GENERATE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&coalesce__worker__v1__generate__descriptor) \
-    , 0,NULL, 0, 0 }
+    , 0,NULL, 0, 0, 0 }
 
 
 typedef enum {
