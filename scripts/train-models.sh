@@ -8,9 +8,11 @@
 #      adversarial fine-tuning of the same net with a latent discriminator and classifier;
 #   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG;
 #      12,000 steps, about 80 minutes alone at the 0.41 s a step measured at its start);
-#   5. models/distilled-unet: the teacher distilled 32 -> 16 -> 8 -> 4 steps into a smaller UNet
-#      (served at 8 steps by default, its best; 4 and 2 on request), and models/distilled-unet-2step,
-#      the same distillation one phase further (32 -> ... -> 2);
+#   5. models/distilled-unet: distilled 32 -> 16 -> 8 -> 4 steps into a smaller UNet (served at 8 steps
+#      by default, its best; 4 and 2 on request) from the same teacher trained with min-SNR-5 loss
+#      weighting (its student scores better; that teacher itself does not at equal class accuracy, so
+#      it is trained here for the distillation only), and models/distilled-unet-2step, the bundled
+#      teacher's distillation one phase further (32 -> ... -> 2);
 #   6. models/coalescer-v3: 60,000 noise-to-latent pairs of the student at 8 steps (teacher coupling,
 #      with the points of each sampling trajectory), a 4.9M-parameter residual net on the pairs' noise
 #      and on searched targets, then adversarial fine-tuning; its net stored as float16
@@ -23,7 +25,7 @@
 #   8. models/nested-unet: the pixel-space nested UNet, 1500 CPU-s of the 14x14 inner network, then
 #      2000 CPU-s nested (about 44 minutes alone), with the sampling settings of its config.json, and
 #      models/pixel-unet, its plain baseline (one UNet at 28x28) for the same 3500 CPU-s.
-# About 7 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
+# About 8.5 hours on a 2-core machine. Usage: scripts/train-models.sh [MODELS_DIR] (default models)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M="${1:-models}"
@@ -50,7 +52,9 @@ $C train text-encoder --from "$M/coalescer-v1" --out "$M/coalescer-v1-minilm" --
 $C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm"
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 --sample-every 2000 --out "$M/latent-diffusion"
 rm -rf "$M/latent-diffusion/checkpoint.safetensors" "$M/latent-diffusion/checkpoints"
-$C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 4 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
+$C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 --min-snr-gamma 5 --sample-every 0 --out "$M/latent-diffusion-min-snr"
+$C train distilled-unet --teacher "$M/latent-diffusion-min-snr" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 4 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
+rm -rf "$M/latent-diffusion-min-snr"
 echo '{"backend": "distilled-unet", "weights": "distilled-unet.safetensors", "default_guidance": 2, "default_steps": 8}' > "$M/distilled-unet/config.json"
 # The 2-step student: the same distillation one phase further (phase files are kept in --out, so this
 # repeats the first three phases unless their files are copied over first).
