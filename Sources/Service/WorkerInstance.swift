@@ -134,8 +134,9 @@ final class WorkerInstance: BackendInstance, @unchecked Sendable {
     func generate(_ reqs: [BackendRequest], imageBytes: Int, threads: Int, deadline: ContinuousClock.Instant?,
                   progress: ((Int, Int) -> Bool)?, everyStep: Bool, stillWanted: (() -> Bool)?) -> BackendOutput {
         // Without `everyStep` the worker sends no progress: `stillWanted` (asked whenever the hub
-        // says requests were cancelled) and the call's deadline are what stop it.
-        let stepProgress = everyStep || stillWanted == nil ? progress : nil
+        // says requests were cancelled) and the call's deadline are what stop it (the caller's
+        // contract, `BackendInstance.generate`).
+        let stepProgress = everyStep ? progress : nil
         enter(exclusive: false)
         let first = attempt(reqs, imageBytes: imageBytes, threads: threads, deadline: deadline, progress: stepProgress,
                             stillWanted: stillWanted)

@@ -43,8 +43,9 @@ struct BenchUNet: ParsableCommand {
         let denoiser = try BenchDenoiser(backend: backend, weights: weights, batch: batch, seed: seed)
         if let dump { try denoiser.dump(to: dump, model: model, weights: weights) }
         if dumpOnly { print("wrote \(dump!)"); return }
-        let step = denoiser.trainingStep()
-        let call: () -> Void = train ? { _ = step() } : { _ = denoiser.infer() }
+        // The optimiser's state (two buffers the size of the weights) only where a step is timed.
+        let step = train ? denoiser.trainingStep() : nil
+        let call: () -> Void = step.map { step in { _ = step() } } ?? { _ = denoiser.infer() }
         call()  // warm-up: buffers allocated, weights packed
         var times: [Double] = []
         for _ in 0..<rounds {
@@ -77,11 +78,11 @@ struct BenchUNet: ParsableCommand {
 
     /// One more call with `OpProfiler` on: forward, backward and optimiser time, then the ops
     /// by total time (forward time by gaps, so the model's glue lands on the next op).
-    func printProfile(_ denoiser: BenchDenoiser, step: () -> (forward: Double, backward: Double, optimizer: Double)) {
+    func printProfile(_ denoiser: BenchDenoiser, step: (() -> (forward: Double, backward: Double, optimizer: Double))?) {
         OpProfiler.enabled = true
         defer { OpProfiler.enabled = false }
         OpProfiler.reset()
-        if train {
+        if let step {
             let phases = step()
             print(String(format: "profiled step: forward %.1f ms, backward %.1f ms (zeroGrad included), clip and AdamW %.1f ms",
                          phases.forward * 1e3, phases.backward * 1e3, phases.optimizer * 1e3))
