@@ -5,9 +5,15 @@ import Tensor
 /// A bundled model's denoiser with fixed seeded inputs: x ~ N(0, I) at each resolution, one
 /// noise level per row spread over the schedule, and a condition vector per row ~ N(0, 1/dim)
 /// (the size of a text embedding), from which `predictV` builds the one-token context.
+///
+/// For a coalescer the call is one sampler step and the decode of its result: the net's jump
+/// from x ~ N(0, I) in the whitened latent coordinates (level 1, a prior start) and
+/// `CoalescerModel.decode` of the end point (unprojection and the autoencoder's decoder) to
+/// pixels. Inference only.
 final class BenchDenoiser {
     let latent: LatentDiffusionModel?
     let nested: NestedUNetModel?
+    let coalescer: CoalescerModel?
     /// Inputs, highest resolution first: (B, C, r, r) each.
     let xs: [Tensor]
     let t: [Float]
@@ -22,17 +28,26 @@ final class BenchDenoiser {
         case "latent-diffusion", "distilled-unet":
             let m = try LatentDiffusionModel.load(path: weights)
             m.prepareForInference()
-            latent = m; nested = nil
+            latent = m; nested = nil; coalescer = nil
             dim = m.config.textEncoder.dim; sides = [m.latentShape.side]; channels = m.latentShape.channels
             trainSteps = m.config.trainSteps
         case "nested-unet":
             let m = try NestedUNetModel.load(path: weights)
             m.prepareForInference()
-            latent = nil; nested = m
+            latent = nil; nested = m; coalescer = nil
             dim = m.config.textEncoder.dim; sides = m.config.resolutions; channels = m.config.imageChannels
             trainSteps = m.config.trainSteps
+        case "coalescer":
+            let m = try CoalescerModel.load(path: weights)
+            m.prepareForInference()
+            latent = nil; nested = nil; coalescer = m
+            xs = [Tensor.randn([b, m.config.net.latentDim], rng: &rng)]
+            t = [Float](repeating: 1, count: b)
+            cond = Tensor.randn([b, m.config.net.descDim], std: 1 / Float(m.config.net.descDim).squareRoot(), rng: &rng)
+            targets = []
+            return
         default:
-            throw ModelError.invalidConfig("backend \"\(backend)\" has no UNet denoiser (latent-diffusion, distilled-unet, nested-unet)")
+            throw ModelError.invalidConfig("backend \"\(backend)\" has no denoiser to time (latent-diffusion, distilled-unet, nested-unet, coalescer)")
         }
         xs = sides.map { Tensor.randn([b, channels, $0, $0], rng: &rng) }
         // Noise levels spread over the schedule, one per row (as in training; a sampler's call
@@ -42,8 +57,15 @@ final class BenchDenoiser {
         targets = sides.map { Tensor.randn([b, channels, $0, $0], rng: &rng) }
     }
 
-    /// The denoiser's parameters (the text encoder and autoencoder are not part of a call).
-    var parameters: [Tensor] { latent?.unet.parameters ?? nested!.net.parameters }
+    /// The denoiser's parameters (the text encoder and autoencoder are not part of a call; a
+    /// coalescer's call is its net, the projection and the autoencoder's decoder).
+    var parameters: [Tensor] {
+        if let coalescer {
+            return coalescer.net.parameters + coalescer.projection.parameters
+                + coalescer.autoencoder.namedParameters.filter { $0.0.hasPrefix("decoder.") }.map(\.1)
+        }
+        return latent?.unet.parameters ?? nested!.net.parameters
+    }
     var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
     var multiplyAddsPerImage: Int {
@@ -52,6 +74,8 @@ final class BenchDenoiser {
             f.unet(latent.config.unet, side: latent.latentShape.side)
         } else if let nested {
             f.nested(outer: nested.config.outer, inner: nested.config.inner, side: nested.config.imageSize)
+        } else if let coalescer {
+            f.coalescer(coalescer.config)
         }
         return f.multiplyAdds
     }
@@ -59,6 +83,10 @@ final class BenchDenoiser {
     /// The forward pass (with gradients recorded when they are on): one output per resolution.
     func forward() -> [Tensor] {
         if let latent { return [latent.predictV(xs[0], t: t, cond: cond)] }
+        if let coalescer {
+            let y = coalescer.net.jump(xs[0], cond, level: Tensor(t, shape: [t.count, 1]))
+            return [try! coalescer.decode(y)]   // shapes fixed by the model's own config
+        }
         return nested!.predictV(xs, t: t, cond: cond)
     }
 
@@ -111,7 +139,7 @@ final class BenchDenoiser {
         for (i, y) in outs.enumerated() { outputs.append(try write("out\(i)", y)) }
         let meta: [String: Any] = [
             "model": model, "weights": URL(fileURLWithPath: weights).standardized.path, "batch": cond.shape[0],
-            "kind": latent != nil ? "unet" : "nested-unet", "t": t.map(Double.init),
+            "kind": latent != nil ? "unet" : coalescer != nil ? "coalescer" : "nested-unet", "t": t.map(Double.init),
             "inputs": inputs, "outputs": outputs, "params": parameterCount,
             "multiply_adds_per_image": multiplyAddsPerImage, "kernels": Tensor.directKernelISA,
         ]

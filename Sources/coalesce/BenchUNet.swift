@@ -5,7 +5,8 @@ import Models
 import Tensor
 
 /// `coalesce bench unet`: the time of one call of a bundled model's denoiser (the `UNet` of
-/// `latent-diffusion` and `distilled-unet`, the `NestedUNet` of `nested-unet`) on fixed seeded
+/// `latent-diffusion` and `distilled-unet`, the `NestedUNet` of `nested-unet`; for a coalescer,
+/// one jump of its net and the decode of the end point) on fixed seeded
 /// inputs, as the samplers call it, or of one training step; with `--dump`, the inputs and the
 /// output of one call as float32 files, so that another implementation of the same network
 /// (scripts/peers/unet_peer.py: PyTorch and ONNX Runtime) can show it computes the same function
@@ -15,7 +16,7 @@ struct BenchUNet: ParsableCommand {
         commandName: "unet",
         abstract: "Time one denoiser call (or training step) of a bundled model: ms, GFLOP/s, parameters.")
 
-    @Option(help: "Model name in the models directory (latent-diffusion, distilled-unet, nested-unet) or a model directory.")
+    @Option(help: "Model name in the models directory (latent-diffusion, distilled-unet, nested-unet, coalescer: one jump and the decode) or a model directory.")
     var model = "latent-diffusion"
     @Option(help: "Models directory.") var modelsDir = "models"
     @Option(help: "Images per call.") var batch = 2
@@ -41,6 +42,9 @@ struct BenchUNet: ParsableCommand {
         BLAS.load()
         let (directory, backend, weights) = try locate()
         let denoiser = try BenchDenoiser(backend: backend, weights: weights, batch: batch, seed: seed)
+        if train && denoiser.coalescer != nil {
+            throw ValidationError("--train: a coalescer's training step is not timed here (inference only: one jump and the decode)")
+        }
         if let dump { try denoiser.dump(to: dump, model: model, weights: weights) }
         if dumpOnly { print("wrote \(dump!)"); return }
         // The optimiser's state (two buffers the size of the weights) only where a step is timed.

@@ -1,6 +1,7 @@
 import Models
 
-/// Multiply-adds of one forward pass of a `UNet` (or a `NestedUNet`), counted from the layer
+/// Multiply-adds of one forward pass of a `UNet` (or a `NestedUNet`, or a coalescer's net and
+/// decoder), counted from the layer
 /// shapes alone, so that a time per call reads as GFLOP/s and the same count holds for any
 /// implementation of the network (ours, PyTorch's, ONNX Runtime's).
 ///
@@ -70,6 +71,29 @@ struct UNetFLOPs {
             counter.unet(inner, side: s)
             counter.conv(side: s, ci, co, kernel: 3)   // out_adapter
         }
+    }
+
+    /// One coalescer jump and the decode of its end point, per image: the net's linear layers,
+    /// the whitened-PCA unprojection (latentDim x dim) and the autoencoder's five decoder
+    /// convolutions (two at the latent side, then one after each x2 upsampling, then the image).
+    /// LayerNorm, SiLU, the jump's arithmetic and the sigmoid are not counted, as above.
+    mutating func coalescer(_ config: CoalescerConfig) {
+        let n = config.net, a = config.autoencoder, d = a.decoderWidths, s = a.latentSide
+        let inputs = n.latentDim + n.descDim + (n.levelInput ? 1 : 0)
+        if n.blocks == 0 {
+            linear(rows: 1, inputs, n.hidden)
+            for _ in 1..<n.depth { linear(rows: 1, n.hidden, n.hidden) }
+        } else {
+            linear(rows: 1, inputs, n.hidden)
+            for _ in 0..<(2 * n.blocks) { linear(rows: 1, n.hidden, n.hidden) }
+        }
+        linear(rows: 1, n.hidden, 1 + n.latentDim)
+        linear(rows: 1, n.latentDim, a.latentDim)                  // unproject
+        conv(side: s, a.latentChannels, d[2], kernel: 3)
+        conv(side: s, d[2], d[2], kernel: 3)
+        conv(side: 2 * s, d[2], d[1], kernel: 3)
+        conv(side: 4 * s, d[1], d[0], kernel: 3)
+        conv(side: 4 * s, d[0], a.imageChannels, kernel: 3)
     }
 
     mutating func conv(side: Int, _ cin: Int, _ cout: Int, kernel: Int) {

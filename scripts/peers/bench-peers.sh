@@ -3,6 +3,10 @@
 # Runtime on the same machine in one run, so that every speed claim against them is a ratio
 # measured side by side.
 #
+# The cases: the denoisers of latent-diffusion, distilled-unet and nested-unet, and for the
+# coalescer one jump of its net and the decode of the end point (a 1-step image; 2 steps are one
+# more net call).
+#
 # 1. A Python venv under .build-peers/venv with torch, onnx, onnxruntime, numpy and safetensors
 #    from PyPI (made once; about 5 GB, as PyPI's torch wheel brings the CUDA libraries).
 # 2. Same function first: for each model, `coalesce bench unet --dump` writes seeded inputs and
@@ -26,7 +30,7 @@ cd "$(dirname "$0")/../.."
 SWIFT=${SWIFT:-swift}
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.build-peers/venv}
-CASES=${CASES:-"latent-diffusion:2 latent-diffusion:128 distilled-unet:2 distilled-unet:128 nested-unet:2 nested-unet:64 latent-diffusion:128:train"}
+CASES=${CASES:-"latent-diffusion:2 latent-diffusion:128 distilled-unet:2 distilled-unet:128 nested-unet:2 nested-unet:64 coalescer:1 coalescer:64 latent-diffusion:128:train"}
 ROUNDS=${ROUNDS:-3}
 ROUND_SECONDS=${ROUND_SECONDS:-5}
 THREADS=${THREADS:-2}

@@ -9,6 +9,8 @@ Diffusion/NestedUNet.swift), so the weights load by name with strict=True:
 
   latent-diffusion, distilled-unet   LatentDiffusionModel.unet  (keys "unet.*")
   nested-unet                        NestedUNetModel.net        (keys "net.*")
+  coalescer                          one jump of CoalescerModel.net and the decode of its end point
+                                     (keys "net.*", "projection.*", "autoencoder.decoder.*")
 
 What each Swift op is, and its PyTorch counterpart here:
   GroupNorm            biased variance, eps 1e-5           nn.GroupNorm(min(groups, C), C, eps=1e-5)
@@ -47,7 +49,8 @@ import torch.nn.functional as F
 
 def read_safetensors(path):
     """(tensors as float32 numpy arrays by name, metadata dict) of a safetensors file: an
-    8-byte little-endian header length, a JSON header, then the raw tensor bytes."""
+    8-byte little-endian header length, a JSON header, then the raw tensor bytes. F16 tensors
+    (the coalescer's net, scripts/half-weights.py) widen to float32 exactly, as our loader does."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
@@ -56,10 +59,12 @@ def read_safetensors(path):
     meta = header.pop("__metadata__", {}) or {}
     tensors = {}
     for name, info in header.items():
-        if info["dtype"] != "F32":
-            raise SystemExit(f"{path}: tensor {name} is {info['dtype']}, only F32 is read")
+        dtype = {"F32": "<f4", "F16": "<f2"}.get(info["dtype"])
+        if dtype is None:
+            raise SystemExit(f"{path}: tensor {name} is {info['dtype']}, only F32 and F16 are read")
         lo, hi = info["data_offsets"]
-        tensors[name] = np.frombuffer(data[base + lo: base + hi], dtype="<f4").reshape(info["shape"]).copy()
+        raw = np.frombuffer(data[base + lo: base + hi], dtype=dtype).reshape(info["shape"])
+        tensors[name] = raw.astype(np.float32)
     return tensors, meta
 
 
@@ -290,13 +295,113 @@ class NestedUNet(nn.Module):
         return high, low[0]
 
 
+class CoalescerNet(nn.Module):
+    """The coalescer's net (Sources/Models/Coalescer/CoalescerNet.swift): [r | desc | level] ->
+    1 + latent_dim values; a plain MLP (blocks 0: `depth` Linear + SiLU) or a residual one
+    (Linear in, blocks h += W2 silu(W1 LayerNorm(h)), LayerNorm, Linear out)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        width = cfg["latent_dim"] + cfg["desc_dim"] + (1 if cfg.get("level_input") else 0)
+        h, blocks = cfg["hidden"], cfg.get("blocks", 0)
+        if blocks == 0:
+            self.layers = nn.ModuleList(nn.Linear(width if i == 0 else h, h) for i in range(cfg.get("depth", 3)))
+        else:
+            self.layers = nn.ModuleList([nn.Linear(width, h)])
+            self.norms = nn.ModuleList(nn.LayerNorm(h, eps=1e-5) for _ in range(blocks))
+            self.blocks = nn.ModuleList(nn.Linear(h, h) for _ in range(2 * blocks))
+            self.out_norm = nn.LayerNorm(h, eps=1e-5)
+        self.out = nn.Linear(h, 1 + cfg["latent_dim"])
+
+    def forward(self, r, desc, level):
+        parts = [r, desc] + ([level] if self.cfg.get("level_input") else [])
+        h = torch.cat(parts, dim=1)
+        if self.cfg.get("blocks", 0) == 0:
+            for layer in self.layers:
+                h = F.silu(layer(h))
+        else:
+            h = self.layers[0](h)
+            for b in range(len(self.norms)):
+                h = h + self.blocks[2 * b + 1](F.silu(self.blocks[2 * b](self.norms[b](h))))
+            h = self.out_norm(h)
+        o = self.out(h)
+        return o[:, :1], o[:, 1:]
+
+
+class Projection(nn.Module):
+    """Whitened PCA (LatentProjection.swift): latents = (y * scales) @ components + mean."""
+
+    def __init__(self, dim, latent_dim):
+        super().__init__()
+        self.mean = nn.Parameter(torch.zeros(latent_dim))
+        self.components = nn.Parameter(torch.zeros(dim, latent_dim))
+        self.scales = nn.Parameter(torch.ones(dim))
+
+    def forward(self, y):
+        return (y * self.scales) @ self.components + self.mean
+
+
+class Decoder(nn.Module):
+    """The autoencoder's decoder (ImageAutoencoder.swift): conv0, conv1 at the latent side,
+    x2 nearest, conv2, x2 nearest, conv3, out; SiLU after each but the last, sigmoid on it."""
+
+    def __init__(self, ae):
+        super().__init__()
+        d = ae.get("decoder_channels") or ae["channels"]
+        lc, ic = ae["latent_channels"], ae.get("image_channels", 1)
+        self.conv0 = nn.Conv2d(lc, d[2], 3, padding=1)
+        self.conv1 = nn.Conv2d(d[2], d[2], 3, padding=1)
+        self.conv2 = nn.Conv2d(d[2], d[1], 3, padding=1)
+        self.conv3 = nn.Conv2d(d[1], d[0], 3, padding=1)
+        self.out = nn.Conv2d(d[0], ic, 3, padding=1)
+
+    def forward(self, z):
+        h = F.silu(self.conv0(z))
+        h = F.silu(self.conv1(h))
+        h = F.silu(self.conv2(F.interpolate(h, scale_factor=2, mode="nearest")))
+        h = F.silu(self.conv3(F.interpolate(h, scale_factor=2, mode="nearest")))
+        return torch.sigmoid(self.out(h))
+
+
+class CoalescerStep(nn.Module):
+    """One coalescer sampler step and the decode, as `coalesce bench unet --model coalescer`
+    times it: (d, u) = net(x, desc, level); x' = x + relu(d) u / sqrt(|u|² + 1e-12)
+    (CoalescerNet.jump); pixels = decoder(unproject(x') * latent_scale)."""
+
+    def __init__(self, config):
+        super().__init__()
+        ae = config["autoencoder"]
+        self.net = CoalescerNet(config["net"])
+        self.projection = Projection(config["net"]["latent_dim"], ae["latent_channels"] * (ae["image_size"] // 4) ** 2)
+        self.autoencoder = nn.Module()
+        self.autoencoder.decoder = Decoder(ae)
+        self.ae = ae
+
+    def forward(self, x, level, desc):
+        d, u = self.net(x, desc, level[:, None])
+        norm = torch.sqrt((u * u).sum(dim=1, keepdim=True) + 1e-12)
+        y = x + u * (F.relu(d) / norm)
+        s = self.ae["image_size"] // 4
+        z = (self.projection(y) * self.ae.get("latent_scale", 1.0)).reshape(-1, self.ae["latent_channels"], s, s)
+        return self.autoencoder.decoder(z).reshape(x.shape[0], -1)
+
+
 class Denoiser(nn.Module):
     """A model's denoiser as its `predictV` calls it: inputs (x..., t, cond), outputs one v per
-    resolution; the context is the condition as one token."""
+    resolution; the context is the condition as one token. For a coalescer: inputs (x, level,
+    desc), output the pixels of one jump from x, decoded."""
 
     def __init__(self, config):
         super().__init__()
         self.config = config
+        if "net" in config and "unet" not in config and "outer" not in config:
+            self.kind, self.prefix = "coalescer", ""      # CoalescerConfig: keys net.*, projection.*, autoencoder.decoder.*
+            self.step = CoalescerStep(config)
+            self.use_context = False
+            self.input_shapes = [(config["net"]["latent_dim"],)]
+            self.cond_dim = config["net"]["desc_dim"]
+            return
         if "unet" in config:                     # LatentDiffusionConfig
             self.kind, self.prefix = "unet", "unet."
             self.unet = UNet(config["unet"])
@@ -320,14 +425,21 @@ class Denoiser(nn.Module):
         context = cond[:, None, :] if self.use_context else None
         if self.kind == "unet":
             return self.unet(xs[0], t, cond, context)[0]
+        if self.kind == "coalescer":
+            return self.step(xs[0], t, cond)
         return self.net(xs[0], xs[1], t, cond, context)
 
     def core(self):
-        return self.unet if self.kind == "unet" else self.net
+        return {"unet": lambda: self.unet, "coalescer": lambda: self.step}.get(self.kind, lambda: self.net)()
 
     def load_weights(self, tensors):
         """Loads every `prefix*` tensor by name (strict: no key missing or left over) and
         returns the number of scalars in them."""
+        if self.kind == "coalescer":
+            keep = ("net.", "projection.", "autoencoder.decoder.")
+            sd = {k: torch.from_numpy(v) for k, v in tensors.items() if k.startswith(keep)}
+            self.core().load_state_dict(sd, strict=True)
+            return sum(v.numel() for v in sd.values())
         sd = {k[len(self.prefix):]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith(self.prefix)}
         self.core().load_state_dict(sd, strict=True)
         return sum(v.numel() for v in sd.values())
@@ -361,7 +473,10 @@ def seeded_inputs(net, batch, seed=1):
     """Fixed inputs like `coalesce bench unet`'s (not the same draws: timing needs only shapes)."""
     g = torch.Generator().manual_seed(seed)
     xs = [torch.randn((batch,) + s, generator=g) for s in net.input_shapes]
-    t = torch.tensor([float(999 - (i * 379) % 1000) for i in range(batch)], dtype=torch.float32)
+    if net.kind == "coalescer":
+        t = torch.ones(batch)                               # the noise level of a prior start
+    else:
+        t = torch.tensor([float(999 - (i * 379) % 1000) for i in range(batch)], dtype=torch.float32)
     cond = torch.randn((batch, net.cond_dim), generator=g) / math.sqrt(net.cond_dim)
     return xs + [t, cond]
 
