@@ -26,6 +26,8 @@ struct TrainDistilledUNet: ParsableCommand {
     @Option(help: "Fraction of batches with a guided teacher target (CFG-aware loss).") var guidedFraction: Float = 0.3
     @Option(help: "Guidance range of those batches, lo,hi.") var guidanceRange = "1,5"
     @Option(help: "Default guidance stored in the student (default: the teacher's).") var guidance: Float?
+    @Option(help: "Guide only at noise fractions t/(T-1) in lo,hi (e.g. 0,0.7), in the guided targets and in the student's config (default: every step).")
+    var guidanceInterval: String?
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
@@ -39,6 +41,13 @@ struct TrainDistilledUNet: ParsableCommand {
         let range = guidanceRange.split(separator: ",").compactMap { Float($0) }
         guard range.count == 2, range[0] >= 0, range[0] <= range[1] else { throw ValidationError("--guidance-range must be lo,hi with 0 <= lo <= hi") }
         o.guidanceRange = range[0]...range[1]
+        if let guidanceInterval {
+            let i = guidanceInterval.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard i.count == 2, (try? ClassifierFreeGuidance.validate(interval: i)) != nil else {
+                throw ValidationError("--guidance-interval must be lo,hi with 0 <= lo < hi <= 1, got \(guidanceInterval)")
+            }
+            o.guidanceInterval = i[0]...i[1]
+        }
         guard stepsPerPhase >= 1, batchSize >= 1, lr > 0, finalSteps >= 1, (0...1).contains(guidedFraction) else {
             throw ValidationError("--steps-per-phase, --batch-size, --lr, --final-steps must be positive; --guided-fraction in 0...1")
         }

@@ -97,6 +97,28 @@ final class LatentDiffusionTests: XCTestCase {
         XCTAssertThrowsError(try m.config.validate())
     }
 
+    /// The distillation's guided teacher target follows the guidance interval step by step: no
+    /// interval or one holding both steps guides both, one holding neither gives the conditional
+    /// path, and one holding only the second step gives a third result.
+    func testDistillationTeacherStepsFollowTheGuidanceInterval() throws {
+        let m = try tinyModel()
+        let (c, s) = m.latentShape
+        var rng = RandomGenerator(seed: 4)
+        let xt = (0..<(2 * c * s * s)).map { _ in rng.nextNormal() }
+        let cond = m.textEncoder.embed(["a", "b"])
+        let steps = [(999, 749), (749, 499)]                 // noise fractions 1 and 0.75
+        func run(_ w: Float?, _ interval: ClosedRange<Double>?) -> [Float] {
+            DistillationTrainer.teacherSteps(m, xt: xt, cond: cond, steps: steps, guidance: w, interval: interval)
+        }
+        let plain = run(nil, nil), guided = run(3, nil)
+        XCTAssertNotEqual(plain, guided)
+        XCTAssertEqual(run(3, 0...1), guided)
+        XCTAssertEqual(run(3, 0...0.7), plain)
+        let second = run(3, 0...0.8)
+        XCTAssertNotEqual(second, plain)
+        XCTAssertNotEqual(second, guided)
+    }
+
     func testCancelAndBadArguments() throws {
         let m = try tinyModel()
         var seen: [Int] = []

@@ -22,10 +22,15 @@ public struct ClassifierFreeGuidance: Sendable {
 
     /// The scales in force at timestep t.
     public func scales(at t: Int) -> [Float] {
-        guard let interval else { return scales }
-        let f = trainSteps > 1 ? Double(t) / Double(trainSteps - 1) : 1
-        if interval.contains(f) { return scales }
+        if Self.guides(at: t, interval: interval, trainSteps: trainSteps) { return scales }
         return scales.map { $0 == 0 ? 0 : 1 }
+    }
+
+    /// Whether guidance applies at timestep t: always without an interval, else where
+    /// t / (T − 1) lies in it. The samplers and the distillation's guided targets share this rule.
+    public static func guides(at t: Int, interval: ClosedRange<Double>?, trainSteps: Int) -> Bool {
+        guard let interval else { return true }
+        return interval.contains(trainSteps > 1 ? Double(t) / Double(trainSteps - 1) : 1)
     }
 
     /// The rows needing the conditional prediction and those needing the unconditional one.

@@ -29,6 +29,11 @@ public struct DistillationOptions: Sendable {
     public var guidedFraction: Float = 0.3
     /// Range of the guidance scale drawn on those batches.
     public var guidanceRange: ClosedRange<Float> = 1...5
+    /// Guidance only at noise fractions t / (T − 1) in this band (nil: at every step): on guided
+    /// batches each teacher step is guided only inside it, and the student's output only where its
+    /// own step starts inside it, so the student learns the sampler it will be served with. The
+    /// student stores it in its config (`guidance_interval`).
+    public var guidanceInterval: ClosedRange<Double>? = nil
     public var emaDecay: Float = 0.995
     public var defaultGuidance: Float? = nil
     public var checkpointEvery = 250
@@ -76,6 +81,7 @@ public enum DistillationTrainer {
         config.defaultSteps = o.finalSteps
         config.distilledSteps = o.finalSteps
         config.defaultGuidance = o.defaultGuidance ?? original.config.defaultGuidance
+        if let i = o.guidanceInterval { config.guidanceInterval = [i.lowerBound, i.upperBound] }
         var rng = RandomGenerator(seed: o.seed)
         let student = try LatentDiffusionModel(config: config, rng: &rng)
         try student.autoencoder.load(from: original.autoencoder.stateDict())
@@ -90,9 +96,10 @@ public enum DistillationTrainer {
         say("student UNet: \(student.unet.parameterCount) parameters (teacher \(original.unet.parameterCount)), channels \(config.unet.channels), "
             + "layers/level \(config.unet.layersPerLevel), attention \(config.unet.attentionLevels), mid attention \(config.unet.midAttention); "
             + "\(copied) of \(student.unet.namedParameters.count) tensors from the teacher")
-        say(String(format: "phases %@; %d optimiser steps each, batch %d, lr %g; guided-target fraction %.2f, guidance U[%g, %g]",
+        say(String(format: "phases %@; %d optimiser steps each, batch %d, lr %g; guided-target fraction %.2f, guidance U[%g, %g]%@",
                    phases.map { "\($0.teacher)->\($0.student)" }.joined(separator: ", "), o.stepsPerPhase, o.batchSize,
-                   o.learningRate, o.guidedFraction, o.guidanceRange.lowerBound, o.guidanceRange.upperBound))
+                   o.learningRate, o.guidedFraction, o.guidanceRange.lowerBound, o.guidanceRange.upperBound,
+                   o.guidanceInterval.map { String(format: " at noise fractions [%g, %g]", $0.lowerBound, $0.upperBound) } ?? ""))
 
         let prep = Date().timeIntervalSince(t0)
         // Resume: a finished phase leaves its student in phase-N.safetensors.
@@ -145,6 +152,31 @@ public enum DistillationTrainer {
         say("total \(Int(total))s")
         try (lines.joined(separator: "\n") + "\n").write(toFile: o.outputDirectory + "/training-report.txt", atomically: true, encoding: .utf8)
         return student
+    }
+
+    /// The teacher's DDIM steps from x_t (B rows of the latent shape) along `steps` [(from, to)]:
+    /// each step guided with `guidance` where `interval` allows it (nil, or outside the interval:
+    /// the conditional prediction alone). Returns the end point.
+    public static func teacherSteps(_ teacher: LatentDiffusionModel, xt: [Float], cond: Tensor, steps: [(Int, Int)],
+                                    guidance: Float?, interval: ClosedRange<Double>?) -> [Float] {
+        let (c, s) = teacher.latentShape
+        let b = cond.shape[0]
+        let schedule = teacher.schedule
+        let zero = Tensor(zeros: cond.shape)
+        var x = xt
+        GradMode.withDisabled {
+            for (from, to) in steps {
+                let xin = Tensor(x, shape: [b, c, s, s])
+                let ts = [Float](repeating: Float(from), count: b)
+                var v = teacher.predictV(xin, t: ts, cond: cond).array
+                if let w = guidance, ClassifierFreeGuidance.guides(at: from, interval: interval, trainSteps: schedule.trainSteps) {
+                    let vu = teacher.predictV(xin, t: ts, cond: zero).array
+                    for i in v.indices { v[i] = vu[i] + w * (v[i] - vu[i]) }
+                }
+                schedule.ddimStep(&x, v: v, t: from, prev: to)
+            }
+        }
+        return x
     }
 
     /// One phase: the student learns to do in one DDIM step what the teacher does in two.
@@ -205,19 +237,8 @@ public enum DistillationTrainer {
             let cond = Tensor(condRows, shape: [b, dim])
             let zero = Tensor(zeros: [b, dim])
             // Teacher: two DDIM steps t -> t' -> t''.
-            var x = xt
-            GradMode.withDisabled {
-                for (from, to) in [(t, tMid), (tMid, t2)] {
-                    let xin = Tensor(x, shape: [b, c, s, s])
-                    let ts = [Float](repeating: Float(from), count: b)
-                    var v = teacher.predictV(xin, t: ts, cond: cond).array
-                    if guided {
-                        let vu = teacher.predictV(xin, t: ts, cond: zero).array
-                        for i in v.indices { v[i] = vu[i] + w * (v[i] - vu[i]) }
-                    }
-                    schedule.ddimStep(&x, v: v, t: from, prev: to)
-                }
-            }
+            let x = teacherSteps(teacher, xt: xt, cond: cond, steps: [(t, tMid), (tMid, t2)], guidance: guided ? w : nil,
+                                 interval: o.guidanceInterval)
             // Target v̂ for the student's single step t -> t''.
             let (a2, s2) = schedule.scales(t2)
             let ratio = s2 / sg
@@ -230,7 +251,7 @@ public enum DistillationTrainer {
             let xin = Tensor(xt, shape: [b, c, s, s])
             let ts = [Float](repeating: Float(t), count: b)
             var pred = student.predictV(xin, t: ts, cond: cond)
-            if guided {
+            if guided && ClassifierFreeGuidance.guides(at: t, interval: o.guidanceInterval, trainSteps: schedule.trainSteps) {
                 let vu = student.predictV(xin, t: ts, cond: zero)
                 pred = vu.scaled(1 - w) + pred.scaled(w)
             }
