@@ -52,6 +52,9 @@ $C train text-encoder --from "$M/coalescer-v1" --out "$M/coalescer-v1-minilm" --
 $C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm"
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 --sample-every 2000 --out "$M/latent-diffusion"
 rm -rf "$M/latent-diffusion/checkpoint.safetensors" "$M/latent-diffusion/checkpoints"
+# Served with guidance 4 at noise fractions up to 0.7 only (BENCHMARKS.md, "Guidance only below 70% noise
+# for the teacher"); latent-diffusion-minilm copies this config.
+echo '{"backend": "latent-diffusion", "weights": "latent-diffusion.safetensors", "default_guidance": 4, "guidance_interval": [0, 0.7]}' > "$M/latent-diffusion/config.json"
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 --min-snr-gamma 5 --sample-every 0 --out "$M/latent-diffusion-min-snr"
 $C train distilled-unet --teacher "$M/latent-diffusion-min-snr" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 4 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
 rm -rf "$M/latent-diffusion-min-snr"
