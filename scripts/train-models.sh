@@ -7,12 +7,14 @@
 #   3. models/coalescer-v2 on it: the residual net by regression on searched targets, then
 #      adversarial fine-tuning of the same net with a latent discriminator and classifier;
 #   4. models/latent-diffusion on it: the 50-step teacher (UNet on the latent grid, v-prediction, CFG;
-#      12,000 steps, about 80 minutes alone at the 0.41 s a step measured at its start);
+#      12,000 steps, about 80 minutes alone at the 0.41 s a step measured at its start), served with
+#      guidance only at noise fractions up to 0.7;
 #   5. models/distilled-unet: distilled 32 -> 16 -> 8 -> 4 steps into a smaller UNet (served at 8 steps
 #      by default, its best; 4 and 2 on request) from the same teacher trained with min-SNR-5 loss
 #      weighting (its student scores better; that teacher itself does not at equal class accuracy, so
 #      it is trained here for the distillation only), and models/distilled-unet-2step, the bundled
-#      teacher's distillation one phase further (32 -> ... -> 2);
+#      teacher distilled with its guidance interval (guided targets only below 70% noise) to 4 steps,
+#      then one phase further to 2;
 #   6. models/coalescer-v3: 60,000 noise-to-latent pairs of the student at 8 steps (teacher coupling,
 #      with the points of each sampling trajectory), a 4.9M-parameter residual net on the pairs' noise
 #      and on searched targets, then adversarial fine-tuning; its net stored as float16
@@ -59,10 +61,12 @@ $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 
 $C train distilled-unet --teacher "$M/latent-diffusion-min-snr" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 4 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet"
 rm -rf "$M/latent-diffusion-min-snr"
 echo '{"backend": "distilled-unet", "weights": "distilled-unet.safetensors", "default_guidance": 2, "default_steps": 8}' > "$M/distilled-unet/config.json"
-# The 2-step student: the same distillation one phase further (phase files are kept in --out, so this
-# repeats the first three phases unless their files are copied over first).
-$C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 2 --steps-per-phase 700 --lr 3e-4 --seed 3 --out "$M/distilled-unet-2step"
-echo '{"backend": "distilled-unet", "weights": "distilled-unet.safetensors", "default_guidance": 2, "default_steps": 2}' > "$M/distilled-unet-2step/config.json"
+# The 2-step student: distilled with the teacher's guidance interval (guided targets only at noise
+# fractions up to 0.7), to 4 steps and then, with that student as teacher, to 2.
+$C train distilled-unet --teacher "$M/latent-diffusion" --layers-per-level 1 --mid-attention 0 --teacher-steps 32 --final-steps 4 --steps-per-phase 700 --lr 3e-4 --seed 3 --guidance-interval 0,0.7 --out "$M/distilled-unet-interval"
+$C train distilled-unet --teacher "$M/distilled-unet-interval/distilled-unet.safetensors" --teacher-steps 4 --final-steps 2 --steps-per-phase 700 --lr 3e-4 --seed 3 --guidance-interval 0,0.7 --out "$M/distilled-unet-2step"
+rm -rf "$M/distilled-unet-interval"
+echo '{"backend": "distilled-unet", "weights": "distilled-unet.safetensors", "default_guidance": 5, "default_steps": 2, "guidance_interval": [0, 0.7]}' > "$M/distilled-unet-2step/config.json"
 # The pairs with their trajectories (the pairs themselves are the same bytes without them).
 PAIRS="$M/coalescer-pairs.safetensors"
 $C train teacher-pairs --teacher "$M/distilled-unet" --steps 8 --guidance 2 --count 60000 --seed 11 \
