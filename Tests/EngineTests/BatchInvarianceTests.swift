@@ -88,6 +88,8 @@ final class EngineBatchInvarianceTests: XCTestCase {
     /// batch cut into one chunk per thread at every call).
     func testLatentDiffusion() throws { try check("latent-diffusion") }
     func testDistilledUNet() throws { try check("distilled-unet") }
+    /// Guided only below 70% noise: its first step runs conditional only, its second guided.
+    func testDistilledUNet2Step() throws { try check("distilled-unet-2step") }
     func testNestedUNet() throws { try check("nested-unet") }
 
     /// A latent diffusion model with the MiniLM text encoder: the same rule through the UNet sampler.
