@@ -284,6 +284,15 @@ void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin,
     }
 }
 
+void cck_pack_conv3x3_input_gradient(const float *weight, int cout, int cin, float *dst) {
+    const int cinp = cck_padded_cout(cin);
+    memset(dst, 0, sizeof(float) * (size_t)9 * cout * cinp);
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < 9; t++)
+                dst[((size_t)t * cout + co) * cinp + ci] = weight[((size_t)co * cin + ci) * 9 + 8 - t];
+}
+
 void cck_pad_nhwc(const float *src, int n, int h, int w, int c, int scale, float *dst) {
     const int H = h * scale, W = w * scale, wp = W + 2;
     const size_t row = (size_t)wp * c;

@@ -55,6 +55,12 @@ void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin,
                       float *bias_dst);
 int cck_padded_cout(int cout);
 
+/// Packs the weight of the convolution that maps a 3x3, stride-1, padding-1 convolution's output
+/// gradient to its input gradient: from `weight` (cout, cin, 3, 3), W'[ci][co][ky][kx] =
+/// W[co][ci][2 - ky][2 - kx] in cck_pack_conv3x3's layout, (3, 3, cout, cinp) with cinp =
+/// cck_padded_cout(cin), zero in the padding columns. The same values as flipping, then packing.
+void cck_pack_conv3x3_input_gradient(const float *weight, int cout, int cin, float *dst);
+
 /// dst (n, H + 2, W + 2, c) = src (n, h, w, c) with a zero border, where H = h * scale,
 /// W = w * scale and pixel (y, x) of the result is src pixel (y / scale, x / scale) (nearest
 /// upsampling; scale 1 is a plain copy).

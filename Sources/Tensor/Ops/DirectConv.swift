@@ -49,15 +49,21 @@ public final class PackedConv3x3: @unchecked Sendable {
     /// padding 1): W'[ci][co][ky][kx] = W[co][ci][2-ky][2-kx], so that
     /// dx = conv3x3(dy, W') (no bias).
     public static func transposedForInputGradient(_ weight: Tensor) -> PackedConv3x3 {
-        let (cout, cin) = (weight.shape[0], weight.shape[1])
-        let flipped = Tensor(uninitialized: [cin, cout, 3, 3])
-        for co in 0..<cout {
-            for ci in 0..<cin {
-                let src = weight.data + (co * cin + ci) * 9, dst = flipped.data + (ci * cout + co) * 9
-                for t in 0..<9 { dst[t] = src[8 - t] }
-            }
-        }
-        return PackedConv3x3(weight: flipped, bias: nil)
+        precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3,
+                     "PackedConv3x3: weight must be (Cout, Cin, 3, 3), got \(weight.shape)")
+        return PackedConv3x3(inputGradientOf: weight)
+    }
+
+    /// Packed straight from `weight` by `cck_pack_conv3x3_input_gradient` (the same values as
+    /// flipping into a (Cin, Cout, 3, 3) tensor and packing that), no bias.
+    private init(inputGradientOf weight: Tensor) {
+        cout = weight.shape[1]
+        cin = weight.shape[0]
+        let coutp = Int(cck_padded_cout(Int32(cout)))
+        self.weight = .allocate(capacity: 9 * cin * coutp)
+        self.bias = .allocate(capacity: coutp)
+        self.bias.initialize(repeating: 0, count: coutp)
+        cck_pack_conv3x3_input_gradient(weight.data, Int32(weight.shape[0]), Int32(weight.shape[1]), self.weight)
     }
 
     deinit {
