@@ -49,7 +49,7 @@ demo: deps
 	    "coalescer|2 steps, 2 evaluations=$(DEMO_OUT)/classes-coalescer.png" \
 	    "distilled-unet|8 steps, 16 evaluations=$(DEMO_OUT)/classes-distilled-unet.png" \
 	    "nested-unet|16 steps, 27 evaluations=$(DEMO_OUT)/classes-nested-unet.png" \
-	    "latent-diffusion (teacher)|50 steps, 100 evaluations=$(DEMO_OUT)/classes-latent-diffusion.png"
+	    "latent-diffusion (teacher)|50 steps, 85 evaluations=$(DEMO_OUT)/classes-latent-diffusion.png"
 	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --seed 1 --count 100 \
 	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
 	$(BUILD)/coalesce generate --model coalescer-v2-minilm --prompt "something to wear on your feet at the beach" \
