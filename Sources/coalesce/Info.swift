@@ -46,7 +46,9 @@ struct Info: ParsableCommand {
             guard m.error == nil else { continue }
             var use: [String] = []
             if let s = m.defaultSteps { use.append("default \(s) step\(s == 1 ? "" : "s")") }
-            use.append(m.defaultGuidance.map { String(format: "guidance %g", $0) } ?? "no guidance")
+            use.append(m.defaultGuidance.map { g in
+                String(format: "guidance %g", g) + (m.guidanceInterval.map { String(format: " at noise fractions %g-%g only", $0[0], $0[1]) } ?? "")
+            } ?? "no guidance")
             if let t = m.textEncoder { use.append("text encoder: \(t)") }
             print("      " + use.joined(separator: ", "))
             if let b = m.bench {
@@ -72,6 +74,8 @@ struct InfoModel: Encodable {
     var defaultSteps: Int?
     /// Guidance scale a request gets by default; nil where the model takes no guidance.
     var defaultGuidance: Double?
+    /// The band of noise fractions t / (T - 1) where guidance applies ([lo, hi]); nil: every step.
+    var guidanceInterval: [Double]?
     /// "minilm" (MiniLM sentence embeddings) or "trigram" (the hashed word + trigram encoder).
     var textEncoder: String?
     /// The stored `make bench` row at the default steps, if there is one.
@@ -81,7 +85,7 @@ struct InfoModel: Encodable {
     enum CodingKeys: String, CodingKey {
         case name, backend, weights, parameters, error, bench
         case parameterGroups = "parameter_groups", defaultSteps = "default_steps"
-        case defaultGuidance = "default_guidance", textEncoder = "text_encoder"
+        case defaultGuidance = "default_guidance", textEncoder = "text_encoder", guidanceInterval = "guidance_interval"
     }
 
     init(name: String, modelsDirectory: String, benchResults: String = "bench/results") {
@@ -102,6 +106,9 @@ struct InfoModel: Encodable {
             }
             defaultSteps = config.defaultSteps ?? (stored["default_steps"] as? NSNumber)?.intValue
             defaultGuidance = ((raw["default_guidance"] ?? stored["default_guidance"]) as? NSNumber)?.doubleValue
+            // config.json's key wins, even as null (guidance at every step); else the weights' own.
+            let interval = raw.keys.contains("guidance_interval") ? raw["guidance_interval"] : stored["guidance_interval"]
+            if let band = interval as? [NSNumber], band.count == 2 { guidanceInterval = band.map(\.doubleValue) }
             if let te = stored["text_encoder"] as? [String: Any] { textEncoder = te["kind"] as? String ?? "trigram" }
             if let steps = defaultSteps { bench = InfoBenchRow(path: benchResults + "/\(name)-\(steps).json") }
         } catch {
