@@ -80,13 +80,9 @@ struct UNetFLOPs {
     mutating func coalescer(_ config: CoalescerConfig) {
         let n = config.net, a = config.autoencoder, d = a.decoderWidths, s = a.latentSide
         let inputs = n.latentDim + n.descDim + (n.levelInput ? 1 : 0)
-        if n.blocks == 0 {
-            linear(rows: 1, inputs, n.hidden)
-            for _ in 1..<n.depth { linear(rows: 1, n.hidden, n.hidden) }
-        } else {
-            linear(rows: 1, inputs, n.hidden)
-            for _ in 0..<(2 * n.blocks) { linear(rows: 1, n.hidden, n.hidden) }
-        }
+        // In, then hidden x hidden layers: depth - 1 of them (plain MLP) or two per residual block.
+        linear(rows: 1, inputs, n.hidden)
+        for _ in 0..<(n.blocks == 0 ? n.depth - 1 : 2 * n.blocks) { linear(rows: 1, n.hidden, n.hidden) }
         linear(rows: 1, n.hidden, 1 + n.latentDim)
         linear(rows: 1, n.latentDim, a.latentDim)                  // unproject
         conv(side: s, a.latentChannels, d[2], kernel: 3)
