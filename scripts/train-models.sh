@@ -49,9 +49,10 @@ $C train coalescer "${V2[@]}" --renoise 0.5 --steps 3000 --out "$M/coalescer-v2-
 $C train coalescer "${V2[@]}" --renoise 0.8 --init-net "$M/coalescer-v2-regression/coalescer.safetensors" --steps 0 \
     --adversarial-steps 1500 --second-step-level 0.5 --classifier-weight 0.3 --out "$M/coalescer-v2"
 rm -rf "$M/coalescer-v2-regression"
-# The MiniLM text encoder (models/minilm, made by scripts/fetch-minilm.sh) for both: projections only.
-$C train text-encoder --from "$M/coalescer-v1" --out "$M/coalescer-v1-minilm" --minilm "$M/minilm"
-$C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm"
+# The MiniLM text encoder (models/minilm, made by scripts/fetch-minilm.sh) for both: retrieval over
+# their training captions, nothing retrained.
+$C train text-encoder --from "$M/coalescer-v1" --out "$M/coalescer-v1-minilm" --minilm "$M/minilm" --retrieval
+$C train text-encoder --from "$M/coalescer-v2" --out "$M/coalescer-v2-minilm" --minilm "$M/minilm" --retrieval
 $C train latent-diffusion --autoencoder "$M/autoencoder" --steps 12000 --seed 1 --sample-every 2000 --out "$M/latent-diffusion"
 rm -rf "$M/latent-diffusion/checkpoint.safetensors" "$M/latent-diffusion/checkpoints"
 # Served with guidance 4 at noise fractions up to 0.7 only (BENCHMARKS.md, "Guidance only below 70% noise
@@ -101,8 +102,8 @@ $C train autoencoder --init-from "$M/autoencoder" --decoder-only --perceptual "$
     --adversarial-weight 0.1 --adversarial-start 0 --lr 5e-4 --epochs 4 --max-steps 3000 --seed 12 --out "$M/autoencoder"
 python3 scripts/swap-decoder.py --autoencoder "$M/autoencoder/autoencoder.safetensors" "$M/latent-diffusion/latent-diffusion.safetensors" \
     "$M/distilled-unet/distilled-unet.safetensors" "$M/distilled-unet-2step/distilled-unet.safetensors"
-$C train text-encoder --from "$M/latent-diffusion" --out "$M/latent-diffusion-minilm" --minilm "$M/minilm"
-$C train text-encoder --from "$M/distilled-unet" --out "$M/distilled-unet-minilm" --minilm "$M/minilm"
+$C train text-encoder --from "$M/latent-diffusion" --out "$M/latent-diffusion-minilm" --minilm "$M/minilm" --retrieval
+$C train text-encoder --from "$M/distilled-unet" --out "$M/distilled-unet-minilm" --minilm "$M/minilm" --retrieval
 $C train nested-unet --out "$M/nested-unet" --seed 1 --inner-layers 1 --batch-size 32 --phase1-steps 100000 \
     --phase2-steps 100000 --phase1-seconds 1500 --phase2-seconds 2000 --snapshot-every 700 --guidance 1.5
 echo '{"backend": "nested-unet", "weights": "nested-unet.safetensors", "default_guidance": 3, "guidance_interval": [0, 0.7], "clip_recompute_noise": true}' > "$M/nested-unet/config.json"

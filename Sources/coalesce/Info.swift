@@ -76,7 +76,8 @@ struct InfoModel: Encodable {
     var defaultGuidance: Double?
     /// The band of noise fractions t / (T - 1) where guidance applies ([lo, hi]); nil: every step.
     var guidanceInterval: [Double]?
-    /// "minilm" (MiniLM sentence embeddings) or "trigram" (the hashed word + trigram encoder).
+    /// "trigram" (the hashed word + trigram encoder), "minilm" (a projection of MiniLM sentence
+    /// embeddings) or "minilm_retrieval" (MiniLM attention over the training captions).
     var textEncoder: String?
     /// The stored `make bench` row at the default steps, if there is one.
     var bench: InfoBenchRow?

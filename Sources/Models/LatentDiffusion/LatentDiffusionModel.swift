@@ -42,7 +42,7 @@ public final class LatentDiffusionModel: Layer {
         let model = try LatentDiffusionModel(config: config, rng: &rng)
         let tensors = try st.allTensors()
         try model.load(from: tensors)
-        if config.textEncoder.kind == .minilm {
+        if config.textEncoder.usesMiniLM {
             try model.textEncoder.attach(try MiniLM.shared(directory: minilmDirectory ?? MiniLM.directory(besideModelFile: path)))
         }
         return model

@@ -80,7 +80,7 @@ public enum LatentDiffusionTrainer {
         let model: LatentDiffusionModel
         if let from = o.initFrom {
             model = try LatentDiffusionModel.load(path: from)
-            guard model.config.textEncoder.kind != .minilm else {
+            guard !model.config.textEncoder.usesMiniLM else {
                 throw TrainingError.invalidData("\(from) has the MiniLM text encoder; continue the trigram teacher it was made from")
             }
             let a = model.config.autoencoder
