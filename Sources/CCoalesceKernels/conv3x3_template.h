@@ -295,49 +295,59 @@ static CCK_TARGET void CCK_CAT(gemm_nt_rows_, CCK_T)(const float *x, int ldx, in
     }
 }
 
-// The same products and sums as gemm_nt_rows, from the weight packed transposed as gemm_rows
-// reads it (wt: (k, ldw), output columns in lanes): lane j of accumulator p holds partial sum p of
-// output j, summed over the whole blocks of k in index order with one FMA per term, exactly as lane
-// p of gemm_nt_tile's accumulator does; the partial sums are then added to 0 in order 0, 1, ...,
-// CCK_RLANES - 1, then the k tail in index order, then y when accumulating: gemm_nt_rows' bits,
-// without its CCK_RLANES-lane horizontal sum per output. A tile is NTP_R rows x one register of
-// columns x NTP_PS partial sums at a time (CCK_RLANES / NTP_PS passes over k, each adding its
-// partial sums to the running total in order).
-static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_ntp_tile_, CCK_T)(
-    const float *x, int ldx, int k, const float *wt, int ldw, float *y, int ldy, int n, int r, int j,
-    int accumulate, const int R) {
-    enum { PS = CCK_W >= 16 ? 8 : 4 };
+// The same products and sums as gemm_nt_rows, from the weight packed in panels of
+// CCK_PANEL output columns (wp: panel after panel, each (k, CCK_PANEL), row-major, zero past n), so
+// that a tile streams its weights from consecutive addresses. Output (r, j)'s partial sum p (terms
+// kk = p, p + CCK_RLANES, ... below the last whole block, one FMA each in that order) is formed in an
+// accumulator of its own, then added to the running total in order p = 0, 1, ..., CCK_RLANES - 1:
+// gemm_nt_rows' bits. A tile is R rows x C registers of columns, each weight register used for R
+// rows and each x value for C registers.
+static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(gemm_ntb_tile_, CCK_T)(
+    const float *x, int ldx, int k, const float *panel, float *y, int ldy, int n, int r, int j, int accumulate,
+    const int R, const int C) {
     const int kv = k / CCK_RLANES * CCK_RLANES;
-    VF s[2];
-    for (int q = 0; q < R; q++) s[q] = CCK_CAT(splat_, CCK_T)(0.0f);
-    for (int p0 = 0; p0 < CCK_RLANES; p0 += PS) {
-        VF acc[2][PS];
+    VF s[CCK_NTB_R][CCK_NTB_C];
+    for (int q = 0; q < R; q++)
+        for (int c = 0; c < C; c++) s[q][c] = CCK_CAT(splat_, CCK_T)(0.0f);
+    for (int p = 0; p < CCK_RLANES; p++) {
+        VF acc[CCK_NTB_R][CCK_NTB_C];
         for (int q = 0; q < R; q++)
-            for (int p = 0; p < PS; p++) acc[q][p] = CCK_CAT(splat_, CCK_T)(0.0f);
-        for (int kk = p0; kk < kv; kk += CCK_RLANES) {
-            for (int p = 0; p < PS; p++) {
-                const VF wv = *(const VF *)(wt + (size_t)(kk + p) * ldw + j);
-                for (int q = 0; q < R; q++) acc[q][p] += x[(size_t)(r + q) * ldx + kk + p] * wv;
+            for (int c = 0; c < C; c++) acc[q][c] = CCK_CAT(splat_, CCK_T)(0.0f);
+        for (int kk = p; kk < kv; kk += CCK_RLANES) {
+            VF wv[CCK_NTB_C];
+            for (int c = 0; c < C; c++) wv[c] = *(const VF *)(panel + (size_t)kk * CCK_PANEL + c * CCK_W);
+            for (int q = 0; q < R; q++) {
+                const float xs = x[(size_t)(r + q) * ldx + kk];
+                for (int c = 0; c < C; c++) acc[q][c] += xs * wv[c];
             }
         }
         for (int q = 0; q < R; q++)
-            for (int p = 0; p < PS; p++) s[q] += acc[q][p];
+            for (int c = 0; c < C; c++) s[q][c] += acc[q][c];
     }
     for (int kk = kv; kk < k; kk++) {
-        const VF wv = *(const VF *)(wt + (size_t)kk * ldw + j);
-        for (int q = 0; q < R; q++) s[q] += x[(size_t)(r + q) * ldx + kk] * wv;
+        for (int c = 0; c < C; c++) {
+            const VF wv = *(const VF *)(panel + (size_t)kk * CCK_PANEL + c * CCK_W);
+            for (int q = 0; q < R; q++) s[q][c] += x[(size_t)(r + q) * ldx + kk] * wv;
+        }
     }
-    for (int q = 0; q < R; q++) {
-        CCK_CAT(store_cols_, CCK_T)(y + (size_t)(r + q) * ldy + j, s[q], n - j, accumulate);
-    }
+    for (int q = 0; q < R; q++)
+        for (int c = 0; c < C; c++)
+            CCK_CAT(store_cols_, CCK_T)(y + (size_t)(r + q) * ldy + j + c * CCK_W, s[q][c], n - j - c * CCK_W, accumulate);
 }
 
-static CCK_TARGET void CCK_CAT(gemm_ntp_rows_, CCK_T)(const float *x, int ldx, int k, const float *wt, int ldw, int n,
+static CCK_TARGET void CCK_CAT(gemm_ntb_rows_, CCK_T)(const float *x, int ldx, int k, const float *wp, int n,
                                                       float *y, int ldy, int accumulate, int row0, int row1) {
-    for (int j = 0; j < n; j += CCK_W) {  // one register of columns: k x CCK_W floats of wt stay in L1
-        int r = row0;
-        for (; r + 2 <= row1; r += 2) CCK_CAT(gemm_ntp_tile_, CCK_T)(x, ldx, k, wt, ldw, y, ldy, n, r, j, accumulate, 2);
-        if (r < row1) CCK_CAT(gemm_ntp_tile_, CCK_T)(x, ldx, k, wt, ldw, y, ldy, n, r, j, accumulate, 1);
+    for (int j0 = 0; j0 < n; j0 += CCK_PANEL) {
+        const float *panel = wp + (size_t)(j0 / CCK_PANEL) * k * CCK_PANEL;
+        for (int c0 = 0; c0 < CCK_PANEL && j0 + c0 < n; c0 += CCK_NTB_C * CCK_W) {
+            const float *sub = panel + c0;
+            const int j = j0 + c0;
+            int r = row0;
+            for (; r + CCK_NTB_R <= row1; r += CCK_NTB_R)
+                CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, CCK_NTB_R, CCK_NTB_C);
+            for (; r + 2 <= row1; r += 2) CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 2, CCK_NTB_C);
+            if (r < row1) CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 1, CCK_NTB_C);
+        }
     }
 }
 
@@ -459,6 +469,8 @@ static CCK_TARGET void CCK_CAT(gn_backward_, CCK_T)(const float *x, const float 
 
 #undef VF
 #undef VI
+#undef CCK_NTB_R
+#undef CCK_NTB_C
 #undef VR
 #undef CCK_W
 #undef CCK_T

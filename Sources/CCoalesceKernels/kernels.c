@@ -18,6 +18,8 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_TARGET __attribute__((target("avx512f")))
 #define CCK_CBMAX 4
 #define CCK_PX 8
+#define CCK_NTB_R 6
+#define CCK_NTB_C 2
 #include "conv3x3_template.h"
 
 #define CCK_W 8
@@ -25,6 +27,8 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_TARGET __attribute__((target("avx2,fma")))
 #define CCK_CBMAX 2
 #define CCK_PX 8
+#define CCK_NTB_R 3
+#define CCK_NTB_C 2
 #include "conv3x3_template.h"
 
 #define CCK_W 4
@@ -32,6 +36,8 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_TARGET
 #define CCK_CBMAX 2
 #define CCK_PX 8
+#define CCK_NTB_R 3
+#define CCK_NTB_C 2
 #include "conv3x3_template.h"
 
 int cck_cpu_isa(void) {
@@ -106,13 +112,23 @@ void cck_gemm_rows_nt(const float *x, int ldx, int k, const float *w, int ldw, i
     }
 }
 
-void cck_gemm_rows_nt_packed(const float *x, int ldx, int k, const float *wt, int ldw, int n, float *y, int ldy,
+void cck_pack_linear_panels(const float *w, int n, int k, float *dst) {
+    const int np = (n + CCK_PANEL - 1) / CCK_PANEL * CCK_PANEL;
+    for (int j0 = 0; j0 < np; j0 += CCK_PANEL) {
+        float *panel = dst + (size_t)(j0 / CCK_PANEL) * k * CCK_PANEL;
+        for (int kk = 0; kk < k; kk++)
+            for (int c = 0; c < CCK_PANEL; c++)
+                panel[(size_t)kk * CCK_PANEL + c] = j0 + c < n ? w[(size_t)(j0 + c) * k + kk] : 0.0f;
+    }
+}
+
+void cck_gemm_rows_nt_panels(const float *x, int ldx, int k, const float *wp, int n, float *y, int ldy,
                              int accumulate, int row0, int row1, int isa) {
     if (row0 >= row1 || n <= 0) return;
     switch (resolve(isa)) {
-    case CCK_ISA_AVX512: gemm_ntp_rows_512(x, ldx, k, wt, ldw, n, y, ldy, accumulate, row0, row1); break;
-    case CCK_ISA_AVX2: gemm_ntp_rows_256(x, ldx, k, wt, ldw, n, y, ldy, accumulate, row0, row1); break;
-    default: gemm_ntp_rows_base(x, ldx, k, wt, ldw, n, y, ldy, accumulate, row0, row1); break;
+    case CCK_ISA_AVX512: gemm_ntb_rows_512(x, ldx, k, wp, n, y, ldy, accumulate, row0, row1); break;
+    case CCK_ISA_AVX2: gemm_ntb_rows_256(x, ldx, k, wp, n, y, ldy, accumulate, row0, row1); break;
+    default: gemm_ntb_rows_base(x, ldx, k, wp, n, y, ldy, accumulate, row0, row1); break;
     }
 }
 

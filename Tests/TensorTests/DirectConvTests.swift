@@ -181,7 +181,7 @@ final class DirectConvTests: XCTestCase {
                                Tensor.conv3x3NHWC(xh, packed, activation: act, isa: a5).array, "conv \(cin)->\(cout) \(act)")
             }
         }
-        for (m, k, n) in [(1, 512, 512), (3, 37, 70), (5, 128, 33), (2, 200, 9), (7, 16, 1)] {
+        for (m, k, n) in [(1, 512, 512), (3, 37, 70), (5, 128, 33), (2, 200, 9), (7, 16, 1), (14, 784, 45)] {
             let x = (0..<(m * k)).map { _ in rng.nextNormal() }
             let np = (n + 15) / 16 * 16
             let w = (0..<(k * np)).map { _ in rng.nextNormal() }    // (k, np) for gemm_rows, (n, k) rows for _nt
@@ -193,12 +193,15 @@ final class DirectConvTests: XCTestCase {
             }
             XCTAssertEqual(run(a2, nt: false), run(a5, nt: false), "gemm_rows \(m)x\(k)x\(n)")
             XCTAssertEqual(run(a2, nt: true), run(a5, nt: true), "gemm_rows_nt \(m)x\(k)x\(n)")
-            func runPacked(_ isa: Int32) -> [Float] {  // w read as (k, np): the nt product of its transpose
+            var panels = [Float](repeating: 0, count: k * ((n + Int(CCK_PANEL) - 1) / Int(CCK_PANEL) * Int(CCK_PANEL)))
+            cck_pack_linear_panels(w, Int32(n), Int32(k), &panels)    // w's first n * k values as (n, k)
+            func runPanels(_ isa: Int32) -> [Float] {
                 var y = [Float](repeating: 0, count: m * n)
-                cck_gemm_rows_nt_packed(x, Int32(k), Int32(k), w, Int32(np), Int32(n), &y, Int32(n), 0, 0, Int32(m), isa)
+                cck_gemm_rows_nt_panels(x, Int32(k), Int32(k), panels, Int32(n), &y, Int32(n), 0, 0, Int32(m), isa)
                 return y
             }
-            XCTAssertEqual(runPacked(a2), runPacked(a5), "gemm_rows_nt_packed \(m)x\(k)x\(n)")
+            XCTAssertEqual(runPanels(a2), runPanels(a5), "gemm_rows_nt_panels \(m)x\(k)x\(n)")
+            XCTAssertEqual(runPanels(a5), run(a5, nt: true), "gemm_rows_nt_panels against gemm_rows_nt \(m)x\(k)x\(n)")
         }
         let v = (0..<1003).map { _ in 3 * rng.nextNormal() }
         var y2 = [Float](repeating: 0, count: v.count), y5 = y2

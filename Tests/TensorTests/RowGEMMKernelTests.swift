@@ -7,7 +7,8 @@ import XCTest
 final class RowGEMMKernelTests: XCTestCase {
     func testKernelsMatchAReferenceOnEveryISA() {
         var rng = RandomGenerator(seed: 77)
-        for (m, k, n) in [(7, 37, 5), (3, 64, 16), (9, 130, 49), (1, 512, 33), (4, 128, 384), (5, 256, 20)] {
+        for (m, k, n) in [(7, 37, 5), (3, 64, 16), (9, 130, 49), (1, 512, 33), (4, 128, 384), (5, 256, 20), (13, 776, 70),
+                          (8, 768, 32)] {
             let x = (0..<(m * k)).map { _ in rng.nextNormal() }
             let wKN = (0..<(k * n)).map { _ in rng.nextNormal() }            // w: (k, n)
             var wNK = [Float](repeating: 0, count: n * k)                      // its transpose (n, k)
@@ -43,16 +44,18 @@ final class RowGEMMKernelTests: XCTestCase {
                                          Int32(r), Int32(r + 1), Int32(isa))
                     }
                     XCTAssertEqual(y3, y2, "row by row vs all rows, isa \(isa)")
-                    // The nt product from the packed weight: the same bits, rows together or one by one.
-                    var y4 = y0, y5 = y0
-                    cck_gemm_rows_nt_packed(x, Int32(k), Int32(k), wPadded, Int32(np), Int32(n), &y4, Int32(n),
-                                            Int32(accumulate), 0, Int32(m), Int32(isa))
-                    for r in 0..<m {
-                        cck_gemm_rows_nt_packed(x, Int32(k), Int32(k), wPadded, Int32(np), Int32(n), &y5, Int32(n),
-                                                Int32(accumulate), Int32(r), Int32(r + 1), Int32(isa))
+                    // The nt product from the weight in panels of CCK_PANEL columns: the same bits, in one call or in row ranges.
+                    var panels = [Float](repeating: 0, count: k * ((n + Int(CCK_PANEL) - 1) / Int(CCK_PANEL) * Int(CCK_PANEL)))
+                    cck_pack_linear_panels(wNK, Int32(n), Int32(k), &panels)
+                    var y6 = y0, y7 = y0
+                    cck_gemm_rows_nt_panels(x, Int32(k), Int32(k), panels, Int32(n), &y6, Int32(n), Int32(accumulate),
+                                            0, Int32(m), Int32(isa))
+                    for r in stride(from: 0, to: m, by: 5) {
+                        cck_gemm_rows_nt_panels(x, Int32(k), Int32(k), panels, Int32(n), &y7, Int32(n), Int32(accumulate),
+                                                Int32(r), Int32(min(m, r + 5)), Int32(isa))
                     }
-                    XCTAssertEqual(y4, y2, "nt packed vs nt, isa \(isa) (\(m),\(k),\(n)) acc \(accumulate)")
-                    XCTAssertEqual(y5, y2, "nt packed row by row vs nt, isa \(isa)")
+                    XCTAssertEqual(y6, y2, "nt panels vs nt, isa \(isa) (\(m),\(k),\(n)) acc \(accumulate)")
+                    XCTAssertEqual(y7, y2, "nt panels in row ranges of 5 vs nt, isa \(isa)")
                 }
             }
         }

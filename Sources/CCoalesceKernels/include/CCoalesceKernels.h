@@ -83,11 +83,19 @@ void cck_gemm_rows(const float *x, int ldx, int k, const float *w, int ldw, int 
 void cck_gemm_rows_nt(const float *x, int ldx, int k, const float *w, int ldw, int n, float *y, int ldy,
                       int accumulate, int row0, int row1, int isa);
 
-/// cck_gemm_rows_nt's result, bit for bit, from the weight packed transposed as cck_gemm_rows reads
-/// it (wt: (k, ldw), ldw >= n rounded up to CCK_COUT_BLOCK, zero past n): the same products summed
-/// in the same order, output columns in lanes instead of one horizontal sum per output (faster
-/// wherever k is at least a few blocks of 16).
-void cck_gemm_rows_nt_packed(const float *x, int ldx, int k, const float *wt, int ldw, int n, float *y, int ldy,
+/// Output columns per panel of cck_pack_linear_panels.
+#define CCK_PANEL 32
+
+/// Packs a Linear weight w (n, k) for cck_gemm_rows_nt_panels: dst holds ceil(n / CCK_PANEL) panels
+/// one after the other, panel i = columns [i * CCK_PANEL, (i + 1) * CCK_PANEL) as (k, CCK_PANEL)
+/// row-major, zero past n (dst: k * n rounded up to CCK_PANEL floats).
+void cck_pack_linear_panels(const float *w, int n, int k, float *dst);
+
+/// cck_gemm_rows_nt's result, bit for bit, from the weight packed by cck_pack_linear_panels: the
+/// same products summed in the same order, each weight register used for several rows and each x
+/// value for two registers of columns. Faster than cck_gemm_rows_nt except at k >= 512 with fewer
+/// than about 8 rows (PackedLinearWeight chooses per thread).
+void cck_gemm_rows_nt_panels(const float *x, int ldx, int k, const float *wp, int n, float *y, int ldy,
                              int accumulate, int row0, int row1, int isa);
 
 /// y = x * sigmoid(x) over n values (y may alias x).

@@ -1,3 +1,4 @@
+import Foundation
 import CCoalesceKernels
 
 // Matrix products whose rows are samples (a batch of inputs), for inference: every row's result
@@ -11,30 +12,49 @@ import CCoalesceKernels
 // (Linear, matmul, attention, convolutions that are not the direct 3x3 kernel's), so generation
 // never calls OpenBLAS, whose kernels differ between its cores.
 
-/// A Linear weight (n, k) packed once for inference, transposed in the layout `cck_gemm_rows`
-/// reads (k, n rounded up). Below `RowGEMM.dotMinK` the product takes the packed path anyway, and
-/// `RowGEMM.multiply` would pack the weight again on every call, which at one row costs as much as
-/// the product; from it on the product is `cck_gemm_rows_nt`'s dot products, which
-/// `cck_gemm_rows_nt_packed` takes from the pack with the same bits and without a horizontal sum
-/// per output (AVX-512, 1 thread, best of 15: 128 -> 384 at 32 rows 84-88 GFLOP/s against 58, at
-/// 2048 rows 77 against 55; 256 -> 256 at 2 rows level, 75 against 77; from k = 512 on it is
-/// slower, 15 against 45 at one row, so such weights stay unpacked). The packed product gives the same bits as the unpacked one. The weight must not
-/// change after packing (callers pack in `prepareForInference`, after loading).
+/// A Linear weight (n, k) packed once for inference. Below `RowGEMM.dotMinK` it is packed
+/// transposed in the layout `cck_gemm_rows` reads (k, n rounded up), which the product takes anyway
+/// and `RowGEMM.multiply` would pack again on every call (at one row that costs as much as the
+/// product). From `dotMinK` on the product is `cck_gemm_rows_nt`'s dot products, and the pack is in
+/// panels of 32 output columns (`cck_pack_linear_panels`), from which `cck_gemm_rows_nt_panels`
+/// computes the same sums in the same order (the same bits) with each weight register used for six
+/// rows. Which kernel runs is chosen per thread's rows, never changing a bit: the panels wherever
+/// k < `panelsOnlyAtRowsFromK` or the thread has at least `panelRowsAtLargeK` rows on AVX-512, else
+/// the dot products on the weight as stored (AVX-512, 1 thread, GFLOP/s, `cck` kernels against each
+/// other: 768 -> 768 at 64 rows 157-158 panels against 97 dot products, at 8 rows 118-121 against
+/// 92-94, at 2 rows 50-57 against 69-75; 256 -> 256 at 2 rows 91-120 against 65-75; 145 -> 768 at
+/// 64 rows 165-197 against 41-48; BENCHMARKS.md). The weight must not change after packing (callers
+/// pack in `prepareForInference`, after loading).
 public final class PackedLinearWeight: @unchecked Sendable {
     let data: UnsafeMutablePointer<Float>
     let ldw: Int, n: Int, k: Int
+    /// The weight as stored, for the dot-product kernel at few rows.
+    let weight: Tensor
 
-    /// Packed only below this k (see above); chosen from k alone.
-    static let maxK = 512
+    /// From this k on, a thread with few rows takes the dot products instead of the panels.
+    static let panelsOnlyAtRowsFromK = 512
+    /// Rows a thread needs for the panels at k >= `panelsOnlyAtRowsFromK` (AVX-512; on AVX2 the dot
+    /// products are as fast or faster there at every row count measured).
+    static let panelRowsAtLargeK = 8
+    /// From this many rows, threads split the output columns instead of the rows.
+    static let columnSplitRows = 32
+    /// `COALESCE_LINEAR=dot` sends every product from `dotMinK` on through the dot products (for
+    /// comparisons: the same bits, another speed).
+    static let panelsDisabled = ProcessInfo.processInfo.environment["COALESCE_LINEAR"] == "dot"
 
-    /// nil where the product reads the weight as it is (k >= `maxK`): nothing to pack.
-    public init?(weight: Tensor) {
+    public init(weight: Tensor) {
         precondition(weight.rank == 2, "PackedLinearWeight: weight must be (out, in), got \(weight.shape)")
         (n, k) = (weight.shape[0], weight.shape[1])
-        guard k < Self.maxK else { return nil }
-        ldw = RowGEMM.paddedWidth(n)
-        data = Tensor.allocate(max(1, k * ldw))
-        RowGEMM.pack(weight.data, transposed: true, n: n, k: k, ldb: k, into: data, ldw: ldw)
+        self.weight = weight
+        if k < RowGEMM.dotMinK {
+            ldw = RowGEMM.paddedWidth(n)
+            data = Tensor.allocate(max(1, k * ldw))
+            RowGEMM.pack(weight.data, transposed: true, n: n, k: k, ldb: k, into: data, ldw: ldw)
+        } else {
+            ldw = (n + Int(CCK_PANEL) - 1) / Int(CCK_PANEL) * Int(CCK_PANEL)
+            data = Tensor.allocate(max(1, k * ldw))
+            cck_pack_linear_panels(weight.data, Int32(n), Int32(k), data)
+        }
     }
 
     /// C (m, n) = A (m, k) @ weightᵀ (+ C when `accumulate`), the same bits as
@@ -45,10 +65,32 @@ public final class PackedLinearWeight: @unchecked Sendable {
             return
         }
         if m <= 0 || n <= 0 { return }
-        let (n, k, w, ldw, isa) = (n, k, UnsafePointer(data), ldw, Int32(CCK_ISA_BEST))
-        Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
-            cck_gemm_rows_nt_packed(a, Int32(lda), Int32(k), w, Int32(ldw), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
-                                    Int32(lo), Int32(hi), isa)
+        let (n, k, wp, isa) = (n, k, UnsafePointer(data), Int32(CCK_ISA_BEST))
+        let minPanelRows = Self.panelsDisabled ? Int.max : k < Self.panelsOnlyAtRowsFromK ? 1
+            : (cck_best_isa() == Int32(CCK_ISA_AVX512) ? Self.panelRowsAtLargeK : Int.max)
+        let panels = (n + Int(CCK_PANEL) - 1) / Int(CCK_PANEL)
+        if m >= Self.columnSplitRows && panels >= 2 && minPanelRows <= m && Runtime.availableThreads > 1 {
+            // Enough rows for every thread: split the output columns (whole panels) instead, so each
+            // thread streams only its own panels of the weight. Each output's sums are the same.
+            let p = Int(CCK_PANEL)
+            Runtime.parallelFor(panels, cost: max(1, m * k * p / 16)) { lo, hi in
+                let j0 = lo * p, j1 = min(n, hi * p)
+                cck_gemm_rows_nt_panels(a, Int32(lda), Int32(k), wp + j0 * k, Int32(j1 - j0), c + j0, Int32(ldc),
+                                        accumulate ? 1 : 0, 0, Int32(m), isa)
+            }
+            return
+        }
+        withExtendedLifetime(weight) {
+            let w = UnsafePointer(weight.data)
+            Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
+                if hi - lo >= minPanelRows {
+                    cck_gemm_rows_nt_panels(a, Int32(lda), Int32(k), wp, Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
+                                            Int32(lo), Int32(hi), isa)
+                } else {
+                    cck_gemm_rows_nt(a, Int32(lda), Int32(k), w, Int32(k), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
+                                     Int32(lo), Int32(hi), isa)
+                }
+            }
         }
     }
 
