@@ -1,3 +1,4 @@
+import CCoalesceKernels
 import ArgumentParser
 import Foundation
 import Models
@@ -35,6 +36,32 @@ struct BenchOps: ParsableCommand {
         return all
     }
 
+    /// The machine's arithmetic ceiling at the compute threads: every thread runs independent fused
+    /// multiply-adds on registers at once (`cck_fma_peak_loop`); best of the repetitions. nil on
+    /// a CPU without FMA.
+    func fmaPeak(budget: Double) -> Double? {
+        let threads = Runtime.threads, iterations = 20_000_000
+        var best = 0.0
+        var spent = 0.0
+        for _ in 0..<max(3, Int(budget / 0.1)) {
+            let flops = UnsafeMutablePointer<Int>.allocate(capacity: threads)
+            defer { flops.deallocate() }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                var sink: Float = 0
+                flops[t] = cck_fma_peak_loop(iterations, Int32(CCK_ISA_BEST), &sink)
+                if sink.isNaN { print("") }
+            }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let total = (0..<threads).reduce(0) { $0 + flops[$1] }
+            if total == 0 { return nil }
+            best = max(best, Double(total) / dt / 1e9)
+            spent += dt
+            if spent > budget * 3 { break }
+        }
+        return best
+    }
+
     func run() throws {
         BLAS.load()
         let budget = quick ? 0.3 : seconds
@@ -50,6 +77,10 @@ struct BenchOps: ParsableCommand {
                        beta: 0, c: c.data, ldc: n)
         }
         print(String(format: "sgemm %dx%dx%d: %.1f GFLOP/s", n, n, n, 2.0 * Double(n * n * n) / tg / 1e9))
+        if let peak = fmaPeak(budget: budget) {
+            print(String(format: "FMA peak (%@, %d threads, registers only): %.1f GFLOP/s", cck_best_isa() == Int32(CCK_ISA_AVX512) ? "AVX-512" : "AVX2",
+                         Runtime.threads, peak))
+        }
         if sgemmOnly { return }
         print("")
         print("conv 3x3, batch \(batch)      | sgemm same GEMM | conv fwd  (ratio) | conv bwd  (ratio)")

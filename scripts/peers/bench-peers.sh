@@ -15,7 +15,8 @@
 #    output (relative difference at most 1e-4), exports it to ONNX (opset 17, dynamic batch) and
 #    checks ONNX Runtime's output too. Any disagreement stops the run.
 # 3. sgemm 1024^3 at the same threads (OpenBLAS through `coalesce bench ops --sgemm-only`, and
-#    torch.mm): the peak the GFLOP/s read against.
+#    torch.mm), and the FMA peak (fused multiply-adds on registers on every thread, the same
+#    `coalesce bench ops` call): the ceiling the GFLOP/s are read against.
 # 4. For each case, ROUNDS rounds; each round runs Coalesce, PyTorch and ONNX Runtime (training
 #    cases: Coalesce and PyTorch) one after the other, in an order that rotates from round to round,
 #    each a fresh process timing calls for ROUND_SECONDS after one warm-up call.
@@ -66,7 +67,7 @@ for m in $models; do
     $PEER check --dump "$RUN/dump-$m" --onnx "$RUN/onnx/$m.onnx" --threads "$THREADS" --json "$RUN/check-$m.json" >&2
 done
 
-log "sgemm peak at $THREADS threads"
+log "sgemm and FMA peak at $THREADS threads"
 "$COALESCE" bench ops --sgemm-only --seconds "$SGEMM_SECONDS" > "$RUN/sgemm-coalesce.txt"
 $PEER sgemm --seconds "$SGEMM_SECONDS" --threads "$THREADS" --json "$RUN/sgemm-torch.json" >&2
 

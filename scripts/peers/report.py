@@ -55,11 +55,23 @@ def sgemm_peaks(run_dir):
     return peaks
 
 
+def fma_peak(run_dir):
+    """The arithmetic ceiling: `coalesce bench ops` runs fused multiply-adds on registers on every
+    thread at once (None where the run predates it)."""
+    p = os.path.join(run_dir, "sgemm-coalesce.txt")
+    if os.path.exists(p):
+        for line in open(p):
+            if line.startswith("FMA peak"):
+                return float(line.split(":")[1].split()[0])
+    return None
+
+
 def main():
     run_dir, out = sys.argv[1], sys.argv[2]
     env = load(os.path.join(run_dir, "env.json"))
     peaks = sgemm_peaks(run_dir)
     peak = max(peaks.values()) if peaks else None
+    fma = fma_peak(run_dir)
     checks = {os.path.basename(p)[len("check-"):-len(".json")]: load(p)
               for p in sorted(glob.glob(os.path.join(run_dir, "check-*.json")))}
     cases = []
@@ -80,12 +92,14 @@ def main():
                     r["gflops"] = c["gflop"] / (r["ms_median"] / 1e3)
                     if peak:
                         r["percent_of_sgemm_peak"] = 100 * r["gflops"] / peak
+                    if fma:
+                        r["percent_of_fma_peak"] = 100 * r["gflops"] / fma
             for key in ("torch", "ort"):
                 if row[key]:
                     row[f"ratio_coalesce_over_{key}"] = c["ms_median"] / row[key]["ms_median"]
         cases.append(row)
     env["kernels"] = next((r["coalesce"]["kernels"] for r in cases if r["coalesce"]), None)
-    result = {**env, "sgemm_peak_gflops": peaks, "checks": checks, "cases": cases}
+    result = {**env, "sgemm_peak_gflops": peaks, "fma_peak_gflops": fma, "checks": checks, "cases": cases}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
@@ -107,7 +121,10 @@ def main():
     if peaks:
         parts = [f"{v:.1f} GFLOP/s ({'OpenBLAS through Coalesce' if k == 'coalesce_openblas' else 'torch.mm'})"
                  for k, v in peaks.items()]
-        print(f"sgemm 1024x1024x1024 at {env['threads']} threads: " + ", ".join(parts) + "; peak = the larger.")
+        print(f"sgemm 1024x1024x1024 at {env['threads']} threads: " + ", ".join(parts) + ".")
+    if fma:
+        print(f"FMA peak at {env['threads']} threads (fused multiply-adds on registers, `coalesce bench ops`): "
+              f"{fma:.1f} GFLOP/s; the % columns are of it.")
     agree = [f"{m} {max(v for k, v in c.items() if k.endswith('_relative')):.1g}" for m, c in checks.items()]
     if agree:
         print("Same function first: largest |difference| / largest |output| against Coalesce's output at batch 2, "
@@ -115,14 +132,16 @@ def main():
     print()
     print("| network | batch | mode | GFLOP per call | Coalesce ms | PyTorch ms | ONNX Runtime ms "
           "| Coalesce / PyTorch | Coalesce / ONNX Runtime | GFLOP/s Coalesce | GFLOP/s PyTorch | GFLOP/s ONNX Runtime "
-          "| Coalesce % of sgemm peak |")
+          "| % of FMA peak: Coalesce / PyTorch / ONNX Runtime |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def pct(r):
+        return f"{r['percent_of_fma_peak']:.0f}%" if r and "percent_of_fma_peak" in r else "–"
     for row in cases:
         c = row["coalesce"]
-        pct = f"{c['percent_of_sgemm_peak']:.0f}%" if c and "percent_of_sgemm_peak" in c else "–"
         print(f"| {row['model']} | {row['batch']} | {row['mode']} | {row.get('gflop', float('nan')):.2f} "
               f"| {ms(c)} | {ms(row['torch'])} | {ms(row['ort'])} | {ratio(row, 'torch')} | {ratio(row, 'ort')} "
-              f"| {gf(c)} | {gf(row['torch'])} | {gf(row['ort'])} | {pct} |")
+              f"| {gf(c)} | {gf(row['torch'])} | {gf(row['ort'])} | {pct(c)} / {pct(row['torch'])} / {pct(row['ort'])} |")
     print()
     print("ms: median per call over every timed call of every round (minimum in brackets). "
           "Ratios are of the medians: below 1, Coalesce is faster. GFLOP per call: convolutions, linear layers "

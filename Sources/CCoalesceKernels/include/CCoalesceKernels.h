@@ -98,6 +98,11 @@ void cck_pack_linear_panels(const float *w, int n, int k, float *dst);
 void cck_gemm_rows_nt_panels(const float *x, int ldx, int k, const float *wp, int n, float *y, int ldy,
                              int accumulate, int row0, int row1, int isa);
 
+/// The machine's arithmetic ceiling for one thread: `iterations` rounds of 12 independent fused
+/// multiply-adds on whole registers (AVX-512 or AVX2; nothing on the baseline ISA). Returns the
+/// floating-point operations done (2 per lane per FMA); writes a value derived from them to sink.
+long cck_fma_peak_loop(long iterations, int isa, float *sink);
+
 /// y = x * sigmoid(x) over n values (y may alias x).
 void cck_silu(const float *x, float *y, long n, int isa);
 /// gx += gy * d silu(x) / dx over n values.
