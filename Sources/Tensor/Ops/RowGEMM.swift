@@ -18,8 +18,8 @@ import CCoalesceKernels
 /// product). From `dotMinK` on the product is `cck_gemm_rows_nt`'s dot products, and the pack is in
 /// panels of 32 output columns (`cck_pack_linear_panels`), from which `cck_gemm_rows_nt_panels`
 /// computes the same sums in the same order (the same bits) with each weight register used for six
-/// rows. Which kernel runs is chosen per thread's rows, never changing a bit: the panels wherever
-/// k < `panelsOnlyAtRowsFromK` or the thread has at least `panelRowsAtLargeK` rows on AVX-512, else
+/// rows. Which kernel runs is chosen by the call's rows, never changing a bit: the panels wherever
+/// k < `panelsOnlyAtRowsFromK` or the call has at least `panelRowsAtLargeK` rows on AVX-512, else
 /// the dot products on the weight as stored (AVX-512, 1 thread, GFLOP/s, `cck` kernels against each
 /// other: 768 -> 768 at 64 rows 157-158 panels against 97 dot products, at 8 rows 118-121 against
 /// 92-94, at 2 rows 50-57 against 69-75; 256 -> 256 at 2 rows 91-120 against 65-75; 145 -> 768 at
@@ -36,8 +36,6 @@ public final class PackedLinearWeight: @unchecked Sendable {
     /// Rows a thread needs for the panels at k >= `panelsOnlyAtRowsFromK` (AVX-512; on AVX2 the dot
     /// products are as fast or faster there at every row count measured).
     static let panelRowsAtLargeK = 8
-    /// From this many rows, threads split the output columns instead of the rows.
-    static let columnSplitRows = 32
     /// `COALESCE_LINEAR=dot` sends every product from `dotMinK` on through the dot products (for
     /// comparisons: the same bits, another speed).
     static let panelsDisabled = ProcessInfo.processInfo.environment["COALESCE_LINEAR"] == "dot"
@@ -68,27 +66,23 @@ public final class PackedLinearWeight: @unchecked Sendable {
         let (n, k, wp, isa) = (n, k, UnsafePointer(data), Int32(CCK_ISA_BEST))
         let minPanelRows = Self.panelsDisabled ? Int.max : k < Self.panelsOnlyAtRowsFromK ? 1
             : (cck_best_isa() == Int32(CCK_ISA_AVX512) ? Self.panelRowsAtLargeK : Int.max)
-        let panels = (n + Int(CCK_PANEL) - 1) / Int(CCK_PANEL)
-        if m >= Self.columnSplitRows && panels >= 2 && minPanelRows <= m && Runtime.availableThreads > 1 {
-            // Enough rows for every thread: split the output columns (whole panels) instead, so each
-            // thread streams only its own panels of the weight. Each output's sums are the same.
-            let p = Int(CCK_PANEL)
-            Runtime.parallelFor(panels, cost: max(1, m * k * p / 16)) { lo, hi in
-                let j0 = lo * p, j1 = min(n, hi * p)
-                cck_gemm_rows_nt_panels(a, Int32(lda), Int32(k), wp + j0 * k, Int32(j1 - j0), c + j0, Int32(ldc),
-                                        accumulate ? 1 : 0, 0, Int32(m), isa)
-            }
-            return
-        }
+        let usePanels = m >= minPanelRows
+        // Each thread takes whole blocks of output columns and every row, so each streams only its
+        // share of the weight (at few rows the product is the weight's read; at many, two threads
+        // re-reading all of it from the shared cache cost more than the halves). Each output's
+        // sums are the same whichever thread computes it.
+        let unit = usePanels ? Int(CCK_PANEL) : 16
+        let blocks = (n + unit - 1) / unit
         withExtendedLifetime(weight) {
             let w = UnsafePointer(weight.data)
-            Runtime.parallelFor(m, cost: max(1, n * k / 16)) { lo, hi in
-                if hi - lo >= minPanelRows {
-                    cck_gemm_rows_nt_panels(a, Int32(lda), Int32(k), wp, Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
-                                            Int32(lo), Int32(hi), isa)
+            Runtime.parallelFor(blocks, cost: max(1, m * k * unit / 16)) { lo, hi in
+                let j0 = lo * unit, j1 = min(n, hi * unit)
+                if usePanels {
+                    cck_gemm_rows_nt_panels(a, Int32(lda), Int32(k), wp + j0 * k, Int32(j1 - j0), c + j0, Int32(ldc),
+                                            accumulate ? 1 : 0, 0, Int32(m), isa)
                 } else {
-                    cck_gemm_rows_nt(a, Int32(lda), Int32(k), w, Int32(k), Int32(n), c, Int32(ldc), accumulate ? 1 : 0,
-                                     Int32(lo), Int32(hi), isa)
+                    cck_gemm_rows_nt(a, Int32(lda), Int32(k), w + j0 * k, Int32(k), Int32(j1 - j0), c + j0, Int32(ldc),
+                                     accumulate ? 1 : 0, 0, Int32(m), isa)
                 }
             }
         }
