@@ -34,6 +34,7 @@ struct TrainAutoencoder: ParsableCommand {
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
         BLAS.load()
+        noteBLASCore()
         let t0 = Date()
         let (train, test) = try data.load()
         var cfg = AutoencoderConfig()

@@ -32,6 +32,7 @@ struct TrainClassifier: ParsableCommand {
 
     func run() throws {
         BLAS.load()
+        noteBLASCore()
         let loaded = try TrainingData.load(data.data, size: data.size)
         let train = loaded.train
         var test = loaded.test

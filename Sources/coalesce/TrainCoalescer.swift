@@ -62,6 +62,7 @@ struct TrainCoalescer: ParsableCommand {
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)  // report lines reach a redirected log as they happen
         _ = BLAS.load()
+        noteBLASCore()
         var o = CoalescerPipelineOptions()
         o.outputDirectory = out
         o.reuse = reuse

@@ -32,6 +32,7 @@ struct TrainDistilledUNet: ParsableCommand {
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
         BLAS.load()
+        noteBLASCore()
         var o = DistillationOptions()
         o.data = data.data; o.size = data.size
         if data.trainLimit > 0 { o.trainLimit = data.trainLimit }

@@ -33,6 +33,7 @@ struct TrainLatentDiffusion: ParsableCommand {
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
         BLAS.load()
+        noteBLASCore()
         var o = LatentDiffusionTrainingOptions()
         o.data = data.data; o.size = data.size
         if data.trainLimit > 0 { o.trainLimit = data.trainLimit }

@@ -38,6 +38,7 @@ struct TrainNestedUNet: ParsableCommand {
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
         BLAS.load()
+        noteBLASCore()
         var o = NestedUNetTrainingOptions()
         o.data = data.data; o.size = data.size
         if data.trainLimit > 0 { o.trainLimit = data.trainLimit }

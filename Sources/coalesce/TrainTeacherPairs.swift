@@ -26,6 +26,7 @@ struct TrainTeacherPairs: ParsableCommand {
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
         BLAS.load()
+        noteBLASCore()
         guard count > 0, count <= 10_000_000, chunk > 0, chunk <= 65536 else {
             throw ValidationError("--count must be in 1...10000000 and --chunk in 1...65536")
         }
