@@ -1,4 +1,5 @@
 import CCoalesceBLAS
+import CCoalesceKernels
 import Foundation
 
 /// The BLAS the tensor core runs on: OpenBLAS, loaded at first use with the fastest kernel this
@@ -59,12 +60,19 @@ public enum BLAS {
     /// C rows (or of C columns when C is wide and short), each an independent single-threaded
     /// sgemm on a `parallelFor` worker. The cut depends on (m, n, k) only, never on the thread
     /// count, so the result does not either.
+    ///
+    /// On a CPU with AVX-512, products of at least `ownKernelGrain` multiply-adds run on
+    /// Coalesce's own packed GEMM (`cck_sgemm`, 1.4-1.9x OpenBLAS's Haswell kernels and close to its
+    /// SkylakeX ones, BENCHMARKS.md) unless `openBLASOnly` (the evaluation metrics keep OpenBLAS, so
+    /// their stored results repeat) or `COALESCE_GEMM=openblas`.
     public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, openBLASOnly: Bool = false) {
         _ = configured
         if m <= 0 || n <= 0 { return }
-        let parts = openBLASThreads > 1 ? 1 : partCount(work: m * n * k)
+        let own = !openBLASOnly && ownKernels && m * n * k >= ownKernelGrain
+        let parts = openBLASThreads > 1 && !own ? 1 : partCount(work: m * n * k)
+        let call: Call = own ? callOwn : callOpenBLAS
         if parts <= 1 || (m < 2 * 16 && n < 2 * 16) {
             call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
@@ -102,12 +110,29 @@ public enum BLAS {
         return p
     }
 
-    @inline(__always)
-    private static func call(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-                             _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                             _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    /// Products below this many multiply-adds stay on OpenBLAS (packing costs more than it saves).
+    static let ownKernelGrain = 1 << 20
+    /// Whether `sgemm` may use `cck_sgemm`: the CPU runs AVX-512 and `COALESCE_GEMM` is not `openblas`.
+    public static let ownKernels: Bool =
+        cck_best_isa() == Int32(CCK_ISA_AVX512) && ProcessInfo.processInfo.environment["COALESCE_GEMM"] != "openblas"
+
+    private typealias Call = (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int,
+                              Float, UnsafeMutablePointer<Float>, Int) -> Void
+
+    private static func callOpenBLAS(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                                     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         ccblas_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
                      a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    private static func callOwn(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                                _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                                _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        if cck_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                     a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc)) != 0 {
+            callOpenBLAS(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        }
     }
 
     /// Symmetric eigen-decomposition in float64 (LAPACK dsyevd). Returns eigenvalues ascending

@@ -74,9 +74,16 @@ struct BenchOps: ParsableCommand {
         let a = Tensor.randn([n, n], rng: &rng), b = Tensor.randn([n, n], rng: &rng), c = Tensor(zeros: [n, n])
         let tg = time(budget) {
             BLAS.sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n,
-                       beta: 0, c: c.data, ldc: n)
+                       beta: 0, c: c.data, ldc: n, openBLASOnly: true)
         }
         print(String(format: "sgemm %dx%dx%d: %.1f GFLOP/s", n, n, n, 2.0 * Double(n * n * n) / tg / 1e9))
+        if BLAS.ownKernels {
+            let to = time(budget) {
+                BLAS.sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n,
+                           beta: 0, c: c.data, ldc: n)
+            }
+            print(String(format: "training GEMM (cck_sgemm) %dx%dx%d: %.1f GFLOP/s", n, n, n, 2.0 * Double(n * n * n) / to / 1e9))
+        }
         if let peak = fmaPeak(budget: budget) {
             print(String(format: "FMA peak (%@, %d threads, registers only): %.1f GFLOP/s", cck_best_isa() == Int32(CCK_ISA_AVX512) ? "AVX-512" : "AVX2",
                          Runtime.threads, peak))

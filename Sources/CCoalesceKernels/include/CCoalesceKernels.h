@@ -103,6 +103,15 @@ void cck_gemm_rows_nt_panels(const float *x, int ldx, int k, const float *wp, in
 /// floating-point operations done (2 per lane per FMA); writes a value derived from them to sink.
 long cck_fma_peak_loop(long iterations, int isa, float *sink);
 
+/// Row-major C (m, n) = alpha * op(A) op(B) + beta * C for training (sgemm.c): op(A) is A (m, k)
+/// with row stride lda, or the transpose of A (k, m) when transA; op(B) likewise (k, n) or the
+/// transpose of (n, k). Packed blocks and an AVX-512 register tile; each output is summed over k
+/// in blocks of 256, in index order within a block (no promise across shapes: inference uses the
+/// row-stable kernels). Returns 0, or -1 without touching C where the CPU (or COALESCE_ISA) has no
+/// AVX-512: the caller then uses another GEMM. beta 0 never reads C.
+int cck_sgemm(int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+              int ldb, float beta, float *c, int ldc);
+
 /// y = x * sigmoid(x) over n values (y may alias x).
 void cck_silu(const float *x, float *y, long n, int isa);
 /// gx += gy * d silu(x) / dx over n values.

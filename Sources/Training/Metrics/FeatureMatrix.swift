@@ -59,7 +59,7 @@ public enum PairwiseDistances {
                     block.withUnsafeMutableBufferPointer { c in
                         guard let qb = q.baseAddress, let xb = x.baseAddress, let cb = c.baseAddress else { return }
                         BLAS.sgemm(transA: false, transB: true, m: m, n: n, k: d, alpha: -2, a: qb + start * d, lda: d,
-                                   b: xb, ldb: d, beta: 0, c: cb, ldc: n)
+                                   b: xb, ldb: d, beta: 0, c: cb, ldc: n, openBLASOnly: true)
                         Runtime.parallelFor(m, cost: n) { lo, hi in
                             for r in lo..<hi {
                                 let row = cb + r * n, a = qn[start + r]
