@@ -36,10 +36,11 @@ public enum BLAS {
     public static var preferredCore: String { String(cString: ccblas_preferred_core()) }
     public static var config: String { load(); return String(cString: ccblas_config()) }
     /// A note for trainers when the environment's `OPENBLAS_CORETYPE` holds OpenBLAS to narrower
-    /// kernels than this CPU runs (AVX2's where it has AVX-512); nil otherwise. Coalesce honours the
-    /// variable; generation never uses OpenBLAS, so only training and evaluation speed depend on it.
+    /// kernels than this CPU runs (AVX2's where it has AVX-512) and training's products run on
+    /// OpenBLAS (`COALESCE_GEMM=openblas`); nil otherwise. Coalesce honours the variable; generation
+    /// never uses OpenBLAS, so only training and evaluation speed depend on it.
     public static var narrowCoreNote: String? {
-        guard coreSource == "user", preferredCore == "SkylakeX", coreName != "SkylakeX" else { return nil }
+        guard !ownKernels, coreSource == "user", preferredCore == "SkylakeX", coreName != "SkylakeX" else { return nil }
         return "note: OPENBLAS_CORETYPE=\(coreName) in the environment holds training's matrix products to OpenBLAS's "
             + "\(coreName) kernels; this CPU runs its SkylakeX (AVX-512) kernels, 1.6x the sgemm on the machine of "
             + "BENCHMARKS.md. Unset it or set OPENBLAS_CORETYPE=SkylakeX to train faster (images do not depend on it)."
