@@ -20,6 +20,7 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_PX 8
 #define CCK_NTB_R 6
 #define CCK_NTB_C 2
+#define CCK_RPX 14
 #include "conv3x3_template.h"
 
 #define CCK_W 8
@@ -29,6 +30,7 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_PX 8
 #define CCK_NTB_R 3
 #define CCK_NTB_C 2
+#define CCK_RPX 1
 #include "conv3x3_template.h"
 
 #define CCK_W 4
@@ -38,6 +40,7 @@ int cck_padded_cout(int cout) { return (cout + CCK_COUT_BLOCK - 1) / CCK_COUT_BL
 #define CCK_PX 8
 #define CCK_NTB_R 3
 #define CCK_NTB_C 2
+#define CCK_RPX 1
 #include "conv3x3_template.h"
 
 int cck_cpu_isa(void) {

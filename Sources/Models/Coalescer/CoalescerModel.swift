@@ -76,7 +76,11 @@ public final class CoalescerModel: Layer {
     }
 
     /// Images (B, S*S) in [0, 1] from whitened latent coordinates (B, dim).
+    /// With gradients off, one chunk of the batch per thread (`BatchChunks`; the same bits).
     public func decode(_ y: Tensor) throws -> Tensor {
-        try autoencoder.decode(projection.unproject(y))
+        let b = y.rank == 2 ? y.shape[0] : 1
+        return try BatchChunks.map(batch: b) { rows in
+            [try autoencoder.decode(projection.unproject(rows.count == b ? y : y.slice(rows)))]
+        }[0]
     }
 }

@@ -98,7 +98,19 @@ public final class CoalescerNet: Layer {
 
     /// r (B, latentDim), desc (B, descDim), level (B, 1) or nil -> (distance (B, 1), direction
     /// (B, latentDim)). A net with `levelInput` takes level 1 (a prior start) when given nil.
+    /// With gradients off, the batch is cut into one chunk of rows per thread, each chunk's whole
+    /// pass on its thread (`BatchChunks`; the same bits).
     public func callAsFunction(_ r: Tensor, _ desc: Tensor, level: Tensor? = nil) -> (distance: Tensor, direction: Tensor) {
+        let b = r.shape[0]
+        let o = BatchChunks.map(batch: b) { rows -> [Tensor] in
+            if rows.count == b { let (d, u) = forward(r, desc, level: level); return [d, u] }
+            let (d, u) = forward(r.slice(rows), desc.slice(rows), level: level?.slice(rows))
+            return [d, u]
+        }
+        return (o[0], o[1])
+    }
+
+    func forward(_ r: Tensor, _ desc: Tensor, level: Tensor?) -> (distance: Tensor, direction: Tensor) {
         var parts = [r, desc]
         if config.levelInput { parts.append(level ?? Tensor(filled: 1, shape: [r.shape[0], 1])) }
         var h = Tensor.concat(parts, axis: 1)

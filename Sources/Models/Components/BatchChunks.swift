@@ -13,18 +13,27 @@ public enum BatchChunks {
     /// `rows.count`); returns the outputs of all `batch` images, chunks concatenated in order.
     /// With gradients on (training needs one graph), on one thread, for one image or while
     /// `OpProfiler` is on, it is `body(0..<batch)`.
-    public static func map(batch: Int, _ body: (Range<Int>) -> [Tensor]) -> [Tensor] {
+    /// A body that throws stops nothing else: the first chunk's error (in chunk order) is thrown
+    /// after every chunk has run.
+    public static func map(batch: Int, _ body: (Range<Int>) throws -> [Tensor]) rethrows -> [Tensor] {
         let chunks = min(batch, Runtime.availableThreads)
-        if chunks <= 1 || GradMode.isEnabled || OpProfiler.enabled { return body(0..<batch) }
+        if chunks <= 1 || GradMode.isEnabled || OpProfiler.enabled { return try body(0..<batch) }
         let per = (batch + chunks - 1) / chunks
         let results = Results(count: chunks)
         // One chunk per iteration: parallelFor caps each body at one thread.
-        Runtime.parallelFor(chunks, cost: Runtime.parallelGrain) { lo, hi in
-            for c in lo..<hi {
-                let rows = (c * per)..<min(batch, (c + 1) * per)
-                if rows.isEmpty { continue }
-                results.set(c, GradMode.withDisabled { body(rows) })  // GradMode is per thread
+        try withoutActuallyEscaping(body) { body in
+            Runtime.parallelFor(chunks, cost: Runtime.parallelGrain) { lo, hi in
+                for c in lo..<hi {
+                    let rows = (c * per)..<min(batch, (c + 1) * per)
+                    if rows.isEmpty { continue }
+                    do {
+                        results.set(c, try GradMode.withDisabled { try body(rows) })  // GradMode is per thread
+                    } catch {
+                        results.fail(c, error)
+                    }
+                }
             }
+            if let error = results.firstError { throw error }
         }
         let parts = results.values.filter { !$0.isEmpty }
         guard let first = parts.first else { return [] }
@@ -39,10 +48,20 @@ public enum BatchChunks {
 
         init(count: Int) { values = Array(repeating: [], count: count) }
 
+        private var errors: [Int: Error] = [:]
+
         func set(_ i: Int, _ v: [Tensor]) {
             lock.lock()
             values[i] = v
             lock.unlock()
         }
+
+        func fail(_ i: Int, _ e: Error) {
+            lock.lock()
+            errors[i] = e
+            lock.unlock()
+        }
+
+        var firstError: Error? { errors.keys.min().map { errors[$0]! } }
     }
 }
