@@ -147,17 +147,32 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(rtile_, CCK
     }
 }
 
-// Row tiles where they apply: one register of output channels (cout <= CCK_W), rows of 14 or 28
-// positions (two tiles of 14) and CIN 16, 32 or 64 (an image decoder's narrow last convolutions;
-// 1.4-1.8x the general tile at 32 -> 16 channels on 28x28). Two registers of channels at 14
-// positions need more registers than AVX-512 has (measured: 2-3x slower). Returns 0 where they do
-// not apply.
+// Row tiles where they apply: rows of 14 or 28 positions and CIN 16, 32 or 64 (an image decoder's
+// narrow convolutions), one register of output channels (cout <= CCK_W) on tiles of 14 positions
+// (1.4-1.8x the general tile at 32 -> 16 channels on 28x28), two on tiles of 7 (1.1-1.2x at 64 -> 32
+// on 14x14 and 32 -> 32 on 28x28; two registers on 14 positions spill: 2-3x slower). Returns 0
+// where they do not apply.
 static CCK_TARGET int CCK_CAT(conv3x3_rows_, CCK_T)(const float *in, int h, int w, int cin, const float *wt,
                                                      const float *bias, int cout, float *out, int act, int row0,
                                                      int row1) {
 #if CCK_RPX >= 14
-    if (cout > CCK_W || w % 14 != 0 || !(cin == 16 || cin == 32 || cin == 64)) return 0;
+    if (cout > 2 * CCK_W || w % 14 != 0 || !(cin == 16 || cin == 32 || cin == 64)) return 0;
     const int coutp = cck_padded_cout(cout), wp = w + 2;
+    if (cout > CCK_W) {  // two registers of channels: tiles of 7 positions
+        for (int r = row0; r < row1; r++) {
+            const int b = r / h, oy = r - b * h;
+            const float *img = in + (size_t)b * (h + 2) * wp * cin;
+            float *oimg = out + (size_t)b * h * w * cout;
+            for (int ox = 0; ox < w; ox += 7) {
+                switch (cin) {
+                case 16: CCK_CAT(rtile_, CCK_T)(img, wp, wt, coutp, bias, cout, oimg, w, oy, ox, 0, act, 7, 2, 16); break;
+                case 32: CCK_CAT(rtile_, CCK_T)(img, wp, wt, coutp, bias, cout, oimg, w, oy, ox, 0, act, 7, 2, 32); break;
+                default: CCK_CAT(rtile_, CCK_T)(img, wp, wt, coutp, bias, cout, oimg, w, oy, ox, 0, act, 7, 2, 64); break;
+                }
+            }
+        }
+        return 1;
+    }
     for (int r = row0; r < row1; r++) {
         const int b = r / h, oy = r - b * h;
         const float *img = in + (size_t)b * (h + 2) * wp * cin;

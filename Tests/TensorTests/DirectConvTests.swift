@@ -48,7 +48,7 @@ final class DirectConvTests: XCTestCase {
             (2, 4, 48, 7, 1), (1, 48, 48, 7, 1), (3, 48, 32, 7, 2), (2, 32, 16, 14, 2), (2, 16, 1, 28, 1),
             (1, 3, 5, 5, 1), (2, 7, 70, 6, 1), (1, 1, 9, 3, 3),
             (2, 5, 1, 6, 2), (1, 1, 1, 4, 1),  // one output channel: the per-pixel dot-product path, with tails
-            (1, 64, 13, 14, 1), (2, 16, 16, 28, 1),  // row tiles (one register of channels, rows of 14 or 28)
+            (1, 64, 13, 14, 1), (2, 16, 16, 28, 1), (1, 32, 29, 28, 1), (2, 64, 32, 7, 2),  // row tiles
         ]
         let isas = (0...Int(cck_cpu_isa())).map { Int32($0) }
         XCTAssertFalse(isas.isEmpty)
@@ -173,7 +173,7 @@ final class DirectConvTests: XCTestCase {
         let (a2, a5) = (Int32(CCK_ISA_AVX2), Int32(CCK_ISA_AVX512))
         var rng = RandomGenerator(seed: 11)
         for (n, cin, cout, side) in [(2, 48, 48, 7), (1, 64, 1, 28), (2, 37, 1, 6), (1, 13, 70, 5),
-                                     (1, 32, 16, 28), (2, 64, 9, 14), (1, 16, 3, 28)] {
+                                     (1, 32, 16, 28), (2, 64, 9, 14), (1, 16, 3, 28), (1, 64, 32, 14), (2, 32, 20, 28)] {
             let x = Tensor.randn([n, cin, side, side], rng: &rng)
             let packed = PackedConv3x3(weight: Tensor.randn([cout, cin, 3, 3], std: 0.3, rng: &rng),
                                        bias: Tensor.randn([cout], rng: &rng))
