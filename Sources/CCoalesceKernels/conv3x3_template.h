@@ -64,6 +64,26 @@ static inline __attribute__((always_inline)) CCK_TARGET float CCK_CAT(hsum_, CCK
     return s;
 }
 
+// The end of a convolution tile: PX positions (consecutive from q) x CB registers of output
+// channels from cb0, acc[p * CCK_CBMAX + c], plus bias, through the activation, stored (only the
+// channels below cout of a partial register).
+static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(store_tile_, CCK_T)(
+    const VF *acc, const int PX, const int CB, const float *bias, int cb0, int cout, float *oimg, int q, int act) {
+    for (int c = 0; c < CB; c++) {
+        const int co = (cb0 + c) * CCK_W;
+        const VF bv = bias ? *(const VF *)(bias + co) : CCK_CAT(splat_, CCK_T)(0.0f);
+        for (int p = 0; p < PX; p++) {
+            VF v = CCK_CAT(activate_, CCK_T)(acc[p * CCK_CBMAX + c] + bv, act);
+            float *dst = oimg + (size_t)(q + p) * cout + co;
+            if (co + CCK_W <= cout) {
+                *(VF *)dst = v;
+            } else {
+                for (int i = 0; i < cout - co; i++) dst[i] = v[i];
+            }
+        }
+    }
+}
+
 // One tile: PX consecutive output positions q (flattened y * w + x within one image, so a tile
 // may wrap to the next row and short rows such as 7x7 need no one-pixel tails) x CB registers
 // of output channels.
@@ -91,19 +111,7 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(tile_, CCK_
             }
         }
     }
-    for (int c = 0; c < CB; c++) {
-        const int co = (cb0 + c) * CCK_W;
-        const VF bv = bias ? *(const VF *)(bias + co) : CCK_CAT(splat_, CCK_T)(0.0f);
-        for (int p = 0; p < PX; p++) {
-            VF v = CCK_CAT(activate_, CCK_T)(acc[p][c] + bv, act);
-            float *dst = oimg + (size_t)(q + p) * cout + co;
-            if (co + CCK_W <= cout) {
-                *(VF *)dst = v;
-            } else {
-                for (int i = 0; i < cout - co; i++) dst[i] = v[i];
-            }
-        }
-    }
+    CCK_CAT(store_tile_, CCK_T)(&acc[0][0], PX, CB, bias, cb0, cout, oimg, q, act);
 }
 
 // A tile of PX positions inside one output row, for a compile-time CIN: position p's input window
@@ -132,19 +140,7 @@ static inline __attribute__((always_inline)) CCK_TARGET void CCK_CAT(rtile_, CCK
         }
     }
     const int q = oy * w + ox;
-    for (int c = 0; c < CB; c++) {
-        const int co = (cb0 + c) * CCK_W;
-        const VF bv = bias ? *(const VF *)(bias + co) : CCK_CAT(splat_, CCK_T)(0.0f);
-        for (int p = 0; p < PX; p++) {
-            VF v = CCK_CAT(activate_, CCK_T)(acc[p][c] + bv, act);
-            float *dst = oimg + (size_t)(q + p) * cout + co;
-            if (co + CCK_W <= cout) {
-                *(VF *)dst = v;
-            } else {
-                for (int i = 0; i < cout - co; i++) dst[i] = v[i];
-            }
-        }
-    }
+    CCK_CAT(store_tile_, CCK_T)(&acc[0][0], PX, CB, bias, cb0, cout, oimg, q, act);
 }
 
 // Row tiles where they apply: rows of 14 or 28 positions and CIN 16, 32 or 64 (an image decoder's
@@ -438,6 +434,23 @@ static CCK_TARGET void CCK_CAT(gemm_ntb_rows_, CCK_T)(const float *x, int ldx, i
             if (r < row1) CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 1, CCK_NTB_C);
         }
     }
+}
+
+// The FMA peak loop (cck_fma_peak_loop): twelve independent accumulators, each updated by a fused
+// multiply-add per iteration, so the instruction throughput, not the latency, bounds it. Returns
+// their sum so the work is kept.
+static __attribute__((unused)) CCK_TARGET float CCK_CAT(fma_loop_, CCK_T)(long iterations) {
+    VF a[12];
+    const VF m = CCK_CAT(splat_, CCK_T)(0.999999f), c = CCK_CAT(splat_, CCK_T)(1e-7f);
+    for (int j = 0; j < 12; j++) a[j] = m * (float)(j + 1);
+    for (long i = 0; i < iterations; i++) {
+        for (int j = 0; j < 12; j++) a[j] = a[j] * m + c;
+        __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]));
+    }
+    float s = 0;
+    for (int j = 0; j < 12; j++)
+        for (int i = 0; i < CCK_W; i++) s += a[j][i];
+    return s;
 }
 
 // y[i] = x[i] * sigmoid(x[i]) for i in [0, n).

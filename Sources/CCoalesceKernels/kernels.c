@@ -135,36 +135,6 @@ void cck_gemm_rows_nt_panels(const float *x, int ldx, int k, const float *wp, in
     }
 }
 
-// Twelve independent accumulators, each updated by a fused multiply-add per iteration: the
-// instruction throughput, not the latency, bounds the loop. Returns the sum so the work is kept.
-__attribute__((target("avx512f"))) static float fma_loop_512(long iterations) {
-    typedef float V __attribute__((vector_size(64)));
-    V a[12], m = (V){0}, c = (V){0};
-    for (int i = 0; i < 16; i++) { m[i] = 0.999999f; c[i] = 1e-7f; }
-    for (int j = 0; j < 12; j++) a[j] = m * (float)(j + 1);
-    for (long i = 0; i < iterations; i++) {
-        for (int j = 0; j < 12; j++) a[j] = a[j] * m + c;
-        __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]));
-    }
-    float s = 0;
-    for (int j = 0; j < 12; j++) for (int i = 0; i < 16; i++) s += a[j][i];
-    return s;
-}
-
-__attribute__((target("avx2,fma"))) static float fma_loop_256(long iterations) {
-    typedef float V __attribute__((vector_size(32)));
-    V a[12], m, c;
-    for (int i = 0; i < 8; i++) { m[i] = 0.999999f; c[i] = 1e-7f; }
-    for (int j = 0; j < 12; j++) a[j] = m * (float)(j + 1);
-    for (long i = 0; i < iterations; i++) {
-        for (int j = 0; j < 12; j++) a[j] = a[j] * m + c;
-        __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]), "+x"(a[5]));
-    }
-    float s = 0;
-    for (int j = 0; j < 12; j++) for (int i = 0; i < 8; i++) s += a[j][i];
-    return s;
-}
-
 long cck_fma_peak_loop(long iterations, int isa, float *sink) {
     switch (resolve(isa)) {
     case CCK_ISA_AVX512: *sink = fma_loop_512(iterations); return iterations * 12 * 16 * 2;

@@ -230,7 +230,7 @@ extension TextEncoderDistiller {
         let best = sweep.max { $0.cosine < $1.cosine }!
         cfg.temperature = best.temperature
         let encoder = try TextEncoder(config: cfg, rng: &rng, minilm: minilm)
-        (features + []).withUnsafeBufferPointer { encoder.keys!.data.update(from: $0.baseAddress!, count: n * w) }
+        features.withUnsafeBufferPointer { encoder.keys!.data.update(from: $0.baseAddress!, count: n * w) }
         (targets + empty).withUnsafeBufferPointer { encoder.values!.data.update(from: $0.baseAddress!, count: (n + 1) * d) }
         let report = TextEncoderRetrievalReport(
             captions: n, featureSeconds: featureSeconds, sweep: sweep, temperature: best.temperature,
