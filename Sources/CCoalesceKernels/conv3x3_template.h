@@ -569,6 +569,60 @@ static CCK_TARGET void CCK_CAT(gn_backward_, CCK_T)(const float *x, const float 
     }
 }
 
+// AdamW with the weight average (cck_adamw_step), the average alone, and the sum of squares.
+// Lane-wise with contraction off: every lane computes the plain float expression, so the vector
+// width does not change a bit.
+static CCK_TARGET void CCK_CAT(adamw_, CCK_T)(float *p, const float *g, float *m, float *v, float *ema, long n,
+                                              const cck_adamw_params *h) {
+#pragma clang fp contract(off)
+    const float s = h->grad_scale, lr = h->lr, dc = h->decay, b1 = h->beta1, b2 = h->beta2;
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2, bc1 = h->bc1, bc2 = h->bc2, eps = h->eps;
+    const float ed = h->ema_decay, ec = 1.0f - ed;
+    long j = 0;
+    for (; j + CCK_W <= n; j += CCK_W) {
+        VF gj = *(const VF *)(g + j) * s;
+        VF mj = *(const VF *)(m + j) * b1 + gj * c1;
+        VF vj = *(const VF *)(v + j) * b2 + gj * c2 * gj;
+        *(VF *)(m + j) = mj;
+        *(VF *)(v + j) = vj;
+        VF pj = *(const VF *)(p + j);
+        pj = pj - (pj * dc + (mj / bc1) * lr / (__builtin_elementwise_sqrt(vj / bc2) + eps));
+        *(VF *)(p + j) = pj;
+        if (ema) *(VF *)(ema + j) = *(const VF *)(ema + j) * ed + pj * ec;
+    }
+    for (; j < n; j++) {
+        float gj = g[j] * s;
+        float mj = m[j] * b1 + gj * c1;
+        float vj = v[j] * b2 + gj * c2 * gj;
+        m[j] = mj;
+        v[j] = vj;
+        float pj = p[j];
+        pj = pj - (pj * dc + (mj / bc1) * lr / (__builtin_sqrtf(vj / bc2) + eps));
+        p[j] = pj;
+        if (ema) ema[j] = ema[j] * ed + pj * ec;
+    }
+}
+
+static CCK_TARGET void CCK_CAT(ema_, CCK_T)(float *ema, const float *p, long n, float d) {
+#pragma clang fp contract(off)
+    const float c = 1.0f - d;
+    long j = 0;
+    for (; j + CCK_W <= n; j += CCK_W) *(VF *)(ema + j) = *(const VF *)(ema + j) * d + *(const VF *)(p + j) * c;
+    for (; j < n; j++) ema[j] = ema[j] * d + p[j] * c;
+}
+
+static CCK_TARGET double CCK_CAT(sumsq_, CCK_T)(const float *x, long n) {
+#pragma clang fp contract(off)
+    double acc[CCK_RLANES] = {0};
+    long j = 0;
+    for (; j + CCK_RLANES <= n; j += CCK_RLANES)
+        for (int l = 0; l < CCK_RLANES; l++) { const double t = x[j + l]; acc[l] += t * t; }
+    for (int l = 0; j + l < n; l++) { const double t = x[j + l]; acc[l] += t * t; }
+    double total = 0;
+    for (int l = 0; l < CCK_RLANES; l++) total += acc[l];
+    return total;
+}
+
 #undef VF
 #undef VI
 #undef CCK_NTB_R

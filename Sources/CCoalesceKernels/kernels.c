@@ -297,6 +297,31 @@ void cck_group_norm_backward(const float *x, const float *g, float *gx, int cg, 
     }
 }
 
+void cck_adamw_step(float *p, const float *g, float *m, float *v, float *ema, long n,
+                    const cck_adamw_params *h, int isa) {
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: adamw_512(p, g, m, v, ema, n, h); break;
+    case CCK_ISA_AVX2: adamw_256(p, g, m, v, ema, n, h); break;
+    default: adamw_base(p, g, m, v, ema, n, h); break;
+    }
+}
+
+void cck_ema_update(float *ema, const float *p, long n, float d, int isa) {
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: ema_512(ema, p, n, d); break;
+    case CCK_ISA_AVX2: ema_256(ema, p, n, d); break;
+    default: ema_base(ema, p, n, d); break;
+    }
+}
+
+double cck_sum_squares(const float *x, long n, int isa) {
+    switch (resolve(isa)) {
+    case CCK_ISA_AVX512: return sumsq_512(x, n);
+    case CCK_ISA_AVX2: return sumsq_256(x, n);
+    default: return sumsq_base(x, n);
+    }
+}
+
 void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin, float *dst,
                       float *bias_dst) {
     const int coutp = cck_padded_cout(cout);

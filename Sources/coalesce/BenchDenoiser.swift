@@ -116,8 +116,7 @@ final class BenchDenoiser {
             loss!.backward()
             let backwardSeconds = seconds(since: t1)
             let t2 = DispatchTime.now().uptimeNanoseconds
-            clipGradNorm(params, maxNorm: 1)
-            opt.update()
+            opt.step(clipNorm: 1)
             return (forwardSeconds, backwardSeconds, seconds(since: t2))
         }
     }

@@ -1,3 +1,4 @@
+import CCoalesceKernels
 import Foundation
 import Tensor
 import XCTest
@@ -38,6 +39,78 @@ final class OptimTests: XCTestCase {
         for i in 0..<4 { XCTAssertEqual(Double(w[i]), refW[i], accuracy: 1e-6, "w[\(i)]") }
         for i in 0..<2 { XCTAssertEqual(Double(b[i]), refB[i], accuracy: 1e-6, "b[\(i)]") }
         XCTAssertEqual(opt.step, 2)
+    }
+
+    /// The fused step (clipping, AdamW and the EMA in one pass) leaves the weights, the moments and
+    /// the average exactly as clipGradNorm, update() and ema.update() one after the other, on
+    /// parameters of odd sizes (vector bodies and tails), one without a gradient, with and without
+    /// clipping.
+    func testFusedStepEqualsClipUpdateEMA() {
+        func make() -> [Tensor] {
+            var rng = RandomGenerator(seed: 11)
+            return [Tensor.randn([37, 5], rng: &rng), Tensor.randn([19], rng: &rng), Tensor.randn([3, 3], rng: &rng)]
+                .map { Tensor($0.array, shape: $0.shape, requiresGrad: true) }
+        }
+        let (a, b) = (make(), make())
+        let (optA, optB) = (AdamW(parameters: a, learningRate: 0.01, weightDecay: 0.1),
+                            AdamW(parameters: b, learningRate: 0.01, weightDecay: 0.1))
+        let (emaA, emaB) = (EMA(parameters: a, decay: 0.99), EMA(parameters: b, decay: 0.99))
+        var rng = RandomGenerator(seed: 5)
+        for step in 0..<6 {
+            let scale: Float = step % 2 == 0 ? 0.05 : 3  // below and above the bound
+            for i in 0..<2 {   // the third parameter never gets a gradient
+                let g = (0..<a[i].count).map { _ in rng.nextNormal() * scale }
+                for t in [a[i], b[i]] { t.zeroGrad(); let gb = t.gradBuffer(); for j in g.indices { gb[j] = g[j] } }
+            }
+            let normA = clipGradNorm(a, maxNorm: 1)
+            optA.update()
+            emaA.update(a)
+            let normB = optB.step(clipNorm: 1, ema: emaB)
+            XCTAssertEqual(normA, normB, "step \(step): norm")
+            for i in a.indices {
+                XCTAssertEqual(a[i].array, b[i].array, "step \(step): parameter \(i)")
+                XCTAssertEqual(emaA.shadow[i].array, emaB.shadow[i].array, "step \(step): average \(i)")
+            }
+        }
+        XCTAssertEqual(emaA.updates, emaB.updates)
+        let m = optB.exportState(), n = optA.exportState()
+        for i in a.indices { XCTAssertEqual(m.m[i].array, n.m[i].array); XCTAssertEqual(m.v[i].array, n.v[i].array) }
+    }
+
+    /// The update kernel on every instruction set gives the bits of the plain float expression
+    /// (contraction off), written out here in Swift; the sum of squares is the same on each.
+    func testAdamWKernelSameBitsOnEveryISA() {
+        let n = 77
+        var rng = RandomGenerator(seed: 9)
+        let p0 = (0..<n).map { _ in rng.nextNormal() }, g0 = (0..<n).map { _ in rng.nextNormal() }
+        let m0 = (0..<n).map { _ in rng.nextNormal() * 0.1 }, v0 = (0..<n).map { _ in abs(rng.nextNormal()) * 0.01 }
+        let e0 = (0..<n).map { _ in rng.nextNormal() }
+        let h = cck_adamw_params(grad_scale: 0.7, lr: 0.003, decay: 0.00003, beta1: 0.9, beta2: 0.999,
+                                 bc1: 0.271, bc2: 0.00399, eps: 1e-8, ema_decay: 0.995)
+        var ref = (p: p0, m: m0, v: v0, e: e0)
+        for j in 0..<n {
+            let gj = g0[j] * h.grad_scale
+            let mj = ref.m[j] * h.beta1 + gj * (1 - h.beta1)
+            let vj = ref.v[j] * h.beta2 + gj * (1 - h.beta2) * gj
+            ref.m[j] = mj; ref.v[j] = vj
+            let pj = ref.p[j] - (ref.p[j] * h.decay + (mj / h.bc1) * h.lr / ((vj / h.bc2).squareRoot() + h.eps))
+            ref.p[j] = pj
+            ref.e[j] = ref.e[j] * h.ema_decay + pj * (1 - h.ema_decay)
+        }
+        var sums: [Double] = []
+        for isa in [CCK_ISA_SCALAR, CCK_ISA_AVX2, CCK_ISA_AVX512] {
+            var (p, m, v, e) = (p0, m0, v0, e0)
+            withUnsafePointer(to: h) { hp in
+                cck_adamw_step(&p, g0, &m, &v, &e, n, hp, Int32(isa))
+            }
+            XCTAssertEqual(p, ref.p, "isa \(isa): weights")
+            XCTAssertEqual(m, ref.m, "isa \(isa): first moment")
+            XCTAssertEqual(v, ref.v, "isa \(isa): second moment")
+            XCTAssertEqual(e, ref.e, "isa \(isa): average")
+            sums.append(cck_sum_squares(g0, n, Int32(isa)))
+        }
+        XCTAssertEqual(Set(sums).count, 1, "sum of squares differs between instruction sets: \(sums)")
+        XCTAssertEqual(sums[0], g0.reduce(0.0) { $0 + Double($1) * Double($1) }, accuracy: 1e-9)
     }
 
     /// AdamW minimises a quadratic: loss falls by more than 100x.

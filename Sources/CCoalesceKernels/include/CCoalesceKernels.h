@@ -140,6 +140,24 @@ void cck_group_norm_forward(const float *x, float *y, int cg, long l, const floa
 void cck_group_norm_backward(const float *x, const float *g, float *gx, int cg, long l, const float *w,
                              float mean, float rstd, float *partial, int isa);
 
+/// One AdamW step and the weight average's update, fused into one pass over n values (elementwise,
+/// with contraction off, so every instruction set gives the bits of the plain float arithmetic):
+///   g' = g * grad_scale                          (gradient clipping's factor; 1 for none)
+///   m  = beta1 m + (1 - beta1) g';  v = beta2 v + (1 - beta2) g' g'
+///   p  = p - (decay p + lr (m / bc1) / (sqrt(v / bc2) + eps))
+///   ema = ema_decay ema + (1 - ema_decay) p      (when ema is not NULL)
+/// decay is lr * weight decay (0 for parameters without decay); bc1, bc2 the bias corrections.
+typedef struct {
+    float grad_scale, lr, decay, beta1, beta2, bc1, bc2, eps, ema_decay;
+} cck_adamw_params;
+void cck_adamw_step(float *p, const float *g, float *m, float *v, float *ema, long n,
+                    const cck_adamw_params *h, int isa);
+/// The weight average alone: ema = d ema + (1 - d) p, elementwise (contraction off).
+void cck_ema_update(float *ema, const float *p, long n, float d, int isa);
+/// Σ x² in double, in 16 partial sums by index (j mod 16) over the whole array, then added in
+/// lane order: the same bits on every instruction set.
+double cck_sum_squares(const float *x, long n, int isa);
+
 #ifdef __cplusplus
 }
 #endif

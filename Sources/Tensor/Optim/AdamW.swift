@@ -1,3 +1,4 @@
+import CCoalesceKernels
 import Foundation
 
 /// AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019), as PyTorch's
@@ -29,22 +30,43 @@ public final class AdamW {
     }
 
     /// Applies one update from the parameters' current gradients (does not zero them).
-    public func update() {
+    public func update() { update(gradientScale: 1, ema: nil) }
+
+    /// One training step's end in one pass over the weights (`cck_adamw_step`): the gradients
+    /// clipped to global L2 norm `maxNorm` (as `clipGradNorm`, without writing the scaled
+    /// gradients back), the AdamW update, then `ema`'s update from the new values. Same values as
+    /// `clipGradNorm`, `update()` and `ema.update(parameters)` one after the other; the
+    /// gradients are left unscaled. `ema` must average this optimiser's parameters, in order.
+    /// Returns the gradients' norm before clipping.
+    @discardableResult
+    public func step(clipNorm maxNorm: Float, ema: EMA? = nil) -> Float {
+        let norm = gradientNorm(parameters)
+        update(gradientScale: clipScale(norm: norm, maxNorm: maxNorm), ema: ema)
+        return norm
+    }
+
+    private func update(gradientScale: Float, ema: EMA?) {
+        if let ema {
+            precondition(ema.shadow.count == parameters.count
+                         && zip(ema.shadow, parameters).allSatisfy({ $0.count == $1.count }),
+                         "AdamW.step: the EMA does not average this optimiser's parameters")
+        }
         step += 1
+        let emaDecay = ema?.advance() ?? 0
         let bc1 = 1 - powf(beta1, Float(step)), bc2 = 1 - powf(beta2, Float(step))
-        let lr = learningRate, b1 = beta1, b2 = beta2, eps = eps
         for (i, p) in parameters.enumerated() {
-            guard let g = p.grad else { continue }
+            guard let g = p.grad else {
+                if let ema { ema.fold(i, p, decay: emaDecay) }
+                continue
+            }
             p.makeWritable()  // a parameter that shares a mapped file's values gets its own copy
-            let decay: Float = (decayAll || p.rank >= 2) ? lr * weightDecay : 0
-            let (pd, mi, vi) = (p.data, m[i], v[i])
+            let h = cck_adamw_params(grad_scale: gradientScale, lr: learningRate,
+                                     decay: (decayAll || p.rank >= 2) ? learningRate * weightDecay : 0,
+                                     beta1: beta1, beta2: beta2, bc1: bc1, bc2: bc2, eps: eps, ema_decay: emaDecay)
+            let (pd, mi, vi, sd) = (p.data, m[i], v[i], ema?.shadow[i].data)
             Runtime.parallelFor(p.count, cost: 8) { lo, hi in
-                for j in lo..<hi {
-                    let gj = g[j]
-                    mi[j] = b1 * mi[j] + (1 - b1) * gj
-                    vi[j] = b2 * vi[j] + (1 - b2) * gj * gj
-                    let mh = mi[j] / bc1, vh = vi[j] / bc2
-                    pd[j] -= decay * pd[j] + lr * mh / (vh.squareRoot() + eps)
+                withUnsafePointer(to: h) {
+                    cck_adamw_step(pd + lo, g + lo, mi + lo, vi + lo, sd.map { $0 + lo }, hi - lo, $0, Int32(CCK_ISA_BEST))
                 }
             }
         }
@@ -81,12 +103,23 @@ public final class AdamW {
 /// `torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
 @discardableResult
 public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
-    var total: Double = 0
-    for p in parameters { if let g = p.grad { for j in 0..<p.count { total += Double(g[j] * g[j]) } } }
-    let norm = Float(total.squareRoot())
-    if norm > maxNorm && norm > 0 {
-        let s = maxNorm / (norm + 1e-6)
+    let norm = gradientNorm(parameters)
+    let s = clipScale(norm: norm, maxNorm: maxNorm)
+    if s != 1 {
         for p in parameters { if let g = p.grad { for j in 0..<p.count { g[j] *= s } } }
     }
     return norm
+}
+
+/// The global L2 norm of the parameters' gradients: each tensor's Σ g² in double
+/// (`cck_sum_squares`, the same bits on every instruction set), added in parameter order.
+public func gradientNorm(_ parameters: [Tensor]) -> Float {
+    var total: Double = 0
+    for p in parameters { if let g = p.grad { total += cck_sum_squares(g, p.count, Int32(CCK_ISA_BEST)) } }
+    return Float(total.squareRoot())
+}
+
+/// The factor `clipGradNorm` scales gradients by: maxNorm / (norm + 1e-6) above `maxNorm`, else 1.
+func clipScale(norm: Float, maxNorm: Float) -> Float {
+    norm > maxNorm && norm > 0 ? maxNorm / (norm + 1e-6) : 1
 }

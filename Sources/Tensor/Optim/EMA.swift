@@ -1,3 +1,4 @@
+import CCoalesceKernels
 /// Exponential moving average of weights: `shadow = decay * shadow + (1 - decay) * p` after each
 /// optimiser step. Sample from the shadow weights (`copy(into:)`), as diffusion models do.
 /// With `warmup`, the decay ramps as min(decay, (1 + n) / (10 + n)) so early averages are not
@@ -17,15 +18,21 @@ public final class EMA {
     /// Folds the current parameter values into the average.
     public func update(_ parameters: [Tensor]) {
         precondition(parameters.count == shadow.count, "EMA: parameter count changed")
+        let d = advance()
+        for (i, p) in parameters.enumerated() { fold(i, p, decay: d) }
+    }
+
+    /// Counts one update and returns its decay (AdamW.step fuses the average into its pass).
+    func advance() -> Float {
         updates += 1
         let n = Float(updates)
-        let d = warmup ? min(decay, (1 + n) / (10 + n)) : decay
-        for (s, p) in zip(shadow, parameters) {
-            let (sd, pd) = (s.data, p.data)
-            Runtime.parallelFor(s.count, cost: 2) { lo, hi in
-                for j in lo..<hi { sd[j] = d * sd[j] + (1 - d) * pd[j] }
-            }
-        }
+        return warmup ? min(decay, (1 + n) / (10 + n)) : decay
+    }
+
+    /// shadow[i] = d shadow[i] + (1 - d) p, elementwise (`cck_ema_update`).
+    func fold(_ i: Int, _ p: Tensor, decay d: Float) {
+        let (sd, pd) = (shadow[i].data, p.data)
+        Runtime.parallelFor(p.count, cost: 2) { lo, hi in cck_ema_update(sd + lo, pd + lo, hi - lo, d, Int32(CCK_ISA_BEST)) }
     }
 
     /// Writes the averaged values into `parameters` (e.g. before saving or sampling).

@@ -258,9 +258,7 @@ public enum DistillationTrainer {
             let loss = Tensor.mseLoss(pred, Tensor(vTarget, shape: [b, c, s, s]))
             opt.zeroGrad()
             loss.backward()
-            clipGradNorm(params, maxNorm: 1)
-            opt.update()
-            ema.update(params)
+            opt.step(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
             let l = loss.item
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
             step += 1

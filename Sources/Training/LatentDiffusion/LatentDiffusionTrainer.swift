@@ -193,9 +193,7 @@ public enum LatentDiffusionTrainer {
             let loss = o.minSNRGamma > 0 ? Tensor.mseLoss(pred, target, rowWeights: weights) : Tensor.mseLoss(pred, target)
             opt.zeroGrad()
             loss.backward()
-            clipGradNorm(params, maxNorm: 1)
-            opt.update()
-            ema.update(params)
+            opt.step(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
             let l = loss.item
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
             step += 1
