@@ -427,11 +427,28 @@ static CCK_TARGET void CCK_CAT(gemm_ntb_rows_, CCK_T)(const float *x, int ldx, i
         for (int c0 = 0; c0 < CCK_PANEL && j0 + c0 < n; c0 += CCK_NTB_C * CCK_W) {
             const float *sub = panel + c0;
             const int j = j0 + c0;
+            // Full tiles, then the rest in tiles of at least 3 rows where there are enough rows (a
+            // tile of R rows has R x C independent accumulators; below 8 the FMA latency shows).
+            int full = (row1 - row0) / CCK_NTB_R, rest = (row1 - row0) % CCK_NTB_R;
+            if (full > 0 && rest > 0 && rest < 3 && CCK_NTB_R + rest >= 6) { full -= 1; rest += CCK_NTB_R; }
             int r = row0;
-            for (; r + CCK_NTB_R <= row1; r += CCK_NTB_R)
+            for (int t = 0; t < full; t++, r += CCK_NTB_R)
                 CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, CCK_NTB_R, CCK_NTB_C);
-            for (; r + 2 <= row1; r += 2) CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 2, CCK_NTB_C);
-            if (r < row1) CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 1, CCK_NTB_C);
+            while (rest > 0) {
+                const int h = rest > CCK_NTB_R ? rest - rest / 2 : rest;   // 7 -> 4 + 3, 8 -> 4 + 4
+                switch (h) {
+                case 1: CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 1, CCK_NTB_C); break;
+                case 2: CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 2, CCK_NTB_C); break;
+                case 3: CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 3, CCK_NTB_C); break;
+#if CCK_NTB_R > 5
+                case 4: CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 4, CCK_NTB_C); break;
+                case 5: CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, 5, CCK_NTB_C); break;
+#endif
+                default: CCK_CAT(gemm_ntb_tile_, CCK_T)(x, ldx, k, sub, y, ldy, n, r, j, accumulate, CCK_NTB_R, CCK_NTB_C); break;
+                }
+                r += h;
+                rest -= h;
+            }
         }
     }
 }
