@@ -119,6 +119,18 @@ public final class Tensor {
         storageOwner = owner
     }
 
+    /// Reads `other`'s values in place (same count), without copying, and keeps `other` alive:
+    /// the weights of a network replica that keeps gradients of its own (`DataParallelStep`).
+    /// This tensor is read-only while it aliases. `other` may move its storage (`makeWritable`),
+    /// so call this again before each use; it is a pointer comparison when nothing moved.
+    public func alias(valuesOf other: Tensor) {
+        precondition(other.count == count, "alias(valuesOf:): \(other.shape) into \(shape)")
+        if data == other.data { return }
+        if storageOwner == nil { data.deallocate() }
+        data = other.data
+        storageOwner = other
+    }
+
     static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, n) * 4, alignment: 64)
         return raw.bindMemory(to: Float.self, capacity: max(1, n))

@@ -88,8 +88,13 @@ struct BenchUNet: ParsableCommand {
         OpProfiler.reset()
         if let step {
             let phases = step()
-            print(String(format: "profiled step: forward %.1f ms, backward %.1f ms (zeroGrad included), clip and AdamW %.1f ms",
-                         phases.forward * 1e3, phases.backward * 1e3, phases.optimizer * 1e3))
+            if phases.backward > 0 {
+                print(String(format: "profiled step: forward %.1f ms, backward %.1f ms (zeroGrad included), clip and AdamW %.1f ms",
+                             phases.forward * 1e3, phases.backward * 1e3, phases.optimizer * 1e3))
+            } else {  // data-parallel halves: forward and backward are one phase
+                print(String(format: "profiled step: forward and backward of both halves %.1f ms, clip and AdamW %.1f ms",
+                             phases.forward * 1e3, phases.optimizer * 1e3))
+            }
         } else {
             let t0 = DispatchTime.now().uptimeNanoseconds
             _ = denoiser.infer()

@@ -93,8 +93,10 @@ public final class LatentDiffusionModel: Layer {
     }
 
     /// v = unet(x_t, t, cond): x (B, C, S, S), t per row, cond (B, dim). With gradients off, the
-    /// batch is cut into one chunk of images per thread (`BatchChunks`; the same bits).
-    public func predictV(_ x: Tensor, t: [Float], cond: Tensor) -> Tensor {
+    /// batch is cut into one chunk of images per thread (`BatchChunks`; the same bits). `net`: a
+    /// replica of `unet` to run instead (data-parallel training, `DataParallelStep`).
+    public func predictV(_ x: Tensor, t: [Float], cond: Tensor, net: UNet? = nil) -> Tensor {
+        let unet = net ?? self.unet
         let b = cond.shape[0]
         return BatchChunks.map(batch: b) { rows in
             let (xr, cr) = rows.count == b ? (x, cond) : (x.slice(rows), cond.slice(rows))

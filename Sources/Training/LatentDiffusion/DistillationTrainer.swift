@@ -194,6 +194,9 @@ public enum DistillationTrainer {
         let params = student.unet.parameters
         let opt = AdamW(parameters: params, learningRate: o.learningRate, weightDecay: 0)
         let ema = EMA(parameters: params, decay: o.emaDecay)
+        var replicaRNG = RandomGenerator(seed: 0)  // its weights are replaced by the student's
+        let replica = try UNet(student.unet.config, rng: &replicaRNG)
+        let parallel = DataParallelStep(parameters: params, replicas: [replica.parameters])
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         let phaseName = "phase-\(index)"
         var start = 0
@@ -235,7 +238,6 @@ public enum DistillationTrainer {
             var xt = [Float](repeating: 0, count: b * per)
             for i in 0..<(b * per) { xt[i] = a * x0[i] + sg * rng.nextNormal() }
             let cond = Tensor(condRows, shape: [b, dim])
-            let zero = Tensor(zeros: [b, dim])
             // Teacher: two DDIM steps t -> t' -> t''.
             let x = teacherSteps(teacher, xt: xt, cond: cond, steps: [(t, tMid), (tMid, t2)], guidance: guided ? w : nil,
                                  interval: o.guidanceInterval)
@@ -248,18 +250,21 @@ public enum DistillationTrainer {
                 vTarget[i] = (a * xt[i] - xTilde) / sg
             }
             opt.learningRate = lr.rate(at: step)
-            let xin = Tensor(xt, shape: [b, c, s, s])
-            let ts = [Float](repeating: Float(t), count: b)
-            var pred = student.predictV(xin, t: ts, cond: cond)
-            if guided && ClassifierFreeGuidance.guides(at: t, interval: o.guidanceInterval, trainSteps: schedule.trainSteps) {
-                let vu = student.predictV(xin, t: ts, cond: zero)
-                pred = vu.scaled(1 - w) + pred.scaled(w)
+            let guidedStep = guided && ClassifierFreeGuidance.guides(at: t, interval: o.guidanceInterval, trainSteps: schedule.trainSteps)
+            // The student's forward and backward on the batch's two halves at once (DataParallelStep).
+            let l = parallel.run(batch: b) { part, rows in
+                let n = rows.count, lo = rows.lowerBound
+                let net = part == 0 ? nil : replica
+                let xin = Tensor(Array(xt[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s])
+                let ts = [Float](repeating: Float(t), count: n)
+                var pred = student.predictV(xin, t: ts, cond: cond.slice(rows), net: net)
+                if guidedStep {
+                    let vu = student.predictV(xin, t: ts, cond: Tensor(zeros: [n, dim]), net: net)
+                    pred = vu.scaled(1 - w) + pred.scaled(w)
+                }
+                return Tensor.mseLoss(pred, Tensor(Array(vTarget[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s]))
             }
-            let loss = Tensor.mseLoss(pred, Tensor(vTarget, shape: [b, c, s, s]))
-            opt.zeroGrad()
-            loss.backward()
             opt.step(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
-            let l = loss.item
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
             step += 1
             progress.update(step: step, loss: lossAvg)

@@ -150,6 +150,9 @@ public enum LatentDiffusionTrainer {
         let params = model.unet.parameters
         let opt = AdamW(parameters: params, learningRate: o.learningRate, weightDecay: 0.01)
         let ema = EMA(parameters: params, decay: o.emaDecay)
+        var replicaRNG = RandomGenerator(seed: 0)  // its weights are replaced by the network's
+        let replica = try UNet(model.unet.config, rng: &replicaRNG)
+        let parallel = DataParallelStep(parameters: params, replicas: [replica.parameters])
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         var start = 0
         var before = 0.0, cpuBefore = 0.0
@@ -188,13 +191,16 @@ public enum LatentDiffusionTrainer {
                 }
             }
             opt.learningRate = sched.rate(at: step)
-            let pred = model.predictV(Tensor(xt, shape: [b, c, s, s]), t: ts, cond: Tensor(cond, shape: [b, dim]))
-            let target = Tensor(vt, shape: [b, c, s, s])
-            let loss = o.minSNRGamma > 0 ? Tensor.mseLoss(pred, target, rowWeights: weights) : Tensor.mseLoss(pred, target)
-            opt.zeroGrad()
-            loss.backward()
+            // Forward and backward on the batch's two halves at once (DataParallelStep).
+            let l = parallel.run(batch: b) { part, rows in
+                let n = rows.count, lo = rows.lowerBound
+                let pred = model.predictV(Tensor(Array(xt[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s]),
+                                          t: Array(ts[rows]), cond: Tensor(Array(cond[(lo * dim)..<((lo + n) * dim)]), shape: [n, dim]),
+                                          net: part == 0 ? nil : replica)
+                let target = Tensor(Array(vt[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s])
+                return o.minSNRGamma > 0 ? Tensor.mseLoss(pred, target, rowWeights: Array(weights[rows])) : Tensor.mseLoss(pred, target)
+            }
             opt.step(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
-            let l = loss.item
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
             step += 1
             progress.update(step: step, loss: lossAvg)
