@@ -322,14 +322,24 @@ double cck_sum_squares(const float *x, long n, int isa) {
     }
 }
 
+// The two packings below read the weight (cout, cin, 3, 3) row after row and write dst in blocks
+// of CCK_COUT_BLOCK output columns: for each input channel, a block's 16 source rows (9 taps each,
+// consecutive as ci grows) become 9 runs of 16 consecutive floats. Writing dst one element at a
+// time in source order touched a new cache line per element (training packs every step).
 void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin, float *dst,
                       float *bias_dst) {
     const int coutp = cck_padded_cout(cout);
-    memset(dst, 0, sizeof(float) * (size_t)9 * cin * coutp);
-    for (int co = 0; co < cout; co++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < 9; t++)
-                dst[((size_t)t * cin + ci) * coutp + co] = weight[((size_t)co * cin + ci) * 9 + t];
+    for (int c0 = 0; c0 < coutp; c0 += CCK_COUT_BLOCK) {
+        const int nb = cout - c0 < CCK_COUT_BLOCK ? cout - c0 : CCK_COUT_BLOCK;
+        for (int ci = 0; ci < cin; ci++) {
+            float blk[9][CCK_COUT_BLOCK];
+            for (int j = 0; j < CCK_COUT_BLOCK; j++) {
+                const float *src = j < nb ? weight + ((size_t)(c0 + j) * cin + ci) * 9 : NULL;
+                for (int t = 0; t < 9; t++) blk[t][j] = src ? src[t] : 0.0f;
+            }
+            for (int t = 0; t < 9; t++) memcpy(dst + ((size_t)t * cin + ci) * coutp + c0, blk[t], sizeof blk[t]);
+        }
+    }
     if (bias_dst) {
         memset(bias_dst, 0, sizeof(float) * (size_t)coutp);
         if (bias) memcpy(bias_dst, bias, sizeof(float) * (size_t)cout);
@@ -338,11 +348,16 @@ void cck_pack_conv3x3(const float *weight, const float *bias, int cout, int cin,
 
 void cck_pack_conv3x3_input_gradient(const float *weight, int cout, int cin, float *dst) {
     const int cinp = cck_padded_cout(cin);
-    memset(dst, 0, sizeof(float) * (size_t)9 * cout * cinp);
-    for (int co = 0; co < cout; co++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < 9; t++)
-                dst[((size_t)t * cout + co) * cinp + ci] = weight[((size_t)co * cin + ci) * 9 + 8 - t];
+    for (int c0 = 0; c0 < cinp; c0 += CCK_COUT_BLOCK) {
+        const int nb = cin - c0 < CCK_COUT_BLOCK ? cin - c0 : CCK_COUT_BLOCK;
+        for (int co = 0; co < cout; co++) {
+            float blk[9][CCK_COUT_BLOCK];
+            const float *row = weight + ((size_t)co * cin + c0) * 9;   // channels c0.. of output co
+            for (int j = 0; j < CCK_COUT_BLOCK; j++)
+                for (int t = 0; t < 9; t++) blk[t][j] = j < nb ? row[(size_t)j * 9 + 8 - t] : 0.0f;
+            for (int t = 0; t < 9; t++) memcpy(dst + ((size_t)t * cout + co) * cinp + c0, blk[t], sizeof blk[t]);
+        }
+    }
 }
 
 void cck_pad_nhwc(const float *src, int n, int h, int w, int c, int scale, float *dst) {
