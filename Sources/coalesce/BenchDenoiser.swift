@@ -116,7 +116,7 @@ final class BenchDenoiser {
                     return Tensor.mseLoss(pred, targets[0].slice(rows))
                 }
                 let t2 = DispatchTime.now().uptimeNanoseconds
-                opt.step(clipNorm: 1)
+                opt.update(clipNorm: 1)
                 // Forward and backward overlap between the halves: both are in the first figure.
                 return (seconds(since: t0) - seconds(since: t2), 0, seconds(since: t2))
             }
@@ -135,7 +135,7 @@ final class BenchDenoiser {
             loss!.backward()
             let backwardSeconds = seconds(since: t1)
             let t2 = DispatchTime.now().uptimeNanoseconds
-            opt.step(clipNorm: 1)
+            opt.update(clipNorm: 1)
             return (forwardSeconds, backwardSeconds, seconds(since: t2))
         }
     }

@@ -65,7 +65,7 @@ final class OptimTests: XCTestCase {
             let normA = clipGradNorm(a, maxNorm: 1)
             optA.update()
             emaA.update(a)
-            let normB = optB.step(clipNorm: 1, ema: emaB)
+            let normB = optB.update(clipNorm: 1, ema: emaB)
             XCTAssertEqual(normA, normB, "step \(step): norm")
             for i in a.indices {
                 XCTAssertEqual(a[i].array, b[i].array, "step \(step): parameter \(i)")

@@ -39,7 +39,7 @@ public final class AdamW {
     /// gradients are left unscaled. `ema` must average this optimiser's parameters, in order.
     /// Returns the gradients' norm before clipping.
     @discardableResult
-    public func step(clipNorm maxNorm: Float, ema: EMA? = nil) -> Float {
+    public func update(clipNorm maxNorm: Float, ema: EMA? = nil) -> Float {
         let norm = gradientNorm(parameters)
         update(gradientScale: clipScale(norm: norm, maxNorm: maxNorm), ema: ema)
         return norm
@@ -49,7 +49,7 @@ public final class AdamW {
         if let ema {
             precondition(ema.shadow.count == parameters.count
                          && zip(ema.shadow, parameters).allSatisfy({ $0.count == $1.count }),
-                         "AdamW.step: the EMA does not average this optimiser's parameters")
+                         "AdamW.update: the EMA does not average this optimiser's parameters")
         }
         step += 1
         let emaDecay = ema?.advance() ?? 0

@@ -264,7 +264,7 @@ public enum DistillationTrainer {
                 }
                 return Tensor.mseLoss(pred, Tensor(Array(vTarget[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s]))
             }
-            opt.step(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
+            opt.update(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
             step += 1
             progress.update(step: step, loss: lossAvg)

@@ -200,7 +200,7 @@ public enum LatentDiffusionTrainer {
                 let target = Tensor(Array(vt[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s])
                 return o.minSNRGamma > 0 ? Tensor.mseLoss(pred, target, rowWeights: Array(weights[rows])) : Tensor.mseLoss(pred, target)
             }
-            opt.step(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
+            opt.update(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l
             step += 1
             progress.update(step: step, loss: lossAvg)

@@ -319,7 +319,7 @@ public enum NestedUNetTrainer {
             }
             opt.zeroGrad()
             loss!.backward()
-            opt.step(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
+            opt.update(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
             let l = loss!.item
             lossAvg = step == start && start == 0 ? l : 0.98 * lossAvg + 0.02 * l
             termAvg = termAvg.count != terms.count ? terms : zip(termAvg, terms).map { 0.98 * $0 + 0.02 * $1 }
