@@ -93,50 +93,44 @@ final class BenchDenoiser {
     /// One call as the samplers make it: gradients off.
     func infer() -> [Tensor] { GradMode.withDisabled { forward() } }
 
-    /// A closure running one training step as the trainers write it: MSE against the fixed
-    /// targets (summed over resolutions with the config's loss weights), backward, gradient
-    /// norm clipped to 1, AdamW (lr 1e-4, weight decay 0.01 on weights).
-    /// The closure returns the seconds of the step's phases (for `--profile`).
+    /// A closure running one training step as the trainers write it: the batch's two halves at
+    /// once, the second on a replica of the network (`DataParallelStep`), MSE against the fixed
+    /// targets (summed over resolutions with the config's loss weights), backward, gradient norm
+    /// clipped to 1, AdamW (lr 1e-4, weight decay 0.01 on weights). Not for a coalescer.
+    /// The closure returns the seconds of the step's phases (for `--profile`); both halves'
+    /// forward and backward passes are one phase, reported as `forward`.
     func trainingStep() -> () -> (forward: Double, backward: Double, optimizer: Double) {
         let params = parameters
         let opt = AdamW(parameters: params, learningRate: 1e-4, weightDecay: 0.01)
         let weights = nested?.config.lossWeights ?? [1]
         func seconds(since t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
-        if let latent {
-            // As LatentDiffusionTrainer runs it: the batch's two halves at once (DataParallelStep).
-            var rng = RandomGenerator(seed: 0)
-            let replica = try! UNet(latent.unet.config, rng: &rng)   // the model's own config
-            let parallel = DataParallelStep(parameters: params, replicas: [replica.parameters])
-            let b = cond.shape[0]
-            return { [self] in
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                _ = parallel.run(batch: b) { part, rows in
-                    let pred = latent.predictV(xs[0].slice(rows), t: Array(t[rows]), cond: cond.slice(rows),
-                                               net: part == 0 ? nil : replica)
-                    return Tensor.mseLoss(pred, targets[0].slice(rows))
-                }
-                let t2 = DispatchTime.now().uptimeNanoseconds
-                opt.update(clipNorm: 1)
-                // Forward and backward overlap between the halves: both are in the first figure.
-                return (seconds(since: t0) - seconds(since: t2), 0, seconds(since: t2))
-            }
-        }
+        var rng = RandomGenerator(seed: 0)   // the replicas' own weights are replaced by the network's
+        let latentReplica = latent.map { try! UNet($0.unet.config, rng: &rng) }   // the models' own configs
+        let nestedReplica = nested.map { try! NestedUNet(outer: $0.config.outer, inner: $0.config.inner, rng: &rng) }
+        let parallel = DataParallelStep(parameters: params,
+                                        replicas: [latentReplica?.parameters ?? nestedReplica!.parameters])
+        let b = cond.shape[0]
         return { [self] in
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let preds = forward()
-            var loss: Tensor? = nil
-            for l in preds.indices where weights[l] > 0 {
-                let term = Tensor.mseLoss(preds[l], targets[l]).scaled(weights[l])
-                loss = loss.map { $0 + term } ?? term
+            _ = parallel.run(batch: b) { part, rows in
+                let preds: [Tensor]
+                if let latent {
+                    preds = [latent.predictV(xs[0].slice(rows), t: Array(t[rows]), cond: cond.slice(rows),
+                                             net: part == 0 ? nil : latentReplica)]
+                } else {
+                    preds = nested!.predictV(xs.map { $0.slice(rows) }, t: Array(t[rows]), cond: cond.slice(rows),
+                                             net: part == 0 ? nil : nestedReplica)
+                }
+                var loss: Tensor? = nil
+                for l in preds.indices where weights[l] > 0 {
+                    let term = Tensor.mseLoss(preds[l], targets[l].slice(rows)).scaled(weights[l])
+                    loss = loss.map { $0 + term } ?? term
+                }
+                return loss!
             }
-            let forwardSeconds = seconds(since: t0)
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            opt.zeroGrad()
-            loss!.backward()
-            let backwardSeconds = seconds(since: t1)
             let t2 = DispatchTime.now().uptimeNanoseconds
             opt.update(clipNorm: 1)
-            return (forwardSeconds, backwardSeconds, seconds(since: t2))
+            return (seconds(since: t0) - seconds(since: t2), 0, seconds(since: t2))
         }
     }
 

@@ -59,7 +59,9 @@ public final class NestedUNetModel: Layer {
 
     /// v at every resolution: xs highest first, (B, C, r, r) each; t per row; cond (B, dim). With
     /// gradients off, the batch is cut into one chunk of images per thread (`BatchChunks`; the same bits).
-    public func predictV(_ xs: [Tensor], t: [Float], cond: Tensor) -> [Tensor] {
+    /// `net`: a replica of `self.net` to run instead (data-parallel training, `DataParallelStep`).
+    public func predictV(_ xs: [Tensor], t: [Float], cond: Tensor, net: NestedUNet? = nil) -> [Tensor] {
+        let net = net ?? self.net
         let b = cond.shape[0]
         return BatchChunks.map(batch: b) { rows in
             let (xr, cr) = rows.count == b ? (xs, cond) : (xs.map { $0.slice(rows) }, cond.slice(rows))

@@ -254,6 +254,12 @@ public enum NestedUNetTrainer {
         let params = model.net.parameters
         let opt = AdamW(parameters: params, learningRate: o.learningRate, weightDecay: 0.01)
         let ema = EMA(parameters: params, decay: o.emaDecay)
+        var replicaRNG = RandomGenerator(seed: 0)  // its weights are replaced by the network's
+        let replica = try NestedUNet(outer: model.config.outer, inner: model.config.inner, rng: &replicaRNG)
+        let parallel = DataParallelStep(parameters: params, replicas: [replica.parameters])
+        let partTerms = UnsafeMutablePointer<Float>.allocate(capacity: parallel.parts * model.config.resolutions.count)
+        partTerms.initialize(repeating: 0, count: parallel.parts * model.config.resolutions.count)
+        defer { partTerms.deallocate() }
         let ckpt = out + "/checkpoint-\(phase).safetensors"
         var start = 0, wallBefore = 0.0, cpuBefore = 0.0
         var resumedLoss: Float = 0
@@ -307,20 +313,28 @@ public enum NestedUNetTrainer {
             }
             let fraction = seconds.map { cpu / $0 } ?? 0
             opt.learningRate = sched.rate(at: max(step, Int(fraction * Double(steps))))
-            let preds = model.predictV(inputs, t: ts, cond: Tensor(cond, shape: [b, dim]))
-            var loss: Tensor? = nil
-            var terms: [Float] = []
-            for l in res.indices {
-                let mse = Tensor.mseLoss(preds[l], targets[l])
-                terms.append(mse.item)
-                guard weights[l] > 0 else { continue }
-                let term = mse.scaled(weights[l])
-                loss = loss.map { $0 + term } ?? term
+            // Forward and backward on the batch's two halves at once (DataParallelStep); each half
+            // writes its per-resolution terms into its own row of partTerms.
+            let condTensor = Tensor(cond, shape: [b, dim])
+            let l = parallel.run(batch: b) { part, rows in
+                let preds = model.predictV(inputs.map { $0.slice(rows) }, t: Array(ts[rows]), cond: condTensor.slice(rows),
+                                           net: part == 0 ? nil : replica)
+                var loss: Tensor? = nil
+                for l in res.indices {
+                    let mse = Tensor.mseLoss(preds[l], targets[l].slice(rows))
+                    partTerms[part * res.count + l] = mse.item
+                    guard weights[l] > 0 else { continue }
+                    let term = mse.scaled(weights[l])
+                    loss = loss.map { $0 + term } ?? term
+                }
+                return loss!
             }
-            opt.zeroGrad()
-            loss!.backward()
+            let terms = res.indices.map { l in
+                (0..<parallel.parts).reduce(Float(0)) { sum, p in
+                    sum + partTerms[p * res.count + l] * Float(DataParallelStep.rows(part: p, of: parallel.parts, batch: b).count) / Float(b)
+                }
+            }
             opt.update(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
-            let l = loss!.item
             lossAvg = step == start && start == 0 ? l : 0.98 * lossAvg + 0.02 * l
             termAvg = termAvg.count != terms.count ? terms : zip(termAvg, terms).map { 0.98 * $0 + 0.02 * $1 }
             step += 1
