@@ -97,16 +97,14 @@ final class BenchDenoiser {
     /// once, the second on a replica of the network (`DataParallelStep`), MSE against the fixed
     /// targets (summed over resolutions with the config's loss weights), backward, gradient norm
     /// clipped to 1, AdamW (lr 1e-4, weight decay 0.01 on weights). Not for a coalescer.
-    /// The closure returns the seconds of the step's phases (for `--profile`); both halves'
-    /// forward and backward passes are one phase, reported as `forward`.
-    func trainingStep() -> () -> (forward: Double, backward: Double, optimizer: Double) {
+    /// The closure returns the seconds of the step's two phases (for `--profile`): both halves'
+    /// forward and backward passes, then clipping and AdamW.
+    func trainingStep() -> () -> (passes: Double, optimizer: Double) {
         let params = parameters
         let opt = AdamW(parameters: params, learningRate: 1e-4, weightDecay: 0.01)
         let weights = nested?.config.lossWeights ?? [1]
-        func seconds(since t: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9 }
-        var rng = RandomGenerator(seed: 0)   // the replicas' own weights are replaced by the network's
-        let latentReplica = latent.map { try! UNet($0.unet.config, rng: &rng) }   // the models' own configs
-        let nestedReplica = nested.map { try! NestedUNet(outer: $0.config.outer, inner: $0.config.inner, rng: &rng) }
+        let latentReplica = latent.map { try! $0.unet.replica() }   // the models' own configs
+        let nestedReplica = nested.map { try! $0.net.replica() }
         let parallel = DataParallelStep(parameters: params,
                                         replicas: [latentReplica?.parameters ?? nestedReplica!.parameters])
         let b = cond.shape[0]
@@ -128,9 +126,10 @@ final class BenchDenoiser {
                 }
                 return loss!
             }
-            let t2 = DispatchTime.now().uptimeNanoseconds
+            let t1 = DispatchTime.now().uptimeNanoseconds
             opt.update(clipNorm: 1)
-            return (seconds(since: t0) - seconds(since: t2), 0, seconds(since: t2))
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            return (Double(t1 - t0) / 1e9, Double(t2 - t1) / 1e9)
         }
     }
 

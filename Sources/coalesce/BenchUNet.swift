@@ -82,19 +82,14 @@ struct BenchUNet: ParsableCommand {
 
     /// One more call with `OpProfiler` on: forward, backward and optimiser time, then the ops
     /// by total time (forward time by gaps, so the model's glue lands on the next op).
-    func printProfile(_ denoiser: BenchDenoiser, step: (() -> (forward: Double, backward: Double, optimizer: Double))?) {
+    func printProfile(_ denoiser: BenchDenoiser, step: (() -> (passes: Double, optimizer: Double))?) {
         OpProfiler.enabled = true
         defer { OpProfiler.enabled = false }
         OpProfiler.reset()
         if let step {
             let phases = step()
-            if phases.backward > 0 {
-                print(String(format: "profiled step: forward %.1f ms, backward %.1f ms (zeroGrad included), clip and AdamW %.1f ms",
-                             phases.forward * 1e3, phases.backward * 1e3, phases.optimizer * 1e3))
-            } else {  // data-parallel halves: forward and backward are one phase
-                print(String(format: "profiled step: forward and backward of both halves %.1f ms, clip and AdamW %.1f ms",
-                             phases.forward * 1e3, phases.optimizer * 1e3))
-            }
+            print(String(format: "profiled step: forward and backward of both halves %.1f ms, clip and AdamW %.1f ms",
+                         phases.passes * 1e3, phases.optimizer * 1e3))
         } else {
             let t0 = DispatchTime.now().uptimeNanoseconds
             _ = denoiser.infer()

@@ -104,6 +104,15 @@ public final class UNet: Layer {
     /// not build or look up a single name. Not thread-safe to change.
     public var disabledBlocks: Set<String> = []
 
+    /// A network of the same architecture and the same bypassed blocks, for data-parallel training
+    /// (`DataParallelStep`, which makes its weights alias this network's).
+    public func replica() throws -> UNet {
+        var rng = RandomGenerator(seed: 0)  // its own weights are never used
+        let r = try UNet(config, rng: &rng)
+        r.disabledBlocks = disabledBlocks
+        return r
+    }
+
     public init(_ config: UNetConfig, rng: inout RandomGenerator) throws {
         try config.validate()
         self.config = config

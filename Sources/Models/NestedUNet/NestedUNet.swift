@@ -23,6 +23,16 @@ public final class NestedUNet: Layer {
     public let inner: UNet?
     public let inAdapter: Conv2d?, outAdapter: Conv2d?
 
+    /// A network of the same architecture and bypassed blocks, for data-parallel training
+    /// (`DataParallelStep`, which makes its weights alias this network's).
+    public func replica() throws -> NestedUNet {
+        var rng = RandomGenerator(seed: 0)  // its own weights are never used
+        let r = try NestedUNet(outer: outer.config, inner: inner?.config, rng: &rng)
+        r.outer.disabledBlocks = outer.disabledBlocks
+        if let inner { r.inner?.disabledBlocks = inner.disabledBlocks }
+        return r
+    }
+
     public init(outer outerConfig: UNetConfig, inner innerConfig: UNetConfig?, rng: inout RandomGenerator) throws {
         outer = try UNet(outerConfig, rng: &rng)
         if let innerConfig {

@@ -38,6 +38,12 @@ public final class DataParallelStep {
         return lo..<(lo + base + (p < extra ? 1 : 0))
     }
 
+    /// Part `p`'s share of a batch of `b` rows (its rows / b): the weight of its loss, and of
+    /// anything else measured per part, in the batch's mean.
+    public static func share(part p: Int, of parts: Int, batch b: Int) -> Float {
+        Float(rows(part: p, of: parts, batch: b).count) / Float(b)
+    }
+
     /// Zeroes every gradient, runs `loss(p, rows)` (part p's loss: the mean over its rows, built
     /// on the trained network for p = 0 and on replica p otherwise) and its backward pass for every
     /// non-empty part, then sums the gradients into `parameters`. Parts run concurrently when the
@@ -56,7 +62,7 @@ public final class DataParallelStep {
             if rows.isEmpty { return }
             let l = loss(p, rows)
             losses[p] = l.item
-            l.backward(seed: Tensor(scalar: Float(rows.count) / Float(b)))
+            l.backward(seed: Tensor(scalar: Self.share(part: p, of: parts, batch: b)))
         }
         let threads = Runtime.availableThreads
         if threads >= 2 && parts > 1 && !OpProfiler.enabled {
@@ -72,8 +78,6 @@ public final class DataParallelStep {
                 Runtime.parallelFor(n, cost: 1) { lo, hi in for j in lo..<hi { g[j] += rg[j] } }
             }
         }
-        var total: Float = 0
-        for p in 0..<parts { total += losses[p] * Float(Self.rows(part: p, of: parts, batch: b).count) / Float(b) }
-        return total
+        return (0..<parts).reduce(Float(0)) { $0 + losses[$1] * Self.share(part: $1, of: parts, batch: b) }
     }
 }

@@ -194,8 +194,7 @@ public enum DistillationTrainer {
         let params = student.unet.parameters
         let opt = AdamW(parameters: params, learningRate: o.learningRate, weightDecay: 0)
         let ema = EMA(parameters: params, decay: o.emaDecay)
-        var replicaRNG = RandomGenerator(seed: 0)  // its weights are replaced by the student's
-        let replica = try UNet(student.unet.config, rng: &replicaRNG)
+        let replica = try student.unet.replica()
         let parallel = DataParallelStep(parameters: params, replicas: [replica.parameters])
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         let phaseName = "phase-\(index)"
@@ -252,17 +251,17 @@ public enum DistillationTrainer {
             opt.learningRate = lr.rate(at: step)
             let guidedStep = guided && ClassifierFreeGuidance.guides(at: t, interval: o.guidanceInterval, trainSteps: schedule.trainSteps)
             // The student's forward and backward on the batch's two halves at once (DataParallelStep).
+            let (xtT, targetT) = (Tensor(xt, shape: [b, c, s, s]), Tensor(vTarget, shape: [b, c, s, s]))
             let l = parallel.run(batch: b) { part, rows in
-                let n = rows.count, lo = rows.lowerBound
                 let net = part == 0 ? nil : replica
-                let xin = Tensor(Array(xt[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s])
-                let ts = [Float](repeating: Float(t), count: n)
+                let xin = xtT.slice(rows)
+                let ts = [Float](repeating: Float(t), count: rows.count)
                 var pred = student.predictV(xin, t: ts, cond: cond.slice(rows), net: net)
                 if guidedStep {
-                    let vu = student.predictV(xin, t: ts, cond: Tensor(zeros: [n, dim]), net: net)
+                    let vu = student.predictV(xin, t: ts, cond: Tensor(zeros: [rows.count, dim]), net: net)
                     pred = vu.scaled(1 - w) + pred.scaled(w)
                 }
-                return Tensor.mseLoss(pred, Tensor(Array(vTarget[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s]))
+                return Tensor.mseLoss(pred, targetT.slice(rows))
             }
             opt.update(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
             lossAvg = step == start ? l : 0.98 * lossAvg + 0.02 * l

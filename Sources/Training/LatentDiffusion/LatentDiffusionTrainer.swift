@@ -150,8 +150,7 @@ public enum LatentDiffusionTrainer {
         let params = model.unet.parameters
         let opt = AdamW(parameters: params, learningRate: o.learningRate, weightDecay: 0.01)
         let ema = EMA(parameters: params, decay: o.emaDecay)
-        var replicaRNG = RandomGenerator(seed: 0)  // its weights are replaced by the network's
-        let replica = try UNet(model.unet.config, rng: &replicaRNG)
+        let replica = try model.unet.replica()
         let parallel = DataParallelStep(parameters: params, replicas: [replica.parameters])
         let ckpt = o.outputDirectory + "/checkpoint.safetensors"
         var start = 0
@@ -192,12 +191,10 @@ public enum LatentDiffusionTrainer {
             }
             opt.learningRate = sched.rate(at: step)
             // Forward and backward on the batch's two halves at once (DataParallelStep).
+            let (xtT, vtT, condT) = (Tensor(xt, shape: [b, c, s, s]), Tensor(vt, shape: [b, c, s, s]), Tensor(cond, shape: [b, dim]))
             let l = parallel.run(batch: b) { part, rows in
-                let n = rows.count, lo = rows.lowerBound
-                let pred = model.predictV(Tensor(Array(xt[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s]),
-                                          t: Array(ts[rows]), cond: Tensor(Array(cond[(lo * dim)..<((lo + n) * dim)]), shape: [n, dim]),
-                                          net: part == 0 ? nil : replica)
-                let target = Tensor(Array(vt[(lo * per)..<((lo + n) * per)]), shape: [n, c, s, s])
+                let pred = model.predictV(xtT.slice(rows), t: Array(ts[rows]), cond: condT.slice(rows), net: part == 0 ? nil : replica)
+                let target = vtT.slice(rows)
                 return o.minSNRGamma > 0 ? Tensor.mseLoss(pred, target, rowWeights: Array(weights[rows])) : Tensor.mseLoss(pred, target)
             }
             opt.update(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass

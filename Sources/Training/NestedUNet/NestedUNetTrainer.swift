@@ -254,8 +254,7 @@ public enum NestedUNetTrainer {
         let params = model.net.parameters
         let opt = AdamW(parameters: params, learningRate: o.learningRate, weightDecay: 0.01)
         let ema = EMA(parameters: params, decay: o.emaDecay)
-        var replicaRNG = RandomGenerator(seed: 0)  // its weights are replaced by the network's
-        let replica = try NestedUNet(outer: model.config.outer, inner: model.config.inner, rng: &replicaRNG)
+        let replica = try model.net.replica()
         let parallel = DataParallelStep(parameters: params, replicas: [replica.parameters])
         let partTerms = UnsafeMutablePointer<Float>.allocate(capacity: parallel.parts * model.config.resolutions.count)
         partTerms.initialize(repeating: 0, count: parallel.parts * model.config.resolutions.count)
@@ -331,7 +330,7 @@ public enum NestedUNetTrainer {
             }
             let terms = res.indices.map { l in
                 (0..<parallel.parts).reduce(Float(0)) { sum, p in
-                    sum + partTerms[p * res.count + l] * Float(DataParallelStep.rows(part: p, of: parallel.parts, batch: b).count) / Float(b)
+                    sum + partTerms[p * res.count + l] * DataParallelStep.share(part: p, of: parallel.parts, batch: b)
                 }
             }
             opt.update(clipNorm: 1, ema: ema)  // clipping, AdamW and the EMA in one pass
