@@ -30,6 +30,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Second feature network, trained independently, scored beside the first (FID, KID, class accuracy); 'none' to skip. Default: models/classifier-b/model.safetensors when it exists.")
     var secondClassifier: String?
     @Option(help: "Models directory (generator checkpoints).") var modelsDir = "models"
+    @Option(help: "The autoencoder that --model reconstruction scores (a directory as `coalesce train autoencoder --out` writes it; default: <models-dir>/autoencoder).")
+    var autoencoder: String?
     @Option(help: "Write a PNG grid of the first 100 generated images here.") var grid: String?
     @Option(help: "Write every scored image as DIR/NNNNN.png and DIR/labels.txt (file<TAB>requested class).") var saveImages: String?
     @Option(help: "Score the images in this folder (as --save-images writes them: NNNNN.png and labels.txt of file<TAB>class) instead of generating (the row is named images:DIR).")
@@ -41,7 +43,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         BLAS.load()
-        GeneratorRegistration.registerAll(modelsDirectory: modelsDir)
+        GeneratorRegistration.registerAll(modelsDirectory: modelsDir, autoencoder: autoencoder)
         guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number >= 0") }
         if list { print(GeneratorRegistry.names.joined(separator: "\n")); return }
         let clf = try Classifier.load(path: Eval.checkpoint(classifier))
@@ -168,9 +170,9 @@ enum EvalText {
 /// Engine backend serves (its config.json names the backend), under its directory name, unless a
 /// generator of that name is already registered.
 enum GeneratorRegistration {
-    static func registerAll(modelsDirectory: String) {
+    static func registerAll(modelsDirectory: String, autoencoder: String? = nil) {
         CoalescerGenerator.register()
-        ReconstructionGenerator.register()
+        ReconstructionGenerator.register(autoencoder: autoencoder)
         let known = Set(GeneratorRegistry.names)
         let repository = ModelRepository(root: modelsDirectory)
         for name in repository.modelNames() where !known.contains(name) && (try? repository.config(for: name)) != nil {

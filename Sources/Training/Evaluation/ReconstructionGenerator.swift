@@ -26,10 +26,11 @@ public final class ReconstructionGenerator: Generator {
         byClass = Dictionary(grouping: 0..<images.count, by: { images.labels[$0] })
     }
 
-    /// Registers "reconstruction": Fashion-MNIST test images through `<models>/autoencoder`.
-    public static func register() {
+    /// Registers "reconstruction": Fashion-MNIST test images through `autoencoder` (a directory
+    /// as `coalesce train autoencoder --out` writes it), by default `<models>/autoencoder`.
+    public static func register(autoencoder: String? = nil) {
         GeneratorRegistry.register(registryName) { ctx in
-            try ReconstructionGenerator(autoencoder: AutoencoderArtifact.load(path: ctx.modelsDirectory + "/autoencoder"),
+            try ReconstructionGenerator(autoencoder: AutoencoderArtifact.load(path: autoencoder ?? ctx.modelsDirectory + "/autoencoder"),
                                         images: FashionMNIST.load(split: .test))
         }
     }
