@@ -28,7 +28,7 @@ test: test-swift test-c test-python test-leaks test-daemon
 
 # The main job on the bundled models: BLAS core and models found (with their default steps and
 # stored bench rows), then the best model of each method side by side (one row per class prompt):
-# the coalescer at 2 network evaluations, the distilled student at 8 steps, the pixel-space nested
+# the coalescer at 2 network evaluations, the distilled student at 4 steps, the pixel-space nested
 # UNet at 16 and the 50-step teacher; then one prompt's images as PNGs, more than one request's
 # worth (--count 100: requests of 64, seeds continuing), and a plain-language prompt through the
 # MiniLM and the trigram text encoders.
@@ -42,20 +42,20 @@ demo: deps
 	$(BUILD)/coalesce info
 	mkdir -p $(DEMO_OUT)
 	$(BUILD)/coalesce generate --model coalescer --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-coalescer.png
-	$(BUILD)/coalesce generate --model distilled-unet --steps 8 --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
+	$(BUILD)/coalesce generate --model distilled-unet --steps 4 --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-distilled-unet.png
 	$(BUILD)/coalesce generate --model nested-unet --steps 16 --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-nested-unet.png
 	$(BUILD)/coalesce generate --model latent-diffusion --steps 50 --seed 1 --count 4 --class-grid $(DEMO_OUT)/classes-latent-diffusion.png
 	$(PYTHON) scripts/demo-compare.py $(DEMO_OUT)/compare.png \
 	    "coalescer|2 steps, 2 evaluations=$(DEMO_OUT)/classes-coalescer.png" \
-	    "distilled-unet|8 steps, 16 evaluations=$(DEMO_OUT)/classes-distilled-unet.png" \
+	    "distilled-unet|4 steps, 6 evaluations=$(DEMO_OUT)/classes-distilled-unet.png" \
 	    "nested-unet|16 steps, 27 evaluations=$(DEMO_OUT)/classes-nested-unet.png" \
 	    "latent-diffusion (teacher)|50 steps, 85 evaluations=$(DEMO_OUT)/classes-latent-diffusion.png"
 	$(BUILD)/coalesce generate --model coalescer --prompt "ankle boot" --seed 1 --count 100 \
 	    --out $(DEMO_OUT)/ankle-boot --grid $(DEMO_OUT)/ankle-boot.png
 	$(BUILD)/coalesce generate --model distilled-unet-minilm --prompt "something to wear on your feet at the beach" \
-	    --steps 8 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-minilm --grid $(DEMO_OUT)/beach-footwear-minilm.png
+	    --steps 4 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-minilm --grid $(DEMO_OUT)/beach-footwear-minilm.png
 	$(BUILD)/coalesce generate --model distilled-unet --prompt "something to wear on your feet at the beach" \
-	    --steps 8 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-trigram --grid $(DEMO_OUT)/beach-footwear-trigram.png
+	    --steps 4 --seed 1 --count 16 --out $(DEMO_OUT)/beach-footwear-trigram --grid $(DEMO_OUT)/beach-footwear-trigram.png
 	@echo
 	@echo "demo: open these files"
 	@echo "  $(DEMO_OUT)/compare.png                 the four methods side by side (rows: the 10 Fashion-MNIST classes)"
@@ -81,7 +81,7 @@ bench: build
 # the README's reading, which states only the comparisons both networks agree on). About 50 min: the
 # nested-unet 16- and 50-step rows took 1945 s at nice 19 beside a training run, the other rows 1098 s.
 HEADLINE_ROWS ?= real-train:1 reconstruction:1 coalescer:1 coalescer:2 coalescer:4 coalescer-v3:1 distilled-unet-2step:1 distilled-unet-2step:2 \
-    distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet-minilm:8 latent-diffusion-minilm:50 \
+    distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet-minilm:4 latent-diffusion-minilm:50 \
     distilled-unet:16 latent-diffusion:50 nested-unet:16 nested-unet:50 pixel-unet:16
 bench-headline: build
 	COUNT=2000 RESULTS=bench/headline RENDER=0 SPEED=0 ROWS="$(HEADLINE_ROWS)" bash scripts/bench.sh

@@ -57,7 +57,7 @@ DEFAULT_ROWS="real-train:1 reconstruction:1 noise:1 test-pattern:1
 coalescer:1 coalescer:2 coalescer:4
 coalescer-v1:1 coalescer-v1:2 coalescer-v1:4 coalescer-v2:1 coalescer-v2:2 coalescer-v2:4 coalescer-v3:1 coalescer-v3:2 coalescer-v3:4
 distilled-unet:1 distilled-unet:2 distilled-unet:4 distilled-unet:8 distilled-unet:16
-distilled-unet-2step:1 distilled-unet-2step:2 distilled-unet-2step:4 distilled-unet-minilm:8
+distilled-unet-2step:1 distilled-unet-2step:2 distilled-unet-2step:4 distilled-unet-minilm:4
 latent-diffusion:1 latent-diffusion:2 latent-diffusion:4 latent-diffusion:8 latent-diffusion:16 latent-diffusion:50 latent-diffusion-minilm:50
 nested-unet:4 nested-unet:8 nested-unet:16 nested-unet:50 pixel-unet:16"
 ROWS=${ROWS-$DEFAULT_ROWS}

@@ -105,7 +105,7 @@ def test_same_pixels_from_cli_daemon_and_library(model, repo, engine, daemon, tm
     need(repo, model)
     cases = [("ankle boot", 42, 4, 3, 0.0), ("", 7, 2, 2, 0.0), ("a pair of trousers", 2**63 + 5, 3, 2, 2.5)]
     if model == "distilled-unet":
-        cases.append(("sneaker", 11, 0, 2, 0.0))  # its default: 8 steps
+        cases.append(("sneaker", 11, 0, 2, 0.0))  # its default: 4 steps
     for prompt, seed, steps, count, guidance in cases:
         lib = engine.generate(model, prompt=prompt, seed=seed, steps=steps, count=count, guidance=guidance)
         remote = daemon.generate(model, prompt=prompt, seed=seed, steps=steps, count=count, guidance=guidance,
@@ -123,7 +123,7 @@ def test_describe_reports_guidance_and_steps(engine, repo):
     teacher = engine.model_info("latent-diffusion")
     student = engine.model_info("distilled-unet")
     assert teacher.supports_guidance and student.supports_guidance
-    assert teacher.default_steps == 50 and student.default_steps == 8
+    assert teacher.default_steps == 50 and student.default_steps == 4
     assert teacher.max_steps == 64
     # cz_model_describe carries the default guidance each model's config.json sets.
     import json
